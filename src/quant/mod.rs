@@ -1,0 +1,260 @@
+//! ggml block quantization: one trait ([`GgmlBlock`]), one module per block
+//! family, each with a scalar reference path and SIMD paths that must give
+//! the same results.
+//!
+//! - [`float`]: F32, F16, BF16.
+//! - [`legacy`]: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1.
+//! - [`kquants`]: Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K.
+//! - [`search`]: the scale searches ggml's quantizers share.
+//!
+//! The byte-level functions at the bottom ([`quantize_row`],
+//! [`dequantize_row`], [`vec_dot`], [`quantize_rows`]) dispatch on a
+//! [`GgmlType`] for code that works on raw tensor bytes.
+
+pub mod blocks;
+pub mod float;
+pub mod kquants;
+pub mod legacy;
+pub mod search;
+
+use bytemuck::Pod;
+use rayon::prelude::*;
+
+pub use crate::gguf::types::GgmlType;
+pub use blocks::*;
+
+/// Errors of the byte-level quantization API.
+#[derive(Debug, thiserror::Error)]
+pub enum QuantError {
+    #[error("{op} of {ty} is not supported by quantmix")]
+    Unsupported { ty: GgmlType, op: &'static str },
+    #[error("{ty}: row length {n} is not a multiple of the block size {block}")]
+    RowNotBlockMultiple { ty: GgmlType, n: usize, block: usize },
+    #[error("{ty}: buffer of {got} bytes, expected {expected}")]
+    BadLength { ty: GgmlType, got: usize, expected: usize },
+    #[error("importance matrix has {got} values, expected {expected} (one per column)")]
+    BadImatrix { got: usize, expected: usize },
+}
+
+/// One ggml block type: its layout (`Self`), how to quantize a row into it
+/// (optionally weighted by an importance vector), how to dequantize it, and
+/// its dot product with the activation type ggml pairs it with.
+pub trait GgmlBlock: Pod + Send + Sync + 'static {
+    /// The ggml type this block stores.
+    const TYPE: GgmlType;
+    /// Elements per block.
+    const BLCK_SIZE: usize;
+    /// The activation type of [`GgmlBlock::vec_dot`] (`vec_dot_type` in ggml).
+    type VecDot: GgmlBlock;
+
+    /// Quantize `src` (`dst.len() * BLCK_SIZE` values). With `imatrix`
+    /// (one weight per element of `src`), use ggml's importance-weighted
+    /// search; without, ggml's reference quantizer.
+    fn quantize_row(src: &[f32], dst: &mut [Self], imatrix: Option<&[f32]>);
+
+    /// Dequantize `src` into `dst` (`src.len() * BLCK_SIZE` values).
+    fn dequantize_row(src: &[Self], dst: &mut [f32]);
+
+    /// Dot product of a weight row with an activation row of equal length,
+    /// using the fastest path this CPU supports.
+    fn vec_dot(x: &[Self], y: &[Self::VecDot]) -> f32;
+}
+
+/// Invoke `$body` with `$B` bound to the block type of `$ty`; evaluates to
+/// `None` for types without a block implementation.
+#[macro_export]
+macro_rules! with_block_type {
+    ($ty:expr, $B:ident => $body:expr) => {{
+        use $crate::gguf::types::GgmlType as __T;
+        use $crate::quant::blocks::*;
+        match $ty {
+            __T::F32 => {
+                type $B = f32;
+                Some($body)
+            }
+            __T::F16 => {
+                type $B = half::f16;
+                Some($body)
+            }
+            __T::BF16 => {
+                type $B = half::bf16;
+                Some($body)
+            }
+            __T::Q4_0 => {
+                type $B = BlockQ4_0;
+                Some($body)
+            }
+            __T::Q4_1 => {
+                type $B = BlockQ4_1;
+                Some($body)
+            }
+            __T::Q5_0 => {
+                type $B = BlockQ5_0;
+                Some($body)
+            }
+            __T::Q5_1 => {
+                type $B = BlockQ5_1;
+                Some($body)
+            }
+            __T::Q8_0 => {
+                type $B = BlockQ8_0;
+                Some($body)
+            }
+            __T::Q8_1 => {
+                type $B = BlockQ8_1;
+                Some($body)
+            }
+            __T::Q2_K => {
+                type $B = BlockQ2K;
+                Some($body)
+            }
+            __T::Q3_K => {
+                type $B = BlockQ3K;
+                Some($body)
+            }
+            __T::Q4_K => {
+                type $B = BlockQ4K;
+                Some($body)
+            }
+            __T::Q5_K => {
+                type $B = BlockQ5K;
+                Some($body)
+            }
+            __T::Q6_K => {
+                type $B = BlockQ6K;
+                Some($body)
+            }
+            __T::Q8_K => {
+                type $B = BlockQ8K;
+                Some($body)
+            }
+            _ => None,
+        }
+    }};
+}
+
+/// Types quantmix can quantize to.
+pub fn can_quantize(ty: GgmlType) -> bool {
+    with_block_type!(ty, B => std::mem::size_of::<B>()).is_some()
+}
+
+/// Types quantmix can dequantize.
+pub fn can_dequantize(ty: GgmlType) -> bool {
+    with_block_type!(ty, B => std::mem::size_of::<B>()).is_some()
+}
+
+/// The activation type ggml pairs with `ty` in dot products.
+pub fn vec_dot_type(ty: GgmlType) -> Option<GgmlType> {
+    with_block_type!(ty, B => <<B as GgmlBlock>::VecDot as GgmlBlock>::TYPE)
+}
+
+fn check_len(ty: GgmlType, n: usize, bytes: usize) -> Result<(), QuantError> {
+    let block = ty.block_size();
+    if n % block != 0 {
+        return Err(QuantError::RowNotBlockMultiple { ty, n, block });
+    }
+    let expected = n / block * ty.type_size();
+    if bytes != expected {
+        return Err(QuantError::BadLength { ty, got: bytes, expected });
+    }
+    Ok(())
+}
+
+/// View bytes as blocks, copying only when the bytes are misaligned.
+fn blocks_of<B: Pod>(bytes: &[u8]) -> std::borrow::Cow<'_, [B]> {
+    match bytemuck::try_cast_slice::<u8, B>(bytes) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => std::borrow::Cow::Owned(bytemuck::pod_collect_to_vec::<u8, B>(bytes)),
+    }
+}
+
+fn quantize_into<B: GgmlBlock>(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) {
+    match bytemuck::try_cast_slice_mut::<u8, B>(dst) {
+        Ok(d) => B::quantize_row(src, d, imatrix),
+        Err(_) => {
+            let mut tmp = vec![B::zeroed(); src.len() / B::BLCK_SIZE];
+            B::quantize_row(src, &mut tmp, imatrix);
+            dst.copy_from_slice(bytemuck::cast_slice(&tmp));
+        }
+    }
+}
+
+/// Quantize one row of `src.len()` values of type `ty` into `dst`.
+pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>) -> Result<(), QuantError> {
+    check_len(ty, src.len(), dst.len())?;
+    if let Some(w) = imatrix {
+        if w.len() != src.len() {
+            return Err(QuantError::BadImatrix { got: w.len(), expected: src.len() });
+        }
+    }
+    with_block_type!(ty, B => quantize_into::<B>(src, dst, imatrix))
+        .ok_or(QuantError::Unsupported { ty, op: "quantization" })
+}
+
+/// Dequantize bytes of type `ty` into `dst` (`dst.len()` values).
+pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), QuantError> {
+    check_len(ty, dst.len(), src.len())?;
+    with_block_type!(ty, B => B::dequantize_row(&blocks_of::<B>(src), dst))
+        .ok_or(QuantError::Unsupported { ty, op: "dequantization" })
+}
+
+/// Dot product of `n` weights of type `ty` with `n` activations of type
+/// `vec_dot_type(ty)`.
+pub fn vec_dot(ty: GgmlType, n: usize, w: &[u8], act: &[u8]) -> Result<f32, QuantError> {
+    check_len(ty, n, w.len())?;
+    let aty = vec_dot_type(ty).ok_or(QuantError::Unsupported { ty, op: "vec_dot" })?;
+    check_len(aty, n, act.len())?;
+    with_block_type!(ty, B => {
+        let x = blocks_of::<B>(w);
+        let y = blocks_of::<<B as GgmlBlock>::VecDot>(act);
+        B::vec_dot(&x, &y)
+    })
+    .ok_or(QuantError::Unsupported { ty, op: "vec_dot" })
+}
+
+/// Quantize a whole tensor of rows of `n_per_row` values, in parallel over
+/// rows. The result does not depend on the number of threads: every row is
+/// quantized independently, exactly as the scalar path does it.
+/// `imatrix`, when given, has `n_per_row` values (one per column).
+pub fn quantize_rows(
+    ty: GgmlType,
+    src: &[f32],
+    n_per_row: usize,
+    imatrix: Option<&[f32]>,
+    dst: &mut [u8],
+) -> Result<(), QuantError> {
+    if n_per_row == 0 || src.len() % n_per_row != 0 {
+        return Err(QuantError::RowNotBlockMultiple { ty, n: n_per_row, block: ty.block_size() });
+    }
+    let row_bytes = ty.row_bytes(n_per_row as u64).ok_or(QuantError::RowNotBlockMultiple {
+        ty,
+        n: n_per_row,
+        block: ty.block_size(),
+    })? as usize;
+    let rows = src.len() / n_per_row;
+    if dst.len() != rows * row_bytes {
+        return Err(QuantError::BadLength { ty, got: dst.len(), expected: rows * row_bytes });
+    }
+    if !can_quantize(ty) {
+        return Err(QuantError::Unsupported { ty, op: "quantization" });
+    }
+    if let Some(w) = imatrix {
+        if w.len() != n_per_row {
+            return Err(QuantError::BadImatrix { got: w.len(), expected: n_per_row });
+        }
+    }
+    dst.par_chunks_mut(row_bytes).zip(src.par_chunks(n_per_row)).try_for_each(|(d, s)| quantize_row(ty, s, d, imatrix))
+}
+
+/// Dequantize a whole tensor (any number of rows) in parallel.
+pub fn dequantize_rows(ty: GgmlType, src: &[u8], n_per_row: usize, dst: &mut [f32]) -> Result<(), QuantError> {
+    let row_bytes = ty.row_bytes(n_per_row as u64).ok_or(QuantError::RowNotBlockMultiple {
+        ty,
+        n: n_per_row,
+        block: ty.block_size(),
+    })? as usize;
+    if n_per_row == 0 || dst.len() % n_per_row != 0 || src.len() != dst.len() / n_per_row * row_bytes {
+        return Err(QuantError::BadLength { ty, got: src.len(), expected: dst.len() / n_per_row.max(1) * row_bytes });
+    }
+    dst.par_chunks_mut(n_per_row).zip(src.par_chunks(row_bytes)).try_for_each(|(d, s)| dequantize_row(ty, s, d))
+}
