@@ -1,25 +1,85 @@
-//! F32, F16, BF16 "blocks" (block size 1). OWNER: helper QB — stub.
+//! F32, F16 and BF16 as "blocks" of one value.
+//!
+//! Conversions follow ggml: F16 is IEEE binary16 with round-to-nearest-even
+//! (what F16C and ggml's software path give); BF16 rounds to nearest even
+//! and turns every NaN into a quiet NaN keeping its sign and payload top
+//! bits (`ggml_compute_fp32_to_bf16`). Importance weights do not apply.
+
 use super::{GgmlBlock, GgmlType};
 use half::{bf16, f16};
 
-macro_rules! stub_float {
-    ($t:ty, $g:ident) => {
-        impl GgmlBlock for $t {
-            const TYPE: GgmlType = GgmlType::$g;
-            const BLCK_SIZE: usize = 1;
-            type VecDot = $t;
-            fn quantize_row(_src: &[f32], _dst: &mut [Self], _imatrix: Option<&[f32]>) {
-                unimplemented!()
-            }
-            fn dequantize_row(_src: &[Self], _dst: &mut [f32]) {
-                unimplemented!()
-            }
-            fn vec_dot(_x: &[Self], _y: &[Self]) -> f32 {
-                unimplemented!()
-            }
-        }
-    };
+/// ggml's fp32 → bf16 conversion.
+#[inline]
+pub fn f32_to_bf16(x: f32) -> bf16 {
+    let u = x.to_bits();
+    if (u & 0x7fff_ffff) > 0x7f80_0000 {
+        return bf16::from_bits(((u >> 16) | 64) as u16);
+    }
+    bf16::from_bits((u.wrapping_add(0x7fff + ((u >> 16) & 1)) >> 16) as u16)
 }
-stub_float!(f32, F32);
-stub_float!(f16, F16);
-stub_float!(bf16, BF16);
+
+impl GgmlBlock for f32 {
+    const TYPE: GgmlType = GgmlType::F32;
+    const BLCK_SIZE: usize = 1;
+    type VecDot = f32;
+    fn quantize_row(src: &[f32], dst: &mut [Self], _imatrix: Option<&[f32]>) {
+        dst.copy_from_slice(src);
+    }
+    fn dequantize_row(src: &[Self], dst: &mut [f32]) {
+        dst.copy_from_slice(src);
+    }
+    fn vec_dot(x: &[Self], y: &[Self]) -> f32 {
+        x.iter().zip(y).map(|(a, b)| a * b).sum()
+    }
+}
+
+impl GgmlBlock for f16 {
+    const TYPE: GgmlType = GgmlType::F16;
+    const BLCK_SIZE: usize = 1;
+    type VecDot = f16;
+    fn quantize_row(src: &[f32], dst: &mut [Self], _imatrix: Option<&[f32]>) {
+        half::slice::HalfFloatSliceExt::convert_from_f32_slice(dst, src);
+    }
+    fn dequantize_row(src: &[Self], dst: &mut [f32]) {
+        half::slice::HalfFloatSliceExt::convert_to_f32_slice(src, dst);
+    }
+    /// Accumulated in f64 as ggml's scalar F16 dot product does.
+    fn vec_dot(x: &[Self], y: &[Self]) -> f32 {
+        x.iter().zip(y).map(|(a, b)| a.to_f32() as f64 * b.to_f32() as f64).sum::<f64>() as f32
+    }
+}
+
+impl GgmlBlock for bf16 {
+    const TYPE: GgmlType = GgmlType::BF16;
+    const BLCK_SIZE: usize = 1;
+    type VecDot = bf16;
+    fn quantize_row(src: &[f32], dst: &mut [Self], _imatrix: Option<&[f32]>) {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = f32_to_bf16(s);
+        }
+    }
+    fn dequantize_row(src: &[Self], dst: &mut [f32]) {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = s.to_f32();
+        }
+    }
+    fn vec_dot(x: &[Self], y: &[Self]) -> f32 {
+        x.iter().zip(y).map(|(a, b)| a.to_f32() as f64 * b.to_f32() as f64).sum::<f64>() as f32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bf16_rounding_and_nan() {
+        assert_eq!(f32_to_bf16(1.0).to_bits(), 0x3f80);
+        // 1 + 2^-8 is a tie between 0x3f80 and 0x3f81: rounds to even.
+        assert_eq!(f32_to_bf16(f32::from_bits(0x3f80_8000)).to_bits(), 0x3f80);
+        assert_eq!(f32_to_bf16(f32::from_bits(0x3f81_8000)).to_bits(), 0x3f82);
+        let nan = f32_to_bf16(f32::from_bits(0x7f80_0001));
+        assert!(nan.is_nan());
+        assert_eq!(nan.to_bits() & 0x40, 0x40);
+    }
+}

@@ -1,29 +1,82 @@
-//! Legacy block types Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1. OWNER: helper QB — stub.
-pub mod dot;
-use super::blocks::*;
-use super::{GgmlBlock, GgmlType};
+//! ggml's legacy block types: 32 values per block, one f16 scale (plus an
+//! f16 minimum for the `_1` variants).
+//!
+//! - [`q4`]: Q4_0 (symmetric 4-bit) and Q4_1 (4-bit with minimum).
+//! - [`q5`]: Q5_0 and Q5_1 (a fifth bit per value in `qh`).
+//! - [`q8`]: Q8_0 (weights and activations) and Q8_1 (activations of the
+//!   `_1` types, carrying `d · Σq`).
+//! - [`dot`]: their dot products with Q8_0 / Q8_1 activations.
+//!
+//! Without importance weights the quantizers are ggml's `quantize_row_*_ref`;
+//! with them, ggml's weighted searches (`quantize_row_*_impl`), where each
+//! value's weight is `w_j · sqrt(σ² + x_j²)` with σ² the row's mean square.
 
-macro_rules! stub_legacy {
-    ($b:ty, $g:ident, $vd:ty, $dot:path) => {
-        impl GgmlBlock for $b {
-            const TYPE: GgmlType = GgmlType::$g;
-            const BLCK_SIZE: usize = 32;
-            type VecDot = $vd;
-            fn quantize_row(_src: &[f32], _dst: &mut [Self], _imatrix: Option<&[f32]>) {
-                unimplemented!()
-            }
-            fn dequantize_row(_src: &[Self], _dst: &mut [f32]) {
-                unimplemented!()
-            }
-            fn vec_dot(x: &[Self], y: &[$vd]) -> f32 {
-                $dot(x, y)
-            }
-        }
-    };
+pub mod dot;
+pub mod q4;
+pub mod q5;
+pub mod q8;
+
+/// The per-value weights ggml's legacy imatrix quantizers use for one block:
+/// `qw[j] · sqrt(sigma2 + x[j]²)`.
+#[inline]
+pub(crate) fn block_weights(x: &[f32], qw: &[f32], sigma2: f32, out: &mut [f32; 32]) {
+    for j in 0..32 {
+        out[j] = qw[j] * (sigma2 + x[j] * x[j]).sqrt();
+    }
 }
-stub_legacy!(BlockQ4_0, Q4_0, BlockQ8_0, dot::vec_dot_q4_0_q8_0);
-stub_legacy!(BlockQ4_1, Q4_1, BlockQ8_1, dot::vec_dot_q4_1_q8_1);
-stub_legacy!(BlockQ5_0, Q5_0, BlockQ8_0, dot::vec_dot_q5_0_q8_0);
-stub_legacy!(BlockQ5_1, Q5_1, BlockQ8_1, dot::vec_dot_q5_1_q8_1);
-stub_legacy!(BlockQ8_0, Q8_0, BlockQ8_0, dot::vec_dot_q8_0_q8_0);
-stub_legacy!(BlockQ8_1, Q8_1, BlockQ8_1, dot::vec_dot_q8_1_q8_1);
+
+/// Mean square of a whole row, accumulated left to right in f32 as ggml does.
+#[inline]
+pub(crate) fn row_sigma2(x: &[f32]) -> f32 {
+    let mut s = 0.0f32;
+    for &v in x {
+        s += v * v;
+    }
+    s / x.len() as f32
+}
+
+/// Largest magnitude of a block and the signed value that has it (the first
+/// one when several tie), as the symmetric legacy quantizers pick it.
+#[inline]
+pub(crate) fn signed_absmax(x: &[f32]) -> f32 {
+    let (mut amax, mut max) = (0.0f32, 0.0f32);
+    for &v in x {
+        if amax < v.abs() {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    max
+}
+
+/// Minimum and maximum of a block (starting from ±f32::MAX, as ggml).
+#[inline]
+pub(crate) fn min_max(x: &[f32]) -> (f32, f32) {
+    let (mut min, mut max) = (f32::MAX, -f32::MAX);
+    for &v in x {
+        if v < min {
+            min = v;
+        }
+        if v > max {
+            max = v;
+        }
+    }
+    (min, max)
+}
+
+/// `1/d`, or 0 for a zero scale.
+#[inline]
+pub(crate) fn inv(d: f32) -> f32 {
+    if d != 0.0 {
+        1.0 / d
+    } else {
+        0.0
+    }
+}
+
+/// C's float → `int8_t` conversion for values known to be in range
+/// (truncation toward zero); saturates instead of being undefined outside.
+#[inline]
+pub(crate) fn trunc_i8(v: f32) -> i32 {
+    v as i8 as i32
+}
