@@ -11,6 +11,10 @@
 //! [`dequantize_row`], [`vec_dot`], [`quantize_rows`]) dispatch on a
 //! [`GgmlType`] for code that works on raw tensor bytes.
 
+// Kernels index several arrays in lockstep, mirroring ggml's loops so that the
+// order of floating-point operations is visibly the same.
+#![allow(clippy::needless_range_loop)]
+
 pub mod blocks;
 pub mod float;
 pub mod kquants;
