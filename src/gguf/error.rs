@@ -45,6 +45,10 @@ pub enum GgufErrorKind {
     Overlap { a: String, b: String },
     #[error("general.alignment {0} is not a non-zero power of two")]
     BadAlignment(u64),
+    #[error("interrupted")]
+    Interrupted,
+    #[error("writer: {0}")]
+    WriterMisuse(String),
     #[error("{0}")]
     Other(String),
 }

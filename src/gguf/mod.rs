@@ -4,11 +4,13 @@ pub mod error;
 pub mod reader;
 pub mod types;
 pub mod value;
+pub mod writer;
 
 pub use error::{GgufError, GgufErrorKind};
 pub use reader::{parse_header, GgufFile, GgufHeader};
 pub use types::GgmlType;
 pub use value::{MetaType, MetaValue};
+pub use writer::{gguf_file_size, GgufWriter, TensorSpec};
 
 pub const GGUF_MAGIC: &[u8; 4] = b"GGUF";
 pub const DEFAULT_ALIGNMENT: u64 = 32;

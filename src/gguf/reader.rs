@@ -51,6 +51,11 @@ impl GgufFile {
         Ok(GgufFile { path, header, mmap: Arc::new(mmap) })
     }
 
+    /// The file this was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub fn metadata(&self) -> &Metadata {
         &self.header.metadata
     }

@@ -1,0 +1,93 @@
+//! read → write → read keeps metadata (order and values) and tensor bytes;
+//! the writer's predicted size is exact; an unfinished write leaves nothing;
+//! gguf-py (an independent reader) reads what we write.
+
+mod common;
+
+use quantmix::gguf::{gguf_file_size, GgufFile, GgufWriter, TensorSpec};
+use std::path::Path;
+
+fn rewrite(src: &Path, dst: &Path, chunked: bool) -> u64 {
+    let g = GgufFile::open(src).unwrap();
+    let specs: Vec<TensorSpec> =
+        g.tensors().iter().map(|t| TensorSpec { name: t.name.clone(), shape: t.shape.clone(), ty: t.ty }).collect();
+    let align = g.metadata().get_u64("general.alignment").unwrap_or(32);
+    let mut w = GgufWriter::create(dst, g.metadata(), &specs, align).unwrap();
+    for t in g.tensors() {
+        let data = g.tensor_data(t);
+        if chunked {
+            for c in data.chunks(1000) {
+                w.write_tensor_chunk(c).unwrap();
+            }
+            w.end_tensor().unwrap();
+        } else {
+            w.write_tensor(data).unwrap();
+        }
+    }
+    let n = w.finish().unwrap();
+    assert_eq!(n, gguf_file_size(g.metadata(), &specs, align), "predicted size");
+    assert_eq!(n, std::fs::metadata(dst).unwrap().len());
+    n
+}
+
+fn assert_same(a: &Path, b: &Path) {
+    let (x, y) = (GgufFile::open(a).unwrap(), GgufFile::open(b).unwrap());
+    let xm: Vec<_> = x.metadata().iter().collect();
+    let ym: Vec<_> = y.metadata().iter().collect();
+    assert_eq!(xm, ym, "metadata differs");
+    assert_eq!(x.tensors().len(), y.tensors().len());
+    for (s, t) in x.tensors().iter().zip(y.tensors()) {
+        assert_eq!((&s.name, &s.shape, s.ty), (&t.name, &t.shape, t.ty));
+        assert!(x.tensor_data(s) == y.tensor_data(t), "tensor {} bytes differ", s.name);
+    }
+}
+
+#[test]
+fn roundtrip_fixtures() {
+    let dir = common::tempdir();
+    for f in ["presets/synth12-llama-f16.gguf", "golden/ggml-quants.gguf"] {
+        let src = common::fixture(f);
+        for chunked in [false, true] {
+            let out = dir.path().join(format!("out-{chunked}.gguf"));
+            rewrite(&src, &out, chunked);
+            assert_same(&src, &out);
+        }
+    }
+}
+
+#[test]
+fn roundtrip_smollm2_and_gguf_py_reads_it() {
+    let Some(src) = common::smollm2() else { return };
+    let dir = common::tempdir();
+    let out = dir.path().join("smollm2.gguf");
+    rewrite(&src, &out, true);
+    assert_same(&src, &out);
+    // Our layout is the same as the source's (written by llama.cpp's tooling),
+    // byte for byte.
+    let (a, b) = (std::fs::read(&src).unwrap(), std::fs::read(&out).unwrap());
+    assert!(a == b, "rewritten SmolLM2 differs from the original file");
+    let Some(py) = common::python() else { return };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/gguf_check.py");
+    let st = std::process::Command::new(py).arg(script).arg(&out).arg(&src).status().unwrap();
+    assert!(st.success(), "gguf-py disagrees with our file");
+}
+
+#[test]
+fn dropped_writer_leaves_no_file() {
+    let dir = common::tempdir();
+    let out = dir.path().join("never.gguf");
+    let g = GgufFile::open(common::fixture("presets/synth12-llama-f16.gguf")).unwrap();
+    let specs: Vec<TensorSpec> =
+        g.tensors().iter().map(|t| TensorSpec { name: t.name.clone(), shape: t.shape.clone(), ty: t.ty }).collect();
+    let mut w = GgufWriter::create(&out, g.metadata(), &specs, 32).unwrap();
+    w.write_tensor(g.tensor_data(&g.tensors()[0])).unwrap();
+    // A wrong length is an error, not a corrupt file.
+    assert!(w.write_tensor(&[0u8; 3]).is_err());
+    drop(w);
+    assert!(!out.exists());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "temporary file left behind");
+    // finish() before all tensors are written is an error, and leaves nothing.
+    let w = GgufWriter::create(&out, g.metadata(), &specs, 32).unwrap();
+    assert!(w.finish().is_err());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
