@@ -6,6 +6,7 @@
 //! - [`quantize`]: the streaming quantization pipeline.
 
 pub mod cli;
+pub mod convert;
 pub mod gguf;
 pub mod quant;
 pub mod quantize;
