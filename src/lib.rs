@@ -5,4 +5,5 @@
 
 pub mod cli;
 pub mod gguf;
+pub mod model;
 pub mod quant;
