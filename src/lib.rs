@@ -2,7 +2,11 @@
 //!
 //! - [`gguf`]: the file format (reader, writer, types).
 //! - [`quant`]: ggml block quantization kernels, bit-exact with ggml.
+//! - [`recipe`]: which type each tensor gets (recipes, llama.cpp presets).
+//! - [`quantize`]: the streaming quantization pipeline.
 
 pub mod cli;
 pub mod gguf;
 pub mod quant;
+pub mod quantize;
+pub mod recipe;

@@ -74,9 +74,28 @@ pub(crate) fn inv(d: f32) -> f32 {
     }
 }
 
-/// C's float → `int8_t` conversion for values known to be in range
-/// (truncation toward zero); saturates instead of being undefined outside.
+/// C's float → `int` conversion as x86-64 compilers emit it (`cvttss2si`):
+/// truncation toward zero; NaN and values outside the `i32` range give
+/// `i32::MIN` (the "integer indefinite" value). ggml relies on this when a
+/// tiny block scale makes the inverse scale infinite.
+#[inline]
+pub(crate) fn c_float_to_int(v: f32) -> i32 {
+    if (-2_147_483_648.0..2_147_483_648.0).contains(&v) {
+        v as i32
+    } else {
+        i32::MIN
+    }
+}
+
+/// C's float → `int8_t` conversion: the low byte of [`c_float_to_int`],
+/// sign-extended.
 #[inline]
 pub(crate) fn trunc_i8(v: f32) -> i32 {
-    v as i8 as i32
+    c_float_to_int(v) as i8 as i32
+}
+
+/// C's float → `uint8_t` conversion: the low byte of [`c_float_to_int`].
+#[inline]
+pub(crate) fn trunc_u8(v: f32) -> u8 {
+    c_float_to_int(v) as u8
 }

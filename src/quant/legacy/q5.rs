@@ -2,7 +2,7 @@
 //! in bit `j` of the little-endian `qh` word.
 
 use super::q4::QKX3_LEGACY;
-use super::{block_weights, inv, min_max, row_sigma2, signed_absmax, trunc_i8};
+use super::{block_weights, inv, min_max, row_sigma2, signed_absmax, trunc_i8, trunc_u8};
 use crate::quant::blocks::{BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1, QK5_0};
 use crate::quant::search::{make_qkx3_quants, make_qx_quants};
 use crate::quant::{GgmlBlock, GgmlType};
@@ -91,7 +91,7 @@ impl GgmlBlock for BlockQ5_1 {
                 y.m = f16::from_f32(min);
                 for j in 0..32 {
                     // ggml converts straight to uint8_t here (no clamp to 31).
-                    l[j] = ((x[j] - min) * id + 0.5) as u8;
+                    l[j] = trunc_u8((x[j] - min) * id + 0.5);
                 }
                 pack5(&l, &mut y.qs, &mut y.qh);
             }

@@ -1,7 +1,7 @@
 //! Q8_0 (8-bit symmetric, used for weights and activations) and Q8_1 (the
 //! activation type of Q4_1/Q5_1, which also stores `d · Σq`).
 
-use super::inv;
+use super::{inv, trunc_i8};
 use crate::quant::blocks::{BlockQ8_0, BlockQ8_1, QK8_0};
 use crate::quant::{GgmlBlock, GgmlType};
 use half::f16;
@@ -28,7 +28,7 @@ impl GgmlBlock for BlockQ8_0 {
             let (d, id) = q8_scale(x);
             y.d = f16::from_f32(d);
             for (q, &v) in y.qs.iter_mut().zip(x) {
-                *q = (v * id).round() as i8;
+                *q = trunc_i8((v * id).round()) as i8;
             }
         }
     }
@@ -59,7 +59,7 @@ impl GgmlBlock for BlockQ8_1 {
             y.d = f16::from_f32(d);
             let mut sum = 0i32;
             for j in 0..16 {
-                let (a, b) = ((x[j] * id).round() as i8, (x[j + 16] * id).round() as i8);
+                let (a, b) = (trunc_i8((x[j] * id).round()) as i8, trunc_i8((x[j + 16] * id).round()) as i8);
                 y.qs[j] = a;
                 y.qs[j + 16] = b;
                 sum += a as i32 + b as i32;

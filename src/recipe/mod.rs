@@ -1,0 +1,577 @@
+//! Recipes: which ggml type each tensor gets.
+//!
+//! A recipe is a TOML file (format in `recipes/README.md`): a `default` type
+//! and/or a llama.cpp `preset` as the base choice, an ordered list of
+//! `[[rule]]`s that override it for the tensors they match (by role, name
+//! glob or regex, and layer set), optional `[fallback]` overrides for row
+//! lengths a type cannot take, and optional `[imatrix]` and `[budget]`
+//! sections.
+//!
+//! Resolution, per tensor, in this order:
+//! 1. tensors llama.cpp never quantizes (1-D, norms, …) keep their type;
+//! 2. the base: the preset's choice (llama.cpp's logic) or the default;
+//! 3. the FIRST rule that matches overrides it (`keep` = the source type);
+//! 4. if the type's block does not divide the row length, the fallback
+//!    (llama.cpp's table unless overridden; F16 when nothing fits).
+//!
+//! Every choice carries its [`Reason`].
+
+pub mod layers;
+pub mod llama;
+pub mod roles;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::gguf::{GgmlType, TensorInfo};
+use layers::LayerSet;
+pub use llama::{ModelInfo, Preset};
+
+/// A recipe error; `line` is 1-based in the recipe file when known.
+#[derive(Debug, thiserror::Error)]
+#[error("{origin}{}: {msg}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct RecipeError {
+    pub origin: String,
+    pub line: Option<usize>,
+    pub msg: String,
+}
+
+/// The type a rule (or the default) asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TypeChoice {
+    Type(GgmlType),
+    /// Leave the tensor as in the source.
+    Keep,
+}
+
+impl fmt::Display for TypeChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TypeChoice::Type(t) => f.write_str(t.name()),
+            TypeChoice::Keep => f.write_str("keep"),
+        }
+    }
+}
+
+/// Types quantmix can write.
+pub fn writable(ty: GgmlType) -> bool {
+    crate::quant::can_quantize(ty) && !matches!(ty, GgmlType::Q8_1 | GgmlType::Q8_K)
+}
+
+fn parse_choice(s: &str) -> Result<TypeChoice, String> {
+    if s.eq_ignore_ascii_case("keep") {
+        return Ok(TypeChoice::Keep);
+    }
+    match GgmlType::from_name(s) {
+        Some(t) if writable(t) => Ok(TypeChoice::Type(t)),
+        Some(t) => Err(format!("quantmix cannot write type {t}")),
+        None => Err(format!("unknown type `{s}` (expected a ggml type such as Q4_K, Q8_0, F16, or `keep`)")),
+    }
+}
+
+/// One `[[rule]]`.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    /// 1-based position among the rules.
+    pub index: usize,
+    pub line: usize,
+    pub roles: Vec<String>,
+    pub name: Option<String>,
+    pub regex: Option<regex::Regex>,
+    pub layers: Option<LayerSet>,
+    pub ty: TypeChoice,
+    pub why: Option<String>,
+}
+
+impl Rule {
+    fn matches(&self, t: &TensorInfo, n_layer: u32) -> bool {
+        let role = roles::role_of(&t.name);
+        if !self.roles.is_empty() && !self.roles.iter().any(|r| roles::role_matches(r, role)) {
+            return false;
+        }
+        if let Some(g) = &self.name {
+            if !glob_match(g, &t.name) {
+                return false;
+            }
+        }
+        if let Some(re) = &self.regex {
+            if !re.is_match(&t.name) {
+                return false;
+            }
+        }
+        if let Some(ls) = &self.layers {
+            match roles::layer_of(&t.name) {
+                Some(l) if ls.contains(l, n_layer) => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+}
+
+/// `*` matches any run of characters, `?` one character.
+pub fn glob_match(pattern: &str, s: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), s.chars().collect());
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// The `[budget]` section.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Budget {
+    Bytes(u64),
+    Bpw(f64),
+}
+
+/// A parsed, validated recipe.
+#[derive(Clone, Debug)]
+pub struct Recipe {
+    /// File name (or `preset Q4_K_M`, `--type Q4_K`) for messages.
+    pub origin: String,
+    /// The TOML text (stored in the output's metadata).
+    pub text: String,
+    pub preset: Option<Preset>,
+    pub default: Option<TypeChoice>,
+    pub rules: Vec<Rule>,
+    pub fallback: BTreeMap<GgmlType, GgmlType>,
+    pub imatrix: Option<PathBuf>,
+    pub budget: Option<Budget>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecipeDe {
+    preset: Option<String>,
+    default: Option<String>,
+    #[serde(default)]
+    rule: Vec<toml::Spanned<RuleDe>>,
+    #[serde(default)]
+    fallback: BTreeMap<String, String>,
+    imatrix: Option<ImatrixDe>,
+    budget: Option<BudgetDe>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleDe {
+    role: Option<String>,
+    roles: Option<Vec<String>>,
+    name: Option<String>,
+    regex: Option<String>,
+    layers: Option<String>,
+    #[serde(rename = "type")]
+    ty: String,
+    why: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImatrixDe {
+    file: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BudgetDe {
+    size: Option<toml::Value>,
+    bpw: Option<f64>,
+}
+
+/// Parse a size: a plain integer (bytes) or with a `KB`, `MB`, `GB` (×1000)
+/// or `KiB`, `MiB`, `GiB` (×1024) suffix.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let v: f64 = num.parse().ok()?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    Some((v * mult) as u64)
+}
+
+fn line_of(text: &str, byte: usize) -> usize {
+    text[..byte.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+}
+
+impl Recipe {
+    /// Read and validate a recipe file. Relative `[imatrix]` paths are
+    /// resolved against the recipe's directory.
+    pub fn from_path(path: &Path) -> Result<Recipe, RecipeError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| RecipeError {
+            origin: origin.clone(),
+            line: None,
+            msg: format!("cannot read: {e}"),
+        })?;
+        let mut r = Recipe::from_toml_str(&text, &origin)?;
+        if let (Some(f), Some(dir)) = (&r.imatrix, path.parent()) {
+            if f.is_relative() {
+                r.imatrix = Some(dir.join(f));
+            }
+        }
+        Ok(r)
+    }
+
+    /// Parse and validate recipe text; `origin` names it in errors.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Recipe, RecipeError> {
+        let err = |line: Option<usize>, msg: String| RecipeError { origin: origin.to_string(), line, msg };
+        let de: RecipeDe =
+            toml::from_str(text).map_err(|e| err(e.span().map(|s| line_of(text, s.start)), e.message().to_string()))?;
+        let preset = match &de.preset {
+            Some(p) => Some(Preset::from_name(p).ok_or_else(|| {
+                let names: Vec<&str> = Preset::ALL.iter().map(|p| p.name()).collect();
+                err(None, format!("unknown preset `{p}` (known: {})", names.join(", ")))
+            })?),
+            None => None,
+        };
+        let default = match &de.default {
+            Some(d) => Some(parse_choice(d).map_err(|m| err(None, format!("default: {m}")))?),
+            None => None,
+        };
+        if preset.is_none() && default.is_none() {
+            return Err(err(None, "a recipe needs `default = \"<type>\"` or `preset = \"<llama.cpp preset>\"`".into()));
+        }
+        let mut rules = Vec::new();
+        for (i, sr) in de.rule.iter().enumerate() {
+            let line = line_of(text, sr.span().start);
+            let r = sr.get_ref();
+            let rerr = |m: String| err(Some(line), format!("rule #{}: {m}", i + 1));
+            let ty = parse_choice(&r.ty).map_err(rerr)?;
+            let mut roles: Vec<String> = r.roles.clone().unwrap_or_default();
+            if let Some(role) = &r.role {
+                roles.push(role.clone());
+            }
+            let regex = match &r.regex {
+                Some(s) => Some(regex::Regex::new(s).map_err(|e| rerr(format!("invalid regex: {e}")))?),
+                None => None,
+            };
+            let layers = match &r.layers {
+                Some(s) => Some(LayerSet::parse(s).map_err(|e| rerr(format!("invalid layer set: {e}")))?),
+                None => None,
+            };
+            if roles.is_empty() && r.name.is_none() && regex.is_none() && layers.is_none() {
+                return Err(rerr("matches every tensor: give `role`, `name`, `regex` or `layers`".into()));
+            }
+            rules.push(Rule { index: i + 1, line, roles, name: r.name.clone(), regex, layers, ty, why: r.why.clone() });
+        }
+        let mut fallback = BTreeMap::new();
+        for (from, to) in &de.fallback {
+            let f = GgmlType::from_name(from).ok_or_else(|| err(None, format!("[fallback]: unknown type `{from}`")))?;
+            match parse_choice(to).map_err(|m| err(None, format!("[fallback] {from}: {m}")))? {
+                TypeChoice::Type(t) => fallback.insert(f, t),
+                TypeChoice::Keep => return Err(err(None, format!("[fallback] {from}: `keep` is not a fallback"))),
+            };
+        }
+        let budget = match de.budget {
+            None => None,
+            Some(b) => match (b.size, b.bpw) {
+                (Some(s), None) => {
+                    let bytes = match &s {
+                        toml::Value::Integer(i) if *i > 0 => Some(*i as u64),
+                        toml::Value::String(s) => parse_size(s),
+                        _ => None,
+                    };
+                    Some(Budget::Bytes(bytes.ok_or_else(|| err(None, format!("[budget] size: cannot read `{s}`")))?))
+                }
+                (None, Some(b)) if b > 0.0 => Some(Budget::Bpw(b)),
+                _ => return Err(err(None, "[budget] needs exactly one of `size` or `bpw` (> 0)".into())),
+            },
+        };
+        Ok(Recipe {
+            origin: origin.to_string(),
+            text: text.to_string(),
+            preset,
+            default,
+            rules,
+            fallback,
+            imatrix: de.imatrix.map(|i| i.file),
+            budget,
+        })
+    }
+
+    /// A recipe that gives every quantizable tensor `ty` (llama-quantize
+    /// `--pure`), with llama.cpp's fallbacks.
+    pub fn pure(ty: GgmlType) -> Result<Recipe, RecipeError> {
+        let text = format!("# every quantizable tensor as {ty} (like llama-quantize --pure)\ndefault = \"{ty}\"\n");
+        Recipe::from_toml_str(&text, &format!("--type {ty}"))
+    }
+
+    /// llama.cpp's logic for a preset.
+    pub fn preset(p: Preset) -> Recipe {
+        let text = format!("# llama-quantize's {} logic, tensor by tensor\npreset = \"{}\"\n", p.name(), p.name());
+        Recipe::from_toml_str(&text, &format!("preset {}", p.name())).expect("preset recipe is valid")
+    }
+}
+
+/// Why a tensor got its type.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reason {
+    /// llama.cpp never quantizes it (1-D, norm, …).
+    NotQuantized(&'static str),
+    Default,
+    Preset(Preset),
+    Rule {
+        index: usize,
+        line: usize,
+        why: Option<String>,
+    },
+    Fallback {
+        base: Box<Reason>,
+        wanted: GgmlType,
+        row_len: u64,
+        block: usize,
+    },
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::NotQuantized(why) => write!(f, "kept: {why}"),
+            Reason::Default => f.write_str("default"),
+            Reason::Preset(p) => write!(f, "preset {} (llama.cpp logic)", p.name()),
+            Reason::Rule { index, line, why } => {
+                write!(f, "rule #{index} (line {line})")?;
+                if let Some(w) = why {
+                    write!(f, ": {w}")?;
+                }
+                Ok(())
+            }
+            Reason::Fallback { base, wanted, row_len, block } => {
+                write!(f, "{base}; fallback from {wanted}: row length {row_len} is not a multiple of {block}")
+            }
+        }
+    }
+}
+
+/// The resolved choice for one tensor.
+#[derive(Clone, Debug)]
+pub struct TensorChoice {
+    pub name: String,
+    pub source_type: GgmlType,
+    pub ty: GgmlType,
+    pub reason: Reason,
+}
+
+/// The resolved choice for every tensor of a model.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub tensors: Vec<TensorChoice>,
+    /// `general.file_type` for the output.
+    pub file_type: u32,
+}
+
+impl Plan {
+    /// Tensors whose type came from a shape fallback.
+    pub fn fallbacks(&self) -> impl Iterator<Item = &TensorChoice> {
+        self.tensors.iter().filter(|c| matches!(c.reason, Reason::Fallback { .. }))
+    }
+}
+
+/// Resolve `recipe` for a model's tensors.
+pub fn plan(
+    recipe: &Recipe,
+    model: &ModelInfo,
+    tensors: &[TensorInfo],
+    has_imatrix: bool,
+) -> Result<Plan, RecipeError> {
+    let err = |line: Option<usize>, msg: String| RecipeError { origin: recipe.origin.clone(), line, msg };
+    if let Some(b) = &recipe.budget {
+        return Err(err(
+            None,
+            format!("[budget] {b:?}: allocation under a budget is not available in this version; remove [budget] or list types explicitly"),
+        ));
+    }
+    // Roles must be known, or present in this model.
+    for r in &recipe.rules {
+        for role in &r.roles {
+            let present = tensors.iter().any(|t| roles::role_matches(role, roles::role_of(&t.name)));
+            if !present && !roles::KNOWN_ROLES.contains(&role.as_str()) {
+                return Err(err(Some(r.line), format!("rule #{}: unknown role `{role}`", r.index)));
+            }
+        }
+        if let Some(ls) = &r.layers {
+            if let Some(l) = ls.out_of_range(model.n_layer) {
+                return Err(err(
+                    Some(r.line),
+                    format!("rule #{}: layer {l} does not exist (the model has {} layers)", r.index, model.n_layer),
+                ));
+            }
+        }
+    }
+    // llama-quantize walks the tensors in the order of its weights map:
+    // by layer number (non-layer tensors first), then by name. Its attn_v /
+    // ffn_down counters follow that order, and so must ours, whatever the
+    // order of the source file.
+    let mut preset_types = std::collections::HashMap::new();
+    if let Some(p) = recipe.preset {
+        let mut state = llama::PresetState::new(p, model, tensors, has_imatrix);
+        let mut sorted: Vec<&TensorInfo> = tensors.iter().collect();
+        sorted.sort_by(|a, b| {
+            let la = roles::layer_of(&a.name).map_or(-1, |l| l as i64);
+            let lb = roles::layer_of(&b.name).map_or(-1, |l| l as i64);
+            la.cmp(&lb).then_with(|| a.name.cmp(&b.name))
+        });
+        for t in sorted {
+            if llama::allows_quantization(&t.name, t.shape.len()).is_ok() {
+                preset_types.insert(t.name.as_str(), state.choose(t));
+            }
+        }
+    }
+    let mut used = vec![false; recipe.rules.len()];
+    let mut out = Vec::with_capacity(tensors.len());
+    for t in tensors {
+        if let Err(why) = llama::allows_quantization(&t.name, t.shape.len()) {
+            out.push(TensorChoice {
+                name: t.name.clone(),
+                source_type: t.ty,
+                ty: t.ty,
+                reason: Reason::NotQuantized(why),
+            });
+            continue;
+        }
+        let (mut choice, mut reason) = match (recipe.preset, recipe.default) {
+            (Some(p), _) => (TypeChoice::Type(preset_types[t.name.as_str()]), Reason::Preset(p)),
+            (None, Some(d)) => (d, Reason::Default),
+            (None, None) => unreachable!("validated at parse time"),
+        };
+        if let Some(r) = recipe.rules.iter().find(|r| r.matches(t, model.n_layer)) {
+            used[r.index - 1] = true;
+            choice = r.ty;
+            reason = Reason::Rule { index: r.index, line: r.line, why: r.why.clone() };
+        }
+        let wanted = match choice {
+            TypeChoice::Keep => t.ty,
+            TypeChoice::Type(ty) => ty,
+        };
+        let row_len = t.shape[0];
+        let mut ty = wanted;
+        if row_len % wanted.block_size() as u64 != 0 {
+            ty = recipe.fallback.get(&wanted).copied().or_else(|| llama::default_fallback(wanted)).unwrap_or(wanted);
+            if row_len % ty.block_size() as u64 != 0 {
+                if recipe.fallback.contains_key(&wanted) {
+                    return Err(err(
+                        None,
+                        format!("tensor `{}`: fallback {wanted} → {ty} does not fit its row length {row_len}", t.name),
+                    ));
+                }
+                ty = GgmlType::F16;
+            }
+            reason = Reason::Fallback { base: Box::new(reason), wanted, row_len, block: wanted.block_size() };
+        }
+        if ty != t.ty && !crate::quant::can_dequantize(t.ty) {
+            return Err(err(
+                None,
+                format!("tensor `{}`: its source type {} cannot be read; use `keep` for it", t.name, t.ty),
+            ));
+        }
+        out.push(TensorChoice { name: t.name.clone(), source_type: t.ty, ty, reason });
+    }
+    if let Some(i) = used.iter().position(|u| !u) {
+        let r = &recipe.rules[i];
+        return Err(err(Some(r.line), format!("rule #{} matches no tensor of this model", r.index)));
+    }
+    let file_type = match recipe.preset {
+        Some(p) if recipe.rules.is_empty() => p.ftype(),
+        _ => {
+            // The quantized type holding the most weights names the mix.
+            let mut by_type: BTreeMap<GgmlType, u64> = BTreeMap::new();
+            for (c, t) in out.iter().zip(tensors) {
+                if c.ty.is_quantized() {
+                    *by_type.entry(c.ty).or_default() += t.n_elements();
+                }
+            }
+            let top = by_type.iter().max_by_key(|(_, n)| **n).map(|(t, _)| *t);
+            llama::ftype_for_type(top.unwrap_or(GgmlType::F16))
+        }
+    };
+    Ok(Plan { tensors: out, file_type })
+}
+
+/// An explicit recipe (per role and layer set) that reproduces `plan`:
+/// what `quantmix recipe --preset` writes.
+pub fn explicit_recipe(plan: &Plan, tensors: &[TensorInfo], header: &str) -> String {
+    use std::fmt::Write;
+    // Group quantized tensors by (role, type) with their layers.
+    let mut groups: BTreeMap<(String, GgmlType), Vec<u32>> = BTreeMap::new();
+    let mut singles: Vec<(String, GgmlType)> = Vec::new();
+    let mut counts: BTreeMap<GgmlType, usize> = BTreeMap::new();
+    for (c, t) in plan.tensors.iter().zip(tensors) {
+        if matches!(c.reason, Reason::NotQuantized(_)) {
+            continue;
+        }
+        *counts.entry(c.ty).or_default() += 1;
+        match roles::layer_of(&t.name) {
+            Some(l) => groups.entry((roles::role_of(&t.name).to_string(), c.ty)).or_default().push(l),
+            None => singles.push((t.name.clone(), c.ty)),
+        }
+    }
+    let default = counts.iter().max_by_key(|(_, n)| **n).map(|(t, _)| *t).unwrap_or(GgmlType::F16);
+    let mut s = String::new();
+    for line in header.lines() {
+        let _ = writeln!(s, "# {line}");
+    }
+    let _ = writeln!(s, "default = \"{default}\"\n");
+    for (name, ty) in singles {
+        if ty == default {
+            continue;
+        }
+        let _ = writeln!(s, "[[rule]]\nname = \"{name}\"\ntype = \"{ty}\"\n");
+    }
+    for ((role, ty), mut layers) in groups {
+        if ty == default {
+            continue;
+        }
+        layers.sort_unstable();
+        let _ =
+            writeln!(s, "[[rule]]\nrole = \"{role}\"\nlayers = \"{}\"\ntype = \"{ty}\"\n", LayerSet::describe(&layers));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob() {
+        assert!(glob_match("blk.*.ffn_down.weight", "blk.3.ffn_down.weight"));
+        assert!(!glob_match("blk.*.ffn_down.weight", "blk.3.ffn_up.weight"));
+        assert!(glob_match("*", ""));
+        assert!(glob_match("a?c", "abc"));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1000"), Some(1000));
+        assert_eq!(parse_size("105.5MB"), Some(105_500_000));
+        assert_eq!(parse_size("1 MiB"), Some(1 << 20));
+        assert_eq!(parse_size("3 parsecs"), None);
+    }
+}

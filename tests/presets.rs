@@ -1,0 +1,133 @@
+//! llama.cpp's presets reproduced exactly: for both reference models and
+//! all 12 presets, quantmix chooses the same type for every tensor as
+//! llama-quantize did, and (without an imatrix) writes byte-identical
+//! tensor data. Reference: fixtures/presets/*-presets.json (made with
+//! llama-quantize of llama.cpp 0c1e570; see fixtures/README.md).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use quantmix::gguf::GgufFile;
+use quantmix::quantize::{self, Options, QuantizePlan, TensorTarget};
+use quantmix::recipe::{self, ModelInfo, Preset, Recipe};
+use sha2::{Digest, Sha256};
+
+struct Expected {
+    file_bytes: u64,
+    types: BTreeMap<String, String>,
+    sha: BTreeMap<String, String>,
+}
+
+fn load(json: &str) -> BTreeMap<String, Expected> {
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(common::fixture(json)).unwrap()).unwrap();
+    let pairs = |x: &serde_json::Value| -> BTreeMap<String, String> {
+        x.as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())).collect()
+    };
+    v.as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, e)| {
+            (
+                k.clone(),
+                Expected {
+                    file_bytes: e["file_bytes"].as_u64().unwrap(),
+                    types: pairs(&e["types"]),
+                    sha: pairs(&e["sha256"]),
+                },
+            )
+        })
+        .collect()
+}
+
+fn plan_for(g: &GgufFile, preset: Preset) -> recipe::Plan {
+    let info = ModelInfo::from_metadata(g.metadata(), g.tensors());
+    recipe::plan(&Recipe::preset(preset), &info, g.tensors(), false).unwrap()
+}
+
+fn check_types(model: &Path, json: &str) {
+    let g = GgufFile::open(model).unwrap();
+    let expected = load(json);
+    assert_eq!(expected.len(), 12);
+    for (name, e) in &expected {
+        let p = plan_for(&g, Preset::from_name(name).unwrap());
+        let mut bad = Vec::new();
+        for c in &p.tensors {
+            let want = e.types.get(&c.name).unwrap_or_else(|| panic!("{name}: {} missing from reference", c.name));
+            if c.ty.name() != want {
+                bad.push(format!("{}: ours {} ({}) llama.cpp {want}", c.name, c.ty, c.reason));
+            }
+        }
+        assert_eq!(p.tensors.len(), e.types.len());
+        assert!(bad.is_empty(), "{name} on {}: {} tensors differ:\n{}", model.display(), bad.len(), bad.join("\n"));
+    }
+}
+
+/// Quantize with a preset through the real pipeline; compare every tensor's
+/// data hash and return (ours, llama.cpp's) file sizes.
+fn check_bytes(model: &Path, json: &str, presets: &[&str]) {
+    let g = GgufFile::open(model).unwrap();
+    let expected = load(json);
+    let dir = common::tempdir();
+    for name in presets {
+        let e = &expected[*name];
+        let p = plan_for(&g, Preset::from_name(name).unwrap());
+        let qp = QuantizePlan {
+            targets: p
+                .tensors
+                .iter()
+                .map(|c| (c.name.clone(), TensorTarget { ty: c.ty, reason: c.reason.to_string() }))
+                .collect(),
+            file_type: p.file_type,
+            recipe_text: String::new(),
+            recipe_origin: format!("preset {name}"),
+        };
+        let out = dir.path().join(format!("{name}.gguf"));
+        quantize::run(&g, &qp, None, &out, &Options { quiet: true, ..Default::default() }).unwrap();
+        let q = GgufFile::open(&out).unwrap();
+        let mut bad = Vec::new();
+        for t in q.tensors() {
+            let h = Sha256::digest(q.tensor_data(t));
+            let hex: String = h.iter().take(8).map(|b| format!("{b:02x}")).collect();
+            if e.sha.get(&t.name) != Some(&hex) {
+                bad.push(format!("{} ({})", t.name, t.ty));
+            }
+        }
+        assert!(
+            bad.is_empty(),
+            "{name} on {}: tensor data differs from llama-quantize: {}",
+            model.display(),
+            bad.join(", ")
+        );
+        // Same tensor data, our own metadata (quantmix.* keys): sizes differ by the header only.
+        let ours = std::fs::metadata(&out).unwrap().len();
+        eprintln!("{name}: byte-identical tensors; file {ours} bytes (llama.cpp {})", e.file_bytes);
+        std::fs::remove_file(&out).unwrap();
+    }
+}
+
+const ALL: &[&str] =
+    &["Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "Q8_0", "Q4_0", "Q5_1"];
+
+#[test]
+fn synth12_types_match_llama_quantize() {
+    check_types(&common::fixture("presets/synth12-llama-f16.gguf"), "presets/synth12-llama-presets.json");
+}
+
+#[test]
+fn smollm2_types_match_llama_quantize() {
+    let Some(m) = common::smollm2() else { return };
+    check_types(&m, "presets/smollm2-135m-presets.json");
+}
+
+#[test]
+fn synth12_bytes_match_llama_quantize() {
+    check_bytes(&common::fixture("presets/synth12-llama-f16.gguf"), "presets/synth12-llama-presets.json", ALL);
+}
+
+#[test]
+fn smollm2_bytes_match_llama_quantize() {
+    let Some(m) = common::smollm2() else { return };
+    check_bytes(&m, "presets/smollm2-135m-presets.json", ALL);
+}
