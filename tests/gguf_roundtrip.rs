@@ -158,7 +158,8 @@ fn invalid_specs_are_refused_before_writing() {
     let out = dir.path().join("bad.gguf");
     let m = Metadata::default();
     let spec = |name: &str, shape: &[u64], ty| TensorSpec { name: name.into(), shape: shape.to_vec(), ty };
-    let cases: Vec<(Vec<TensorSpec>, fn(&GgufErrorKind) -> bool)> = vec![
+    type Check = fn(&GgufErrorKind) -> bool;
+    let cases: Vec<(Vec<TensorSpec>, Check)> = vec![
         (vec![spec("a", &[100], GgmlType::Q4_0)], |k| matches!(k, GgufErrorKind::RowNotBlockMultiple { .. })),
         (vec![spec("a", &[32], GgmlType::F32), spec("a", &[32], GgmlType::F32)], |k| {
             matches!(k, GgufErrorKind::DuplicateTensor(_))
