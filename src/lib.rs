@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod convert;
 pub mod gguf;
+pub mod model;
 pub mod quant;
 pub mod quantize;
 pub mod recipe;
