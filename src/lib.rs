@@ -10,3 +10,5 @@ pub mod gguf;
 pub mod quant;
 pub mod quantize;
 pub mod recipe;
+pub mod report;
+pub mod sensitivity;
