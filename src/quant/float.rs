@@ -5,6 +5,8 @@
 //! and turns every NaN into a quiet NaN keeping its sign and payload top
 //! bits (`ggml_compute_fp32_to_bf16`). Importance weights do not apply.
 
+pub mod dot;
+
 use super::{GgmlBlock, GgmlType};
 use half::{bf16, f16};
 
@@ -29,7 +31,7 @@ impl GgmlBlock for f32 {
         dst.copy_from_slice(src);
     }
     fn vec_dot(x: &[Self], y: &[Self]) -> f32 {
-        x.iter().zip(y).map(|(a, b)| a * b).sum()
+        dot::dot_f32(x, y)
     }
 }
 
@@ -43,9 +45,8 @@ impl GgmlBlock for f16 {
     fn dequantize_row(src: &[Self], dst: &mut [f32]) {
         half::slice::HalfFloatSliceExt::convert_to_f32_slice(src, dst);
     }
-    /// Accumulated in f64 as ggml's scalar F16 dot product does.
     fn vec_dot(x: &[Self], y: &[Self]) -> f32 {
-        x.iter().zip(y).map(|(a, b)| a.to_f32() as f64 * b.to_f32() as f64).sum::<f64>() as f32
+        dot::dot_f16(x, y)
     }
 }
 
@@ -64,7 +65,7 @@ impl GgmlBlock for bf16 {
         }
     }
     fn vec_dot(x: &[Self], y: &[Self]) -> f32 {
-        x.iter().zip(y).map(|(a, b)| a.to_f32() as f64 * b.to_f32() as f64).sum::<f64>() as f32
+        dot::dot_bf16(x, y)
     }
 }
 

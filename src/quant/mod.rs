@@ -20,6 +20,7 @@ pub mod float;
 pub mod kquants;
 pub mod legacy;
 pub mod search;
+pub mod simd;
 
 use bytemuck::Pod;
 use rayon::prelude::*;

@@ -1,0 +1,216 @@
+//! AVX2 dot products of the k-quants with Q8_K. Levels are unpacked to
+//! unsigned bytes, multiplied with the activations by `maddubs` (16-bit pair
+//! sums, which cannot saturate for these level ranges), weighted by the
+//! sub-block scales with `madd` into 8 exact i32 lanes per super-block, then
+//! converted and scaled in float.
+//!
+//! # Safety
+//! Every function requires AVX2, FMA and F16C on the running CPU.
+
+use std::arch::x86_64::*;
+
+use crate::quant::blocks::*;
+use crate::quant::kquants::{get_scale_min_k4, q3k};
+use crate::quant::simd::x86::*;
+
+/// The 8 six-bit scales and 8 mins of a Q4_K/Q5_K super-block.
+#[inline(always)]
+fn scales_mins_k4(q: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
+    let (mut sc, mut m) = ([0u8; 8], [0u8; 8]);
+    for j in 0..8 {
+        (sc[j], m[j]) = get_scale_min_k4(j, q);
+    }
+    (sc, m)
+}
+
+/// `Σ_j m_j·(bsum_{2j} + bsum_{2j+1})`: the minimum term of Q4_K/Q5_K.
+#[inline(always)]
+fn mins_dot_bsums(m: &[u8; 8], bsums: &[i16; 16]) -> i32 {
+    let mut s = 0i32;
+    for j in 0..8 {
+        s += m[j] as i32 * (bsums[2 * j] as i32 + bsums[2 * j + 1] as i32);
+    }
+    s
+}
+
+/// 2-bit field `shift/2` of every byte.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn crumbs(bits: __m256i, shift: i32) -> __m256i {
+    _mm256_and_si256(_mm256_srl_epi16(bits, _mm_cvtsi32_si128(shift)), _mm256_set1_epi8(3))
+}
+
+/// Σ over super-blocks of `d_y·(d_x·Σ_j sc_j·Σ q2·q8 − dmin_x·Σ_j m_j·bsum_j)`.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q2k_q8k(x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut mins_acc = 0.0f32;
+    let m4 = _mm_set1_epi8(0x0F);
+    for (a, b) in x.iter().zip(y) {
+        let raw = load_16(&a.scales);
+        let scales = _mm_and_si128(raw, m4);
+        let mins = _mm_and_si128(_mm_srli_epi16::<4>(raw), m4);
+        let summs = hsum_epi32(_mm256_madd_epi16(_mm256_cvtepu8_epi16(mins), load_i16x16(&b.bsums)));
+        let mut sumi = _mm256_setzero_si256();
+        for h in 0..2 {
+            let bits = load_u8(&a.qs[32 * h..]);
+            for s in 0..4 {
+                let q = crumbs(bits, 2 * s as i32);
+                let p = _mm256_maddubs_epi16(q, load_i8(&b.qs[128 * h + 32 * s..]));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scale_pair(scales, 4 * h + s), p));
+            }
+        }
+        let d = b.d * f16_to_f32(a.d);
+        let dmin = b.d * f16_to_f32(a.dmin);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        mins_acc += dmin * summs as f32;
+    }
+    hsum_ps(acc) - mins_acc
+}
+
+/// Σ over super-blocks of `d_x·d_y·Σ_j sc_j·Σ q3·q8`, `q3 = low2 − 4·(1 − high)`.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q3k_q8k(x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let four = _mm256_set1_epi8(4);
+    for (a, b) in x.iter().zip(y) {
+        let mut sc = [0i8; 16];
+        for (j, s) in sc.iter_mut().enumerate() {
+            *s = q3k::get_scale(j, &a.scales) as i8;
+        }
+        let scales = load_16(&sc);
+        let hmask = load_u8(&a.hmask);
+        let mut sumi = _mm256_setzero_si256();
+        for h in 0..2 {
+            let bits = load_u8(&a.qs[32 * h..]);
+            for s in 0..4 {
+                let low = crumbs(bits, 2 * s as i32);
+                let bit = _mm256_set1_epi8((1u8 << (4 * h + s)) as i8);
+                // 4 where the high bit is clear: subtracted from the low part.
+                let clear = _mm256_cmpeq_epi8(_mm256_and_si256(hmask, bit), _mm256_setzero_si256());
+                let minus = _mm256_and_si256(clear, four);
+                let q8 = load_i8(&b.qs[128 * h + 32 * s..]);
+                let p = _mm256_sub_epi16(_mm256_maddubs_epi16(low, q8), _mm256_maddubs_epi16(minus, q8));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scale_pair(scales, 4 * h + s), p));
+            }
+        }
+        let d = b.d * f16_to_f32(a.d);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    hsum_ps(acc)
+}
+
+/// Σ over super-blocks of `d_y·(d_x·Σ_j sc_j·Σ q4·q8 − dmin_x·Σ_j m_j·bsum_j)`.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q4k_q8k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut mins_acc = 0.0f32;
+    let m4 = _mm256_set1_epi8(0x0F);
+    for (a, b) in x.iter().zip(y) {
+        let (sc, m) = scales_mins_k4(&a.scales);
+        let summs = mins_dot_bsums(&m, &b.bsums);
+        let mut sumi = _mm256_setzero_si256();
+        for c in 0..4 {
+            let bits = load_u8(&a.qs[32 * c..]);
+            let lo = _mm256_and_si256(bits, m4);
+            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
+            let pl = _mm256_maddubs_epi16(lo, load_i8(&b.qs[64 * c..]));
+            let ph = _mm256_maddubs_epi16(hi, load_i8(&b.qs[64 * c + 32..]));
+            let pl = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * c] as i16), pl);
+            let ph = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * c + 1] as i16), ph);
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+        }
+        let d = b.d * f16_to_f32(a.d);
+        let dmin = b.d * f16_to_f32(a.dmin);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        mins_acc += dmin * summs as f32;
+    }
+    hsum_ps(acc) - mins_acc
+}
+
+/// As [`q4k_q8k`] with the fifth bit of each level from `qh`.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q5k_q8k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut mins_acc = 0.0f32;
+    let m4 = _mm256_set1_epi8(0x0F);
+    let one = _mm256_set1_epi8(1);
+    for (a, b) in x.iter().zip(y) {
+        let (sc, m) = scales_mins_k4(&a.scales);
+        let summs = mins_dot_bsums(&m, &b.bsums);
+        let hbits = load_u8(&a.qh);
+        let mut sumi = _mm256_setzero_si256();
+        for c in 0..4 {
+            let bits = load_u8(&a.qs[32 * c..]);
+            // Bit 2c of qh is the fifth bit of the low nibbles, 2c+1 of the high.
+            let h_lo = _mm256_and_si256(_mm256_srl_epi16(hbits, _mm_cvtsi32_si128(2 * c as i32)), one);
+            let h_hi = _mm256_and_si256(_mm256_srl_epi16(hbits, _mm_cvtsi32_si128(2 * c as i32 + 1)), one);
+            let lo = _mm256_or_si256(_mm256_and_si256(bits, m4), _mm256_slli_epi16::<4>(h_lo));
+            let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4), _mm256_slli_epi16::<4>(h_hi));
+            let pl = _mm256_maddubs_epi16(lo, load_i8(&b.qs[64 * c..]));
+            let ph = _mm256_maddubs_epi16(hi, load_i8(&b.qs[64 * c + 32..]));
+            let pl = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * c] as i16), pl);
+            let ph = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * c + 1] as i16), ph);
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+        }
+        let d = b.d * f16_to_f32(a.d);
+        let dmin = b.d * f16_to_f32(a.dmin);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        mins_acc += dmin * summs as f32;
+    }
+    hsum_ps(acc) - mins_acc
+}
+
+/// Σ over super-blocks of `d_x·d_y·Σ_j sc_j·Σ (q6−32)·q8`, computed as
+/// `Σ_j sc_j·Σ q6·q8 − 32·Σ_j sc_j·bsum_j` with unsigned `q6`.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q6k_q8k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let m15 = _mm256_set1_epi8(0x0F);
+    let m3 = _mm256_set1_epi8(0x03);
+    let m12 = _mm256_set1_epi8(0x0C);
+    let m48 = _mm256_set1_epi8(0x30);
+    let m192 = _mm256_set1_epi8(0xC0u8 as i8);
+    for (a, b) in x.iter().zip(y) {
+        let scales = load_16(&a.scales);
+        let offset = _mm256_slli_epi32::<5>(_mm256_madd_epi16(load_i16x16(&b.bsums), _mm256_cvtepi8_epi16(scales)));
+        let mut sumi = _mm256_setzero_si256();
+        for h in 0..2 {
+            let b1 = load_u8(&a.ql[64 * h..]);
+            let b2 = load_u8(&a.ql[64 * h + 32..]);
+            let hb = load_u8(&a.qh[32 * h..]);
+            let q = [
+                _mm256_or_si256(_mm256_and_si256(b1, m15), _mm256_slli_epi16::<4>(_mm256_and_si256(hb, m3))),
+                _mm256_or_si256(_mm256_and_si256(b2, m15), _mm256_slli_epi16::<2>(_mm256_and_si256(hb, m12))),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(b1), m15), _mm256_and_si256(hb, m48)),
+                _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(b2), m15),
+                    _mm256_srli_epi16::<2>(_mm256_and_si256(hb, m192)),
+                ),
+            ];
+            for (s, qs) in q.into_iter().enumerate() {
+                let p = _mm256_maddubs_epi16(qs, load_i8(&b.qs[128 * h + 32 * s..]));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scale_pair(scales, 4 * h + s), p));
+            }
+        }
+        let sumi = _mm256_sub_epi32(sumi, offset);
+        let d = b.d * f16_to_f32(a.d);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    hsum_ps(acc)
+}
