@@ -55,7 +55,9 @@ pub(crate) fn get_scale_min_k4(j: usize, q: &[u8; 12]) -> (u8, u8) {
 }
 
 /// Store 6-bit scale `ls` and min `lm` of sub-block `j`, in increasing `j`
-/// order into a zeroed array (the inverse of [`get_scale_min_k4`]).
+/// order into a zeroed array (the inverse of [`get_scale_min_k4`]). Values
+/// above 63 are stored as ggml stores them: whole bytes for `j < 4`, low
+/// nibble and bits 4..6 for `j >= 4`.
 #[inline(always)]
 pub(crate) fn set_scale_min_k4(j: usize, ls: u8, lm: u8, q: &mut [u8; 12]) {
     if j < 4 {

@@ -50,8 +50,16 @@ pub(crate) fn scales_ref(x: &[f32], nmax: i32, search: QkxParams, l: &mut [u8; 2
 /// Sub-block scales and mins of Q4_K/Q5_K with importance weights
 /// `qw · sqrt(σ² + x²)` (σ² = 2·mean x² of the super-block), scales and
 /// mins quantized by `make_qp_quants` weighted by each sub-block's total
-/// weight.
-pub(crate) fn scales_imatrix(x: &[f32], qw: &[f32], nmax: i32, l: &mut [u8; 256]) -> (f32, f32, [u8; 12]) {
+/// weight. `cap_levels`: clamp the 6-bit levels to 63 before packing (ggml's
+/// Q5_K does, its Q4_K packs them as they are; they differ only when a
+/// level wrapped below zero, i.e. for a negative sub-block scale).
+pub(crate) fn scales_imatrix(
+    x: &[f32],
+    qw: &[f32],
+    nmax: i32,
+    cap_levels: bool,
+    l: &mut [u8; 256],
+) -> (f32, f32, [u8; 12]) {
     let (mut aux, mut w) = ([0u8; 32], [0f32; 32]);
     let (mut scales, mut mins, mut sw) = ([0f32; 8], [0f32; 8], [0f32; 8]);
     let sigma2 = 2.0 * sum_sq(&x[..QK_K]) / QK_K as f32;
@@ -74,7 +82,8 @@ pub(crate) fn scales_imatrix(x: &[f32], qw: &[f32], nmax: i32, l: &mut [u8; 256]
     let m_block = make_qp_quants(63, &mins, &mut lm, &sw);
     let mut packed = [0u8; 12];
     for j in 0..8 {
-        set_scale_min_k4(j, ls[j].min(63), lm[j].min(63), &mut packed);
+        let (a, b) = if cap_levels { (ls[j].min(63), lm[j].min(63)) } else { (ls[j], lm[j]) };
+        set_scale_min_k4(j, a, b, &mut packed);
     }
     (d_block, m_block, packed)
 }
@@ -105,7 +114,7 @@ impl GgmlBlock for BlockQ4K {
         for (i, (x, y)) in src.chunks_exact(QK_K).zip(dst.iter_mut()).enumerate() {
             let (d, dmin, scales) = match imatrix {
                 None => scales_ref(x, 15, Q4K_REF_SEARCH, &mut l),
-                Some(qw) => scales_imatrix(x, &qw[QK_K * i..QK_K * (i + 1)], 15, &mut l),
+                Some(qw) => scales_imatrix(x, &qw[QK_K * i..QK_K * (i + 1)], 15, false, &mut l),
             };
             y.scales = scales;
             y.d = f16::from_f32(d);

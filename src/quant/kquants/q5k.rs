@@ -20,7 +20,7 @@ impl GgmlBlock for BlockQ5K {
         for (i, (x, y)) in src.chunks_exact(QK_K).zip(dst.iter_mut()).enumerate() {
             let (d, dmin, scales) = match imatrix {
                 None => scales_ref(x, 31, Q5K_REF_SEARCH, &mut l),
-                Some(qw) => scales_imatrix(x, &qw[QK_K * i..QK_K * (i + 1)], 31, &mut l),
+                Some(qw) => scales_imatrix(x, &qw[QK_K * i..QK_K * (i + 1)], 31, true, &mut l),
             };
             y.scales = scales;
             y.d = f16::from_f32(d);
