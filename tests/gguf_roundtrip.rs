@@ -91,3 +91,87 @@ fn dropped_writer_leaves_no_file() {
     assert!(w.finish().is_err());
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+fn specs_of(g: &GgufFile) -> Vec<TensorSpec> {
+    g.tensors().iter().map(|t| TensorSpec { name: t.name.clone(), shape: t.shape.clone(), ty: t.ty }).collect()
+}
+
+#[test]
+fn cancel_flag_aborts_and_leaves_no_file() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let dir = common::tempdir();
+    let out = dir.path().join("cancelled.gguf");
+    let g = GgufFile::open(common::fixture("presets/synth12-llama-f16.gguf")).unwrap();
+    let specs = specs_of(&g);
+    let flag = Arc::new(AtomicBool::new(false));
+    let mut w = GgufWriter::create(&out, g.metadata(), &specs, 32).unwrap();
+    w.set_cancel_flag(flag.clone());
+    let t0 = &g.tensors()[0];
+    let data = g.tensor_data(t0);
+    let half = data.len() / 2;
+    w.write_tensor_chunk(&data[..half]).unwrap();
+    flag.store(true, Ordering::Relaxed);
+    let e = w.write_tensor_chunk(&data[half..]).unwrap_err();
+    assert!(matches!(e.kind, quantmix::gguf::GgufErrorKind::Interrupted), "{e}");
+    drop(w);
+    assert!(!out.exists());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "temporary file left behind");
+}
+
+#[test]
+fn non_default_alignment_is_recorded_and_honoured() {
+    use quantmix::gguf::{GgufErrorKind, MetaValue};
+    let dir = common::tempdir();
+    let g = GgufFile::open(common::fixture("presets/synth12-llama-f16.gguf")).unwrap();
+    let specs = specs_of(&g);
+    assert!(g.metadata().get("general.alignment").is_none());
+    for align in [64u64, 256, 4096] {
+        let out = dir.path().join(format!("a{align}.gguf"));
+        let mut w = GgufWriter::create(&out, g.metadata(), &specs, align).unwrap();
+        for t in g.tensors() {
+            w.write_tensor(g.tensor_data(t)).unwrap();
+        }
+        let n = w.finish().unwrap();
+        assert_eq!(n, gguf_file_size(g.metadata(), &specs, align));
+        let r = GgufFile::open(&out).unwrap();
+        assert_eq!(r.header.alignment, align);
+        assert_eq!(r.metadata().get("general.alignment"), Some(&MetaValue::U32(align as u32)));
+        assert_eq!(r.header.data_offset % align, 0);
+        for (s, t) in g.tensors().iter().zip(r.tensors()) {
+            assert_eq!(t.offset % align, 0);
+            assert!(g.tensor_data(s) == r.tensor_data(t));
+        }
+    }
+    // A metadata alignment that disagrees with the requested one is refused.
+    let mut m = g.metadata().clone();
+    m.set("general.alignment", MetaValue::U32(64));
+    let e = GgufWriter::create(&dir.path().join("x.gguf"), &m, &specs, 32).err().unwrap();
+    assert!(matches!(e.kind, GgufErrorKind::BadMetadata { .. }), "{e}");
+    assert!(GgufWriter::create(&dir.path().join("x.gguf"), g.metadata(), &specs, 48).is_err());
+}
+
+#[test]
+fn invalid_specs_are_refused_before_writing() {
+    use quantmix::gguf::{GgmlType, GgufErrorKind, Metadata};
+    let dir = common::tempdir();
+    let out = dir.path().join("bad.gguf");
+    let m = Metadata::default();
+    let spec = |name: &str, shape: &[u64], ty| TensorSpec { name: name.into(), shape: shape.to_vec(), ty };
+    type Check = fn(&GgufErrorKind) -> bool;
+    let cases: Vec<(Vec<TensorSpec>, Check)> = vec![
+        (vec![spec("a", &[100], GgmlType::Q4_0)], |k| matches!(k, GgufErrorKind::RowNotBlockMultiple { .. })),
+        (vec![spec("a", &[32], GgmlType::F32), spec("a", &[32], GgmlType::F32)], |k| {
+            matches!(k, GgufErrorKind::DuplicateTensor(_))
+        }),
+        (vec![spec(&"x".repeat(64), &[32], GgmlType::F32)], |k| matches!(k, GgufErrorKind::BadTensorName { .. })),
+        (vec![spec("a", &[32, 0], GgmlType::F32)], |k| matches!(k, GgufErrorKind::BadDim { .. })),
+        (vec![spec("a", &[1, 1, 1, 1, 1], GgmlType::F32)], |k| matches!(k, GgufErrorKind::TooManyDims { .. })),
+        (vec![spec("a", &[1 << 40, 1 << 40], GgmlType::F32)], |k| matches!(k, GgufErrorKind::DimOverflow { .. })),
+    ];
+    for (specs, want) in cases {
+        let e = GgufWriter::create(&out, &m, &specs, 32).err().unwrap();
+        assert!(want(&e.kind), "{e}");
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}

@@ -35,6 +35,8 @@ pub enum GgufErrorKind {
     DimOverflow { tensor: String, shape: Vec<u64> },
     #[error("tensor `{tensor}`: row length {ne0} is not a multiple of {ty}'s block size {block}")]
     RowNotBlockMultiple { tensor: String, ty: String, ne0: u64, block: usize },
+    #[error("tensor name `{tensor}` has {len} bytes (must be 1..={max})")]
+    BadTensorName { tensor: String, len: usize, max: usize },
     #[error("duplicate tensor name `{0}`")]
     DuplicateTensor(String),
     #[error("tensor `{tensor}`: data offset {offset} is not a multiple of the alignment {alignment}")]

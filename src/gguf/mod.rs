@@ -15,6 +15,8 @@ pub use writer::{gguf_file_size, GgufWriter, TensorSpec};
 pub const GGUF_MAGIC: &[u8; 4] = b"GGUF";
 pub const DEFAULT_ALIGNMENT: u64 = 32;
 pub const MAX_DIMS: usize = 4;
+/// ggml's `GGML_MAX_NAME`: a tensor name must be shorter than this (in bytes).
+pub const MAX_NAME_LEN: usize = 64;
 
 /// One tensor's info: name, shape (ggml order: `shape[0]` is the row
 /// length), type and data offset relative to the data section.

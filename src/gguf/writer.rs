@@ -7,13 +7,15 @@
 //! next to the target, renamed over it by [`GgufWriter::finish`]; dropping
 //! the writer (an error, Ctrl-C through the cancel flag) removes it.
 
+use std::borrow::Cow;
+use std::collections::HashSet;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::error::{GgufError, GgufErrorKind};
-use super::{GgmlType, MetaValue, Metadata, GGUF_MAGIC};
+use super::{GgmlType, MetaValue, Metadata, DEFAULT_ALIGNMENT, GGUF_MAGIC, MAX_DIMS, MAX_NAME_LEN};
 
 /// One output tensor: name, ggml shape (`shape[0]` = row length), type.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,9 +65,74 @@ fn header_size(metadata: &Metadata, tensors: &[TensorSpec]) -> u64 {
     n
 }
 
-/// Exact size in bytes of the file [`GgufWriter`] writes for these inputs.
+/// The metadata as written: `general.alignment` is added (as u32, the type
+/// ggml requires) when the alignment is not the default and the key is
+/// absent. A present key must agree with `alignment`.
+fn effective_metadata<'a>(path: &Path, metadata: &'a Metadata, alignment: u64) -> Result<Cow<'a, Metadata>, GgufError> {
+    let bad =
+        |msg: String| GgufError::new(path, None, GgufErrorKind::BadMetadata { key: "general.alignment".into(), msg });
+    match metadata.get("general.alignment") {
+        Some(MetaValue::U32(a)) if *a as u64 == alignment => Ok(Cow::Borrowed(metadata)),
+        Some(MetaValue::U32(a)) => Err(bad(format!("is {a} but the writer was asked for alignment {alignment}"))),
+        Some(v) => Err(bad(format!("must be a u32 (ggml rejects other types), found {}", v.meta_type().name()))),
+        None if alignment == DEFAULT_ALIGNMENT => Ok(Cow::Borrowed(metadata)),
+        None => {
+            let a = u32::try_from(alignment).map_err(|_| bad(format!("{alignment} does not fit a u32")))?;
+            let mut m = metadata.clone();
+            m.set("general.alignment", MetaValue::U32(a));
+            Ok(Cow::Owned(m))
+        }
+    }
+}
+
+/// Check the specs (what ggml's reader would reject) and return each tensor's byte size.
+fn validate_specs(path: &Path, tensors: &[TensorSpec]) -> Result<Vec<u64>, GgufError> {
+    let err = |kind| GgufError::new(path, None, kind);
+    let mut names = HashSet::new();
+    let mut sizes = Vec::with_capacity(tensors.len());
+    for t in tensors {
+        if t.name.is_empty() || t.name.len() >= MAX_NAME_LEN {
+            return Err(err(GgufErrorKind::BadTensorName {
+                tensor: t.name.clone(),
+                len: t.name.len(),
+                max: MAX_NAME_LEN - 1,
+            }));
+        }
+        if !names.insert(t.name.as_str()) {
+            return Err(err(GgufErrorKind::DuplicateTensor(t.name.clone())));
+        }
+        if t.shape.is_empty() || t.shape.len() > MAX_DIMS {
+            return Err(err(GgufErrorKind::TooManyDims {
+                tensor: t.name.clone(),
+                n_dims: t.shape.len() as u32,
+                max: MAX_DIMS as u32,
+            }));
+        }
+        if let Some((dim, &value)) = t.shape.iter().enumerate().find(|(_, &d)| d == 0 || d > i64::MAX as u64) {
+            return Err(err(GgufErrorKind::BadDim { tensor: t.name.clone(), dim, value }));
+        }
+        let n = t.n_bytes().ok_or_else(|| {
+            if t.shape[0] % t.ty.block_size() as u64 != 0 {
+                err(GgufErrorKind::RowNotBlockMultiple {
+                    tensor: t.name.clone(),
+                    ty: t.ty.name().into(),
+                    ne0: t.shape[0],
+                    block: t.ty.block_size(),
+                })
+            } else {
+                err(GgufErrorKind::DimOverflow { tensor: t.name.clone(), shape: t.shape.clone() })
+            }
+        })?;
+        sizes.push(n);
+    }
+    Ok(sizes)
+}
+
+/// Exact size in bytes of the file [`GgufWriter`] writes for these inputs
+/// (assuming [`GgufWriter::create`] accepts them).
 pub fn gguf_file_size(metadata: &Metadata, tensors: &[TensorSpec], alignment: u64) -> u64 {
-    let mut n = pad(header_size(metadata, tensors), alignment);
+    let metadata = effective_metadata(Path::new(""), metadata, alignment).unwrap_or(Cow::Borrowed(metadata));
+    let mut n = pad(header_size(&metadata, tensors), alignment);
     for t in tensors {
         n += pad(t.n_bytes().unwrap_or(0), alignment);
     }
@@ -125,22 +192,8 @@ impl GgufWriter {
         if alignment == 0 || !alignment.is_power_of_two() {
             return Err(GgufError::new(path, None, GgufErrorKind::BadAlignment(alignment)));
         }
-        let mut sizes = Vec::with_capacity(tensors.len());
-        for t in tensors {
-            let n = t.n_bytes().ok_or_else(|| {
-                GgufError::new(
-                    path,
-                    None,
-                    GgufErrorKind::RowNotBlockMultiple {
-                        tensor: t.name.clone(),
-                        ty: t.ty.name().into(),
-                        ne0: t.shape.first().copied().unwrap_or(0),
-                        block: t.ty.block_size(),
-                    },
-                )
-            })?;
-            sizes.push(n);
-        }
+        let sizes = validate_specs(path, tensors)?;
+        let metadata = effective_metadata(path, metadata, alignment)?;
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let io = |e| GgufError::io(path, e);
         let tmp = tempfile::Builder::new().prefix(".quantmix-").suffix(".tmp").tempfile_in(dir).map_err(io)?;
