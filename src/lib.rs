@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod gguf;
+pub mod model;
 pub mod quant;
 pub mod quantize;
 pub mod recipe;
