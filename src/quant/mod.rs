@@ -19,6 +19,7 @@ pub mod blocks;
 pub mod float;
 pub mod kquants;
 pub mod legacy;
+pub mod matmul;
 pub mod search;
 pub mod simd;
 

@@ -12,9 +12,14 @@ have no search and ignore importance weights, so to stay small only the
 cases in FLOAT_CASES (the value ranges that matter for them) carry f16/bf16.
 
 Run with the project's venv (llama-cpp-python 0.3.36 = ggml 0.25.3, gguf-py):
-    ~/.cache/quantmix/venv/bin/python tests/tools/gen_golden.py [out.gguf]
+    ~/.cache/quantmix/venv/bin/python tests/tools/gen_golden.py [out.gguf] [--seed S] [--scale K]
+
+`--scale K` multiplies every case's row count (a large file for an offline
+check: `QUANTMIX_GOLDEN_EXTRA=out.gguf cargo test --release --test golden_kquants`);
+the committed fixture is the default (seed 20261125, scale 1).
 """
 
+import argparse
 import ctypes
 import os
 import sys
@@ -24,8 +29,14 @@ import numpy as np
 import gguf
 import llama_cpp
 
-SEED = 20261125
-OUT = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "fixtures/golden/extra-quants.gguf"
+_args = argparse.ArgumentParser(description="generate golden quantization vectors with ggml")
+_args.add_argument("out", nargs="?", type=Path,
+                   default=Path(__file__).resolve().parents[2] / "fixtures/golden/extra-quants.gguf")
+_args.add_argument("--seed", type=int, default=20261125)
+_args.add_argument("--scale", type=float, default=1.0)
+ARGS = _args.parse_args()
+SEED = ARGS.seed
+OUT = ARGS.out
 SMOLLM2 = Path(os.environ.get("QUANTMIX_CACHE", Path.home() / ".cache/quantmix")) / "models/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 Q = gguf.GGMLQuantizationType
@@ -188,6 +199,30 @@ def one_sided_blocks(rows, n):
     return x.reshape(rows, n) * row_scales(rows, -2, 1)
 
 
+def extreme(rows, n):
+    """Magnitudes up to 3e38 (f16 scales overflow to infinity, the searches
+    meet inf and NaN), mixed 1e30/1e-30 rows, single huge values in small
+    rows, and all-subnormal rows."""
+    x = np.zeros((rows, n))
+    for r in range(rows):
+        k = r % 6
+        if k == 0:
+            x[r] = rng.standard_normal(n) * 10.0 ** rng.uniform(5, 37)
+        elif k == 1:
+            x[r] = rng.standard_normal(n) * 1e30
+            x[r, ::7] *= 1e-60
+        elif k == 2:
+            x[r] = rng.standard_normal(n) * 6e4
+        elif k == 3:
+            x[r] = rng.uniform(-3e38, 3e38, n)
+        elif k == 4:
+            x[r] = rng.standard_normal(n) * 1e-3
+            x[r, rng.integers(0, n, 3)] = 1e25
+        else:
+            x[r] = rng.standard_normal(n) * 10.0 ** rng.uniform(-45, -38)
+    return np.clip(x, -3e38, 3e38)
+
+
 _smol = None
 
 
@@ -282,10 +317,14 @@ CASES = [
     ("smollm2_ffn_down_imat", lambda r, n: smollm2_rows(SMOL_FFN_DOWN, r, n), 25, 1536, imat_realistic),
     ("smollm2_embd_576_imat", lambda r, n: smollm2_rows(["token_embd.weight"], r, n), 40, 576, imat_realistic),
     ("gauss_576_imat", gauss_scales, 30, 576, imat_dynamic),
+    # appended last so that the cases above keep their random streams
+    ("extreme", extreme, 36, 256, None),
+    ("extreme_imat", extreme, 36, 256, imat_lognormal),
 ]
 
 
-FLOAT_CASES = {"gauss_scales", "const_rows", "grid_ties", "tiny", "huge", "mixed_scale_blocks", "smollm2_embd_576"}
+FLOAT_CASES = {"gauss_scales", "const_rows", "grid_ties", "tiny", "huge", "mixed_scale_blocks", "smollm2_embd_576",
+               "extreme"}
 
 
 def main():
@@ -299,6 +338,7 @@ def main():
     names = []
     total_rows = 0
     for name, gen, rows, n, imat_gen in CASES:
+        rows = max(1, round(rows * ARGS.scale))
         x = np.asarray(gen(rows, n), dtype=np.float32)
         assert x.shape == (rows, n) and np.isfinite(x).all(), name
         imatrix = None if imat_gen is None else np.asarray(imat_gen(n), dtype=np.float32)

@@ -1,0 +1,312 @@
+//! Matrix products of a ggml weight matrix with f32 activations, the way
+//! ggml's CPU backend computes `mul_mat`: the activations are quantized once
+//! to the weight type's `vec_dot_type`, then every output is one
+//! [`GgmlBlock::vec_dot`] of a weight row with an activation row.
+//!
+//! Layouts follow ggml: the weight is `rows` rows of `row_len` values
+//! (`ne0 = row_len`, `ne1 = rows`), the activations are `n_tokens` rows of
+//! `row_len` f32, and the output is `n_tokens` rows of `rows` f32:
+//! `out[t·rows + r] = Σ_k W[r][k] · x[t][k]`.
+//!
+//! Work is split into tiles of weight rows × tokens, run in parallel with
+//! rayon. Each output is computed by exactly one dot product whatever the
+//! tiling, so the result does not depend on the number of threads.
+//!
+//! Activation quantization matches what ggml's x86 CPU backend (built with
+//! AVX/AVX2, as llama.cpp ships it) feeds its dot products:
+//! - Q8_0 / Q8_1 (for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 weights): scale
+//!   `d = amax/127`, levels `round_half_even(x · (127/amax))`; Q8_1 also
+//!   stores `s = d · Σq`. (ggml's reference quantizer instead multiplies by
+//!   `1/d` and rounds half away from zero; results differ in rare ties.)
+//! - Q8_K (k-quants): ggml's `quantize_row_q8_K_ref`, which the x86 backend
+//!   uses as is.
+//! - F16 / BF16 / F32 (float weights): plain conversion.
+//!
+//! ```
+//! use quantmix::gguf::GgmlType;
+//! use quantmix::quant::matmul::{matmul, Weights};
+//! # fn main() -> Result<(), quantmix::quant::QuantError> {
+//! let (rows, row_len, n_tokens) = (4, 64, 3);
+//! let w_f32: Vec<f32> = (0..rows * row_len).map(|i| (i % 7) as f32 - 3.0).collect();
+//! let mut w_q8 = vec![0u8; rows * GgmlType::Q8_0.row_bytes(row_len as u64).unwrap() as usize];
+//! quantmix::quant::quantize_rows(GgmlType::Q8_0, &w_f32, row_len, None, &mut w_q8)?;
+//! let w = Weights::new(GgmlType::Q8_0, rows, row_len, &w_q8)?;
+//! let x: Vec<f32> = (0..n_tokens * row_len).map(|i| (i % 5) as f32 * 0.25).collect();
+//! let mut out = vec![0f32; n_tokens * rows];
+//! matmul(&w, &x, &mut out)?;
+//! # Ok(()) }
+//! ```
+
+use rayon::prelude::*;
+
+use super::{vec_dot_type, GgmlBlock, GgmlType, QuantError};
+use crate::with_block_type;
+
+/// A weight matrix: `rows` rows of `row_len` values of type `ty`, stored
+/// row after row as ggml does (`data.len() == rows · row_bytes`).
+#[derive(Clone, Copy, Debug)]
+pub struct Weights<'a> {
+    ty: GgmlType,
+    rows: usize,
+    row_len: usize,
+    data: &'a [u8],
+}
+
+impl<'a> Weights<'a> {
+    /// Check the shape against the data and that `ty` has a dot product.
+    pub fn new(ty: GgmlType, rows: usize, row_len: usize, data: &'a [u8]) -> Result<Self, QuantError> {
+        if vec_dot_type(ty).is_none() {
+            return Err(QuantError::Unsupported { ty, op: "matmul" });
+        }
+        let block = ty.block_size();
+        if row_len == 0 || row_len % block != 0 {
+            return Err(QuantError::RowNotBlockMultiple { ty, n: row_len, block });
+        }
+        let expected = rows * (row_len / block) * ty.type_size();
+        if data.len() != expected {
+            return Err(QuantError::BadLength { ty, got: data.len(), expected });
+        }
+        Ok(Weights { ty, rows, row_len, data })
+    }
+
+    pub fn ty(&self) -> GgmlType {
+        self.ty
+    }
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    pub fn row_len(&self) -> usize {
+        self.row_len
+    }
+    pub fn data(&self) -> &'a [u8] {
+        self.data
+    }
+    /// Bytes of one row.
+    pub fn row_bytes(&self) -> usize {
+        self.row_len / self.ty.block_size() * self.ty.type_size()
+    }
+}
+
+/// Activations quantized to a `vec_dot_type`, reusable across several
+/// products with weights of the same activation type (e.g. the Q, K and V
+/// projections of one layer). The buffer is kept between calls to
+/// [`Activations::quantize`].
+#[derive(Clone, Debug, Default)]
+pub struct Activations {
+    ty: Option<GgmlType>,
+    n_tokens: usize,
+    row_len: usize,
+    /// u32 storage keeps every block type (alignment ≤ 4) aligned.
+    buf: Vec<u32>,
+}
+
+impl Activations {
+    /// An empty buffer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Quantize `x` (`n_tokens × row_len` f32, token after token) to `ty`
+    /// (the `vec_dot_type` of the weights it will meet), rows in parallel.
+    pub fn quantize(&mut self, ty: GgmlType, x: &[f32], row_len: usize) -> Result<(), QuantError> {
+        let block = ty.block_size();
+        if row_len == 0 || row_len % block != 0 {
+            return Err(QuantError::RowNotBlockMultiple { ty, n: row_len, block });
+        }
+        if x.len() % row_len != 0 {
+            return Err(QuantError::BadLength {
+                ty: GgmlType::F32,
+                got: x.len(),
+                expected: x.len() / row_len * row_len,
+            });
+        }
+        if !matches!(
+            ty,
+            GgmlType::Q8_0 | GgmlType::Q8_1 | GgmlType::Q8_K | GgmlType::F32 | GgmlType::F16 | GgmlType::BF16
+        ) {
+            return Err(QuantError::Unsupported { ty, op: "activation quantization" });
+        }
+        let n_tokens = x.len() / row_len;
+        let row_bytes = row_len / block * ty.type_size();
+        self.buf.clear();
+        self.buf.resize((n_tokens * row_bytes).div_ceil(4), 0);
+        let bytes = &mut bytemuck::cast_slice_mut::<u32, u8>(&mut self.buf)[..n_tokens * row_bytes];
+        bytes.par_chunks_mut(row_bytes).zip(x.par_chunks(row_len)).for_each(|(dst, src)| match ty {
+            GgmlType::Q8_0 => quantize_act_q8_0(src, bytemuck::cast_slice_mut(dst)),
+            GgmlType::Q8_1 => quantize_act_q8_1(src, bytemuck::cast_slice_mut(dst)),
+            _ => {
+                with_block_type!(ty, B => B::quantize_row(src, bytemuck::cast_slice_mut(dst), None));
+            }
+        });
+        self.ty = Some(ty);
+        self.n_tokens = n_tokens;
+        self.row_len = row_len;
+        Ok(())
+    }
+
+    /// The activation type, once quantized.
+    pub fn ty(&self) -> Option<GgmlType> {
+        self.ty
+    }
+    pub fn n_tokens(&self) -> usize {
+        self.n_tokens
+    }
+    pub fn row_len(&self) -> usize {
+        self.row_len
+    }
+    /// All quantized rows, token after token.
+    pub fn bytes(&self) -> &[u8] {
+        let n = match self.ty {
+            Some(ty) => self.n_tokens * (self.row_len / ty.block_size() * ty.type_size()),
+            None => 0,
+        };
+        &bytemuck::cast_slice::<u32, u8>(&self.buf)[..n]
+    }
+}
+
+/// Quantize one activation row to Q8_0 as ggml's x86 CPU backend does.
+pub fn quantize_act_q8_0(x: &[f32], y: &mut [super::BlockQ8_0]) {
+    for (xb, yb) in x.chunks_exact(32).zip(y.iter_mut()) {
+        let (d, id) = act_scale(xb);
+        yb.d = half::f16::from_f32(d);
+        for (q, &v) in yb.qs.iter_mut().zip(xb) {
+            *q = act_level(v, id) as i8;
+        }
+    }
+}
+
+/// Quantize one activation row to Q8_1 as ggml's x86 CPU backend does
+/// (`s = d · Σq`).
+pub fn quantize_act_q8_1(x: &[f32], y: &mut [super::BlockQ8_1]) {
+    for (xb, yb) in x.chunks_exact(32).zip(y.iter_mut()) {
+        let (d, id) = act_scale(xb);
+        let mut sum = 0i32;
+        for (q, &v) in yb.qs.iter_mut().zip(xb) {
+            let l = act_level(v, id);
+            sum += l;
+            *q = l as i8;
+        }
+        yb.d = half::f16::from_f32(d);
+        yb.s = half::f16::from_f32(d * sum as f32);
+    }
+}
+
+/// `(amax/127, 127/amax)` of a block, `(0, 0)` for an all-zero block.
+#[inline(always)]
+fn act_scale(x: &[f32]) -> (f32, f32) {
+    let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    (amax / 127.0, if amax != 0.0 { 127.0 / amax } else { 0.0 })
+}
+
+/// `x·id` rounded half to even, saturated to the i8 range as the packing
+/// instructions do.
+#[inline(always)]
+fn act_level(x: f32, id: f32) -> i32 {
+    ((x * id).round_ties_even() as i32).clamp(-128, 127)
+}
+
+/// `out = W · x`: `x` holds `n_tokens × w.row_len()` f32 (token after
+/// token), `out` receives `n_tokens × w.rows()` f32. Quantizes the
+/// activations to the weight type's `vec_dot_type` first (into a temporary;
+/// use [`Activations`] + [`matmul_quantized`] to reuse the buffer).
+pub fn matmul(w: &Weights, x: &[f32], out: &mut [f32]) -> Result<(), QuantError> {
+    let mut acts = Activations::new();
+    let aty = vec_dot_type(w.ty).ok_or(QuantError::Unsupported { ty: w.ty, op: "matmul" })?;
+    acts.quantize(aty, x, w.row_len)?;
+    matmul_quantized(w, &acts, out)
+}
+
+/// `out = W · x` for one token: `x` has `w.row_len()` values, `out`
+/// `w.rows()`.
+pub fn matvec(w: &Weights, x: &[f32], out: &mut [f32]) -> Result<(), QuantError> {
+    if x.len() != w.row_len {
+        return Err(QuantError::BadLength { ty: GgmlType::F32, got: x.len(), expected: w.row_len });
+    }
+    matmul(w, x, out)
+}
+
+/// `out = W · x` with activations already quantized to the weight type's
+/// `vec_dot_type`; `out` receives `acts.n_tokens() × w.rows()` f32.
+pub fn matmul_quantized(w: &Weights, acts: &Activations, out: &mut [f32]) -> Result<(), QuantError> {
+    let aty = vec_dot_type(w.ty).ok_or(QuantError::Unsupported { ty: w.ty, op: "matmul" })?;
+    if acts.ty != Some(aty) {
+        return Err(QuantError::Unsupported { ty: acts.ty.unwrap_or(aty), op: "activations for this weight type" });
+    }
+    if acts.row_len != w.row_len {
+        return Err(QuantError::BadLength { ty: aty, got: acts.row_len, expected: w.row_len });
+    }
+    if out.len() != acts.n_tokens * w.rows {
+        return Err(QuantError::BadLength { ty: GgmlType::F32, got: out.len(), expected: acts.n_tokens * w.rows });
+    }
+    with_block_type!(w.ty, B => run::<B>(w, acts, out)).ok_or(QuantError::Unsupported { ty: w.ty, op: "matmul" })
+}
+
+/// Bytes of weight rows per tile: a tile's rows stay in L2 while every
+/// token of the tile passes over them.
+const TILE_WEIGHT_BYTES: usize = 96 * 1024;
+/// Tokens per tile.
+const TILE_TOKENS: usize = 64;
+
+/// A raw output pointer shared by the tile tasks, which write disjoint
+/// elements.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: the pointer is only used to write elements that no other task
+// touches (tiles partition the output), while `out` is mutably borrowed for
+// the whole parallel loop.
+unsafe impl Send for OutPtr {}
+// SAFETY: as above.
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// The pointer to element `i` (a method, so that closures capture the
+    /// whole `Send` wrapper rather than the raw pointer field).
+    #[inline(always)]
+    fn at(self, i: usize) -> *mut f32 {
+        self.0.wrapping_add(i)
+    }
+}
+
+fn run<B: GgmlBlock>(w: &Weights, acts: &Activations, out: &mut [f32]) {
+    let wb = blocks_of::<B>(w.data);
+    let ab = blocks_of::<B::VecDot>(acts.bytes());
+    let bpr = w.row_len / B::BLCK_SIZE;
+    let (rows, n_tokens) = (w.rows, acts.n_tokens);
+    if rows == 0 || n_tokens == 0 {
+        return;
+    }
+    let tile_tokens = n_tokens.min(TILE_TOKENS);
+    let token_tiles = n_tokens.div_ceil(tile_tokens);
+    // Enough tiles to keep every thread busy (several per thread, for
+    // balance), rows per tile bounded by the L2 budget.
+    let want_tiles = 4 * rayon::current_num_threads();
+    let by_cache = (TILE_WEIGHT_BYTES / w.row_bytes().max(1)).max(1);
+    let by_balance = rows.div_ceil(want_tiles.div_ceil(token_tiles)).max(1);
+    let tile_rows = by_cache.min(by_balance).min(rows);
+    let row_tiles = rows.div_ceil(tile_rows);
+    let ptr = OutPtr(out.as_mut_ptr());
+    (0..row_tiles * token_tiles).into_par_iter().for_each(|tile| {
+        let (rt, tt) = (tile % row_tiles, tile / row_tiles);
+        let (r0, r1) = (rt * tile_rows, ((rt + 1) * tile_rows).min(rows));
+        let (t0, t1) = (tt * tile_tokens, ((tt + 1) * tile_tokens).min(n_tokens));
+        for t in t0..t1 {
+            let a = &ab[t * bpr..(t + 1) * bpr];
+            for r in r0..r1 {
+                let v = B::vec_dot(&wb[r * bpr..(r + 1) * bpr], a);
+                // SAFETY: `t < n_tokens` and `r < rows`, so the index is in
+                // `out` (length `n_tokens · rows`, checked by the caller);
+                // each (t, r) belongs to exactly one tile, so no other task
+                // writes it, and `out` outlives the parallel loop.
+                unsafe { *ptr.at(t * rows + r) = v };
+            }
+        }
+    });
+}
+
+/// View bytes as blocks, copying once when they are misaligned.
+fn blocks_of<B: bytemuck::Pod>(bytes: &[u8]) -> std::borrow::Cow<'_, [B]> {
+    match bytemuck::try_cast_slice::<u8, B>(bytes) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => std::borrow::Cow::Owned(bytemuck::pod_collect_to_vec::<u8, B>(bytes)),
+    }
+}
