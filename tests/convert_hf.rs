@@ -58,7 +58,8 @@ fn smollm2_export_and_convert_back() {
     assert_eq!(st.tensor("model.layers.0.self_attn.k_proj.weight").unwrap().shape, vec![192, 576]);
 
     let out = dir.path().join("back.gguf");
-    let r = convert_hf(&hf, &out, &HfConvertOptions { outtype: OutType::F32, tokenizer_pre: None }).unwrap();
+    let r =
+        convert_hf(&hf, &out, &HfConvertOptions { outtype: OutType::F32, tokenizer_pre: None, cancel: None }).unwrap();
     // The pre-tokenizer is found by the converter's own method: the hash of
     // the check text encoded by our exported tokenizer.json.
     assert_eq!(r.tokenizer_pre, "smollm");
@@ -92,12 +93,23 @@ fn smollm2_export_and_convert_back() {
     assert_eq!(bm["tokenizer.ggml.add_eos_token"], &MetaValue::Bool(false));
 }
 
+/// Minimum top-1 agreement between the Q4_1 original and the F16 conversion.
+const TOP1_MIN: f64 = 0.95;
+
 #[test]
 fn smollm2_f16_conversion_is_what_numpy_rounding_gives() {
     let Some(src) = common::smollm2() else { return };
     let dir = common::tempdir();
     let hf = dir.path().join("hf");
-    export_hf(&src, &hf, &ExportOptions { dtype: ExportDtype::F32 }).unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_quantmix"))
+        .arg("export-hf")
+        .arg(&src)
+        .arg("-o")
+        .arg(&hf)
+        .args(["--dtype", "f32"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = dir.path().join("f16.gguf");
     // auto on an all-F32 checkpoint falls back to F16, as the converter does.
     let r = convert_hf(&hf, &out, &HfConvertOptions::default()).unwrap();
@@ -118,6 +130,21 @@ fn smollm2_f16_conversion_is_what_numpy_rounding_gives() {
             }
         }
     }
+
+    // llama.cpp loads and runs the conversion: same token ids from the
+    // rebuilt tokenizer metadata, and next-token predictions that agree with
+    // the Q4_1 original (whose matmuls also quantize activations, so not
+    // bit-identical).
+    let Some(py) = common::python() else { return };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/hf_roundtrip_check.py");
+    let o = std::process::Command::new(py).arg(script).arg(&src).arg(&out).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let line = String::from_utf8_lossy(&o.stdout);
+    eprintln!("llama.cpp check: {line}");
+    let v: serde_json::Value = serde_json::from_str(line.trim().lines().last().unwrap()).unwrap();
+    assert_eq!(v["same_tokens"], true, "{line}");
+    assert!(v["n_tokens"].as_u64().unwrap() > 30, "{line}");
+    assert!(v["top1_agree"].as_f64().unwrap() >= TOP1_MIN, "{line}");
 }
 
 // ---------------------------------------------------------------- fixture
@@ -267,7 +294,7 @@ fn sharded_bf16_f16_checkpoint_converts() {
     assert!(e.contains("not recognised") && e.contains("--tokenizer-pre"), "{e}");
     assert!(!out.exists());
 
-    let opts = HfConvertOptions { outtype: OutType::Auto, tokenizer_pre: Some("gpt-2".into()) };
+    let opts = HfConvertOptions { outtype: OutType::Auto, tokenizer_pre: Some("gpt-2".into()), cancel: None };
     let r = convert_hf(&hf, &out, &opts).unwrap();
     // auto: the first 2-D F16/BF16 tensor in shard order is the BF16 embedding.
     assert_eq!(r.outtype, GgmlType::BF16);
@@ -346,9 +373,44 @@ fn sharded_bf16_f16_checkpoint_converts() {
         hf_q[8 * N_EMBD..9 * N_EMBD].iter().flat_map(|&x| half::bf16::from_f32(x).to_le_bytes()).collect();
     assert_eq!(row(g.tensor_data(q), 1), want);
 
+    // The command line: `inspect` lists the checkpoint, `convert` writes the
+    // same file as the library call.
+    let bin = env!("CARGO_BIN_EXE_quantmix");
+    let o = std::process::Command::new(bin).args(["inspect", "--json"]).arg(&hf).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let items = v["tensors"].as_array().unwrap();
+    assert_eq!(items.len(), values.len());
+    let emb = items.iter().find(|t| t["name"] == "model.embed_tokens.weight").unwrap();
+    assert_eq!(emb["shape"], serde_json::json!([N_EMBD, N_VOCAB]));
+    assert_eq!(emb["type"], "BF16");
+    assert_eq!(emb["bytes"], (N_EMBD * N_VOCAB * 2) as u64);
+    let o = std::process::Command::new(bin)
+        .arg("inspect")
+        .arg(hf.join("model-00002-of-00002.safetensors"))
+        .output()
+        .unwrap();
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("model.norm.weight"));
+    let cli_out = dir.path().join("cli.gguf");
+    let o = std::process::Command::new(bin)
+        .arg("convert")
+        .arg(&hf)
+        .arg("-o")
+        .arg(&cli_out)
+        .args(["--tokenizer-pre", "gpt-2"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(std::fs::read(&cli_out).unwrap() == std::fs::read(&out).unwrap(), "CLI and library outputs differ");
+
     // --outtype f32 keeps every value exactly.
     let out32 = dir.path().join("tiny32.gguf");
-    convert_hf(&hf, &out32, &HfConvertOptions { outtype: OutType::F32, tokenizer_pre: Some("gpt-2".into()) }).unwrap();
+    convert_hf(
+        &hf,
+        &out32,
+        &HfConvertOptions { outtype: OutType::F32, tokenizer_pre: Some("gpt-2".into()), cancel: None },
+    )
+    .unwrap();
     let g32 = GgufFile::open(&out32).unwrap();
     assert!(g32.tensors().iter().all(|t| t.ty == GgmlType::F32));
     let e = &values["model.layers.1.mlp.down_proj.weight"].2;
@@ -442,8 +504,12 @@ fn malformed_safetensors_errors() {
     let st = SafetensorsModel::open(&hf).unwrap();
     assert_eq!(st.tensor("model.norm.weight").unwrap().dtype.name(), "I32");
     let out = dir.path().join("never.gguf");
-    let e = convert_hf(&hf, &out, &HfConvertOptions { outtype: OutType::Auto, tokenizer_pre: Some("gpt-2".into()) })
-        .unwrap_err();
+    let e = convert_hf(
+        &hf,
+        &out,
+        &HfConvertOptions { outtype: OutType::Auto, tokenizer_pre: Some("gpt-2".into()), cancel: None },
+    )
+    .unwrap_err();
     let s = e.to_string();
     assert!(matches!(e, ConvertError::UnsupportedDtype { .. }), "{s}");
     assert!(

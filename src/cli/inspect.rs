@@ -12,7 +12,7 @@ use crate::report::{human_bytes, Table};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// A GGUF file.
+    /// A GGUF file, a safetensors file or index, or a directory of safetensors shards.
     pub file: PathBuf,
     /// One JSON object: `metadata` and `tensors` (name, shape, type, bytes, bpw, offset).
     #[arg(long)]
@@ -42,6 +42,9 @@ struct Report<'a> {
 }
 
 pub fn run(a: Args) -> Result<()> {
+    if a.file.is_dir() || crate::convert::safetensors::is_safetensors_path(&a.file) {
+        return run_safetensors(&a);
+    }
     let g = GgufFile::open(&a.file).with_context(|| format!("inspecting {}", a.file.display()))?;
     let file_bytes = g.bytes().len() as u64;
     let rows: Vec<TensorRow> = g
@@ -129,5 +132,70 @@ pub fn run(a: Args) -> Result<()> {
         ]);
     }
     println!("per layer\n{}", lt.render());
+    Ok(())
+}
+
+/// `inspect` of a safetensors checkpoint: `__metadata__`, the tensor table
+/// (HF names, shape in ggml order, dtype, bytes, shard) and totals.
+fn run_safetensors(a: &Args) -> Result<()> {
+    let st =
+        crate::convert::SafetensorsModel::open(&a.file).with_context(|| format!("inspecting {}", a.file.display()))?;
+    let rows = st.rows();
+    let total: u64 = rows.iter().map(|r| r.bytes).sum();
+    if a.json {
+        #[derive(Serialize)]
+        struct StReport<'a> {
+            file: String,
+            files: Vec<String>,
+            metadata: BTreeMap<&'a str, &'a str>,
+            tensors: &'a [crate::convert::safetensors::StTensorRow],
+        }
+        let r = StReport {
+            file: a.file.display().to_string(),
+            files: st.paths().iter().map(|p| p.display().to_string()).collect(),
+            metadata: st.file_metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+            tensors: &rows,
+        };
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    println!(
+        "{}: safetensors, {} file(s), {} tensors, {} of data",
+        a.file.display(),
+        st.paths().len(),
+        rows.len(),
+        human_bytes(total)
+    );
+    if !st.file_metadata.is_empty() {
+        let mut md = Table::new(&["key", "value"]).left(0).left(1);
+        for (k, v) in &st.file_metadata {
+            md.row(vec![k.clone(), v.clone()]);
+        }
+        println!("\n__metadata__\n{}", md.render());
+    }
+    let mut t = Table::new(&["tensor", "shape", "type", "bytes", "file"]).left(0).left(1).left(2).left(4);
+    for r in rows.iter().take(if a.all { usize::MAX } else { 40 }) {
+        t.row(vec![r.name.clone(), format!("{:?}", r.shape), r.dtype.clone(), r.bytes.to_string(), r.file.clone()]);
+    }
+    println!("tensors ({})\n{}", rows.len(), t.render());
+    if rows.len() > 40 && !a.all {
+        println!("… {} more (use --all or --json)\n", rows.len() - 40);
+    }
+    let mut by_type: BTreeMap<&str, (usize, u64)> = BTreeMap::new();
+    for r in &rows {
+        let e = by_type.entry(r.dtype.as_str()).or_default();
+        e.0 += 1;
+        e.1 += r.bytes;
+    }
+    let mut tt = Table::new(&["type", "tensors", "bytes", "share"]).left(0);
+    for (ty, (n, b)) in &by_type {
+        tt.row(vec![
+            ty.to_string(),
+            n.to_string(),
+            b.to_string(),
+            format!("{:.1}%", 100.0 * *b as f64 / total.max(1) as f64),
+        ]);
+    }
+    println!("per type\n{}", tt.render());
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 1 error, 2 usage error, 130 interrupted (Ctrl-C).
 
 mod convert;
+mod export_hf;
 mod inspect;
 mod interrupt;
 mod quantize;
@@ -29,6 +30,8 @@ pub enum Command {
     Recipe(recipe::Args),
     /// Rewrite a GGUF losslessly (same metadata, byte-identical tensors).
     Convert(convert::Args),
+    /// Export a llama / qwen2 GGUF as a Hugging Face directory (config.json, model.safetensors, tokenizer).
+    ExportHf(export_hf::ExportHfArgs),
 }
 
 /// An error that ends the process with a given exit code.
@@ -54,6 +57,7 @@ pub fn main() -> i32 {
         Command::Inspect(a) => inspect::run(a),
         Command::Recipe(a) => recipe::run(a),
         Command::Convert(a) => convert::run(a, cancel),
+        Command::ExportHf(a) => export_hf::run(&a),
     };
     match result {
         Ok(()) => 0,

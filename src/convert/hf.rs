@@ -57,6 +57,8 @@ pub struct HfConvertOptions {
     pub outtype: OutType,
     /// `tokenizer.ggml.pre` to use instead of the converter's hash lookup.
     pub tokenizer_pre: Option<String>,
+    /// Abort (no output left) once this flag is set.
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// What [`convert_hf`] wrote.
@@ -632,6 +634,9 @@ pub fn convert_hf(src: &Path, out: &Path, opts: &HfConvertOptions) -> Result<HfC
     let specs: Vec<TensorSpec> =
         plan.iter().map(|p| TensorSpec { name: p.name.clone(), shape: p.shape.clone(), ty: p.ty }).collect();
     let mut w = GgufWriter::create(out, &meta, &specs, DEFAULT_ALIGNMENT)?;
+    if let Some(c) = &opts.cancel {
+        w.set_cancel_flag(c.clone());
+    }
     for p in &plan {
         let bytes = match &p.source {
             Source::Values(v) => encode(v.clone(), None, p.ty),

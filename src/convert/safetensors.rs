@@ -456,3 +456,32 @@ impl SafetensorsModel {
         self.bytes(t).chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect()
     }
 }
+
+/// One row of a safetensors tensor listing (for `quantmix inspect`).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct StTensorRow {
+    pub name: String,
+    /// Shape in ggml order (`shape[0]` is the row length), as GGUF tables show it.
+    pub shape: Vec<u64>,
+    /// The safetensors dtype name (`F32`, `BF16`, `I64`, …).
+    #[serde(rename = "type")]
+    pub dtype: String,
+    pub bytes: u64,
+    pub file: String,
+}
+
+impl SafetensorsModel {
+    /// The tensor table in file order.
+    pub fn rows(&self) -> Vec<StTensorRow> {
+        self.tensors
+            .iter()
+            .map(|t| StTensorRow {
+                name: t.name.clone(),
+                shape: t.shape.iter().rev().copied().collect(),
+                dtype: t.dtype.name().to_string(),
+                bytes: t.len,
+                file: self.files[t.file].path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            })
+            .collect()
+    }
+}
