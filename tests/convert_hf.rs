@@ -211,6 +211,11 @@ const N_VOCAB: usize = 261;
 type RawTensor = (String, safetensors::Dtype, Vec<usize>, Vec<u8>);
 
 fn write_tiny_checkpoint(dir: &Path) -> HashMap<String, (safetensors::Dtype, Vec<usize>, Vec<f32>)> {
+    write_tiny(dir, false)
+}
+
+/// `qwen2`: Qwen2ForCausalLM with Q/K/V biases (and no permutation).
+fn write_tiny(dir: &Path, qwen2: bool) -> HashMap<String, (safetensors::Dtype, Vec<usize>, Vec<f32>)> {
     use safetensors::Dtype as D;
     let mut rng = Rng(42);
     let mut specs: Vec<(String, D, Vec<usize>)> =
@@ -221,6 +226,11 @@ fn write_tiny_checkpoint(dir: &Path) -> HashMap<String, (safetensors::Dtype, Vec
         specs.push((format!("{p}self_attn.k_proj.weight"), D::BF16, vec![N_KV * N_EMBD / N_HEAD, N_EMBD]));
         specs.push((format!("{p}self_attn.v_proj.weight"), D::BF16, vec![N_KV * N_EMBD / N_HEAD, N_EMBD]));
         specs.push((format!("{p}self_attn.o_proj.weight"), D::BF16, vec![N_EMBD, N_EMBD]));
+        if qwen2 {
+            specs.push((format!("{p}self_attn.q_proj.bias"), D::BF16, vec![N_EMBD]));
+            specs.push((format!("{p}self_attn.k_proj.bias"), D::BF16, vec![N_KV * N_EMBD / N_HEAD]));
+            specs.push((format!("{p}self_attn.v_proj.bias"), D::BF16, vec![N_KV * N_EMBD / N_HEAD]));
+        }
         specs.push((format!("{p}mlp.gate_proj.weight"), D::F16, vec![N_FF, N_EMBD]));
         specs.push((format!("{p}mlp.up_proj.weight"), D::F16, vec![N_FF, N_EMBD]));
         specs.push((format!("{p}mlp.down_proj.weight"), D::F16, vec![N_EMBD, N_FF]));
@@ -263,7 +273,8 @@ fn write_tiny_checkpoint(dir: &Path) -> HashMap<String, (safetensors::Dtype, Vec
     let index = serde_json::json!({"metadata": {"total_size": 0}, "weight_map": weight_map});
     std::fs::write(dir.join("model.safetensors.index.json"), index.to_string()).unwrap();
     let config = serde_json::json!({
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+        "architectures": [if qwen2 { "Qwen2ForCausalLM" } else { "LlamaForCausalLM" }],
+        "model_type": if qwen2 { "qwen2" } else { "llama" },
         "hidden_size": N_EMBD, "intermediate_size": N_FF, "num_hidden_layers": 2,
         "num_attention_heads": N_HEAD, "num_key_value_heads": N_KV, "max_position_embeddings": 256,
         "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "vocab_size": N_VOCAB, "tie_word_embeddings": true,
@@ -523,4 +534,49 @@ fn malformed_safetensors_errors() {
     std::fs::remove_file(&shard).unwrap();
     let (e, s) = open_err(&hf.join("model.safetensors.index.json"));
     assert!(matches!(e, ConvertError::BadIndex { .. }) && s.contains("missing"), "{s}");
+}
+
+#[test]
+fn qwen2_with_biases_converts_and_round_trips_exactly() {
+    let dir = common::tempdir();
+    let hf = dir.path().join("tiny-qwen");
+    std::fs::create_dir(&hf).unwrap();
+    let values = write_tiny(&hf, true);
+    let out = dir.path().join("q.gguf");
+    let opts = HfConvertOptions { outtype: OutType::Auto, tokenizer_pre: Some("qwen2".into()), cancel: None };
+    convert_hf(&hf, &out, &opts).unwrap();
+    let g = GgufFile::open(&out).unwrap();
+    let m = g.metadata();
+    assert_eq!(m.get_str("general.architecture"), Some("qwen2"));
+    assert_eq!(m.get_u64("qwen2.attention.head_count_kv"), Some(N_KV as u64));
+    // Qwen2Model writes neither vocab_size nor rope.dimension_count.
+    assert!(m.get("qwen2.vocab_size").is_none() && m.get("qwen2.rope.dimension_count").is_none());
+    // Biases are F32 and nothing is permuted.
+    let b = g.tensor("blk.1.attn_k.bias").unwrap();
+    assert_eq!(b.ty, GgmlType::F32);
+    assert_eq!(f32s(g.tensor_data(b)), values["model.layers.1.self_attn.k_proj.bias"].2);
+    let q = g.tensor("blk.0.attn_q.weight").unwrap();
+    let want: Vec<u8> = values["model.layers.0.self_attn.q_proj.weight"]
+        .2
+        .iter()
+        .flat_map(|&x| half::bf16::from_f32(x).to_le_bytes())
+        .collect();
+    assert!(g.tensor_data(q) == want.as_slice());
+
+    // GGUF → HF (auto keeps BF16 bits) → GGUF gives byte-identical tensors
+    // and the same metadata.
+    let back_dir = dir.path().join("exported");
+    export_hf(&out, &back_dir, &ExportOptions::default()).unwrap();
+    let out2 = dir.path().join("q2.gguf");
+    convert_hf(&back_dir, &out2, &opts).unwrap();
+    let g2 = GgufFile::open(&out2).unwrap();
+    let a: HashMap<&str, &MetaValue> = g.metadata().iter().collect();
+    let b: HashMap<&str, &MetaValue> = g2.metadata().iter().collect();
+    assert_eq!(a, b);
+    assert_eq!(g.tensors().len(), g2.tensors().len());
+    for t in g.tensors() {
+        let u = g2.tensor(&t.name).unwrap();
+        assert_eq!((&u.shape, u.ty), (&t.shape, t.ty), "{}", t.name);
+        assert!(g.tensor_data(t) == g2.tensor_data(u), "{} bytes differ", t.name);
+    }
 }
