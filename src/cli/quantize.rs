@@ -14,7 +14,7 @@ use crate::sensitivity::imatrix::Imatrix;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Source model (GGUF).
+    /// Source model: a GGUF, a safetensors file, or a Hugging Face model directory.
     pub model: PathBuf,
     /// Output GGUF (written atomically; `X.quantmap.json` is written next to it).
     #[arg(short, long)]
@@ -70,14 +70,29 @@ pub fn run(a: Args, cancel: Arc<AtomicBool>) -> Result<()> {
     if !a.dry_run && a.output.is_none() {
         bail!("--output is required (or use --dry-run)");
     }
-    let src = GgufFile::open(&a.model).with_context(|| {
-        let ext = a.model.extension().and_then(|e| e.to_str()).unwrap_or("");
-        if ext == "safetensors" || a.model.is_dir() {
-            "safetensors / Hugging Face sources are not supported by `quantize` yet".to_string()
-        } else {
-            format!("opening {}", a.model.display())
+    // A Hugging Face directory or safetensors file is first converted to a
+    // GGUF (F16/BF16/F32 as llama.cpp's convert_hf_to_gguf.py keeps them) in
+    // a temporary directory next to the output, removed at the end.
+    let mut _converted: Option<tempfile::TempDir> = None;
+    let model_path = if a.model.is_dir() || crate::convert::safetensors::is_safetensors_path(&a.model) {
+        let dir = match a.output.as_deref().and_then(|o| o.parent()).filter(|p| !p.as_os_str().is_empty()) {
+            Some(d) => tempfile::Builder::new().prefix(".quantmix-convert-").tempdir_in(d),
+            None => tempfile::Builder::new().prefix(".quantmix-convert-").tempdir_in("."),
         }
-    })?;
+        .context("creating a temporary directory for the conversion")?;
+        let tmp = dir.path().join("source.gguf");
+        if !a.quiet {
+            eprintln!("converting {} to GGUF first (as convert_hf_to_gguf.py does)…", a.model.display());
+        }
+        let opts = crate::convert::hf::HfConvertOptions { cancel: Some(cancel.clone()), ..Default::default() };
+        crate::convert::hf::convert_hf(&a.model, &tmp, &opts)
+            .with_context(|| format!("converting {}", a.model.display()))?;
+        _converted = Some(dir);
+        tmp
+    } else {
+        a.model.clone()
+    };
+    let src = GgufFile::open(&model_path).with_context(|| format!("opening {}", a.model.display()))?;
     let imatrix_path = a.imatrix.clone().or_else(|| recipe.imatrix.clone());
     let imatrix = match &imatrix_path {
         None => None,
