@@ -13,3 +13,5 @@ pub mod model;
 pub mod quant;
 pub mod quantize;
 pub mod recipe;
+pub mod report;
+pub mod sensitivity;

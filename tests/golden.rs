@@ -1,7 +1,8 @@
 //! Bit-exactness against ggml: for every golden case and every type, our
 //! quantizer must produce exactly the bytes `ggml_quantize_chunk` produced
 //! (with the case's importance vector when it has one), and our dequantizer
-//! must agree with an independent decode of those bytes by value.
+//! must decode ggml's bytes bit for bit as gguf-py's numpy decoder does
+//! (k-quant decoding is checked the same way in `golden_kquants.rs`).
 //!
 //! Golden data: `fixtures/golden/*.gguf` (see fixtures/README.md).
 
@@ -69,10 +70,6 @@ fn check_file(path: &std::path::Path, want: impl Fn(GgmlType) -> bool) -> (usize
                     expected[i]
                 ));
             }
-            // ggml's bytes dequantize (values can be infinite where ggml's f16
-            // scale overflowed, as in the `large` case).
-            let mut back = vec![0f32; x.len()];
-            quant::dequantize_rows(ty, expected, n, &mut back).expect("dequantize");
         }
     }
     (checked, bad)
@@ -112,4 +109,81 @@ fn legacy_types_match_ggml() {
 #[test]
 fn k_quants_match_ggml() {
     run(|t| t.is_k_quant(), 55);
+}
+
+/// Independent decode of the legacy and float golden tensors: gguf-py's numpy
+/// dequantizers (same float operation order as ggml's `dequantize_row_*`).
+const GGUF_PY_DEQUANT: &str = r#"
+import sys, numpy as np, gguf
+out = open(sys.argv[1], "wb")
+suffixes = sys.argv[2].split(",")
+for path in sys.argv[3:]:
+    r = gguf.GGUFReader(path)
+    f = r.fields["golden.cases"]
+    cases = [bytes(f.parts[i]).decode() for i in f.data]
+    tensors = {t.name: t for t in r.tensors}
+    for case in cases:
+        for suffix in suffixes:
+            t = tensors.get(f"{case}.{suffix}")
+            if t is not None:
+                out.write(gguf.quants.dequantize(np.asarray(t.data), t.tensor_type).astype("<f4").tobytes())
+out.close()
+"#;
+
+#[test]
+fn legacy_and_float_dequantize_match_gguf_py() {
+    let Some(py) = common::python() else { return };
+    let types: Vec<(&str, GgmlType)> = TYPES.iter().copied().filter(|(_, t)| !t.is_k_quant()).collect();
+    let suffixes: Vec<&str> = types.iter().map(|(s, _)| *s).collect();
+    let files = golden_files();
+    let dir = common::tempdir();
+    let out = dir.path().join("dequant.f32");
+    let status = std::process::Command::new(py)
+        .arg("-c")
+        .arg(GGUF_PY_DEQUANT)
+        .arg(&out)
+        .arg(suffixes.join(","))
+        .args(&files)
+        .status()
+        .expect("run python");
+    assert!(status.success(), "gguf-py dequantization failed");
+    let theirs = f32s(&std::fs::read(&out).unwrap());
+    let (mut pos, mut n_tensors, mut n_values) = (0, 0, 0);
+    // Bit equality, except that any NaN matches any NaN.
+    let same = |a: f32, b: f32| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+    for file in &files {
+        let g = GgufFile::open(file).expect("golden file");
+        let cases: Vec<String> = match g.metadata().get("golden.cases") {
+            Some(MetaValue::Array(_, v)) => v.iter().filter_map(|s| s.as_str().map(str::to_string)).collect(),
+            other => panic!("golden.cases missing or not an array: {other:?}"),
+        };
+        for case in &cases {
+            let input = g.tensor(&format!("{case}.input")).expect("input tensor");
+            let n = input.row_len() as usize;
+            for &(suffix, ty) in &types {
+                let Some(t) = g.tensor(&format!("{case}.{suffix}")) else { continue };
+                let mut ours = vec![0f32; t.n_elements() as usize];
+                quant::dequantize_rows(ty, g.tensor_data(t), n, &mut ours).expect("dequantize");
+                let want = &theirs[pos..pos + ours.len()];
+                pos += ours.len();
+                if let Some(i) = ours.iter().zip(want).position(|(&a, &b)| !same(a, b)) {
+                    panic!(
+                        "{}: {case}.{suffix} value {i} (row {}, column {}): ours {} ({:#010x}) gguf-py {} ({:#010x})",
+                        file.display(),
+                        i / n,
+                        i % n,
+                        ours[i],
+                        ours[i].to_bits(),
+                        want[i],
+                        want[i].to_bits()
+                    );
+                }
+                n_tensors += 1;
+                n_values += ours.len();
+            }
+        }
+    }
+    assert_eq!(pos, theirs.len(), "gguf-py decoded a different set of tensors");
+    assert!(n_tensors >= 200, "only {n_tensors} tensors compared");
+    eprintln!("{n_tensors} legacy/float tensors ({n_values} values) dequantize exactly as gguf-py does");
 }

@@ -1,7 +1,80 @@
-//! Command-line interface: arguments are parsed, validated into a plan, then run.
+//! Command-line interface: arguments are parsed (clap), validated into a
+//! plan, then run. One module per subcommand.
+//!
+//! Exit codes: 0 success, 1 error, 2 usage error, 130 interrupted (Ctrl-C).
+
+mod convert;
+mod inspect;
+mod interrupt;
+mod quantize;
+mod recipe;
+
+use clap::{Parser, Subcommand};
+
+/// quantmix: hybrid per-layer GGUF quantization.
+#[derive(Parser, Debug)]
+#[command(name = "quantmix", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Quantize a model to a (hybrid) GGUF with a recipe, a preset or one type.
+    Quantize(quantize::Args),
+    /// Show a GGUF's metadata, tensors (shape, type, bytes, bits per weight) and totals.
+    Inspect(inspect::Args),
+    /// Write the explicit recipe that reproduces a llama-quantize preset for a model.
+    Recipe(recipe::Args),
+    /// Rewrite a GGUF losslessly (same metadata, byte-identical tensors).
+    Convert(convert::Args),
+}
+
+/// An error that ends the process with a given exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("interrupted")]
+    Interrupted,
+}
 
 /// Entry point of the binary; returns the process exit code.
 pub fn main() -> i32 {
-    eprintln!("quantmix: not yet wired");
-    2
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let cancel = interrupt::install();
+    let result = match cli.command {
+        Command::Quantize(a) => quantize::run(a, cancel),
+        Command::Inspect(a) => inspect::run(a),
+        Command::Recipe(a) => recipe::run(a),
+        Command::Convert(a) => convert::run(a, cancel),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            let interrupted = interrupt::triggered()
+                || e.chain().any(|c| {
+                    c.downcast_ref::<CliError>().is_some()
+                        || matches!(
+                            c.downcast_ref::<crate::quantize::QuantizeError>(),
+                            Some(crate::quantize::QuantizeError::Interrupted)
+                        )
+                });
+            if interrupted {
+                eprintln!("quantmix: interrupted; no output was written");
+                return 130;
+            }
+            eprintln!("quantmix: error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            1
+        }
+    }
 }

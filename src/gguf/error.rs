@@ -7,10 +7,12 @@ use std::path::PathBuf;
 pub enum GgufErrorKind {
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
-    #[error("bad magic {0:?} (expected \"GGUF\"; big-endian GGUF is not supported)")]
+    #[error("bad magic \"{}\" (expected \"GGUF\"): not a GGUF file", .0.as_slice().escape_ascii())]
     BadMagic([u8; 4]),
-    #[error("unsupported GGUF version {0} (supported: 2, 3)")]
+    #[error("unsupported GGUF version {0} (supported: 2, 3; version 1 is obsolete)")]
     UnsupportedVersion(u32),
+    #[error("version field {0:#010x} looks byte-swapped: big-endian GGUF files are not supported")]
+    BigEndian(u32),
     #[error("truncated file: {field} needs {need} bytes but only {have} remain")]
     Truncated { field: String, need: u64, have: u64 },
     #[error("{field}: length {len} exceeds what the file can hold ({remaining} bytes remain)")]
@@ -27,7 +29,7 @@ pub enum GgufErrorKind {
     BadMetadata { key: String, msg: String },
     #[error("tensor `{tensor}`: unknown ggml type id {id}")]
     UnknownTensorType { tensor: String, id: u32 },
-    #[error("tensor `{tensor}`: {n_dims} dimensions (at most {max} allowed)")]
+    #[error("tensor `{tensor}`: {n_dims} dimensions (must be 1..={max})")]
     TooManyDims { tensor: String, n_dims: u32, max: u32 },
     #[error("tensor `{tensor}`: dimension {dim} is zero or negative ({value})")]
     BadDim { tensor: String, dim: usize, value: u64 },

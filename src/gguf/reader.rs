@@ -10,7 +10,7 @@ use memmap2::Mmap;
 use super::error::{GgufError, GgufErrorKind, Result};
 use super::types::GgmlType;
 use super::value::{MetaType, MetaValue};
-use super::{Metadata, TensorInfo, DEFAULT_ALIGNMENT, GGUF_MAGIC, MAX_DIMS};
+use super::{Metadata, TensorInfo, DEFAULT_ALIGNMENT, GGUF_MAGIC, MAX_DIMS, MAX_NAME_LEN};
 
 const MAX_NESTING: usize = 8;
 
@@ -117,18 +117,9 @@ impl<'a> Cursor<'a> {
         Ok(u64::from_le_bytes(self.take(8, f)?.try_into().expect("8 bytes")))
     }
 
-    /// A count (string length, array length, tensor count): u64 in v3, u32 in v2.
-    fn count(&mut self, v2: bool, f: &dyn Fn() -> String) -> Result<u64> {
-        if v2 {
-            Ok(self.u32(f)? as u64)
-        } else {
-            self.u64(f)
-        }
-    }
-
-    fn string(&mut self, v2: bool, f: &dyn Fn() -> String) -> Result<String> {
+    fn string(&mut self, f: &dyn Fn() -> String) -> Result<String> {
         let at = self.pos;
-        let len = self.count(v2, f)?;
+        let len = self.u64(f)?;
         if len > self.remaining() {
             return Err(GgufError::new(
                 self.path,
@@ -141,7 +132,7 @@ impl<'a> Cursor<'a> {
             .map_err(|_| GgufError::new(self.path, Some(at as u64), GgufErrorKind::InvalidUtf8 { field: f() }))
     }
 
-    fn value(&mut self, ty: MetaType, v2: bool, depth: usize, f: &dyn Fn() -> String) -> Result<MetaValue> {
+    fn value(&mut self, ty: MetaType, depth: usize, f: &dyn Fn() -> String) -> Result<MetaValue> {
         Ok(match ty {
             MetaType::U8 => MetaValue::U8(self.u8(f)?),
             MetaType::I8 => MetaValue::I8(self.u8(f)? as i8),
@@ -151,7 +142,7 @@ impl<'a> Cursor<'a> {
             MetaType::I32 => MetaValue::I32(self.u32(f)? as i32),
             MetaType::F32 => MetaValue::F32(f32::from_bits(self.u32(f)?)),
             MetaType::Bool => MetaValue::Bool(self.u8(f)? != 0),
-            MetaType::String => MetaValue::String(self.string(v2, f)?),
+            MetaType::String => MetaValue::String(self.string(f)?),
             MetaType::U64 => MetaValue::U64(self.u64(f)?),
             MetaType::I64 => MetaValue::I64(self.u64(f)? as i64),
             MetaType::F64 => MetaValue::F64(f64::from_bits(self.u64(f)?)),
@@ -165,7 +156,7 @@ impl<'a> Cursor<'a> {
                     GgufError::new(self.path, Some(at as u64), GgufErrorKind::UnknownMetaType { field: f(), ty: raw })
                 })?;
                 let at = self.pos;
-                let n = self.count(v2, f)?;
+                let n = self.u64(f)?;
                 // Reject a lying length before allocating anything.
                 let min = et.min_encoded_size().saturating_mul(n);
                 if min > self.remaining() {
@@ -177,7 +168,7 @@ impl<'a> Cursor<'a> {
                 }
                 let mut items = Vec::with_capacity(n as usize);
                 for _ in 0..n {
-                    items.push(self.value(et, v2, depth + 1, f)?);
+                    items.push(self.value(et, depth + 1, f)?);
                 }
                 MetaValue::Array(et, items)
             }
@@ -185,8 +176,17 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Parse and validate a GGUF header from the file's bytes. `path` is used
-/// in error messages only.
+/// Minimum encoded size of one metadata entry (key length, type, one byte of value).
+const MIN_KV_BYTES: u64 = 8 + 4 + 1;
+/// Minimum encoded size of one tensor info (name length, n_dims, one dim, type, offset).
+const MIN_TENSOR_INFO_BYTES: u64 = 8 + 4 + 8 + 4 + 8;
+
+/// Parse and validate a GGUF header (versions 2 and 3, little-endian) from
+/// the file's bytes. `path` is used in error messages only.
+///
+/// Every length read from the file is checked against the bytes that remain
+/// before anything is allocated from it, so a lying count fails with
+/// [`GgufErrorKind::LengthExceedsFile`] instead of exhausting memory.
 pub fn parse_header(path: &Path, buf: &[u8]) -> Result<GgufHeader> {
     let mut c = Cursor { path, buf, pos: 0 };
     let magic = c.take(4, &|| "magic".into())?;
@@ -196,23 +196,21 @@ pub fn parse_header(path: &Path, buf: &[u8]) -> Result<GgufHeader> {
         return Err(GgufError::new(path, Some(0), GgufErrorKind::BadMagic(m)));
     }
     let version = c.u32(&|| "version".into())?;
+    if version & 0xFFFF == 0 && version != 0 {
+        return Err(GgufError::new(path, Some(4), GgufErrorKind::BigEndian(version)));
+    }
+    // GGUF v1 stored counts and lengths as u32; v2 made them u64, and v3
+    // only added big-endian files (refused above), so v2 and v3 parse alike.
     if version != 2 && version != 3 {
         return Err(GgufError::new(path, Some(4), GgufErrorKind::UnsupportedVersion(version)));
     }
-    let v2 = version == 2;
-    let at = c.pos as u64;
-    let n_tensors = c.count(v2, &|| "tensor count".into())?;
+    let at_tensors = c.pos as u64;
+    let n_tensors = c.u64(&|| "tensor count".into())?;
     let at_kv = c.pos as u64;
-    let n_kv = c.count(v2, &|| "metadata count".into())?;
-    // Each tensor info takes at least 8+4+8+4+8 bytes, each key/value at least 8+4+1.
-    if n_tensors.saturating_mul(32) > c.remaining() {
-        return Err(GgufError::new(
-            path,
-            Some(at),
-            GgufErrorKind::LengthExceedsFile { field: "tensor count".into(), len: n_tensors, remaining: c.remaining() },
-        ));
-    }
-    if n_kv.saturating_mul(13) > c.remaining() {
+    let n_kv = c.u64(&|| "metadata count".into())?;
+    // A count that cannot fit in what remains is a lie (or a truncated
+    // file): refuse it before anything is allocated from it.
+    if n_kv.saturating_mul(MIN_KV_BYTES) > c.remaining() {
         return Err(GgufError::new(
             path,
             Some(at_kv),
@@ -222,9 +220,17 @@ pub fn parse_header(path: &Path, buf: &[u8]) -> Result<GgufHeader> {
 
     let mut metadata = Metadata::default();
     let mut seen = HashSet::new();
+    let mut alignment_at = None;
     for i in 0..n_kv {
         let at = c.pos as u64;
-        let key = c.string(v2, &|| format!("metadata key #{i}"))?;
+        let key = c.string(&|| format!("metadata key #{i}"))?;
+        if key.is_empty() {
+            return Err(GgufError::new(
+                path,
+                Some(at),
+                GgufErrorKind::BadMetadata { key: format!("#{i}"), msg: "empty key".into() },
+            ));
+        }
         let kf = key.clone();
         let field = move || format!("metadata `{kf}`");
         let tat = c.pos;
@@ -232,29 +238,59 @@ pub fn parse_header(path: &Path, buf: &[u8]) -> Result<GgufHeader> {
         let ty = MetaType::from_u32(raw).ok_or_else(|| {
             GgufError::new(path, Some(tat as u64), GgufErrorKind::UnknownMetaType { field: field(), ty: raw })
         })?;
-        let value = c.value(ty, v2, 0, &field)?;
+        let value = c.value(ty, 0, &field)?;
         if !seen.insert(key.clone()) {
             return Err(GgufError::new(path, Some(at), GgufErrorKind::DuplicateKey(key)));
+        }
+        if key == "general.alignment" {
+            alignment_at = Some(tat as u64);
         }
         metadata.push(key, value);
     }
 
     let alignment = match metadata.get("general.alignment") {
         None => DEFAULT_ALIGNMENT,
-        Some(v) => {
-            let a = v.as_u64().unwrap_or(0);
+        Some(MetaValue::U32(a)) => {
+            let a = *a as u64;
             if a == 0 || !a.is_power_of_two() {
-                return Err(GgufError::new(path, None, GgufErrorKind::BadAlignment(a)));
+                return Err(GgufError::new(path, alignment_at, GgufErrorKind::BadAlignment(a)));
             }
             a
         }
+        Some(v) => {
+            return Err(GgufError::new(
+                path,
+                alignment_at,
+                GgufErrorKind::BadMetadata {
+                    key: "general.alignment".into(),
+                    msg: format!("must be a u32, found {}", v.meta_type().name()),
+                },
+            ))
+        }
     };
 
+    if n_tensors.saturating_mul(MIN_TENSOR_INFO_BYTES) > c.remaining() {
+        return Err(GgufError::new(
+            path,
+            Some(at_tensors),
+            GgufErrorKind::LengthExceedsFile { field: "tensor count".into(), len: n_tensors, remaining: c.remaining() },
+        ));
+    }
     let mut tensors: Vec<TensorInfo> = Vec::with_capacity(n_tensors as usize);
     let mut names = HashSet::new();
     for i in 0..n_tensors {
         let at = c.pos as u64;
-        let name = c.string(v2, &|| format!("tensor info #{i} name"))?;
+        let name = c.string(&|| format!("tensor info #{i} name"))?;
+        if name.is_empty() || name.len() >= MAX_NAME_LEN {
+            return Err(GgufError::new(
+                path,
+                Some(at),
+                GgufErrorKind::BadTensorName { tensor: name.clone(), len: name.len(), max: MAX_NAME_LEN - 1 },
+            ));
+        }
+        if !names.insert(name.clone()) {
+            return Err(GgufError::new(path, Some(at), GgufErrorKind::DuplicateTensor(name)));
+        }
         let nf = name.clone();
         let field = move || format!("tensor `{nf}` info");
         let dat = c.pos as u64;
@@ -272,33 +308,29 @@ pub fn parse_header(path: &Path, buf: &[u8]) -> Result<GgufHeader> {
         }
         let tat = c.pos as u64;
         let tid = c.u32(&field)?;
-        let ty = GgmlType::from_id(tid).ok_or_else(|| {
-            GgufError::new(path, Some(tat), GgufErrorKind::UnknownTensorType { tensor: name.clone(), id: tid })
-        })?;
         let oat = c.pos as u64;
         let offset = c.u64(&field)?;
         for (d, &v) in shape.iter().enumerate() {
             if v == 0 || v > i64::MAX as u64 {
-                return Err(GgufError::new(path, Some(dat), GgufErrorKind::BadDim { tensor: name, dim: d, value: v }));
+                return Err(GgufError::new(
+                    path,
+                    Some(dat + 4 + 8 * d as u64),
+                    GgufErrorKind::BadDim { tensor: name, dim: d, value: v },
+                ));
             }
         }
-        let mut n: u64 = 1;
-        for &v in &shape {
-            n = n.checked_mul(v).ok_or_else(|| {
-                GgufError::new(
-                    path,
-                    Some(dat),
-                    GgufErrorKind::DimOverflow { tensor: name.clone(), shape: shape.clone() },
-                )
-            })?;
-        }
-        if n > i64::MAX as u64 / 8 {
+        let n = shape.iter().try_fold(1u64, |acc, &v| acc.checked_mul(v));
+        // ggml indexes elements with int64 and bytes with size_t: stay well inside both.
+        if !matches!(n, Some(n) if n <= i64::MAX as u64 / 8) {
             return Err(GgufError::new(path, Some(dat), GgufErrorKind::DimOverflow { tensor: name, shape }));
         }
+        let ty = GgmlType::from_id(tid).ok_or_else(|| {
+            GgufError::new(path, Some(tat), GgufErrorKind::UnknownTensorType { tensor: name.clone(), id: tid })
+        })?;
         if shape[0] % ty.block_size() as u64 != 0 {
             return Err(GgufError::new(
                 path,
-                Some(dat),
+                Some(dat + 4),
                 GgufErrorKind::RowNotBlockMultiple {
                     tensor: name,
                     ty: ty.name().into(),
@@ -309,9 +341,6 @@ pub fn parse_header(path: &Path, buf: &[u8]) -> Result<GgufHeader> {
         }
         if offset % alignment != 0 {
             return Err(GgufError::new(path, Some(oat), GgufErrorKind::Misaligned { tensor: name, offset, alignment }));
-        }
-        if !names.insert(name.clone()) {
-            return Err(GgufError::new(path, Some(at), GgufErrorKind::DuplicateTensor(name)));
         }
         tensors.push(TensorInfo { name, shape, ty, offset });
     }
@@ -325,7 +354,7 @@ pub fn parse_header(path: &Path, buf: &[u8]) -> Result<GgufHeader> {
             _ => {
                 return Err(GgufError::new(
                     path,
-                    Some(data_offset + t.offset),
+                    Some(data_offset.saturating_add(t.offset)),
                     GgufErrorKind::DataOutOfBounds {
                         tensor: t.name.clone(),
                         start: t.offset,

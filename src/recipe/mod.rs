@@ -84,6 +84,9 @@ pub struct Rule {
     pub layers: Option<LayerSet>,
     pub ty: TypeChoice,
     pub why: Option<String>,
+    /// A rule that may match nothing (e.g. `output` in a recipe meant for
+    /// models with and without tied embeddings).
+    pub optional: bool,
 }
 
 impl Rule {
@@ -181,6 +184,8 @@ struct RuleDe {
     #[serde(rename = "type")]
     ty: String,
     why: Option<String>,
+    #[serde(default)]
+    optional: bool,
 }
 
 #[derive(Deserialize)]
@@ -279,7 +284,17 @@ impl Recipe {
             if roles.is_empty() && r.name.is_none() && regex.is_none() && layers.is_none() {
                 return Err(rerr("matches every tensor: give `role`, `name`, `regex` or `layers`".into()));
             }
-            rules.push(Rule { index: i + 1, line, roles, name: r.name.clone(), regex, layers, ty, why: r.why.clone() });
+            rules.push(Rule {
+                index: i + 1,
+                line,
+                roles,
+                name: r.name.clone(),
+                regex,
+                layers,
+                ty,
+                why: r.why.clone(),
+                optional: r.optional,
+            });
         }
         let mut fallback = BTreeMap::new();
         for (from, to) in &de.fallback {
@@ -493,9 +508,15 @@ pub fn plan(
         }
         out.push(TensorChoice { name: t.name.clone(), source_type: t.ty, ty, reason });
     }
-    if let Some(i) = used.iter().position(|u| !u) {
+    if let Some(i) = used.iter().zip(&recipe.rules).position(|(u, r)| !u && !r.optional) {
         let r = &recipe.rules[i];
-        return Err(err(Some(r.line), format!("rule #{} matches no tensor of this model", r.index)));
+        return Err(err(
+            Some(r.line),
+            format!(
+                "rule #{} matches no tensor of this model (mark it `optional = true` if that is expected)",
+                r.index
+            ),
+        ));
     }
     let file_type = match recipe.preset {
         Some(p) if recipe.rules.is_empty() => p.ftype(),

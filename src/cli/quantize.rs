@@ -1,0 +1,190 @@
+//! `quantmix quantize MODEL -o OUT.gguf (--recipe R | --preset P | --type T)`.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+
+use crate::gguf::{GgmlType, GgufFile};
+use crate::quantize::{self, ImportanceMatrix, Options, QuantizePlan, TensorTarget};
+use crate::recipe::{self, ModelInfo, Preset, Reason, Recipe};
+use crate::report::{human_bytes, Table};
+use crate::sensitivity::imatrix::Imatrix;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Source model (GGUF).
+    pub model: PathBuf,
+    /// Output GGUF (written atomically; `X.quantmap.json` is written next to it).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Recipe file (TOML, see recipes/README.md).
+    #[arg(long, conflicts_with_all = ["preset", "type"])]
+    pub recipe: Option<PathBuf>,
+    /// A llama-quantize preset (Q4_K_M, Q2_K, …), reproduced exactly.
+    #[arg(long, conflicts_with = "type")]
+    pub preset: Option<String>,
+    /// One type for every quantizable tensor (like llama-quantize --pure).
+    #[arg(long = "type", id = "type")]
+    pub r#type: Option<String>,
+    /// Importance matrix (llama.cpp GGUF or legacy .dat); overrides the recipe's [imatrix].
+    #[arg(long)]
+    pub imatrix: Option<PathBuf>,
+    /// Worker threads (default: all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Print the plan and the exact output size; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// No progress bars.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Print the plan (dry run) or the quant map as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn load_recipe(a: &Args) -> Result<Recipe> {
+    Ok(match (&a.recipe, &a.preset, &a.r#type) {
+        (Some(p), None, None) => Recipe::from_path(p)?,
+        (None, Some(p), None) => {
+            let names: Vec<&str> = Preset::ALL.iter().map(|p| p.name()).collect();
+            Recipe::preset(
+                Preset::from_name(p).with_context(|| format!("unknown preset `{p}` (known: {})", names.join(", ")))?,
+            )
+        }
+        (None, None, Some(t)) => {
+            let ty = GgmlType::from_name(t).with_context(|| format!("unknown type `{t}`"))?;
+            if !recipe::writable(ty) {
+                bail!("quantmix cannot write type {ty}");
+            }
+            Recipe::pure(ty)?
+        }
+        _ => bail!("give exactly one of --recipe FILE, --preset NAME or --type TYPE"),
+    })
+}
+
+pub fn run(a: Args, cancel: Arc<AtomicBool>) -> Result<()> {
+    let recipe = load_recipe(&a)?;
+    if !a.dry_run && a.output.is_none() {
+        bail!("--output is required (or use --dry-run)");
+    }
+    let src = GgufFile::open(&a.model).with_context(|| {
+        let ext = a.model.extension().and_then(|e| e.to_str()).unwrap_or("");
+        if ext == "safetensors" || a.model.is_dir() {
+            "safetensors / Hugging Face sources are not supported by `quantize` yet".to_string()
+        } else {
+            format!("opening {}", a.model.display())
+        }
+    })?;
+    let imatrix_path = a.imatrix.clone().or_else(|| recipe.imatrix.clone());
+    let imatrix = match &imatrix_path {
+        None => None,
+        Some(p) => {
+            let m = Imatrix::load(p).with_context(|| format!("reading importance matrix {}", p.display()))?;
+            Some(ImportanceMatrix {
+                file: Some(p.display().to_string()),
+                dataset: m.datasets.first().cloned(),
+                chunks: Some(m.chunk_count as u64),
+                vectors: m.importance(),
+            })
+        }
+    };
+    let info = ModelInfo::from_metadata(src.metadata(), src.tensors());
+    let plan = recipe::plan(&recipe, &info, src.tensors(), imatrix.is_some())?;
+    let qp = QuantizePlan {
+        targets: plan
+            .tensors
+            .iter()
+            .map(|c| (c.name.clone(), TensorTarget { ty: c.ty, reason: c.reason.to_string() }))
+            .collect(),
+        file_type: plan.file_type,
+        recipe_text: recipe.text.clone(),
+        recipe_origin: recipe.origin.clone(),
+    };
+    let prepared = quantize::prepare(&src, &qp, imatrix.as_ref())?;
+    let out = a.output.clone().unwrap_or_else(|| PathBuf::from("(dry run)"));
+
+    let n_fallback = plan.fallbacks().count();
+    if !a.quiet && n_fallback > 0 {
+        eprintln!(
+            "note: {n_fallback} tensors fell back to another type because their row length does not fit the block:"
+        );
+        for c in plan.fallbacks() {
+            if let Reason::Fallback { wanted, row_len, .. } = &c.reason {
+                eprintln!("  {:<36} {wanted} → {} (row length {row_len})", c.name, c.ty);
+            }
+        }
+    }
+    if !prepared.requantized.is_empty() {
+        eprintln!(
+            "warning: {} tensors are already quantized in the source and will be requantized \
+             (as llama-quantize --allow-requantize): quality is lower than from an F16/F32 source",
+            prepared.requantized.len()
+        );
+    }
+    if let Some(m) = &imatrix {
+        let missing: Vec<&str> = plan
+            .tensors
+            .iter()
+            .filter(|c| c.ty != c.source_type && c.ty.is_quantized() && !m.vectors.contains_key(&c.name))
+            .map(|c| c.name.as_str())
+            .collect();
+        if !missing.is_empty() && !a.quiet {
+            eprintln!(
+                "note: the importance matrix has no data for {} quantized tensors (e.g. {})",
+                missing.len(),
+                missing[0]
+            );
+        }
+    }
+
+    if a.dry_run {
+        let map = quantize::quant_map(&src, &out, &qp, imatrix.as_ref(), &prepared);
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&map)?);
+            return Ok(());
+        }
+        let mut t = Table::new(&["tensor", "shape", "source", "type", "bytes", "bpw", "reason"])
+            .left(0)
+            .left(2)
+            .left(3)
+            .left(6);
+        for r in &map.tensors {
+            t.row(vec![
+                r.name.clone(),
+                format!("{:?}", r.shape),
+                r.source_type.to_string(),
+                r.ty.to_string(),
+                r.bytes.to_string(),
+                format!("{:.2}", r.bpw),
+                r.reason.clone(),
+            ]);
+        }
+        print!("{}", t.render());
+        println!("{}", quantize::summary_table(&map));
+        println!("dry run: the output would be exactly {} bytes ({})", map.file_bytes, human_bytes(map.file_bytes));
+        return Ok(());
+    }
+
+    let opts = Options { threads: a.threads, quiet: a.quiet, cancel: Some(cancel) };
+    let map = quantize::run(&src, &qp, imatrix.as_ref(), &out, &opts)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&map)?);
+    } else {
+        println!("{}", quantize::summary_table(&map));
+        let worst = map.tensors.iter().filter_map(|r| r.rel_error.map(|e| (e, r))).max_by(|a, b| a.0.total_cmp(&b.0));
+        if let Some((e, r)) = worst {
+            println!("largest round-trip error: {} ({}) {:.4}", r.name, r.ty, e);
+        }
+        println!(
+            "wrote {} ({}, {} tensors) and {}",
+            out.display(),
+            human_bytes(map.file_bytes),
+            map.tensors.len(),
+            quantize::sidecar_path(&out).display()
+        );
+    }
+    Ok(())
+}

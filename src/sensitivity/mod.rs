@@ -1,0 +1,2 @@
+//! Measuring which tensors matter: importance matrices ([`imatrix`]).
+pub mod imatrix;
