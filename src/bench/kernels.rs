@@ -16,6 +16,7 @@ use crate::gguf::GgmlType;
 use crate::quant::matmul::{matmul_quantized, Activations, Weights};
 use crate::quant::simd::{vec_dot_with, Isa, VEC_DOT_TYPES};
 use crate::quant::{self, vec_dot_type, QuantError};
+use crate::report::Table;
 
 /// Which repetition a measurement reports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -213,34 +214,40 @@ pub fn run_kernels(opts: &KernelOptions) -> Result<KernelReport, QuantError> {
 impl KernelReport {
     /// A plain-text table.
     pub fn table(&self) -> String {
-        let mut s = format!(
-            "kernels on 1 thread, {} values per pass, SIMD: {}, {} of repetitions; memcpy baseline {:.2} GB/s\n",
+        let stat = match self.stat {
+            Stat::Median => "median",
+            Stat::Best => "best",
+        };
+        let mut t = Table::new(&[
+            "type",
+            "bpw",
+            "quantize MB/s",
+            "dequant GB/s",
+            "(weights GB/s)",
+            "vs memcpy",
+            "vec_dot GB/s",
+            "scalar GB/s",
+        ])
+        .left(0);
+        for r in &self.rows {
+            t.row(vec![
+                r.ty.name().to_string(),
+                format!("{:.3}", r.bits_per_weight),
+                format!("{:.1}", r.quantize_mb_s),
+                format!("{:.2}", r.dequantize_gb_s_f32),
+                format!("{:.2}", r.dequantize_gb_s_weights),
+                format!("{:.0}%", 100.0 * r.dequantize_vs_memcpy),
+                format!("{:.2}", r.vec_dot_gb_s),
+                format!("{:.2}", r.vec_dot_scalar_gb_s),
+            ]);
+        }
+        format!(
+            "kernels on 1 thread, {} values per pass, SIMD {}, {stat} of repetitions; memcpy {:.2} GB/s\n{}",
             self.n_values,
             self.isa,
-            match self.stat {
-                Stat::Median => "median",
-                Stat::Best => "best",
-            },
-            self.memcpy_gb_s
-        );
-        s += &format!(
-            "{:<6} {:>6} {:>12} {:>14} {:>14} {:>9} {:>13} {:>13}\n",
-            "type", "bpw", "quant MB/s", "dequant GB/s", "(weight GB/s)", "vs copy", "dot GB/s", "scalar GB/s"
-        );
-        for r in &self.rows {
-            s += &format!(
-                "{:<6} {:>6.3} {:>12.1} {:>14.2} {:>14.2} {:>8.0}% {:>13.2} {:>13.2}\n",
-                r.ty.name(),
-                r.bits_per_weight,
-                r.quantize_mb_s,
-                r.dequantize_gb_s_f32,
-                r.dequantize_gb_s_weights,
-                100.0 * r.dequantize_vs_memcpy,
-                r.vec_dot_gb_s,
-                r.vec_dot_scalar_gb_s
-            );
-        }
-        s
+            self.memcpy_gb_s,
+            t.render()
+        )
     }
 }
 
@@ -340,23 +347,30 @@ pub fn run_matmul(opts: &MatmulOptions) -> Result<Vec<MatmulRow>, QuantError> {
 
 /// A plain-text table of matmul timings.
 pub fn matmul_table(rows: &[MatmulRow]) -> String {
-    let mut s = format!(
-        "{:<6} {:>16} {:>7} {:>7} {:>10} {:>9} {:>12} {:>11} {:>13}\n",
-        "type", "weight", "tokens", "threads", "ms", "GFLOP/s", "act quant ms", "matvec ms", "matvec GB/s"
-    );
+    let mut t = Table::new(&[
+        "type",
+        "weight",
+        "tokens",
+        "threads",
+        "ms",
+        "GFLOP/s",
+        "act quant ms",
+        "matvec ms",
+        "matvec GB/s",
+    ])
+    .left(0);
     for r in rows {
-        s += &format!(
-            "{:<6} {:>16} {:>7} {:>7} {:>10.2} {:>9.1} {:>12.3} {:>11.3} {:>13.2}\n",
-            r.ty.name(),
+        t.row(vec![
+            r.ty.name().to_string(),
             format!("{}x{}", r.rows, r.row_len),
-            r.n_tokens,
-            r.threads,
-            r.ms,
-            r.gflop_s,
-            r.quantize_ms,
-            r.matvec_ms,
-            r.matvec_gb_s
-        );
+            r.n_tokens.to_string(),
+            r.threads.to_string(),
+            format!("{:.2}", r.ms),
+            format!("{:.1}", r.gflop_s),
+            format!("{:.3}", r.quantize_ms),
+            format!("{:.3}", r.matvec_ms),
+            format!("{:.2}", r.matvec_gb_s),
+        ]);
     }
-    s
+    t.render()
 }

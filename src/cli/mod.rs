@@ -3,6 +3,7 @@
 //!
 //! Exit codes: 0 success, 1 error, 2 usage error, 130 interrupted (Ctrl-C).
 
+mod bench;
 mod convert;
 mod inspect;
 mod interrupt;
@@ -29,6 +30,8 @@ pub enum Command {
     Recipe(recipe::Args),
     /// Rewrite a GGUF losslessly (same metadata, byte-identical tensors).
     Convert(convert::Args),
+    /// Benchmark the kernels (quantize, dequantize, vec_dot, matmul).
+    Bench(bench::Args),
 }
 
 /// An error that ends the process with a given exit code.
@@ -54,6 +57,7 @@ pub fn main() -> i32 {
         Command::Inspect(a) => inspect::run(a),
         Command::Recipe(a) => recipe::run(a),
         Command::Convert(a) => convert::run(a, cancel),
+        Command::Bench(a) => bench::run(a),
     };
     match result {
         Ok(()) => 0,
