@@ -4,7 +4,9 @@
 //! - [`quant`]: ggml block quantization kernels, bit-exact with ggml.
 //! - [`recipe`]: which type each tensor gets (recipes, llama.cpp presets).
 //! - [`quantize`]: the streaming quantization pipeline.
+//! - [`bench`]: kernel and matmul benchmarks.
 
+pub mod bench;
 pub mod cli;
 pub mod convert;
 pub mod gguf;

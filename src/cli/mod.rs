@@ -3,6 +3,7 @@
 //!
 //! Exit codes: 0 success, 1 error, 2 usage error, 130 interrupted (Ctrl-C).
 
+mod bench;
 mod convert;
 mod export_hf;
 mod inspect;
@@ -32,6 +33,8 @@ pub enum Command {
     Convert(convert::Args),
     /// Export a llama / qwen2 GGUF as a Hugging Face directory (config.json, model.safetensors, tokenizer).
     ExportHf(export_hf::ExportHfArgs),
+    /// Benchmark the kernels (quantize, dequantize, vec_dot, matmul).
+    Bench(bench::Args),
 }
 
 /// An error that ends the process with a given exit code.
@@ -58,6 +61,7 @@ pub fn main() -> i32 {
         Command::Recipe(a) => recipe::run(a),
         Command::Convert(a) => convert::run(a, cancel),
         Command::ExportHf(a) => export_hf::run(&a),
+        Command::Bench(a) => bench::run(a),
     };
     match result {
         Ok(()) => 0,

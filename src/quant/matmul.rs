@@ -39,6 +39,7 @@
 
 use rayon::prelude::*;
 
+use super::search::nearest_int;
 use super::{vec_dot_type, GgmlBlock, GgmlType, QuantError};
 use crate::with_block_type;
 
@@ -198,11 +199,12 @@ fn act_scale(x: &[f32]) -> (f32, f32) {
     (amax / 127.0, if amax != 0.0 { 127.0 / amax } else { 0.0 })
 }
 
-/// `x·id` rounded half to even, saturated to the i8 range as the packing
+/// `x·id` rounded half to even (|x·id| ≤ 127 here, well inside the range
+/// of [`nearest_int`]), saturated to the i8 range as the packing
 /// instructions do.
 #[inline(always)]
 fn act_level(x: f32, id: f32) -> i32 {
-    ((x * id).round_ties_even() as i32).clamp(-128, 127)
+    nearest_int(x * id).clamp(-128, 127)
 }
 
 /// `out = W · x`: `x` holds `n_tokens × w.row_len()` f32 (token after

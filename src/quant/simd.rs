@@ -96,12 +96,16 @@ pub const VEC_DOT_TYPES: &[GgmlType] = &[
     GgmlType::Q6_K,
 ];
 
-fn cast<B: bytemuck::Pod>(ty: GgmlType, bytes: &[u8]) -> Result<Vec<B>, QuantError> {
+/// View bytes as blocks, copying only when they are misaligned.
+fn cast<B: bytemuck::Pod>(ty: GgmlType, bytes: &[u8]) -> Result<std::borrow::Cow<'_, [B]>, QuantError> {
     let size = std::mem::size_of::<B>();
     if bytes.len() % size != 0 {
         return Err(QuantError::BadLength { ty, got: bytes.len(), expected: bytes.len() / size * size });
     }
-    Ok(bytemuck::pod_collect_to_vec(bytes))
+    Ok(match bytemuck::try_cast_slice::<u8, B>(bytes) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => std::borrow::Cow::Owned(bytemuck::pod_collect_to_vec(bytes)),
+    })
 }
 
 /// Dot product of `n` weights of type `ty` (one of [`VEC_DOT_TYPES`]) with
@@ -189,11 +193,44 @@ pub(crate) mod x86 {
         _mm_cvtsi128_si32(s)
     }
 
-    /// f16 → f32 with the F16C instruction.
+    /// Four f16 values converted at once into lanes 0..4. The bits travel
+    /// through a general register and `vmovq`, which zeroes the rest of the
+    /// vector: a lone scalar conversion would let the compiler insert into
+    /// an arbitrary register, creating a false dependency on it (on the
+    /// accumulator, in practice, serializing the loop).
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn f16_to_f32(h: f16) -> f32 {
-        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h.to_bits() as i32)))
+    pub unsafe fn f16x4_to_f32(a: f16, b: f16, c: f16, d: f16) -> __m128 {
+        let bits =
+            a.to_bits() as u64 | (b.to_bits() as u64) << 16 | (c.to_bits() as u64) << 32 | (d.to_bits() as u64) << 48;
+        _mm_cvtph_ps(_mm_cvtsi64_si128(bits as i64))
+    }
+
+    /// `(a·b, c·d)` of four f16 values, as f32 products of the converted values.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn f16_products(a: f16, b: f16, c: f16, d: f16) -> (f32, f32) {
+        let v = f16x4_to_f32(a, b, c, d);
+        let p = _mm_mul_ps(v, _mm_movehdup_ps(v));
+        (_mm_cvtss_f32(p), _mm_cvtss_f32(_mm_movehl_ps(p, p)))
+    }
+
+    /// Two f16 values converted at once (see [`f16x4_to_f32`] for why).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn f16x2_to_f32(a: f16, b: f16) -> (f32, f32) {
+        let bits = a.to_bits() as u32 | (b.to_bits() as u32) << 16;
+        let v = _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32));
+        (_mm_cvtss_f32(v), _mm_cvtss_f32(_mm_movehdup_ps(v)))
+    }
+
+    /// `a·b` of two f16 values.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn f16_product(a: f16, b: f16) -> f32 {
+        let bits = a.to_bits() as u32 | (b.to_bits() as u32) << 16;
+        let v = _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32));
+        _mm_cvtss_f32(_mm_mul_ss(v, _mm_movehdup_ps(v)))
     }
 
     /// 32 bytes from 16 packed nibbles: low nibbles in bytes 0..16, high

@@ -10,27 +10,68 @@
 use std::arch::x86_64::*;
 
 use crate::quant::blocks::*;
-use crate::quant::kquants::{get_scale_min_k4, q3k};
+
 use crate::quant::simd::x86::*;
 
-/// The 8 six-bit scales and 8 mins of a Q4_K/Q5_K super-block.
+/// Little-endian u32 words of a 12-byte scale array.
 #[inline(always)]
-fn scales_mins_k4(q: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
-    let (mut sc, mut m) = ([0u8; 8], [0u8; 8]);
-    for j in 0..8 {
-        (sc[j], m[j]) = get_scale_min_k4(j, q);
-    }
-    (sc, m)
+fn words(q: &[u8; 12]) -> [u32; 3] {
+    std::array::from_fn(|i| u32::from_le_bytes([q[4 * i], q[4 * i + 1], q[4 * i + 2], q[4 * i + 3]]))
 }
 
-/// `Σ_j m_j·(bsum_{2j} + bsum_{2j+1})`: the minimum term of Q4_K/Q5_K.
+/// The 8 six-bit scales (bytes 0..8) and 8 mins (bytes 8..16) of a
+/// Q4_K/Q5_K super-block, unpacked four at a time (the layout of
+/// [`crate::quant::kquants::get_scale_min_k4`]): sub-blocks 0..4 keep their
+/// scale and min in the low 6 bits of bytes 0..4 and 4..8; sub-blocks 4..8
+/// have their low 4 bits in the nibbles of bytes 8..12 and their top 2 bits
+/// in the top bits of bytes 0..8.
 #[inline(always)]
-fn mins_dot_bsums(m: &[u8; 8], bsums: &[i16; 16]) -> i32 {
-    let mut s = 0i32;
-    for j in 0..8 {
-        s += m[j] as i32 * (bsums[2 * j] as i32 + bsums[2 * j + 1] as i32);
+fn scales_mins_k4(q: &[u8; 12]) -> [u8; 16] {
+    const LOW6: u32 = 0x3F3F_3F3F;
+    const LOW4: u32 = 0x0F0F_0F0F;
+    const LOW2: u32 = 0x0303_0303;
+    let [w0, w1, w2] = words(q);
+    let sc_lo = w0 & LOW6;
+    let sc_hi = (w2 & LOW4) | ((w0 >> 6) & LOW2) << 4;
+    let m_lo = w1 & LOW6;
+    let m_hi = ((w2 >> 4) & LOW4) | ((w1 >> 6) & LOW2) << 4;
+    let mut out = [0u8; 16];
+    for (k, w) in [sc_lo, sc_hi, m_lo, m_hi].into_iter().enumerate() {
+        out[4 * k..4 * k + 4].copy_from_slice(&w.to_le_bytes());
     }
-    s
+    out
+}
+
+/// `Σ_j m_j·(bsum_{2j} + bsum_{2j+1})`, the minimum term of Q4_K/Q5_K, with
+/// the 8 mins in bytes 8..16 of `sm`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn mins_dot_bsums(sm: &[u8; 16], bsums: &[i16; 16]) -> i32 {
+    let mins = _mm_cvtepu8_epi16(_mm_unpackhi_epi64(load_16(sm), _mm_setzero_si128()));
+    let sums = load_i16x16(bsums);
+    // Adjacent pairs: bsum_{2j} + bsum_{2j+1} (≤ 2·16·128 in magnitude).
+    let pairs = _mm_hadd_epi16(_mm256_castsi256_si128(sums), _mm256_extracti128_si256::<1>(sums));
+    let p = _mm_madd_epi16(mins, pairs);
+    let p = _mm_add_epi32(p, _mm_unpackhi_epi64(p, p));
+    _mm_cvtsi128_si32(_mm_add_epi32(p, _mm_shuffle_epi32::<0b01>(p)))
+}
+
+/// The 16 signed scales (-32..31) of a Q3_K super-block (the layout of
+/// [`crate::quant::kquants::q3k::get_scale`]): low 4 bits in the nibbles of bytes 0..8 (sub-blocks
+/// 0..8 low nibbles, 8..16 high), top 2 bits in bytes 8..12, two bits per
+/// sub-block group of four.
+#[inline(always)]
+fn scales_q3k(q: &[u8; 12]) -> [u8; 16] {
+    const LOW4: u32 = 0x0F0F_0F0F;
+    const LOW2: u32 = 0x0303_0303;
+    let [w0, w1, w2] = words(q);
+    let mut out = [0u8; 16];
+    let low = [w0 & LOW4, w1 & LOW4, (w0 >> 4) & LOW4, (w1 >> 4) & LOW4];
+    for (k, l) in low.into_iter().enumerate() {
+        let w = l | ((w2 >> (2 * k)) & LOW2) << 4;
+        out[4 * k..4 * k + 4].copy_from_slice(&w.to_le_bytes());
+    }
+    out
 }
 
 /// 2-bit field `shift/2` of every byte.
@@ -63,8 +104,8 @@ pub unsafe fn q2k_q8k(x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {
                 sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scale_pair(scales, 4 * h + s), p));
             }
         }
-        let d = b.d * f16_to_f32(a.d);
-        let dmin = b.d * f16_to_f32(a.dmin);
+        let (xd, xmin) = f16x2_to_f32(a.d, a.dmin);
+        let (d, dmin) = (b.d * xd, b.d * xmin);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
         mins_acc += dmin * summs as f32;
     }
@@ -80,11 +121,7 @@ pub unsafe fn q3k_q8k(x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let four = _mm256_set1_epi8(4);
     for (a, b) in x.iter().zip(y) {
-        let mut sc = [0i8; 16];
-        for (j, s) in sc.iter_mut().enumerate() {
-            *s = q3k::get_scale(j, &a.scales) as i8;
-        }
-        let scales = load_16(&sc);
+        let scales = _mm_sub_epi8(load_16(&scales_q3k(&a.scales)), _mm_set1_epi8(32));
         let hmask = load_u8(&a.hmask);
         let mut sumi = _mm256_setzero_si256();
         for h in 0..2 {
@@ -100,7 +137,7 @@ pub unsafe fn q3k_q8k(x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
                 sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scale_pair(scales, 4 * h + s), p));
             }
         }
-        let d = b.d * f16_to_f32(a.d);
+        let d = b.d * f16x2_to_f32(a.d, a.d).0;
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
     }
     hsum_ps(acc)
@@ -116,8 +153,8 @@ pub unsafe fn q4k_q8k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
     let mut mins_acc = 0.0f32;
     let m4 = _mm256_set1_epi8(0x0F);
     for (a, b) in x.iter().zip(y) {
-        let (sc, m) = scales_mins_k4(&a.scales);
-        let summs = mins_dot_bsums(&m, &b.bsums);
+        let sc = scales_mins_k4(&a.scales);
+        let summs = mins_dot_bsums(&sc, &b.bsums);
         let mut sumi = _mm256_setzero_si256();
         for c in 0..4 {
             let bits = load_u8(&a.qs[32 * c..]);
@@ -129,8 +166,8 @@ pub unsafe fn q4k_q8k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
             let ph = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * c + 1] as i16), ph);
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
         }
-        let d = b.d * f16_to_f32(a.d);
-        let dmin = b.d * f16_to_f32(a.dmin);
+        let (xd, xmin) = f16x2_to_f32(a.d, a.dmin);
+        let (d, dmin) = (b.d * xd, b.d * xmin);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
         mins_acc += dmin * summs as f32;
     }
@@ -148,8 +185,8 @@ pub unsafe fn q5k_q8k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
     let m4 = _mm256_set1_epi8(0x0F);
     let one = _mm256_set1_epi8(1);
     for (a, b) in x.iter().zip(y) {
-        let (sc, m) = scales_mins_k4(&a.scales);
-        let summs = mins_dot_bsums(&m, &b.bsums);
+        let sc = scales_mins_k4(&a.scales);
+        let summs = mins_dot_bsums(&sc, &b.bsums);
         let hbits = load_u8(&a.qh);
         let mut sumi = _mm256_setzero_si256();
         for c in 0..4 {
@@ -165,8 +202,8 @@ pub unsafe fn q5k_q8k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
             let ph = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * c + 1] as i16), ph);
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
         }
-        let d = b.d * f16_to_f32(a.d);
-        let dmin = b.d * f16_to_f32(a.dmin);
+        let (xd, xmin) = f16x2_to_f32(a.d, a.dmin);
+        let (d, dmin) = (b.d * xd, b.d * xmin);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
         mins_acc += dmin * summs as f32;
     }
@@ -209,8 +246,35 @@ pub unsafe fn q6k_q8k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
             }
         }
         let sumi = _mm256_sub_epi32(sumi, offset);
-        let d = b.d * f16_to_f32(a.d);
+        let d = b.d * f16x2_to_f32(a.d, a.d).0;
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
     }
     hsum_ps(acc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::kquants::{get_scale_min_k4, q3k};
+
+    #[test]
+    fn scale_unpacking_matches_the_scalar_accessors() {
+        let mut s = 0x2545_F491_4F6C_DD1Du64;
+        for _ in 0..2000 {
+            let q: [u8; 12] = std::array::from_fn(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 24) as u8
+            });
+            let k4 = scales_mins_k4(&q);
+            for j in 0..8 {
+                assert_eq!((k4[j], k4[8 + j]), get_scale_min_k4(j, &q), "{q:?} j {j}");
+            }
+            let k3 = scales_q3k(&q);
+            for j in 0..16 {
+                assert_eq!(k3[j] as i32 - 32, q3k::get_scale(j, &q), "{q:?} j {j}");
+            }
+        }
+    }
 }

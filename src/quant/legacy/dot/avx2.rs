@@ -20,7 +20,7 @@ pub unsafe fn q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let eight = _mm256_set1_epi8(8);
     for (a, b) in x.iter().zip(y) {
-        let d = _mm256_set1_ps(f16_to_f32(a.d) * f16_to_f32(b.d));
+        let d = _mm256_set1_ps(f16_product(a.d, b.d));
         let qx = _mm256_sub_epi8(nibbles_32(&a.qs), eight);
         let s = dot_i8_i8(qx, load_i8(&b.qs));
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc);
@@ -37,8 +37,9 @@ pub unsafe fn q4_1_q8_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let mut summs = 0.0f32;
     for (a, b) in x.iter().zip(y) {
-        summs += f16_to_f32(a.m) * f16_to_f32(b.s);
-        let d = _mm256_set1_ps(f16_to_f32(a.d) * f16_to_f32(b.d));
+        let (d, ms) = f16_products(a.d, b.d, a.m, b.s);
+        summs += ms;
+        let d = _mm256_set1_ps(d);
         let s = dot_u8_i8(nibbles_32(&a.qs), load_i8(&b.qs));
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc);
     }
@@ -54,7 +55,7 @@ pub unsafe fn q5_0_q8_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let high_nibble = _mm256_set1_epi8(0xF0u8 as i8);
     for (a, b) in x.iter().zip(y) {
-        let d = _mm256_set1_ps(f16_to_f32(a.d) * f16_to_f32(b.d));
+        let d = _mm256_set1_ps(f16_product(a.d, b.d));
         // q - 16 as i8: the low nibble with 0xF0 or-ed in where the fifth
         // bit is clear (nibble - 16), unchanged where it is set.
         let minus16 = _mm256_andnot_si256(bits_32(&a.qh), high_nibble);
@@ -75,8 +76,9 @@ pub unsafe fn q5_1_q8_1(x: &[BlockQ5_1], y: &[BlockQ8_1]) -> f32 {
     let mut summs = 0.0f32;
     let bit4 = _mm256_set1_epi8(0x10);
     for (a, b) in x.iter().zip(y) {
-        summs += f16_to_f32(a.m) * f16_to_f32(b.s);
-        let d = _mm256_set1_ps(f16_to_f32(a.d) * f16_to_f32(b.d));
+        let (d, ms) = f16_products(a.d, b.d, a.m, b.s);
+        summs += ms;
+        let d = _mm256_set1_ps(d);
         let qx = _mm256_or_si256(nibbles_32(&a.qs), _mm256_and_si256(bits_32(&a.qh), bit4));
         let s = dot_u8_i8(qx, load_i8(&b.qs));
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc);
@@ -92,7 +94,7 @@ pub unsafe fn q5_1_q8_1(x: &[BlockQ5_1], y: &[BlockQ8_1]) -> f32 {
 pub unsafe fn q8_0_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     for (a, b) in x.iter().zip(y) {
-        let d = _mm256_set1_ps(f16_to_f32(a.d) * f16_to_f32(b.d));
+        let d = _mm256_set1_ps(f16_product(a.d, b.d));
         let s = dot_i8_i8(load_i8(&a.qs), load_i8(&b.qs));
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc);
     }
