@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 
-use crate::gguf::{GgmlType, GgufFile};
+use crate::gguf::{GgmlType, GgufModel};
 use crate::quantize::{self, ImportanceMatrix, Options, QuantizePlan, TensorTarget};
 use crate::recipe::{self, ModelInfo, Preset, Reason, Recipe};
 use crate::report::{human_bytes, Table};
@@ -70,7 +70,7 @@ pub fn run(a: Args, cancel: Arc<AtomicBool>) -> Result<()> {
     if !a.dry_run && a.output.is_none() {
         bail!("--output is required (or use --dry-run)");
     }
-    let src = GgufFile::open(&a.model).with_context(|| {
+    let src = GgufModel::open(&a.model).with_context(|| {
         let ext = a.model.extension().and_then(|e| e.to_str()).unwrap_or("");
         if ext == "safetensors" || a.model.is_dir() {
             "safetensors / Hugging Face sources are not supported by `quantize` yet".to_string()
