@@ -1,23 +1,29 @@
-//! `quantmix convert SRC -o OUT.gguf`: a GGUF is rewritten losslessly; a
-//! Hugging Face directory or safetensors file is converted as llama.cpp's
-//! `convert_hf_to_gguf.py` does it ([`crate::convert::hf`]).
+//! `quantmix convert SRC -o OUT.gguf`: a GGUF is rewritten losslessly (same
+//! metadata, byte-identical tensors; a split source is merged into one
+//! file); a Hugging Face directory or safetensors file is converted as
+//! llama.cpp's `convert_hf_to_gguf.py` does it ([`crate::convert::hf`]).
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::gguf::{GgufFile, GgufWriter, TensorSpec, DEFAULT_ALIGNMENT};
+use crate::gguf::{GgufModel, GgufWriter, TensorSpec};
+use crate::report::human_bytes;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Source: a GGUF, or a Hugging Face model directory (config.json, tokenizer.json,
-    /// safetensors) or a safetensors file / index inside one.
+    /// Source: a GGUF (any shard of a split model: all shards are merged), or a Hugging Face
+    /// model directory (config.json, tokenizer.json, safetensors) or a safetensors file / index.
     pub src: PathBuf,
-    /// Output GGUF (written atomically).
+    /// Output GGUF (written to a temporary file, renamed when complete).
     #[arg(short, long)]
     pub output: PathBuf,
+    /// No progress bar or summary.
+    #[arg(short, long)]
+    pub quiet: bool,
     /// Hugging Face sources: type of the 2-D weights (auto = the checkpoint's F16/BF16, else F16;
     /// norms, biases and 1-D tensors are always F32).
     #[arg(long, default_value = "auto")]
@@ -48,20 +54,45 @@ fn run_hf(a: &Args, cancel: Arc<AtomicBool>) -> Result<()> {
     Ok(())
 }
 
+/// Bytes handed to the writer at a time (progress and Ctrl-C granularity).
+const CHUNK: usize = 8 << 20;
+
 pub fn run(a: Args, cancel: Arc<AtomicBool>) -> Result<()> {
     if a.src.is_dir() || crate::convert::safetensors::is_safetensors_path(&a.src) {
         return run_hf(&a, cancel);
     }
-    let g = GgufFile::open(&a.src).with_context(|| format!("opening {}", a.src.display()))?;
+    let m = GgufModel::open(&a.src).with_context(|| format!("opening {}", a.src.display()))?;
     let specs: Vec<TensorSpec> =
-        g.tensors().iter().map(|t| TensorSpec { name: t.name.clone(), shape: t.shape.clone(), ty: t.ty }).collect();
-    let align = g.metadata().get_u64("general.alignment").unwrap_or(DEFAULT_ALIGNMENT);
-    let mut w = GgufWriter::create(&a.output, g.metadata(), &specs, align)?;
+        m.tensors().iter().map(|t| TensorSpec { name: t.name.clone(), shape: t.shape.clone(), ty: t.ty }).collect();
+    let mut w = GgufWriter::create(&a.output, m.metadata(), &specs, m.alignment())
+        .with_context(|| format!("writing {}", a.output.display()))?;
     w.set_cancel_flag(cancel);
-    for t in g.tensors() {
-        w.write_tensor(g.tensor_data(t))?;
+
+    let total: u64 = m.tensors().iter().map(|t| t.n_bytes()).sum();
+    let bar = ProgressBar::with_draw_target(
+        Some(total),
+        if a.quiet { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr_with_hz(8) },
+    );
+    bar.set_style(
+        ProgressStyle::with_template(
+            "[{elapsed_precise}] [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} {msg:30!}",
+        )
+        .expect("valid progress template")
+        .progress_chars("=> "),
+    );
+    for t in m.tensors() {
+        bar.set_message(t.name.clone());
+        for chunk in m.tensor_data(t).chunks(CHUNK) {
+            w.write_tensor_chunk(chunk)?;
+            bar.inc(chunk.len() as u64);
+        }
+        w.end_tensor()?;
     }
     let n = w.finish()?;
-    eprintln!("wrote {} ({n} bytes, {} tensors)", a.output.display(), specs.len());
+    bar.finish_and_clear();
+    if !a.quiet {
+        let from = if m.is_split() { format!(" from {} shards", m.n_shards()) } else { String::new() };
+        eprintln!("wrote {} ({}, {} tensors{from})", a.output.display(), human_bytes(n), specs.len());
+    }
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 
-use crate::gguf::{GgmlType, GgufFile};
+use crate::gguf::{GgmlType, GgufModel};
 use crate::quantize::{self, ImportanceMatrix, Options, QuantizePlan, TensorTarget};
 use crate::recipe::{self, ModelInfo, Preset, Reason, Recipe};
 use crate::report::{human_bytes, Table};
@@ -92,7 +92,7 @@ pub fn run(a: Args, cancel: Arc<AtomicBool>) -> Result<()> {
     } else {
         a.model.clone()
     };
-    let src = GgufFile::open(&model_path).with_context(|| format!("opening {}", a.model.display()))?;
+    let src = GgufModel::open(&model_path).with_context(|| format!("opening {}", a.model.display()))?;
     let imatrix_path = a.imatrix.clone().or_else(|| recipe.imatrix.clone());
     let imatrix = match &imatrix_path {
         None => None,

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use crate::gguf::GgufFile;
+use crate::gguf::GgufModel;
 use crate::recipe::{self, ModelInfo, Preset, Recipe};
 
 #[derive(clap::Args, Debug)]
@@ -23,7 +23,7 @@ pub fn run(a: Args) -> Result<()> {
     let names: Vec<&str> = Preset::ALL.iter().map(|p| p.name()).collect();
     let p = Preset::from_name(&a.preset)
         .with_context(|| format!("unknown preset `{}` (known: {})", a.preset, names.join(", ")))?;
-    let g = GgufFile::open(&a.model)?;
+    let g = GgufModel::open(&a.model)?;
     let info = ModelInfo::from_metadata(g.metadata(), g.tensors());
     let plan = recipe::plan(&Recipe::preset(p), &info, g.tensors(), false)?;
     let header = format!(

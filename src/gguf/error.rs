@@ -49,6 +49,8 @@ pub enum GgufErrorKind {
     Overlap { a: String, b: String },
     #[error("general.alignment {0} is not a non-zero power of two")]
     BadAlignment(u64),
+    #[error("split model: {0}")]
+    Split(String),
     #[error("interrupted")]
     Interrupted,
     #[error("writer: {0}")]

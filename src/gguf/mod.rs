@@ -2,13 +2,15 @@
 
 pub mod error;
 pub mod reader;
+pub mod split;
 pub mod types;
 pub mod value;
 pub mod writer;
 
 pub use error::{GgufError, GgufErrorKind};
 pub use reader::{parse_header, GgufFile, GgufHeader};
-pub use types::GgmlType;
+pub use split::GgufModel;
+pub use types::{ftype_name, GgmlType};
 pub use value::{MetaType, MetaValue};
 pub use writer::{gguf_file_size, GgufWriter, TensorSpec};
 
@@ -48,6 +50,7 @@ impl TensorInfo {
 }
 
 /// Ordered metadata (insertion order is preserved, as GGUF files keep it).
+/// Serializes as a map in that order.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Metadata {
     entries: Vec<(String, MetaValue)>,
@@ -99,5 +102,16 @@ impl Metadata {
     pub fn arch_u64(&self, suffix: &str) -> Option<u64> {
         let arch = self.architecture()?;
         self.get_u64(&format!("{arch}.{suffix}"))
+    }
+}
+
+impl serde::Serialize for Metadata {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.entries.len()))?;
+        for (k, v) in &self.entries {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
     }
 }

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::path::Path;
 
-use crate::gguf::{GgufError, GgufFile, Metadata, TensorInfo};
+use crate::gguf::{GgufError, GgufFile, GgufModel, Metadata, TensorInfo};
 
 /// A model the pipeline can quantize: a GGUF file, a set of GGUF shards, or
 /// a safetensors checkpoint seen through its GGUF conversion.
@@ -32,5 +32,20 @@ impl Source for GgufFile {
     }
     fn tensor_data(&self, t: &TensorInfo) -> Result<Cow<'_, [u8]>, GgufError> {
         Ok(Cow::Borrowed(GgufFile::tensor_data(self, t)))
+    }
+}
+
+impl Source for GgufModel {
+    fn path(&self) -> &Path {
+        GgufModel::path(self)
+    }
+    fn metadata(&self) -> &Metadata {
+        GgufModel::metadata(self)
+    }
+    fn tensors(&self) -> &[TensorInfo] {
+        GgufModel::tensors(self)
+    }
+    fn tensor_data(&self, t: &TensorInfo) -> Result<Cow<'_, [u8]>, GgufError> {
+        Ok(Cow::Borrowed(GgufModel::tensor_data(self, t)))
     }
 }

@@ -29,7 +29,18 @@ impl Table {
         self.rows.push(cells);
     }
 
+    /// The table with its header row and a rule under it.
     pub fn render(&self) -> String {
+        self.render_inner(true)
+    }
+
+    /// Only the rows (aligned as if the header were there): for key/value
+    /// summaries.
+    pub fn render_rows(&self) -> String {
+        self.render_inner(false)
+    }
+
+    fn render_inner(&self, header: bool) -> String {
         let n = self.header.len();
         let mut w = vec![0usize; n];
         for r in std::iter::once(&self.header).chain(&self.rows) {
@@ -52,9 +63,11 @@ impl Table {
             out.push_str(cells.join("  ").trim_end());
             out.push('\n');
         };
-        line(&self.header, &mut out);
-        out.push_str(&w.iter().map(|&k| "-".repeat(k)).collect::<Vec<_>>().join("  "));
-        out.push('\n');
+        if header {
+            line(&self.header, &mut out);
+            out.push_str(&w.iter().map(|&k| "-".repeat(k)).collect::<Vec<_>>().join("  "));
+            out.push('\n');
+        }
         for r in &self.rows {
             line(r, &mut out);
         }
@@ -88,6 +101,7 @@ mod tests {
         t.row(vec!["a".into(), "10".into()]);
         t.row(vec!["long".into(), "2".into()]);
         assert_eq!(t.render(), "name  bytes\n----  -----\na        10\nlong      2\n");
+        assert_eq!(t.render_rows(), "a        10\nlong      2\n");
         assert_eq!(human_bytes(1536), "1.50 KiB");
     }
 }

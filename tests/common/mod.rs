@@ -48,3 +48,33 @@ pub fn fixture(rel: &str) -> PathBuf {
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("tempdir")
 }
+
+/// Split a GGUF file into `n` shards the way llama.cpp's `gguf-split` does
+/// (all metadata in the first shard, `split.no`/`split.count`/
+/// `split.tensors.count` in every shard, tensors in order, as evenly as
+/// possible). Returns the shard paths `<prefix>-0000i-of-0000n.gguf`.
+pub fn write_split(src: &std::path::Path, prefix: &std::path::Path, n: usize) -> Vec<PathBuf> {
+    use quantmix::gguf::split::{shard_path, KEY_SPLIT_COUNT, KEY_SPLIT_NO, KEY_SPLIT_TENSORS_COUNT};
+    use quantmix::gguf::{GgufFile, GgufWriter, MetaValue, Metadata, TensorSpec};
+    let g = GgufFile::open(src).expect("open split source");
+    let all = g.tensors();
+    let per = all.len().div_ceil(n);
+    let mut paths = Vec::new();
+    for (i, chunk) in all.chunks(per).enumerate() {
+        let mut m = if i == 0 { g.metadata().clone() } else { Metadata::default() };
+        m.set(KEY_SPLIT_NO, MetaValue::U16(i as u16));
+        m.set(KEY_SPLIT_COUNT, MetaValue::U16(n as u16));
+        m.set(KEY_SPLIT_TENSORS_COUNT, MetaValue::I32(all.len() as i32));
+        let specs: Vec<TensorSpec> =
+            chunk.iter().map(|t| TensorSpec { name: t.name.clone(), shape: t.shape.clone(), ty: t.ty }).collect();
+        let p = shard_path(prefix, i, n);
+        let mut w = GgufWriter::create(&p, &m, &specs, 32).expect("create shard");
+        for t in chunk {
+            w.write_tensor(g.tensor_data(t)).expect("write shard tensor");
+        }
+        w.finish().expect("finish shard");
+        paths.push(p);
+    }
+    assert_eq!(paths.len(), n, "too few tensors for {n} shards");
+    paths
+}
