@@ -13,16 +13,7 @@ use quantmix::sensitivity::imatrix::{Entry, Imatrix};
 /// Deterministic positive pseudo-random values with a heavy tail, like real
 /// activation statistics.
 fn values(seed: u64, n: usize) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            let u = (s >> 40) as f32 / (1u64 << 24) as f32;
-            0.01 + u * u * u * 50.0
-        })
-        .collect()
+    common::uniform01(seed, n).map(|u| 0.01 + u * u * u * 50.0).collect()
 }
 
 #[test]

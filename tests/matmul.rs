@@ -11,15 +11,7 @@ use quantmix::quant::simd::VEC_DOT_TYPES;
 use quantmix::quant::{self, vec_dot_type};
 
 fn data(seed: u64, n: usize) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 4.0
-        })
-        .collect()
+    common::uniform01(seed, n).map(|u| (u - 0.5) * 4.0).collect()
 }
 
 fn quantized(ty: GgmlType, x: &[f32], row_len: usize) -> Vec<u8> {

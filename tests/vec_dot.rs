@@ -2,20 +2,14 @@
 //! dot product of the dequantized operands (the integer parts are exact, so
 //! only float rounding of the block scales may differ).
 
+mod common;
+
 use quantmix::gguf::GgmlType;
 use quantmix::quant;
 
-/// A small deterministic generator (xorshift) for test data.
+/// Seeded test data, uniform in [-1, 1).
 fn data(seed: u64, n: usize) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0
-        })
-        .collect()
+    common::uniform01(seed, n).map(|u| (u - 0.5) * 2.0).collect()
 }
 
 const WEIGHT_TYPES: &[GgmlType] = &[

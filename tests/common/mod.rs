@@ -78,3 +78,15 @@ pub fn write_split(src: &std::path::Path, prefix: &std::path::Path, n: usize) ->
     assert_eq!(paths.len(), n, "too few tensors for {n} shards");
     paths
 }
+
+/// Deterministic uniform values in [0, 1) from a seeded xorshift64 (test
+/// data that needs no extra dependency).
+pub fn uniform01(seed: u64, n: usize) -> impl Iterator<Item = f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n).map(move |_| {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 40) as f32 / (1u64 << 24) as f32
+    })
+}
