@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
@@ -497,8 +497,7 @@ pub fn summary_table(map: &QuantMap) -> String {
     );
     let _ = write!(s, "file: {} bytes ({:.2} MiB)", map.file_bytes, map.file_bytes as f64 / (1u64 << 20) as f64);
     if let Some(sec) = map.seconds {
-        let d = Duration::from_secs_f64(sec);
-        let _ = write!(s, " in {:.2} s", d.as_secs_f64());
+        let _ = write!(s, " in {sec:.2} s");
     }
     s
 }
