@@ -6,6 +6,7 @@
 //! - [`quantize`]: the streaming quantization pipeline.
 
 pub mod cli;
+pub mod eval;
 pub mod gguf;
 pub mod model;
 pub mod quant;
