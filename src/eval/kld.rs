@@ -247,7 +247,7 @@ mod tests {
     use super::*;
 
     fn logits(n: usize, seed: u32) -> Vec<f32> {
-        (0..n).map(|i| ((i as f32 * 0.731 + seed as f32 * 1.37).sin() * 4.0)).collect()
+        (0..n).map(|i| (i as f32 * 0.731 + seed as f32 * 1.37).sin() * 4.0).collect()
     }
 
     #[test]
