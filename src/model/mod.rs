@@ -3,9 +3,15 @@
 //!
 //! - [`tokenizer`]: token ids equal to llama.cpp's for the GGUF's
 //!   `tokenizer.ggml.*` vocabulary (byte-level BPE and SentencePiece-style).
+//! - [`llama`]: the llama-family forward pass on the quantized weights.
+//! - [`linear`]: quantized matrix × f32 activations.
 
+pub mod attention;
 pub mod error;
+pub mod linear;
+pub mod llama;
 pub mod tokenizer;
 
 pub use error::{ModelError, Result};
+pub use llama::{HParams, KvCache, LlamaModel};
 pub use tokenizer::Tokenizer;

@@ -1,0 +1,601 @@
+//! Llama-family forward pass (llama, mistral, qwen2) over a GGUF file's
+//! quantized weights, computed the way llama.cpp's CPU backend computes it:
+//!
+//! - token embeddings: one row of `token_embd` dequantized per token;
+//! - RMSNorm (sum of squares in f64, `1/sqrt(mean + eps)` in f32) times the
+//!   norm weight;
+//! - Q/K/V projections (qwen2 adds biases), RoPE as ggml applies it to GGUF
+//!   weights: adjacent pairs for llama (the converter permuted Q/K), halves
+//!   (NeoX) for qwen2, angles `pos · base^(-2i/n_rot)` accumulated in f32,
+//!   optional `rope_freqs` factors and linear scaling;
+//! - grouped-query causal attention with a KV cache that stores K and V as
+//!   F16 (llama.cpp's default cache type; Q and the softmax weights are
+//!   rounded to F16 for the products with it, as ggml's F16 `mul_mat` does);
+//! - SwiGLU feed-forward; output projection or the tied token embeddings.
+//!
+//! Every matrix product runs on the quantized weights through
+//! [`super::linear::matmul`] (activations quantized to the weight type's
+//! `vec_dot` type). Prompt processing is batched (all tokens of a call in
+//! one matrix × matrix product per weight), generation is matrix × vector;
+//! both are parallel over weight rows (rayon's current pool).
+
+use std::path::Path;
+
+use rayon::prelude::*;
+
+use super::attention::{self, to_f16_precision, Scratch};
+use super::error::{ModelError, Result};
+use super::linear::{self, WeightView};
+use crate::gguf::{GgmlType, GgufFile, TensorInfo};
+
+/// How RoPE pairs the dimensions of a head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RopeStyle {
+    /// Dimensions `2i` and `2i+1` (ggml `LLAMA_ROPE_TYPE_NORM`).
+    Normal,
+    /// Dimensions `i` and `i + n_rot/2` (ggml `LLAMA_ROPE_TYPE_NEOX`).
+    Neox,
+}
+
+/// Hyper-parameters read from the GGUF metadata.
+#[derive(Clone, Debug)]
+pub struct HParams {
+    pub arch: String,
+    pub n_embd: usize,
+    pub n_layer: usize,
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim: usize,
+    pub n_ff: usize,
+    pub n_vocab: usize,
+    pub n_rot: usize,
+    pub n_ctx_train: usize,
+    pub eps: f32,
+    pub freq_base: f32,
+    pub freq_scale: f32,
+    pub rope: RopeStyle,
+    pub kq_scale: f32,
+}
+
+/// A weight matrix in the file: `rows` × `cols` of `info.ty`.
+#[derive(Clone, Debug)]
+struct Mat {
+    info: TensorInfo,
+    rows: usize,
+    cols: usize,
+}
+
+struct Layer {
+    attn_norm: Vec<f32>,
+    wq: Mat,
+    wk: Mat,
+    wv: Mat,
+    wo: Mat,
+    bq: Option<Vec<f32>>,
+    bk: Option<Vec<f32>>,
+    bv: Option<Vec<f32>>,
+    bo: Option<Vec<f32>>,
+    ffn_norm: Vec<f32>,
+    gate: Mat,
+    up: Mat,
+    down: Mat,
+}
+
+/// A llama-family model backed by the memory map of its GGUF file.
+pub struct LlamaModel {
+    file: GgufFile,
+    pub hp: HParams,
+    tok_embd: Mat,
+    output: Mat,
+    output_norm: Vec<f32>,
+    rope_freqs: Option<Vec<f32>>,
+    layers: Vec<Layer>,
+}
+
+/// Keys and values of the positions processed so far, per layer, stored
+/// with F16 precision.
+pub struct KvCache {
+    n_ctx: usize,
+    kv_dim: usize,
+    len: usize,
+    /// Keys, `[position][kv_dim]` per layer.
+    k: Vec<Vec<f32>>,
+    /// Values transposed, `[kv_dim][v_stride]` per layer.
+    v: Vec<Vec<f32>>,
+    /// Row length of the transposed values: `n_ctx` rounded up to 32.
+    v_stride: usize,
+}
+
+impl KvCache {
+    /// Number of positions filled.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// Capacity in positions.
+    pub fn n_ctx(&self) -> usize {
+        self.n_ctx
+    }
+    /// Forget every position (llama.cpp `llama_memory_clear`).
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+}
+
+/// Architectures this forward pass implements, with their RoPE style.
+fn arch_rope(arch: &str) -> Option<RopeStyle> {
+    match arch {
+        "llama" | "mistral" => Some(RopeStyle::Normal),
+        "qwen2" => Some(RopeStyle::Neox),
+        _ => None,
+    }
+}
+
+impl LlamaModel {
+    /// Open a GGUF file and check that it holds a supported llama-family
+    /// model whose tensors all have kernels.
+    pub fn open(path: impl AsRef<Path>) -> Result<LlamaModel> {
+        let file = GgufFile::open(path.as_ref())?;
+        Self::from_file(file)
+    }
+
+    /// Build the model over an already opened file.
+    pub fn from_file(file: GgufFile) -> Result<LlamaModel> {
+        let path = file.path().to_path_buf();
+        let meta = file.metadata();
+        let arch = meta
+            .architecture()
+            .ok_or_else(|| ModelError::Metadata {
+                path: path.clone(),
+                key: "general.architecture".into(),
+                msg: "missing".into(),
+            })?
+            .to_string();
+        let rope = arch_rope(&arch)
+            .ok_or_else(|| ModelError::UnsupportedArchitecture { path: path.clone(), arch: arch.clone() })?;
+        let req = |suffix: &str| -> Result<usize> {
+            meta.arch_u64(suffix).map(|v| v as usize).filter(|&v| v > 0).ok_or_else(|| ModelError::Metadata {
+                path: path.clone(),
+                key: format!("{arch}.{suffix}"),
+                msg: "missing or zero".into(),
+            })
+        };
+        let opt_f = |suffix: &str| meta.get_f64(&format!("{arch}.{suffix}"));
+        let n_embd = req("embedding_length")?;
+        let n_layer = req("block_count")?;
+        let n_head = req("attention.head_count")?;
+        let n_head_kv = meta.arch_u64("attention.head_count_kv").map(|v| v as usize).unwrap_or(n_head);
+        let n_ff = req("feed_forward_length")?;
+        let head_dim = meta.arch_u64("attention.key_length").map(|v| v as usize).unwrap_or(n_embd / n_head.max(1));
+        let n_rot = meta.arch_u64("rope.dimension_count").map(|v| v as usize).unwrap_or(head_dim);
+        let n_ctx_train = meta.arch_u64("context_length").map(|v| v as usize).unwrap_or(0);
+        let bad =
+            |key: &str, msg: String| ModelError::Metadata { path: path.clone(), key: format!("{arch}.{key}"), msg };
+        if n_head_kv == 0 || n_head % n_head_kv != 0 {
+            return Err(bad("attention.head_count_kv", format!("{n_head_kv} does not divide {n_head} heads")));
+        }
+        if let Some(vl) = meta.arch_u64("attention.value_length") {
+            if vl as usize != head_dim {
+                return Err(bad("attention.value_length", format!("{vl} differs from the key length {head_dim}")));
+            }
+        }
+        if n_rot == 0 || n_rot > head_dim || n_rot % 2 != 0 {
+            return Err(bad("rope.dimension_count", format!("{n_rot} is not an even number ≤ head size {head_dim}")));
+        }
+        let eps = opt_f("attention.layer_norm_rms_epsilon")
+            .ok_or_else(|| bad("attention.layer_norm_rms_epsilon", "missing".into()))? as f32;
+        let freq_base = opt_f("rope.freq_base").unwrap_or(10000.0) as f32;
+        let mut freq_scale = 1.0f32;
+        match meta.get_str(&format!("{arch}.rope.scaling.type")) {
+            None | Some("none") => {}
+            Some("linear") => {
+                if let Some(f) = opt_f("rope.scaling.factor").filter(|&f| f > 0.0) {
+                    freq_scale = 1.0 / f as f32;
+                }
+            }
+            Some(other) => {
+                return Err(bad(
+                    "rope.scaling.type",
+                    format!("RoPE scaling `{other}` is not supported by quantmix's forward pass"),
+                ))
+            }
+        }
+        let kq_scale = match opt_f("attention.scale") {
+            Some(s) if s != 0.0 => s as f32,
+            _ => 1.0 / (head_dim as f32).sqrt(),
+        };
+
+        let q_dim = n_head * head_dim;
+        let kv_dim = n_head_kv * head_dim;
+        let mat = |name: &str, cols: usize, rows: Option<usize>| -> Result<Mat> {
+            let info = file.tensor(name).ok_or_else(|| ModelError::Tensor {
+                path: path.clone(),
+                tensor: name.into(),
+                offset: None,
+                msg: "missing".into(),
+            })?;
+            let terr = |msg: String| ModelError::Tensor {
+                path: path.clone(),
+                tensor: name.into(),
+                offset: Some(file.header.data_offset + info.offset),
+                msg,
+            };
+            if info.shape.len() != 2
+                || info.shape[0] as usize != cols
+                || rows.is_some_and(|r| info.shape[1] as usize != r)
+            {
+                return Err(terr(format!(
+                    "shape {:?}, expected [{cols}, {}]",
+                    info.shape,
+                    rows.map(|r| r.to_string()).unwrap_or_else(|| "n".into())
+                )));
+            }
+            if !linear::supported(info.ty) {
+                return Err(terr(format!("type {} has no dot-product kernel in quantmix", info.ty)));
+            }
+            Ok(Mat { info: info.clone(), rows: info.shape[1] as usize, cols })
+        };
+        let vector = |name: &str, len: usize| -> Result<Option<Vec<f32>>> {
+            let Some(info) = file.tensor(name) else { return Ok(None) };
+            let terr = |msg: String| ModelError::Tensor {
+                path: path.clone(),
+                tensor: name.into(),
+                offset: Some(file.header.data_offset + info.offset),
+                msg,
+            };
+            if info.n_elements() != len as u64 {
+                return Err(terr(format!("shape {:?}, expected {len} values", info.shape)));
+            }
+            let mut v = vec![0f32; len];
+            crate::quant::dequantize_row(info.ty, file.tensor_data(info), &mut v)
+                .map_err(|e| terr(format!("cannot read: {e}")))?;
+            Ok(Some(v))
+        };
+        let need = |name: &str, len: usize| -> Result<Vec<f32>> {
+            vector(name, len)?.ok_or_else(|| ModelError::Tensor {
+                path: path.clone(),
+                tensor: name.into(),
+                offset: None,
+                msg: "missing".into(),
+            })
+        };
+
+        let tok_embd = mat("token_embd.weight", n_embd, None)?;
+        let n_vocab = tok_embd.rows;
+        let output = match file.tensor("output.weight") {
+            Some(_) => mat("output.weight", n_embd, Some(n_vocab))?,
+            None => tok_embd.clone(),
+        };
+        let output_norm = need("output_norm.weight", n_embd)?;
+        let rope_freqs = vector("rope_freqs.weight", n_rot / 2)?;
+        let mut layers = Vec::with_capacity(n_layer);
+        for i in 0..n_layer {
+            let p = |s: &str| format!("blk.{i}.{s}");
+            if file.tensor(&p("attn_qkv.weight")).is_some() {
+                return Err(ModelError::Tensor {
+                    path: path.clone(),
+                    tensor: p("attn_qkv.weight"),
+                    offset: None,
+                    msg: "fused QKV projections are not supported".into(),
+                });
+            }
+            layers.push(Layer {
+                attn_norm: need(&p("attn_norm.weight"), n_embd)?,
+                wq: mat(&p("attn_q.weight"), n_embd, Some(q_dim))?,
+                wk: mat(&p("attn_k.weight"), n_embd, Some(kv_dim))?,
+                wv: mat(&p("attn_v.weight"), n_embd, Some(kv_dim))?,
+                wo: mat(&p("attn_output.weight"), q_dim, Some(n_embd))?,
+                bq: vector(&p("attn_q.bias"), q_dim)?,
+                bk: vector(&p("attn_k.bias"), kv_dim)?,
+                bv: vector(&p("attn_v.bias"), kv_dim)?,
+                bo: vector(&p("attn_output.bias"), n_embd)?,
+                ffn_norm: need(&p("ffn_norm.weight"), n_embd)?,
+                gate: mat(&p("ffn_gate.weight"), n_embd, Some(n_ff))?,
+                up: mat(&p("ffn_up.weight"), n_embd, Some(n_ff))?,
+                down: mat(&p("ffn_down.weight"), n_ff, Some(n_embd))?,
+            });
+        }
+        let hp = HParams {
+            arch,
+            n_embd,
+            n_layer,
+            n_head,
+            n_head_kv,
+            head_dim,
+            n_ff,
+            n_vocab,
+            n_rot,
+            n_ctx_train,
+            eps,
+            freq_base,
+            freq_scale,
+            rope,
+            kq_scale,
+        };
+        Ok(LlamaModel { file, hp, tok_embd, output, output_norm, rope_freqs, layers })
+    }
+
+    /// The underlying file.
+    pub fn file(&self) -> &GgufFile {
+        &self.file
+    }
+
+    /// Number of weights in the matrices and vectors the forward pass reads
+    /// (the tied output counted once), and their bytes in the file.
+    pub fn weight_stats(&self) -> (u64, u64) {
+        let (mut n, mut b) = (0u64, 0u64);
+        for t in self.file.tensors() {
+            n += t.n_elements();
+            b += t.n_bytes();
+        }
+        (n, b)
+    }
+
+    /// A KV cache for up to `n_ctx` positions.
+    pub fn new_cache(&self, n_ctx: usize) -> KvCache {
+        let kv_dim = self.hp.n_head_kv * self.hp.head_dim;
+        let v_stride = n_ctx.div_ceil(32) * 32;
+        KvCache {
+            n_ctx,
+            kv_dim,
+            len: 0,
+            k: (0..self.hp.n_layer).map(|_| vec![0f32; n_ctx * kv_dim]).collect(),
+            v: (0..self.hp.n_layer).map(|_| vec![0f32; v_stride * kv_dim]).collect(),
+            v_stride,
+        }
+    }
+
+    fn view(&self, m: &Mat) -> WeightView<'_> {
+        WeightView { ty: m.info.ty, rows: m.rows, cols: m.cols, data: self.file.tensor_data(&m.info) }
+    }
+
+    fn matmul(&self, m: &Mat, x: &[f32], n: usize) -> Vec<f32> {
+        let mut out = vec![0f32; n * m.rows];
+        let ok = linear::matmul(&self.view(m), x, n, &mut out);
+        debug_assert!(ok, "kernel availability is checked at load time");
+        out
+    }
+
+    /// Run `tokens` at positions `cache.len()..`, appending them to the
+    /// cache, and return the logits (`n_vocab` per token) of the tokens from
+    /// index `logits_from` on (none when `logits_from == tokens.len()`).
+    pub fn forward(&self, tokens: &[u32], cache: &mut KvCache, logits_from: usize) -> Result<Vec<f32>> {
+        let hp = &self.hp;
+        let n = tokens.len();
+        if n == 0 || logits_from > n {
+            return Err(ModelError::Invalid(format!("forward: {n} tokens, logits from {logits_from}")));
+        }
+        if cache.len + n > cache.n_ctx {
+            return Err(ModelError::Invalid(format!(
+                "forward: {} cached + {n} new tokens exceed the context of {}",
+                cache.len, cache.n_ctx
+            )));
+        }
+        if let Some(&t) = tokens.iter().find(|&&t| t as usize >= hp.n_vocab) {
+            return Err(ModelError::Invalid(format!("token id {t} is outside the vocabulary of {}", hp.n_vocab)));
+        }
+        let d = hp.n_embd;
+        let p0 = cache.len;
+
+        // Embeddings: one dequantized row per token.
+        let mut x = vec![0f32; n * d];
+        let emb = self.view(&self.tok_embd);
+        let row_bytes = emb.ty.row_bytes(d as u64).expect("checked at load") as usize;
+        x.par_chunks_mut(d).zip(tokens.par_iter()).for_each(|(row, &t)| {
+            let t = t as usize;
+            crate::quant::dequantize_row(emb.ty, &emb.data[t * row_bytes..(t + 1) * row_bytes], row)
+                .expect("type checked at load");
+        });
+
+        let rope = self.rope_table(p0, n);
+        let last = hp.n_layer - 1;
+        let mut rows = n; // rows of `x` still carried (the last layer keeps only those with logits)
+        for (il, layer) in self.layers.iter().enumerate() {
+            let h = rms_norm(&x, d, hp.eps, &layer.attn_norm);
+            let mut q = self.matmul(&layer.wq, &h, rows);
+            let mut k = self.matmul(&layer.wk, &h, rows);
+            let mut v = self.matmul(&layer.wv, &h, rows);
+            add_bias(&mut q, layer.bq.as_deref());
+            add_bias(&mut k, layer.bk.as_deref());
+            add_bias(&mut v, layer.bv.as_deref());
+            self.apply_rope(&mut q, hp.n_head, &rope);
+            self.apply_rope(&mut k, hp.n_head_kv, &rope);
+            let (kv_dim, vs) = (cache.kv_dim, cache.v_stride);
+            for (o, &s) in cache.k[il][p0 * kv_dim..(p0 + n) * kv_dim].iter_mut().zip(k.iter()) {
+                *o = to_f16_precision(s);
+            }
+            let vc = &mut cache.v[il];
+            for (i, row) in v.chunks_exact(kv_dim).enumerate() {
+                for (c, &s) in row.iter().enumerate() {
+                    vc[c * vs + p0 + i] = to_f16_precision(s);
+                }
+            }
+            let mut attn = self.attention(&q, &cache.k[il], &cache.v[il], p0, n, kv_dim, vs);
+            if il == last && logits_from > 0 {
+                // Only the rows whose logits are wanted go on (llama.cpp's output ids).
+                attn.drain(..logits_from * hp.n_head * hp.head_dim);
+                x.drain(..logits_from * d);
+                rows = n - logits_from;
+                if rows == 0 {
+                    cache.len = p0 + n;
+                    return Ok(Vec::new());
+                }
+            }
+            let mut o = self.matmul(&layer.wo, &attn, rows);
+            add_bias(&mut o, layer.bo.as_deref());
+            add_into(&mut x, &o);
+            let h = rms_norm(&x, d, hp.eps, &layer.ffn_norm);
+            let mut g = self.matmul(&layer.gate, &h, rows);
+            let u = self.matmul(&layer.up, &h, rows);
+            g.par_chunks_mut(hp.n_ff).zip(u.par_chunks(hp.n_ff)).for_each(|(g, u)| swiglu(g, u));
+            let down = self.matmul(&layer.down, &g, rows);
+            add_into(&mut x, &down);
+        }
+        cache.len = p0 + n;
+        let h = rms_norm(&x, d, hp.eps, &self.output_norm);
+        Ok(self.matmul(&self.output, &h, rows))
+    }
+
+    /// cos/sin of every (position, pair) for the `n` positions from `p0`.
+    fn rope_table(&self, p0: usize, n: usize) -> Vec<(f32, f32)> {
+        let hp = &self.hp;
+        let half = hp.n_rot / 2;
+        let theta_scale = hp.freq_base.powf(-2.0 / hp.n_rot as f32);
+        let mut table = Vec::with_capacity(n * half);
+        for i in 0..n {
+            let mut theta = (p0 + i) as f32;
+            for j in 0..half {
+                let ff = self.rope_freqs.as_ref().map_or(1.0, |f| f[j]);
+                let t = hp.freq_scale * (theta / ff);
+                table.push((t.cos(), t.sin()));
+                theta *= theta_scale;
+            }
+        }
+        table
+    }
+
+    /// Rotate the first `n_rot` dimensions of every head of every row.
+    fn apply_rope(&self, x: &mut [f32], n_heads: usize, table: &[(f32, f32)]) {
+        let hp = &self.hp;
+        let (hd, half) = (hp.head_dim, hp.n_rot / 2);
+        let style = hp.rope;
+        x.par_chunks_mut(n_heads * hd).enumerate().for_each(|(i, row)| {
+            let cs = &table[i * half..(i + 1) * half];
+            for head in row.chunks_mut(hd) {
+                rotate(head, cs, style);
+            }
+        });
+    }
+
+    /// Causal grouped-query attention of the `n` query rows at positions
+    /// `p0..p0+n` over the cached keys and values `0..p0+n`.
+    #[allow(clippy::too_many_arguments)]
+    fn attention(&self, q: &[f32], kc: &[f32], vt: &[f32], p0: usize, n: usize, kv_dim: usize, vs: usize) -> Vec<f32> {
+        let hp = &self.hp;
+        let (hd, nh) = (hp.head_dim, hp.n_head);
+        let group = nh / hp.n_head_kv;
+        let mut out = vec![0f32; n * nh * hd];
+        out.par_chunks_mut(hd).enumerate().for_each_init(Scratch::default, |scratch, (idx, o)| {
+            let (i, h) = (idx / nh, idx % nh);
+            let kvh = h / group;
+            attention::attend(
+                &q[(i * nh + h) * hd..][..hd],
+                &kc[kvh * hd..],
+                kv_dim,
+                &vt[kvh * hd * vs..],
+                vs,
+                p0 + i + 1,
+                hp.kq_scale,
+                n == 1,
+                o,
+                scratch,
+            );
+        });
+        out
+    }
+}
+
+/// `g ← silu(g) · u` as ggml's AVX2 `swiglu`: its vector exponential for
+/// whole groups of 8, the C library's for the rest.
+fn swiglu(g: &mut [f32], u: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::quant::simd::use_avx2() {
+        // SAFETY: `use_avx2` is true only when AVX2, FMA and F16C were detected.
+        unsafe { swiglu_fma(g, u) };
+        return;
+    }
+    swiglu_impl(g, u)
+}
+
+/// [`swiglu`] compiled with FMA instructions (same results).
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn swiglu_fma(g: &mut [f32], u: &[f32]) {
+    swiglu_impl(g, u)
+}
+
+#[inline(always)]
+fn swiglu_impl(g: &mut [f32], u: &[f32]) {
+    let full = g.len() / 8 * 8;
+    for (a, &b) in g[..full].iter_mut().zip(&u[..full]) {
+        *a = *a / (1.0 + attention::exp_ggml(0.0 - *a)) * b;
+    }
+    for (a, &b) in g[full..].iter_mut().zip(&u[full..]) {
+        *a = *a / (1.0 + (-*a).exp()) * b;
+    }
+}
+
+/// Rotate the pairs of one head by the angles whose cos/sin are `cs`.
+fn rotate(head: &mut [f32], cs: &[(f32, f32)], style: RopeStyle) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::quant::simd::use_avx2() {
+        // SAFETY: `use_avx2` is true only when AVX2, FMA and F16C were detected.
+        unsafe { rotate_fma(head, cs, style) };
+        return;
+    }
+    rotate_impl(head, cs, style)
+}
+
+/// [`rotate`] compiled with FMA instructions (same results).
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn rotate_fma(head: &mut [f32], cs: &[(f32, f32)], style: RopeStyle) {
+    rotate_impl(head, cs, style)
+}
+
+#[inline(always)]
+fn rotate_impl(head: &mut [f32], cs: &[(f32, f32)], style: RopeStyle) {
+    let half = cs.len();
+    for (j, &(c, s)) in cs.iter().enumerate() {
+        let (a, b) = match style {
+            RopeStyle::Normal => (2 * j, 2 * j + 1),
+            RopeStyle::Neox => (j, j + half),
+        };
+        let (x0, x1) = (head[a], head[b]);
+        // ggml's rotation as its compiler contracts it into fused multiply-adds.
+        head[a] = x0.mul_add(c, -(x1 * s));
+        head[b] = x0.mul_add(s, x1 * c);
+    }
+}
+
+/// RMSNorm of each row of `x` (rows of `d`), times `w`.
+fn rms_norm(x: &[f32], d: usize, eps: f32, w: &[f32]) -> Vec<f32> {
+    let mut out = vec![0f32; x.len()];
+    out.par_chunks_mut(d).zip(x.par_chunks(d)).for_each(|(o, r)| {
+        let sum: f64 = r.iter().map(|&v| (v * v) as f64).sum();
+        let mean = (sum / d as f64) as f32;
+        let scale = 1.0 / (mean + eps).sqrt();
+        for ((o, &v), &g) in o.iter_mut().zip(r).zip(w) {
+            *o = (v * scale) * g;
+        }
+    });
+    out
+}
+
+fn add_bias(x: &mut [f32], b: Option<&[f32]>) {
+    if let Some(b) = b {
+        for row in x.chunks_mut(b.len()) {
+            for (a, &c) in row.iter_mut().zip(b) {
+                *a += c;
+            }
+        }
+    }
+}
+
+fn add_into(x: &mut [f32], y: &[f32]) {
+    x.par_iter_mut().zip(y.par_iter()).for_each(|(a, &b)| *a += b);
+}
+
+/// Whether `ty` can be read by the forward pass (for callers that want to
+/// check files up front).
+pub fn weight_type_supported(ty: GgmlType) -> bool {
+    linear::supported(ty)
+}
