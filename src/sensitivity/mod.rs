@@ -2,4 +2,5 @@
 //! importance matrices ([`imatrix`]) and allocation under a budget
 //! ([`allocate`]).
 pub mod allocate;
+pub mod budget;
 pub mod imatrix;
