@@ -5,6 +5,7 @@
 
 mod bench;
 mod convert;
+mod eval;
 mod export_hf;
 mod inspect;
 mod interrupt;
@@ -36,6 +37,8 @@ pub enum Command {
     ExportHf(export_hf::ExportHfArgs),
     /// Choose a type per tensor under a size budget from `quantmix sensitivity`'s measurements.
     Plan(plan::Args),
+    /// Size, bits per weight, perplexity, KLD against a reference and tokens/s of GGUF files, side by side.
+    Eval(eval::Args),
     /// Benchmark the kernels (quantize, dequantize, vec_dot, matmul).
     Bench(bench::Args),
 }
@@ -66,6 +69,7 @@ pub fn main() -> i32 {
         Command::Convert(a) => convert::run(a, cancel),
         Command::ExportHf(a) => export_hf::run(&a),
         Command::Bench(a) => bench::run(a),
+        Command::Eval(a) => eval::run(a),
     };
     match result {
         Ok(()) => 0,

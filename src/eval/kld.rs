@@ -61,6 +61,36 @@ impl RefLogProbs {
         }
     }
 
+    /// Bytes [`RefLogProbs::write_to`] writes.
+    pub fn byte_len(&self) -> usize {
+        self.rows.len() * 8 + self.q.len() * 2
+    }
+
+    /// Write the stored rows (scale and minimum as little-endian f32 per
+    /// row, then the 16-bit values), for spilling to a temporary file.
+    pub fn write_to(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
+        let mut buf = Vec::with_capacity(self.byte_len());
+        for &(s, m) in &self.rows {
+            buf.extend_from_slice(&s.to_le_bytes());
+            buf.extend_from_slice(&m.to_le_bytes());
+        }
+        for &q in &self.q {
+            buf.extend_from_slice(&q.to_le_bytes());
+        }
+        w.write_all(&buf)
+    }
+
+    /// Read `n_rows` rows written by [`RefLogProbs::write_to`].
+    pub fn read_from(r: &mut impl std::io::Read, n_vocab: usize, n_rows: usize) -> std::io::Result<Self> {
+        let mut buf = vec![0u8; n_rows * 8 + n_rows * n_vocab * 2];
+        r.read_exact(&mut buf)?;
+        let (head, tail) = buf.split_at(n_rows * 8);
+        let f = |b: &[u8]| f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        let rows = head.chunks_exact(8).map(|c| (f(&c[..4]), f(&c[4..]))).collect();
+        let q = tail.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+        Ok(RefLogProbs { n_vocab, rows, q })
+    }
+
     /// The stored `ln p` of every token of position `row`.
     fn row(&self, row: usize) -> (f32, f32, &[u16]) {
         let (s, m) = self.rows[row];
@@ -281,6 +311,22 @@ mod tests {
         assert!(s.kld_mean > 0.1, "{s:?}");
         assert!(s.kld_p99 >= s.kld_median);
         assert!(s.same_top_p < 0.5);
+    }
+
+    #[test]
+    fn write_read_round_trip() {
+        let n = 40;
+        let mut refs = RefLogProbs::new(n);
+        for r in 0..3 {
+            refs.push(&logits(n, r));
+        }
+        let mut bytes = Vec::new();
+        refs.write_to(&mut bytes).unwrap();
+        assert_eq!(bytes.len(), refs.byte_len());
+        let back = RefLogProbs::read_from(&mut bytes.as_slice(), n, 3).unwrap();
+        assert_eq!(back.rows, refs.rows);
+        assert_eq!(back.q, refs.q);
+        assert!(RefLogProbs::read_from(&mut &bytes[..bytes.len() - 1], n, 3).is_err());
     }
 
     #[test]

@@ -16,6 +16,7 @@
 
 pub mod kld;
 pub mod perplexity;
+pub mod run;
 
 use std::time::{Duration, Instant};
 

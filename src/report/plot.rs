@@ -174,6 +174,21 @@ pub fn write_figure(fig: &impl Figure, out: &Path) -> Result<(PathBuf, PathBuf),
     Ok((svg, png))
 }
 
+/// An axis tick value with two significant digits and no trailing zeros
+/// (`0.009000000001` → `0.009`, `120` → `120`).
+pub fn tick_label(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    let digits = (1 - v.abs().log10().floor() as i32).max(0) as usize;
+    let s = format!("{v:.digits$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
 /// Indices of the Pareto-optimal points when smaller `x` and smaller `y`
 /// are both better, sorted by increasing `x` (and so decreasing `y`). A
 /// point is on the front when no other point is at least as good in both
@@ -212,7 +227,8 @@ pub struct Scatter {
     pub x_label: String,
     pub y_label: String,
     pub points: Vec<ScatterPoint>,
-    /// Logarithmic y axis; points with y ≤ 0 are drawn on the bottom edge.
+    /// Logarithmic y axis (whole decades); points with y ≤ 0 are drawn just
+    /// above the bottom edge.
     pub log_y: bool,
     pub width: u32,
     pub height: u32,
@@ -229,8 +245,13 @@ impl Scatter {
                 return (1e-3, 1.0);
             }
             let has_zero = ys.iter().any(|&y| y <= 0.0);
-            let lo = if has_zero { lo / 4.0 } else { lo / 1.6 };
-            (lo, (hi * 1.6).max(lo * 10.0))
+            // Whole decades, with room below the smallest point for the
+            // points at zero.
+            let lo = 10f64.powf((lo / if has_zero { 3.0 } else { 1.5 }).log10().floor());
+            let hi = 10f64.powf((hi * 1.5).log10().ceil());
+            // A little beyond the decades so that both end ticks are labelled,
+            // and below the lowest one a band for the points at zero.
+            (if has_zero { lo * 0.4 } else { lo * 0.8 }, hi.max(lo * 10.0) * 1.25)
         } else {
             let lo = ys.iter().copied().fold(f64::INFINITY, f64::min);
             let hi = ys.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -258,7 +279,7 @@ impl Scatter {
     /// a log axis).
     fn shown_y(&self, y: f64, y_lo: f64) -> f64 {
         if self.log_y && y <= 0.0 {
-            y_lo
+            y_lo / 0.6
         } else {
             y
         }
@@ -286,9 +307,12 @@ impl Scatter {
             .configure_mesh()
             .x_desc(&self.x_label)
             .y_desc(&self.y_label)
+            .x_label_formatter(&|v| tick_label(*v))
+            .y_label_formatter(&|v| tick_label(*v))
             .axis_desc_style(text(15.0, INK))
             .label_style(text(12.0, INK))
-            .light_line_style(GRID.mix(0.5))
+            .max_light_lines(3)
+            .light_line_style(GRID.mix(0.4))
             .bold_line_style(GRID)
             .axis_style(INK)
             .draw()
@@ -363,6 +387,15 @@ mod tests {
         let pts = [(1.0, 5.0), (2.0, 3.0), (3.0, 4.0), (4.0, 1.0), (2.5, 3.0), (f64::NAN, 0.0)];
         assert_eq!(pareto_front(&pts), vec![0, 1, 3]);
         assert_eq!(pareto_front(&[]), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn tick_labels_are_short() {
+        assert_eq!(tick_label(0.009000000000000001), "0.009");
+        assert_eq!(tick_label(0.0015), "0.0015");
+        assert_eq!(tick_label(120.0), "120");
+        assert_eq!(tick_label(95.5), "96");
+        assert_eq!(tick_label(2.5), "2.5");
     }
 
     #[test]
