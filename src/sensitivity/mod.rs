@@ -1,2 +1,23 @@
-//! Measuring which tensors matter: importance matrices ([`imatrix`]).
+//! Measuring which tensors matter: importance matrices ([`imatrix`] file
+//! formats, [`collect`] as llama-imatrix collects them) and per-tensor
+//! sensitivity ([`measure`]: KL-divergence of the final logits when one
+//! tensor is quantized, and the imatrix-weighted error proxy).
+pub mod collect;
 pub mod imatrix;
+
+/// Errors of the sensitivity area.
+#[derive(Debug, thiserror::Error)]
+pub enum SensitivityError {
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    #[error(transparent)]
+    Eval(#[from] crate::eval::EvalError),
+    #[error(transparent)]
+    Imatrix(#[from] imatrix::ImatrixError),
+    #[error(transparent)]
+    Quant(#[from] crate::quant::QuantError),
+    #[error("interrupted")]
+    Interrupted,
+    #[error("{0}")]
+    Invalid(String),
+}
