@@ -1,4 +1,8 @@
-//! Measuring which tensors matter: importance matrices ([`imatrix`]) and the
-//! calibration text they are collected on ([`calibration`]).
+//! Measuring which tensors matter, and spending bits accordingly:
+//! importance matrices ([`imatrix`]), the calibration text they are
+//! collected on ([`calibration`]) and allocation under a budget
+//! ([`allocate`]).
+pub mod allocate;
+pub mod budget;
 pub mod calibration;
 pub mod imatrix;
