@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+
+use crate::sensitivity::calibration::Calibration;
 
 /// The text to tokenize and how reports name it.
 pub struct CalText {
@@ -15,18 +17,6 @@ pub struct CalText {
 }
 
 pub fn load(paths: &[PathBuf]) -> Result<CalText> {
-    if paths.is_empty() {
-        bail!("give the calibration text with --calibration FILE (no default set yet)");
-    }
-    let mut texts = Vec::new();
-    for p in paths {
-        texts.push(std::fs::read_to_string(p).with_context(|| format!("reading calibration {}", p.display()))?);
-    }
-    let sources: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-    let text = texts.join("\n\n");
-    Ok(CalText {
-        describe: format!("calibration {} ({} KB)", sources.join(", "), text.len().div_ceil(1000)),
-        text,
-        sources,
-    })
+    let cal = Calibration::from_args(paths).context("reading the calibration text")?;
+    Ok(CalText { text: cal.joined(), describe: cal.describe(), sources: cal.sources.clone() })
 }

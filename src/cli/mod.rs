@@ -10,6 +10,7 @@ mod export_hf;
 mod imatrix;
 mod inspect;
 mod interrupt;
+mod plan;
 mod quantize;
 mod recipe;
 
@@ -35,6 +36,8 @@ pub enum Command {
     Convert(convert::Args),
     /// Export a llama / qwen2 GGUF as a Hugging Face directory (config.json, model.safetensors, tokenizer).
     ExportHf(export_hf::ExportHfArgs),
+    /// Choose a type per tensor under a size budget from `quantmix sensitivity`'s measurements.
+    Plan(plan::Args),
     /// Benchmark the kernels (quantize, dequantize, vec_dot, matmul).
     Bench(bench::Args),
     /// Collect an importance matrix on calibration text, as llama-imatrix does (GGUF imatrix format).
@@ -62,6 +65,7 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Quantize(a) => quantize::run(a, cancel),
         Command::Inspect(a) => inspect::run(a),
+        Command::Plan(a) => plan::run(a),
         Command::Recipe(a) => recipe::run(a),
         Command::Convert(a) => convert::run(a, cancel),
         Command::ExportHf(a) => export_hf::run(&a),

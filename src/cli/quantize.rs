@@ -7,9 +7,10 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 
 use crate::gguf::{GgmlType, GgufModel};
-use crate::quantize::{self, ImportanceMatrix, Options, QuantizePlan, TensorTarget};
+use crate::quantize::{self, ImportanceMatrix, Options, QuantizePlan};
 use crate::recipe::{self, ModelInfo, Preset, Reason, Recipe};
 use crate::report::{human_bytes, Table};
+use crate::sensitivity::budget::{plan_under_budget, resolve_imatrix, SensitivityTable};
 use crate::sensitivity::imatrix::Imatrix;
 
 #[derive(clap::Args, Debug)]
@@ -48,12 +49,7 @@ pub struct Args {
 fn load_recipe(a: &Args) -> Result<Recipe> {
     Ok(match (&a.recipe, &a.preset, &a.r#type) {
         (Some(p), None, None) => Recipe::from_path(p)?,
-        (None, Some(p), None) => {
-            let names: Vec<&str> = Preset::ALL.iter().map(|p| p.name()).collect();
-            Recipe::preset(
-                Preset::from_name(p).with_context(|| format!("unknown preset `{p}` (known: {})", names.join(", ")))?,
-            )
-        }
+        (None, Some(p), None) => Recipe::preset(Preset::parse(p).map_err(anyhow::Error::msg)?),
         (None, None, Some(t)) => {
             let ty = GgmlType::from_name(t).with_context(|| format!("unknown type `{t}`"))?;
             if !recipe::writable(ty) {
@@ -93,6 +89,23 @@ pub fn run(a: Args, cancel: Arc<AtomicBool>) -> Result<()> {
         a.model.clone()
     };
     let src = GgufModel::open(&model_path).with_context(|| format!("opening {}", a.model.display()))?;
+    let recipe = match recipe.budget.clone() {
+        None => recipe,
+        Some(spec) => {
+            // Allocate now: the explicit recipe it gives is what gets applied (and stored).
+            let sens = spec.sensitivity.ok_or(crate::sensitivity::budget::BudgetError::NoSensitivity)?;
+            let table = SensitivityTable::load(&sens)?;
+            let im = a.imatrix.clone().or_else(|| recipe.imatrix.clone()).or_else(|| resolve_imatrix(&table, &sens));
+            let im = im.map(|p| std::fs::canonicalize(&p).unwrap_or(p));
+            let bp = plan_under_budget(&src, &recipe, &table, &sens, &spec.limit, im.as_deref())?;
+            if !a.quiet {
+                super::plan::print_summary(&bp, &spec.limit);
+            }
+            let mut r = Recipe::from_toml_str(&bp.text, &format!("{} (allocated under its [budget])", recipe.origin))?;
+            r.imatrix = im;
+            r
+        }
+    };
     let imatrix_path = a.imatrix.clone().or_else(|| recipe.imatrix.clone());
     let imatrix = match &imatrix_path {
         None => None,
@@ -108,16 +121,7 @@ pub fn run(a: Args, cancel: Arc<AtomicBool>) -> Result<()> {
     };
     let info = ModelInfo::from_metadata(src.metadata(), src.tensors());
     let plan = recipe::plan(&recipe, &info, src.tensors(), imatrix.is_some())?;
-    let qp = QuantizePlan {
-        targets: plan
-            .tensors
-            .iter()
-            .map(|c| (c.name.clone(), TensorTarget { ty: c.ty, reason: c.reason.to_string() }))
-            .collect(),
-        file_type: plan.file_type,
-        recipe_text: recipe.text.clone(),
-        recipe_origin: recipe.origin.clone(),
-    };
+    let qp = QuantizePlan::from_recipe_plan(&recipe, &plan);
     let prepared = quantize::prepare(&src, &qp, imatrix.as_ref())?;
     let out = a.output.clone().unwrap_or_else(|| PathBuf::from("(dry run)"));
 

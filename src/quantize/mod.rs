@@ -79,6 +79,22 @@ pub struct QuantizePlan {
     pub recipe_origin: String,
 }
 
+impl QuantizePlan {
+    /// The targets a resolved recipe plan gives.
+    pub fn from_recipe_plan(recipe: &crate::recipe::Recipe, plan: &crate::recipe::Plan) -> QuantizePlan {
+        QuantizePlan {
+            targets: plan
+                .tensors
+                .iter()
+                .map(|c| (c.name.clone(), TensorTarget { ty: c.ty, reason: c.reason.to_string() }))
+                .collect(),
+            file_type: plan.file_type,
+            recipe_text: recipe.text.clone(),
+            recipe_origin: recipe.origin.clone(),
+        }
+    }
+}
+
 /// Importance vectors per tensor name (one value per column; for 3-D
 /// tensors, `row_len × n_expert` values, one vector per expert slice).
 #[derive(Clone, Debug, Default)]

@@ -138,11 +138,42 @@ pub fn glob_match(pattern: &str, s: &str) -> bool {
     p[pi..].iter().all(|&c| c == '*')
 }
 
-/// The `[budget]` section.
+/// A size limit: the whole output file in bytes, or the tensor data in
+/// bits per weight (over all tensors, as the quant map counts it).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Budget {
     Bytes(u64),
     Bpw(f64),
+}
+
+impl Budget {
+    /// Parse `105500000`, `105.5MB`, `100MiB`, `1.2GB` or `4.5bpw`.
+    pub fn parse(s: &str) -> Option<Budget> {
+        let t = s.trim();
+        if let Some(b) = t.strip_suffix("bpw").or_else(|| t.strip_suffix("BPW")) {
+            return b.trim().parse::<f64>().ok().filter(|v| v.is_finite() && *v > 0.0).map(Budget::Bpw);
+        }
+        parse_size(t).filter(|b| *b > 0).map(Budget::Bytes)
+    }
+}
+
+impl fmt::Display for Budget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Budget::Bytes(b) => write!(f, "{b} bytes"),
+            Budget::Bpw(b) => write!(f, "{b} bits per weight"),
+        }
+    }
+}
+
+/// The `[budget]` section: a limit and the measured sensitivities the
+/// allocator spends it by.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BudgetSpec {
+    pub limit: Budget,
+    /// `sensitivity.json` written by `quantmix sensitivity` (relative paths
+    /// are resolved against the recipe's directory).
+    pub sensitivity: Option<PathBuf>,
 }
 
 /// A parsed, validated recipe.
@@ -157,7 +188,7 @@ pub struct Recipe {
     pub rules: Vec<Rule>,
     pub fallback: BTreeMap<GgmlType, GgmlType>,
     pub imatrix: Option<PathBuf>,
-    pub budget: Option<Budget>,
+    pub budget: Option<BudgetSpec>,
 }
 
 #[derive(Deserialize)]
@@ -199,6 +230,7 @@ struct ImatrixDe {
 struct BudgetDe {
     size: Option<toml::Value>,
     bpw: Option<f64>,
+    sensitivity: Option<PathBuf>,
 }
 
 /// Parse a size: a plain integer (bytes) or with a `KB`, `MB`, `GB` (×1000)
@@ -236,9 +268,12 @@ impl Recipe {
             msg: format!("cannot read: {e}"),
         })?;
         let mut r = Recipe::from_toml_str(&text, &origin)?;
-        if let (Some(f), Some(dir)) = (&r.imatrix, path.parent()) {
-            if f.is_relative() {
-                r.imatrix = Some(dir.join(f));
+        if let Some(dir) = path.parent() {
+            if let Some(f) = r.imatrix.as_mut().filter(|f| f.is_relative()) {
+                *f = dir.join(&*f);
+            }
+            if let Some(f) = r.budget.as_mut().and_then(|b| b.sensitivity.as_mut()).filter(|f| f.is_relative()) {
+                *f = dir.join(&*f);
             }
         }
         Ok(r)
@@ -250,19 +285,13 @@ impl Recipe {
         let de: RecipeDe =
             toml::from_str(text).map_err(|e| err(e.span().map(|s| line_of(text, s.start)), e.message().to_string()))?;
         let preset = match &de.preset {
-            Some(p) => Some(Preset::from_name(p).ok_or_else(|| {
-                let names: Vec<&str> = Preset::ALL.iter().map(|p| p.name()).collect();
-                err(None, format!("unknown preset `{p}` (known: {})", names.join(", ")))
-            })?),
+            Some(p) => Some(Preset::parse(p).map_err(|m| err(None, m))?),
             None => None,
         };
         let default = match &de.default {
             Some(d) => Some(parse_choice(d).map_err(|m| err(None, format!("default: {m}")))?),
             None => None,
         };
-        if preset.is_none() && default.is_none() {
-            return Err(err(None, "a recipe needs `default = \"<type>\"` or `preset = \"<llama.cpp preset>\"`".into()));
-        }
         let mut rules = Vec::new();
         for (i, sr) in de.rule.iter().enumerate() {
             let line = line_of(text, sr.span().start);
@@ -306,19 +335,28 @@ impl Recipe {
         }
         let budget = match de.budget {
             None => None,
-            Some(b) => match (b.size, b.bpw) {
-                (Some(s), None) => {
-                    let bytes = match &s {
-                        toml::Value::Integer(i) if *i > 0 => Some(*i as u64),
-                        toml::Value::String(s) => parse_size(s),
-                        _ => None,
-                    };
-                    Some(Budget::Bytes(bytes.ok_or_else(|| err(None, format!("[budget] size: cannot read `{s}`")))?))
-                }
-                (None, Some(b)) if b > 0.0 => Some(Budget::Bpw(b)),
-                _ => return Err(err(None, "[budget] needs exactly one of `size` or `bpw` (> 0)".into())),
-            },
+            Some(b) => Some(BudgetSpec {
+                sensitivity: b.sensitivity,
+                limit: match (b.size, b.bpw) {
+                    (Some(s), None) => {
+                        let bytes = match &s {
+                            toml::Value::Integer(i) if *i > 0 => Some(*i as u64),
+                            toml::Value::String(s) => parse_size(s),
+                            _ => None,
+                        };
+                        Budget::Bytes(bytes.ok_or_else(|| err(None, format!("[budget] size: cannot read `{s}`")))?)
+                    }
+                    (None, Some(b)) if b > 0.0 => Budget::Bpw(b),
+                    _ => return Err(err(None, "[budget] needs exactly one of `size` or `bpw` (> 0)".into())),
+                },
+            }),
         };
+        if preset.is_none() && default.is_none() && budget.is_none() {
+            return Err(err(
+                None,
+                "a recipe needs `default = \"<type>\"`, `preset = \"<llama.cpp preset>\"` or a `[budget]`".into(),
+            ));
+        }
         Ok(Recipe {
             origin: origin.to_string(),
             text: text.to_string(),
@@ -417,12 +455,9 @@ pub fn plan(
     has_imatrix: bool,
 ) -> Result<Plan, RecipeError> {
     let err = |line: Option<usize>, msg: String| RecipeError { origin: recipe.origin.clone(), line, msg };
-    if let Some(b) = &recipe.budget {
-        return Err(err(
-            None,
-            format!("[budget] {b:?}: allocation under a budget is not available in this version; remove [budget] or list types explicitly"),
-        ));
-    }
+    // A `[budget]` is resolved into explicit types before planning
+    // (`crate::sensitivity::budget`); here its tensors without a rule keep
+    // the default, or their source type when the recipe has none.
     // Roles must be known, or present in this model.
     for r in &recipe.rules {
         for role in &r.roles {
@@ -474,7 +509,7 @@ pub fn plan(
         let (mut choice, mut reason) = match (recipe.preset, recipe.default) {
             (Some(p), _) => (TypeChoice::Type(preset_types[t.name.as_str()]), Reason::Preset(p)),
             (None, Some(d)) => (d, Reason::Default),
-            (None, None) => unreachable!("validated at parse time"),
+            (None, None) => (TypeChoice::Keep, Reason::Default), // only with a [budget]
         };
         if let Some(r) = recipe.rules.iter().find(|r| r.matches(t, model.n_layer)) {
             used[r.index - 1] = true;

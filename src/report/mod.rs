@@ -1,4 +1,7 @@
-//! Human-readable reports: aligned text tables.
+//! Human-readable reports: aligned text tables ([`Table`]) and pictures
+//! ([`plot`]: SVG/PNG charts with an embedded font).
+
+pub mod plot;
 
 /// A text table with a header row; columns are right-aligned except those
 /// listed as left-aligned.

@@ -1,7 +1,13 @@
-//! Measuring which tensors matter: importance matrices ([`imatrix`] file
-//! formats, [`collect`] as llama-imatrix collects them) and per-tensor
-//! sensitivity ([`measure`]: KL-divergence of the final logits when one
-//! tensor is quantized, and the imatrix-weighted error proxy).
+//! Measuring which tensors matter, and spending bits accordingly:
+//! importance matrices ([`imatrix`] file formats, [`collect`] as
+//! llama-imatrix collects them), the calibration text they are collected
+//! on ([`calibration`]), per-tensor sensitivity ([`measure`]: KL-divergence
+//! of the final logits when one tensor is quantized, and the
+//! imatrix-weighted error proxy) and allocation under a budget
+//! ([`allocate`]).
+pub mod allocate;
+pub mod budget;
+pub mod calibration;
 pub mod collect;
 pub mod imatrix;
 

@@ -1,0 +1,407 @@
+//! Pictures with plotters: one setup for every chart quantmix draws.
+//!
+//! - Fonts: DejaVu Sans is embedded in the binary (`DejaVuSans.ttf`, licence
+//!   in `DejaVuSans.LICENSE` beside it) and registered with plotters'
+//!   `ab_glyph` text renderer as the `sans-serif` family, so PNG text renders
+//!   on machines without system fonts. [`init_fonts`] does it once; every
+//!   writer here calls it.
+//! - Colours: [`palette`] (categorical, colour-blind friendly), [`heat`]
+//!   (sequential 0..1 ramp), and the neutral [`INK`], [`GRID`], [`FRONT`].
+//! - Output: a [`Figure`] draws itself on any plotters backend;
+//!   [`write_figure`] renders it to `OUT.svg` and `OUT.png`, each written
+//!   atomically (temporary file in the same directory, then rename).
+//! - [`Scatter`]: labelled points with the Pareto front (smaller x and
+//!   smaller y are better) drawn through them.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::{register_font, FontStyle};
+
+/// Errors of the picture writers.
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    /// The embedded font could not be parsed (should not happen).
+    #[error("the embedded font cannot be registered")]
+    Font,
+    /// plotters failed while drawing.
+    #[error("drawing {what}: {msg}")]
+    Draw { what: String, msg: String },
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The font family charts use (registered by [`init_fonts`]).
+pub const FONT: &str = "sans-serif";
+
+static FONT_BYTES: &[u8] = include_bytes!("DejaVuSans.ttf");
+
+/// Register the embedded DejaVu Sans as `sans-serif` (normal, bold, italic
+/// all map to it). Idempotent and thread-safe.
+pub fn init_fonts() -> Result<(), PlotError> {
+    static DONE: OnceLock<bool> = OnceLock::new();
+    let ok = *DONE.get_or_init(|| {
+        [FontStyle::Normal, FontStyle::Bold, FontStyle::Italic, FontStyle::Oblique]
+            .into_iter()
+            .all(|s| register_font(FONT, s, FONT_BYTES).is_ok())
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(PlotError::Font)
+    }
+}
+
+/// Text and axes.
+pub const INK: RGBColor = RGBColor(0x33, 0x33, 0x33);
+/// Light grid lines.
+pub const GRID: RGBColor = RGBColor(0xdd, 0xdd, 0xdd);
+/// The Pareto front line.
+pub const FRONT: RGBColor = RGBColor(0xd6, 0x27, 0x28);
+
+/// Categorical colours (Okabe–Ito, distinguishable with colour-blindness);
+/// `i` wraps around.
+pub fn palette(i: usize) -> RGBColor {
+    const P: [RGBColor; 8] = [
+        RGBColor(0x00, 0x72, 0xb2),
+        RGBColor(0xe6, 0x9f, 0x00),
+        RGBColor(0x00, 0x9e, 0x73),
+        RGBColor(0xcc, 0x79, 0xa7),
+        RGBColor(0x56, 0xb4, 0xe9),
+        RGBColor(0xd5, 0x5e, 0x00),
+        RGBColor(0xf0, 0xe4, 0x42),
+        RGBColor(0x00, 0x00, 0x00),
+    ];
+    P[i % P.len()]
+}
+
+/// A sequential colour for `v` in 0..=1 (clamped; NaN gives the low end):
+/// dark blue → teal → green → yellow, piecewise linear through viridis-like
+/// stops. For heatmaps.
+pub fn heat(v: f64) -> RGBColor {
+    const STOPS: [(u8, u8, u8); 5] =
+        [(0x44, 0x01, 0x54), (0x3b, 0x52, 0x8b), (0x21, 0x90, 0x8c), (0x5d, 0xc8, 0x63), (0xfd, 0xe7, 0x25)];
+    let v = if v.is_nan() { 0.0 } else { v.clamp(0.0, 1.0) };
+    let p = v * (STOPS.len() - 1) as f64;
+    let i = (p.floor() as usize).min(STOPS.len() - 2);
+    let f = p - i as f64;
+    let mix = |a: u8, b: u8| (a as f64 + (b as f64 - a as f64) * f).round() as u8;
+    let (a, b) = (STOPS[i], STOPS[i + 1]);
+    RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+}
+
+/// A text style in the registered font.
+pub fn text(size: f64, colour: RGBColor) -> TextStyle<'static> {
+    let mut t = TextStyle::from((FONT, size).into_font());
+    t.color = colour.to_backend_color();
+    t
+}
+
+/// Turn a plotters error into a [`PlotError`] naming what was drawn.
+pub fn draw_err<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> PlotError + '_ {
+    move |e| PlotError::Draw { what: what.to_string(), msg: e.to_string() }
+}
+
+/// Something that can draw itself on any plotters backend.
+pub trait Figure {
+    /// Pixel size (width, height).
+    fn size(&self) -> (u32, u32);
+    /// Draw on `root` (already filled white).
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), PlotError>;
+}
+
+/// The SVG and PNG paths for `--plot OUT`: `OUT` with its extension
+/// replaced by `svg` and `png` (`plot.svg` → `plot.svg`, `plot.png`).
+pub fn output_paths(out: &Path) -> (PathBuf, PathBuf) {
+    (out.with_extension("svg"), out.with_extension("png"))
+}
+
+/// Render `fig` as an SVG document.
+pub fn render_svg(fig: &impl Figure) -> Result<String, PlotError> {
+    init_fonts()?;
+    let mut s = String::new();
+    {
+        let root = SVGBackend::with_string(&mut s, fig.size()).into_drawing_area();
+        root.fill(&WHITE).map_err(draw_err("the SVG background"))?;
+        fig.draw(&root)?;
+        root.present().map_err(draw_err("the SVG"))?;
+    }
+    Ok(s)
+}
+
+fn temp_in(path: &Path, suffix: &str) -> Result<tempfile::NamedTempFile, PlotError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    tempfile::Builder::new()
+        .prefix(".quantmix-plot-")
+        .suffix(suffix)
+        .tempfile_in(dir)
+        .map_err(|source| PlotError::Io { path: dir.to_path_buf(), source })
+}
+
+/// Write `fig` to `svg` and `png` (each atomically).
+pub fn write_svg_png(fig: &impl Figure, svg: &Path, png: &Path) -> Result<(), PlotError> {
+    let doc = render_svg(fig)?;
+    let mut tmp = temp_in(svg, ".svg")?;
+    std::io::Write::write_all(&mut tmp, doc.as_bytes())
+        .map_err(|source| PlotError::Io { path: tmp.path().to_path_buf(), source })?;
+    tmp.persist(svg).map_err(|e| PlotError::Io { path: svg.to_path_buf(), source: e.error })?;
+
+    // plotters' bitmap backend encodes by file extension, so the temporary
+    // file ends in `.png`.
+    let tmp = temp_in(png, ".png")?;
+    {
+        let root = BitMapBackend::new(tmp.path(), fig.size()).into_drawing_area();
+        root.fill(&WHITE).map_err(draw_err("the PNG background"))?;
+        fig.draw(&root)?;
+        root.present().map_err(draw_err("the PNG"))?;
+    }
+    tmp.persist(png).map_err(|e| PlotError::Io { path: png.to_path_buf(), source: e.error })?;
+    Ok(())
+}
+
+/// Write `fig` to `OUT.svg` and `OUT.png` ([`output_paths`]); returns both paths.
+pub fn write_figure(fig: &impl Figure, out: &Path) -> Result<(PathBuf, PathBuf), PlotError> {
+    let (svg, png) = output_paths(out);
+    write_svg_png(fig, &svg, &png)?;
+    Ok((svg, png))
+}
+
+/// Indices of the Pareto-optimal points when smaller `x` and smaller `y`
+/// are both better, sorted by increasing `x` (and so decreasing `y`). A
+/// point is on the front when no other point is at least as good in both
+/// and better in one. Non-finite points are ignored.
+pub fn pareto_front(points: &[(f64, f64)]) -> Vec<usize> {
+    let mut idx: Vec<usize> =
+        (0..points.len()).filter(|&i| points[i].0.is_finite() && points[i].1.is_finite()).collect();
+    idx.sort_by(|&a, &b| points[a].0.total_cmp(&points[b].0).then(points[a].1.total_cmp(&points[b].1)));
+    let mut front = Vec::new();
+    let mut best_y = f64::INFINITY;
+    for i in idx {
+        if points[i].1 < best_y {
+            best_y = points[i].1;
+            front.push(i);
+        }
+    }
+    front
+}
+
+/// One labelled point of a [`Scatter`].
+#[derive(Clone, Debug)]
+pub struct ScatterPoint {
+    /// First label line (e.g. the file name).
+    pub label: String,
+    /// Second label line (e.g. the throughput); may be empty.
+    pub detail: String,
+    pub x: f64,
+    pub y: f64,
+}
+
+/// A scatter plot with labelled points (one filled circle each, the only
+/// circles drawn) and the Pareto front as a dashed line.
+#[derive(Clone, Debug)]
+pub struct Scatter {
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub points: Vec<ScatterPoint>,
+    /// Logarithmic y axis; points with y ≤ 0 are drawn on the bottom edge.
+    pub log_y: bool,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Scatter {
+    fn y_range(&self) -> (f64, f64) {
+        let ys: Vec<f64> = self.points.iter().map(|p| p.y).filter(|y| y.is_finite()).collect();
+        if self.log_y {
+            let pos: Vec<f64> = ys.iter().copied().filter(|&y| y > 0.0).collect();
+            let lo = pos.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = pos.iter().copied().fold(0.0, f64::max);
+            if !lo.is_finite() {
+                return (1e-3, 1.0);
+            }
+            let has_zero = ys.iter().any(|&y| y <= 0.0);
+            let lo = if has_zero { lo / 4.0 } else { lo / 1.6 };
+            (lo, (hi * 1.6).max(lo * 10.0))
+        } else {
+            let lo = ys.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = ys.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            if !lo.is_finite() {
+                return (0.0, 1.0);
+            }
+            let pad = ((hi - lo) * 0.12).max(hi.abs() * 0.02).max(1e-9);
+            (lo - pad, hi + pad)
+        }
+    }
+
+    fn x_range(&self) -> (f64, f64) {
+        let xs = self.points.iter().map(|p| p.x).filter(|x| x.is_finite());
+        let lo = xs.clone().fold(f64::INFINITY, f64::min);
+        let hi = xs.fold(f64::NEG_INFINITY, f64::max);
+        if !lo.is_finite() {
+            return (0.0, 1.0);
+        }
+        let pad = ((hi - lo) * 0.08).max(hi.abs() * 0.05).max(1e-9);
+        // Room on the right for the labels of the largest files.
+        ((lo - pad).max(0.0), hi + 3.0 * pad)
+    }
+
+    /// The y value at which a point is drawn (zeros on the bottom edge of
+    /// a log axis).
+    fn shown_y(&self, y: f64, y_lo: f64) -> f64 {
+        if self.log_y && y <= 0.0 {
+            y_lo
+        } else {
+            y
+        }
+    }
+
+    fn draw_on<DB: DrawingBackend, Y>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        y_spec: Y,
+        y_lo: f64,
+    ) -> Result<(), PlotError>
+    where
+        Y: AsRangedCoord<Value = f64>,
+        Y::CoordDescType: ValueFormatter<f64>,
+    {
+        let (x0, x1) = self.x_range();
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, text(20.0, INK))
+            .margin(16)
+            .x_label_area_size(44)
+            .y_label_area_size(64)
+            .build_cartesian_2d(x0..x1, y_spec)
+            .map_err(draw_err("the chart axes"))?;
+        chart
+            .configure_mesh()
+            .x_desc(&self.x_label)
+            .y_desc(&self.y_label)
+            .axis_desc_style(text(15.0, INK))
+            .label_style(text(12.0, INK))
+            .light_line_style(GRID.mix(0.5))
+            .bold_line_style(GRID)
+            .axis_style(INK)
+            .draw()
+            .map_err(draw_err("the chart grid"))?;
+
+        let pts: Vec<(f64, f64)> = self.points.iter().map(|p| (p.x, p.y)).collect();
+        let front = pareto_front(&pts);
+        if front.len() > 1 {
+            let line: Vec<(f64, f64)> = front.iter().map(|&i| (pts[i].0, self.shown_y(pts[i].1, y_lo))).collect();
+            chart
+                .draw_series(DashedLineSeries::new(line, 8, 5, FRONT.stroke_width(2)))
+                .map_err(draw_err("the Pareto front"))?
+                .label("Pareto front")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], FRONT.stroke_width(2)));
+        }
+        for (i, p) in self.points.iter().enumerate() {
+            if !(p.x.is_finite() && p.y.is_finite()) {
+                continue;
+            }
+            let at = (p.x, self.shown_y(p.y, y_lo));
+            let colour = palette(i);
+            let on_front = front.contains(&i);
+            let label = p.label.clone();
+            let detail = p.detail.clone();
+            chart
+                .draw_series(std::iter::once(
+                    EmptyElement::at(at)
+                        + Circle::new((0, 0), if on_front { 6 } else { 5 }, colour.filled())
+                        + Text::new(label, (9, -14), text(12.0, INK))
+                        + Text::new(detail, (9, 0), text(11.0, RGBColor(0x66, 0x66, 0x66))),
+                ))
+                .map_err(draw_err("a point"))?;
+        }
+        if front.len() > 1 {
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
+                .label_font(text(12.0, INK))
+                .background_style(WHITE.mix(0.85))
+                .border_style(GRID)
+                .draw()
+                .map_err(draw_err("the legend"))?;
+        }
+        Ok(())
+    }
+}
+
+impl Figure for Scatter {
+    fn size(&self) -> (u32, u32) {
+        (self.width, self.height)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), PlotError> {
+        if self.points.is_empty() {
+            return Err(PlotError::Invalid("a scatter plot needs at least one point".into()));
+        }
+        let (y0, y1) = self.y_range();
+        if self.log_y {
+            self.draw_on(root, (y0..y1).log_scale(), y0)
+        } else {
+            self.draw_on(root, y0..y1, y0)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pareto_front_keeps_only_undominated_points() {
+        let pts = [(1.0, 5.0), (2.0, 3.0), (3.0, 4.0), (4.0, 1.0), (2.5, 3.0), (f64::NAN, 0.0)];
+        assert_eq!(pareto_front(&pts), vec![0, 1, 3]);
+        assert_eq!(pareto_front(&[]), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn heat_ramps_between_ends() {
+        assert_eq!(heat(0.0), RGBColor(0x44, 0x01, 0x54));
+        assert_eq!(heat(1.0), RGBColor(0xfd, 0xe7, 0x25));
+        assert_eq!(heat(2.0), heat(1.0));
+        assert_eq!(heat(f64::NAN), heat(0.0));
+    }
+
+    fn scatter(log_y: bool) -> Scatter {
+        Scatter {
+            title: "t".into(),
+            x_label: "size".into(),
+            y_label: "kld".into(),
+            points: vec![
+                ScatterPoint { label: "a.gguf".into(), detail: "10 tok/s".into(), x: 100.0, y: 0.0 },
+                ScatterPoint { label: "b.gguf".into(), detail: "20 tok/s".into(), x: 50.0, y: 0.1 },
+                ScatterPoint { label: "c.gguf".into(), detail: "".into(), x: 70.0, y: 0.2 },
+            ],
+            log_y,
+            width: 640,
+            height: 420,
+        }
+    }
+
+    #[test]
+    fn svg_and_png_are_written() {
+        let dir = tempfile::tempdir().unwrap();
+        for log_y in [false, true] {
+            let (svg, png) = write_figure(&scatter(log_y), &dir.path().join("plot.svg")).unwrap();
+            let s = std::fs::read_to_string(&svg).unwrap();
+            assert!(s.starts_with("<svg"), "{}", &s[..40.min(s.len())]);
+            assert_eq!(s.matches("<circle").count(), 3);
+            assert!(s.contains("b.gguf") && s.contains("20 tok/s"));
+            let p = std::fs::read(&png).unwrap();
+            assert_eq!(&p[..8], b"\x89PNG\r\n\x1a\n");
+        }
+        // Only the two outputs are left (temporary files renamed).
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+}
