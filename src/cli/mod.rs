@@ -4,9 +4,11 @@
 //! Exit codes: 0 success, 1 error, 2 usage error, 130 interrupted (Ctrl-C).
 
 mod bench;
+mod calib;
 mod convert;
 mod eval;
 mod export_hf;
+mod imatrix;
 mod inspect;
 mod interrupt;
 mod plan;
@@ -41,6 +43,8 @@ pub enum Command {
     Eval(eval::Args),
     /// Benchmark the kernels (quantize, dequantize, vec_dot, matmul).
     Bench(bench::Args),
+    /// Collect an importance matrix on calibration text, as llama-imatrix does (GGUF imatrix format).
+    Imatrix(imatrix::Args),
 }
 
 /// An error that ends the process with a given exit code.
@@ -70,6 +74,7 @@ pub fn main() -> i32 {
         Command::ExportHf(a) => export_hf::run(&a),
         Command::Bench(a) => bench::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Imatrix(a) => imatrix::run(a, cancel),
     };
     match result {
         Ok(()) => 0,
@@ -80,6 +85,10 @@ pub fn main() -> i32 {
                         || matches!(
                             c.downcast_ref::<crate::quantize::QuantizeError>(),
                             Some(crate::quantize::QuantizeError::Interrupted)
+                        )
+                        || matches!(
+                            c.downcast_ref::<crate::sensitivity::SensitivityError>(),
+                            Some(crate::sensitivity::SensitivityError::Interrupted)
                         )
                 });
             if interrupted {

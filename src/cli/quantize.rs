@@ -49,12 +49,7 @@ pub struct Args {
 fn load_recipe(a: &Args) -> Result<Recipe> {
     Ok(match (&a.recipe, &a.preset, &a.r#type) {
         (Some(p), None, None) => Recipe::from_path(p)?,
-        (None, Some(p), None) => {
-            let names: Vec<&str> = Preset::ALL.iter().map(|p| p.name()).collect();
-            Recipe::preset(
-                Preset::from_name(p).with_context(|| format!("unknown preset `{p}` (known: {})", names.join(", ")))?,
-            )
-        }
+        (None, Some(p), None) => Recipe::preset(Preset::parse(p).map_err(anyhow::Error::msg)?),
         (None, None, Some(t)) => {
             let ty = GgmlType::from_name(t).with_context(|| format!("unknown type `{t}`"))?;
             if !recipe::writable(ty) {

@@ -20,9 +20,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let names: Vec<&str> = Preset::ALL.iter().map(|p| p.name()).collect();
-    let p = Preset::from_name(&a.preset)
-        .with_context(|| format!("unknown preset `{}` (known: {})", a.preset, names.join(", ")))?;
+    let p = Preset::parse(&a.preset).map_err(anyhow::Error::msg)?;
     let g = GgufModel::open(&a.model)?;
     let info = ModelInfo::from_metadata(g.metadata(), g.tensors());
     let plan = recipe::plan(&Recipe::preset(p), &info, g.tensors(), false)?;

@@ -92,6 +92,55 @@ pub struct LlamaModel {
     layers: Vec<Layer>,
 }
 
+/// Where a forward pass starts.
+#[derive(Clone, Copy, Debug)]
+pub enum Input<'a> {
+    /// Token ids (embedded with `token_embd`).
+    Tokens(&'a [u32]),
+    /// The residual stream entering `layer` (`rows × n_embd`). `layer ==
+    /// n_layer` is the final hidden state before the output norm, holding
+    /// only the rows the last layer carried (as the residual hook reports
+    /// it): every row then gets logits, `Outputs::from` is not applied and
+    /// the caches are left as they are.
+    Hidden { layer: usize, x: &'a [f32] },
+}
+
+/// Which rows of each sequence go through the last layer, and whether
+/// their logits are computed.
+#[derive(Clone, Copy, Debug)]
+pub struct Outputs {
+    /// First row (within each sequence) carried through the last layer.
+    pub from: usize,
+    /// Compute the output projection for those rows.
+    pub logits: bool,
+}
+
+/// A weight matrix replaced, for one forward pass, by other bytes (same
+/// shape, possibly another type): a candidate quantization, without
+/// copying the model.
+#[derive(Clone, Copy, Debug)]
+pub struct WeightOverride<'a> {
+    pub name: &'a str,
+    pub ty: GgmlType,
+    pub data: &'a [u8],
+}
+
+/// Callback receiving, before each matrix product, the weight tensor's
+/// name and the f32 input activations (`rows × cols`, then `rows`).
+pub type MatmulObserver<'a> = dyn FnMut(&str, &[f32], usize) + 'a;
+
+/// Callback receiving the residual stream entering each layer (`il`,
+/// `rows × n_embd`); `il == n_layer` is the final hidden state.
+pub type ResidualObserver<'a> = dyn FnMut(usize, &[f32]) + 'a;
+
+/// Optional instrumentation of [`LlamaModel::forward_with`].
+#[derive(Default)]
+pub struct Hooks<'a> {
+    pub observer: Option<&'a mut MatmulObserver<'a>>,
+    pub overrides: &'a [WeightOverride<'a>],
+    pub residual: Option<&'a mut ResidualObserver<'a>>,
+}
+
 /// Keys and values of the positions processed so far, per layer, stored
 /// with F16 precision.
 pub struct KvCache {
@@ -351,91 +400,250 @@ impl LlamaModel {
         WeightView { ty: m.info.ty, rows: m.rows, cols: m.cols, data: self.file.tensor_data(&m.info) }
     }
 
-    fn matmul(&self, m: &Mat, x: &[f32], n: usize) -> Vec<f32> {
+    /// The weights of `m`, or the override of the same name.
+    fn view_with<'s>(&'s self, m: &'s Mat, overrides: &'s [WeightOverride<'s>]) -> WeightView<'s> {
+        match overrides.iter().find(|o| o.name == m.info.name) {
+            Some(o) => WeightView { ty: o.ty, rows: m.rows, cols: m.cols, data: o.data },
+            None => self.view(m),
+        }
+    }
+
+    fn matmul(&self, m: &Mat, x: &[f32], n: usize, hooks: &mut Hooks<'_>) -> Vec<f32> {
+        if let Some(obs) = hooks.observer.as_mut() {
+            obs(&m.info.name, x, n);
+        }
         let mut out = vec![0f32; n * m.rows];
-        let ok = linear::matmul(&self.view(m), x, n, &mut out);
-        debug_assert!(ok, "kernel availability is checked at load time");
+        let ok = linear::matmul(&self.view_with(m, hooks.overrides), x, n, &mut out);
+        debug_assert!(ok, "kernel availability is checked at load time and for overrides");
         out
     }
 
-    /// Run `tokens` at positions `cache.len()..`, appending them to the
-    /// cache, and return the logits (`n_vocab` per token) of the tokens from
-    /// index `logits_from` on (none when `logits_from == tokens.len()`).
-    pub fn forward(&self, tokens: &[u32], cache: &mut KvCache, logits_from: usize) -> Result<Vec<f32>> {
-        let hp = &self.hp;
-        let n = tokens.len();
-        if n == 0 || logits_from > n {
-            return Err(ModelError::Invalid(format!("forward: {n} tokens, logits from {logits_from}")));
+    /// Every weight matrix the forward pass multiplies with, with its
+    /// layer (`None` for the token embeddings and the output, which
+    /// `token_embd.weight` is when the model ties them).
+    pub fn matrices(&self) -> Vec<(&str, Option<usize>)> {
+        let mut v = vec![(self.tok_embd.info.name.as_str(), None)];
+        for (il, l) in self.layers.iter().enumerate() {
+            for m in [&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down] {
+                v.push((m.info.name.as_str(), Some(il)));
+            }
         }
-        if cache.len + n > cache.n_ctx {
-            return Err(ModelError::Invalid(format!(
-                "forward: {} cached + {n} new tokens exceed the context of {}",
-                cache.len, cache.n_ctx
-            )));
+        if self.output.info.name != self.tok_embd.info.name {
+            v.push((self.output.info.name.as_str(), None));
         }
-        if let Some(&t) = tokens.iter().find(|&&t| t as usize >= hp.n_vocab) {
-            return Err(ModelError::Invalid(format!("token id {t} is outside the vocabulary of {}", hp.n_vocab)));
-        }
-        let d = hp.n_embd;
-        let p0 = cache.len;
+        v
+    }
 
-        // Embeddings: one dequantized row per token.
-        let mut x = vec![0f32; n * d];
-        let emb = self.view(&self.tok_embd);
+    /// The first layer whose computation reads tensor `name` (`Some(0)`
+    /// for the token embeddings, `Some(n_layer)` for a separate output
+    /// matrix), `None` for a tensor the forward pass does not read as a
+    /// matrix.
+    pub fn first_layer_reading(&self, name: &str) -> Option<usize> {
+        if name == self.tok_embd.info.name {
+            return Some(0);
+        }
+        if name == self.output.info.name {
+            return Some(self.hp.n_layer);
+        }
+        self.layers
+            .iter()
+            .position(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down].iter().any(|m| m.info.name == name))
+    }
+
+    fn check_overrides(&self, overrides: &[WeightOverride<'_>]) -> Result<()> {
+        for o in overrides {
+            let m = std::iter::once(&self.tok_embd)
+                .chain(std::iter::once(&self.output))
+                .chain(self.layers.iter().flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down]))
+                .find(|m| m.info.name == o.name)
+                .ok_or_else(|| ModelError::Invalid(format!("override of `{}`: not a weight matrix", o.name)))?;
+            if !linear::supported(o.ty) {
+                return Err(ModelError::Invalid(format!(
+                    "override of `{}`: type {} has no dot-product kernel",
+                    o.name, o.ty
+                )));
+            }
+            let want = o.ty.row_bytes(m.cols as u64).map(|b| b * m.rows as u64);
+            if want != Some(o.data.len() as u64) {
+                return Err(ModelError::Invalid(format!(
+                    "override of `{}`: {} bytes, {} {} needs {:?}",
+                    o.name,
+                    o.data.len(),
+                    o.ty,
+                    m.info.shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("×"),
+                    want
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Token embeddings: one dequantized row per token.
+    fn embed(&self, tokens: &[u32], overrides: &[WeightOverride<'_>]) -> Result<Vec<f32>> {
+        let d = self.hp.n_embd;
+        if let Some(&t) = tokens.iter().find(|&&t| t as usize >= self.hp.n_vocab) {
+            return Err(ModelError::Invalid(format!("token id {t} is outside the vocabulary of {}", self.hp.n_vocab)));
+        }
+        let mut x = vec![0f32; tokens.len() * d];
+        let emb = self.view_with(&self.tok_embd, overrides);
         let row_bytes = emb.ty.row_bytes(d as u64).expect("checked at load") as usize;
         x.par_chunks_mut(d).zip(tokens.par_iter()).for_each(|(row, &t)| {
             let t = t as usize;
             crate::quant::dequantize_row(emb.ty, &emb.data[t * row_bytes..(t + 1) * row_bytes], row)
                 .expect("type checked at load");
         });
+        Ok(x)
+    }
+
+    /// Run `tokens` at positions `cache.len()..`, appending them to the
+    /// cache, and return the logits (`n_vocab` per token) of the tokens from
+    /// index `logits_from` on (none when `logits_from == tokens.len()`).
+    pub fn forward(&self, tokens: &[u32], cache: &mut KvCache, logits_from: usize) -> Result<Vec<f32>> {
+        self.forward_with(
+            Input::Tokens(tokens),
+            std::slice::from_mut(cache),
+            Outputs { from: logits_from, logits: true },
+            &mut Hooks::default(),
+        )
+    }
+
+    /// The general forward pass: several sequences of equal length in one
+    /// batch (`caches.len()` sequences, each one's rows consecutive in the
+    /// input, all at positions `caches[s].len()..`), started from the token
+    /// embeddings or from the residual stream entering a given layer, with
+    /// optional hooks (an observer of every matrix product's input, weight
+    /// overrides, the residual stream entering each layer).
+    ///
+    /// Starting at layer `L` needs the caches to hold layers `L..` of the
+    /// earlier positions (nothing when they are empty). Rows from index
+    /// `out.from` of each sequence are carried through the last layer; with
+    /// `out.logits` their logits are returned (sequence-major, `n_vocab`
+    /// each). Every row's values are the same whatever the batch holds, so
+    /// this computes exactly what [`LlamaModel::forward`] computes.
+    pub fn forward_with(
+        &self,
+        input: Input<'_>,
+        caches: &mut [KvCache],
+        out: Outputs,
+        hooks: &mut Hooks<'_>,
+    ) -> Result<Vec<f32>> {
+        let hp = &self.hp;
+        let d = hp.n_embd;
+        let n_seq = caches.len();
+        self.check_overrides(hooks.overrides)?;
+        let (mut x, start) = match input {
+            Input::Tokens(t) => (self.embed(t, hooks.overrides)?, 0),
+            Input::Hidden { layer, x } => {
+                if layer > hp.n_layer || x.len() % d != 0 {
+                    return Err(ModelError::Invalid(format!(
+                        "forward: hidden state of {} values for layer {layer} (n_embd {d}, {} layers)",
+                        x.len(),
+                        hp.n_layer
+                    )));
+                }
+                (x.to_vec(), layer)
+            }
+        };
+        let total = x.len() / d;
+        if n_seq == 0 || total == 0 || total % n_seq != 0 {
+            return Err(ModelError::Invalid(format!("forward: {total} rows for {n_seq} sequences")));
+        }
+        let n = total / n_seq;
+        if out.from > n && start < hp.n_layer {
+            return Err(ModelError::Invalid(format!("forward: {n} tokens, logits from {}", out.from)));
+        }
+        let p0 = caches[0].len;
+        for c in caches.iter() {
+            if c.len != p0 || c.len + n > c.n_ctx || c.k.len() != hp.n_layer {
+                return Err(ModelError::Invalid(format!(
+                    "forward: {} cached + {n} new tokens exceed the context of {} (or the caches differ)",
+                    c.len, c.n_ctx
+                )));
+            }
+        }
 
         let rope = self.rope_table(p0, n);
         let last = hp.n_layer - 1;
-        let mut rows = n; // rows of `x` still carried (the last layer keeps only those with logits)
-        for (il, layer) in self.layers.iter().enumerate() {
+        let keep: Vec<usize> = (0..n_seq).flat_map(|s| (s * n + out.from)..(s + 1) * n).collect();
+        let mut rows = n_seq * n; // rows of `x` still carried (the last layer keeps only `keep`)
+        let finish = |caches: &mut [KvCache]| {
+            for c in caches.iter_mut() {
+                c.len = p0 + n;
+            }
+        };
+        if start == hp.n_layer {
+            // The final state holds only the rows the last layer carried
+            // (what the residual hook reports): all of them get logits.
+            if let Some(r) = hooks.residual.as_mut() {
+                r(hp.n_layer, &x);
+            }
+        }
+        for (il, layer) in self.layers.iter().enumerate().skip(start) {
+            if let Some(r) = hooks.residual.as_mut() {
+                r(il, &x);
+            }
             let h = rms_norm(&x, d, hp.eps, &layer.attn_norm);
-            let mut q = self.matmul(&layer.wq, &h, rows);
-            let mut k = self.matmul(&layer.wk, &h, rows);
-            let mut v = self.matmul(&layer.wv, &h, rows);
+            let mut q = self.matmul(&layer.wq, &h, rows, hooks);
+            let mut k = self.matmul(&layer.wk, &h, rows, hooks);
+            let mut v = self.matmul(&layer.wv, &h, rows, hooks);
             add_bias(&mut q, layer.bq.as_deref());
             add_bias(&mut k, layer.bk.as_deref());
             add_bias(&mut v, layer.bv.as_deref());
-            self.apply_rope(&mut q, hp.n_head, &rope);
-            self.apply_rope(&mut k, hp.n_head_kv, &rope);
-            let (kv_dim, vs) = (cache.kv_dim, cache.v_stride);
-            for (o, &s) in cache.k[il][p0 * kv_dim..(p0 + n) * kv_dim].iter_mut().zip(k.iter()) {
-                *o = to_f16_precision(s);
-            }
-            let vc = &mut cache.v[il];
-            for (i, row) in v.chunks_exact(kv_dim).enumerate() {
-                for (c, &s) in row.iter().enumerate() {
-                    vc[c * vs + p0 + i] = to_f16_precision(s);
+            let q_dim = hp.n_head * hp.head_dim;
+            let mut attn = Vec::with_capacity(rows * q_dim);
+            for (s, cache) in caches.iter_mut().enumerate() {
+                let (kv_dim, vs) = (cache.kv_dim, cache.v_stride);
+                let qs = &mut q[s * n * q_dim..(s + 1) * n * q_dim];
+                let ks = &mut k[s * n * kv_dim..(s + 1) * n * kv_dim];
+                self.apply_rope(qs, hp.n_head, &rope);
+                self.apply_rope(ks, hp.n_head_kv, &rope);
+                for (o, &v) in cache.k[il][p0 * kv_dim..(p0 + n) * kv_dim].iter_mut().zip(ks.iter()) {
+                    *o = to_f16_precision(v);
+                }
+                let vc = &mut cache.v[il];
+                for (i, row) in v[s * n * kv_dim..(s + 1) * n * kv_dim].chunks_exact(kv_dim).enumerate() {
+                    for (c, &val) in row.iter().enumerate() {
+                        vc[c * vs + p0 + i] = to_f16_precision(val);
+                    }
+                }
+                let a = self.attention(qs, &cache.k[il], &cache.v[il], p0, n, kv_dim, vs);
+                if n_seq == 1 {
+                    attn = a;
+                } else {
+                    attn.extend_from_slice(&a);
                 }
             }
-            let mut attn = self.attention(&q, &cache.k[il], &cache.v[il], p0, n, kv_dim, vs);
-            if il == last && logits_from > 0 {
-                // Only the rows whose logits are wanted go on (llama.cpp's output ids).
-                attn.drain(..logits_from * hp.n_head * hp.head_dim);
-                x.drain(..logits_from * d);
-                rows = n - logits_from;
+            if il == last && out.from > 0 {
+                // Only the rows whose outputs are wanted go on (llama.cpp's output ids).
+                attn = select_rows(&attn, q_dim, &keep);
+                x = select_rows(&x, d, &keep);
+                rows = keep.len();
                 if rows == 0 {
-                    cache.len = p0 + n;
+                    finish(caches);
                     return Ok(Vec::new());
                 }
             }
-            let mut o = self.matmul(&layer.wo, &attn, rows);
+            let mut o = self.matmul(&layer.wo, &attn, rows, hooks);
             add_bias(&mut o, layer.bo.as_deref());
             add_into(&mut x, &o);
             let h = rms_norm(&x, d, hp.eps, &layer.ffn_norm);
-            let mut g = self.matmul(&layer.gate, &h, rows);
-            let u = self.matmul(&layer.up, &h, rows);
+            let mut g = self.matmul(&layer.gate, &h, rows, hooks);
+            let u = self.matmul(&layer.up, &h, rows, hooks);
             g.par_chunks_mut(hp.n_ff).zip(u.par_chunks(hp.n_ff)).for_each(|(g, u)| swiglu(g, u));
-            let down = self.matmul(&layer.down, &g, rows);
+            let down = self.matmul(&layer.down, &g, rows, hooks);
             add_into(&mut x, &down);
         }
-        cache.len = p0 + n;
+        if start < hp.n_layer {
+            finish(caches);
+            if let Some(r) = hooks.residual.as_mut() {
+                r(hp.n_layer, &x);
+            }
+        }
+        if !out.logits || rows == 0 {
+            return Ok(Vec::new());
+        }
         let h = rms_norm(&x, d, hp.eps, &self.output_norm);
-        Ok(self.matmul(&self.output, &h, rows))
+        Ok(self.matmul(&self.output, &h, rows, hooks))
     }
 
     /// cos/sin of every (position, pair) for the `n` positions from `p0`.
@@ -577,6 +785,15 @@ fn rms_norm(x: &[f32], d: usize, eps: f32, w: &[f32]) -> Vec<f32> {
             *o = (v * scale) * g;
         }
     });
+    out
+}
+
+/// The rows `keep` (of `width` values) of `x`.
+fn select_rows(x: &[f32], width: usize, keep: &[usize]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(keep.len() * width);
+    for &r in keep {
+        out.extend_from_slice(&x[r * width..(r + 1) * width]);
+    }
     out
 }
 

@@ -13,5 +13,5 @@ pub mod llama;
 pub mod tokenizer;
 
 pub use error::{ModelError, Result};
-pub use llama::{HParams, KvCache, LlamaModel};
+pub use llama::{HParams, Hooks, Input, KvCache, LlamaModel, Outputs, WeightOverride};
 pub use tokenizer::Tokenizer;

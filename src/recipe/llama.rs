@@ -84,6 +84,14 @@ impl Preset {
         Preset::ALL.iter().copied().find(|p| p.name() == up)
     }
 
+    /// [`Preset::from_name`] with the message users see for an unknown name.
+    pub fn parse(s: &str) -> Result<Preset, String> {
+        Preset::from_name(s).ok_or_else(|| {
+            let names: Vec<&str> = Preset::ALL.iter().map(|p| p.name()).collect();
+            format!("unknown preset `{s}` (known: {})", names.join(", "))
+        })
+    }
+
     /// `general.file_type` (`llama_ftype`).
     pub fn ftype(self) -> u32 {
         match self {

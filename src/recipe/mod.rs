@@ -285,10 +285,7 @@ impl Recipe {
         let de: RecipeDe =
             toml::from_str(text).map_err(|e| err(e.span().map(|s| line_of(text, s.start)), e.message().to_string()))?;
         let preset = match &de.preset {
-            Some(p) => Some(Preset::from_name(p).ok_or_else(|| {
-                let names: Vec<&str> = Preset::ALL.iter().map(|p| p.name()).collect();
-                err(None, format!("unknown preset `{p}` (known: {})", names.join(", ")))
-            })?),
+            Some(p) => Some(Preset::parse(p).map_err(|m| err(None, m))?),
             None => None,
         };
         let default = match &de.default {

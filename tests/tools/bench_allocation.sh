@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Benchmark (issue #6 acceptance): sensitivity-driven allocation vs llama.cpp's presets, with and
+# without an importance matrix, at the presets' file sizes, measured as mean KL-divergence against
+# the F16 source on held-out text (tests/data/eval.txt; never the calibration text).
+#
+#   tests/tools/bench_allocation.sh [SOURCE_F16.gguf]      (default: SmolLM2 noisy F16, made here)
+#
+# Steps: (1) the continuous F16 source: SmolLM2's Q4_1 weights plus uniform noise over each quant cell
+# (tests/tools/make_noisy_f16.py); (2) llama-imatrix on the default calibration set (calibration/*.txt,
+# joined as quantmix joins them); (3) llama-quantize PRESET with and without that imatrix;
+# (4) quantmix sensitivity (default calibration) → quantmix plan --budget <preset file size> →
+# quantmix quantize; (5) llama-perplexity --kl-divergence of every file against the F16 source
+# (ctx 512, all chunks of the eval text), and quantmix eval's own figures for the same files when
+# `quantmix eval` is available. llama.cpp's tools are built from the PyPI sdist by
+# tests/tools/build_llama_cpp.sh. Results: $OUT/results.md and $OUT/results.json.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+CACHE="${QUANTMIX_CACHE:-$HOME/.cache/quantmix}"
+OUT="${OUT:-$CACHE/bench/allocation}"
+PRESETS="${PRESETS:-Q4_K_M Q2_K}"
+THREADS="${THREADS:-2}"
+PY="$CACHE/venv/bin/python"
+mkdir -p "$OUT"
+BIN="$(tests/tools/build_llama_cpp.sh)"
+cargo build --release -q
+QM="$PWD/target/release/quantmix"
+EVAL_TEXT="$PWD/tests/data/eval.txt"
+
+SRC="${1:-}"
+if [ -z "$SRC" ]; then
+  SRC="$CACHE/bench/smollm2-noisy-f16.gguf"
+  [ -s "$SRC" ] || "$PY" tests/tools/make_noisy_f16.py "$CACHE/models/SmolLM2-135M-Instruct.Q4_1.gguf" "$SRC"
+fi
+name="$(basename "$SRC" .gguf)"
+W="$OUT/$name"; mkdir -p "$W"
+
+# (2) llama-imatrix on the same calibration text quantmix uses by default.
+CALIB="$W/calibration.txt"
+"$QM" imatrix --print-calibration > "$CALIB" 2>/dev/null || "$PY" - "$CALIB" <<'PY'
+import sys, glob
+files = sorted(glob.glob("calibration/*.txt"))
+open(sys.argv[1], "w").write("\n\n".join(open(f).read() for f in files))
+PY
+[ -s "$W/llama.imatrix.gguf" ] || "$BIN/llama-imatrix" -m "$SRC" -f "$CALIB" -o "$W/llama.imatrix.gguf" -c 512 -t "$THREADS" > "$W/llama-imatrix.log" 2>&1
+
+# (3) the presets.
+for P in $PRESETS; do
+  [ -s "$W/$P.gguf" ] || "$BIN/llama-quantize" "$SRC" "$W/$P.gguf" "$P" "$THREADS" > "$W/quantize-$P.log" 2>&1
+  [ -s "$W/$P-imatrix.gguf" ] || "$BIN/llama-quantize" --imatrix "$W/llama.imatrix.gguf" "$SRC" "$W/$P-imatrix.gguf" "$P" "$THREADS" > "$W/quantize-$P-imatrix.log" 2>&1
+done
+
+# (4) quantmix: measure once, plan per budget.
+if [ ! -s "$W/sensitivity.json" ]; then
+  /usr/bin/time -v "$QM" sensitivity "$SRC" -o "$W/sensitivity.json" --threads "$THREADS" > "$W/sensitivity.log" 2> "$W/sensitivity.err" \
+    || { cat "$W/sensitivity.err" >&2; exit 1; }
+fi
+for P in $PRESETS; do
+  budget=$(stat -c %s "$W/$P.gguf")
+  "$QM" plan "$SRC" --sensitivity "$W/sensitivity.json" --budget "$budget" -o "$W/plan-$P.toml" 2> "$W/plan-$P.log"
+  "$QM" quantize --recipe "$W/plan-$P.toml" "$SRC" -o "$W/quantmix-$P.gguf" --quiet --threads "$THREADS" > /dev/null
+done
+
+# (5) KLD against the F16 source on the held-out eval text, by llama.cpp.
+[ -s "$W/base.kld" ] || "$BIN/llama-perplexity" -m "$SRC" -f "$EVAL_TEXT" -c 512 -t "$THREADS" --kl-divergence-base "$W/base.kld" > "$W/ppl-base.log" 2>&1
+files=()
+for P in $PRESETS; do files+=("$P" "$P-imatrix" "quantmix-$P"); done
+for f in "${files[@]}"; do
+  [ -s "$W/kld-$f.log" ] || "$BIN/llama-perplexity" -m "$W/$f.gguf" -c 512 -t "$THREADS" --kl-divergence-base "$W/base.kld" --kl-divergence > "$W/kld-$f.log" 2>&1
+done
+"$PY" - "$W" $PRESETS <<'PY'
+import json, os, re, sys
+w, presets = sys.argv[1], sys.argv[2:]
+def kld(f):
+    t = open(os.path.join(w, f"kld-{f}.log")).read()
+    m = re.search(r"Mean\s+KLD:\s+([0-9.eE+-]+)\s+±\s+([0-9.eE+-]+)", t)
+    p = re.search(r"Same top p:\s+([0-9.]+)\s+±", t)
+    return float(m.group(1)), float(m.group(2)), (float(p.group(1)) if p else None)
+rows, res = [], {}
+for P in presets:
+    plain, imat, ours = kld(P), kld(f"{P}-imatrix"), kld(f"quantmix-{P}")
+    size = lambda f: os.path.getsize(os.path.join(w, f + ".gguf"))
+    res[P] = {"budget_bytes": size(P), "plain": {"bytes": size(P), "kld": plain[0], "kld_err": plain[1]},
+              "imatrix": {"bytes": size(f"{P}-imatrix"), "kld": imat[0], "kld_err": imat[1]},
+              "quantmix": {"bytes": size(f"quantmix-{P}"), "kld": ours[0], "kld_err": ours[1]},
+              "ratio_vs_plain": ours[0] / plain[0], "ratio_vs_imatrix": ours[0] / imat[0]}
+    rows.append(f"| {P} | {size(P):,} | {plain[0]:.4f} ± {plain[1]:.4f} | {imat[0]:.4f} ± {imat[1]:.4f} | "
+                f"{size(f'quantmix-{P}'):,} | {ours[0]:.4f} ± {ours[1]:.4f} | {ours[0]/plain[0]:.2f} | {ours[0]/imat[0]:.2f} |")
+md = ["| preset | preset bytes | KLD plain | KLD imatrix (llama-imatrix) | quantmix bytes | KLD quantmix | ÷ plain | ÷ imatrix |",
+      "|---|---|---|---|---|---|---|---|"] + rows
+open(os.path.join(w, "results.md"), "w").write("\n".join(md) + "\n")
+json.dump(res, open(os.path.join(w, "results.json"), "w"), indent=1)
+print("\n".join(md))
+PY
