@@ -96,7 +96,8 @@ pub fn parse_llama_bench_json(out: &str) -> Result<Vec<LlamaBenchTest>, String> 
         return Err("an empty list of tests".into());
     }
     for t in &tests {
-        if !(t.avg_ts.is_finite() && t.avg_ts > 0.0) || !(t.stddev_ts.is_finite() && t.stddev_ts >= 0.0) {
+        let ok = t.avg_ts.is_finite() && t.avg_ts > 0.0 && t.stddev_ts.is_finite() && t.stddev_ts >= 0.0;
+        if !ok {
             return Err(format!(
                 "test pp{} tg{} has avg_ts {} and stddev_ts {} (expected a positive speed)",
                 t.n_prompt, t.n_gen, t.avg_ts, t.stddev_ts
