@@ -10,6 +10,7 @@ pub mod bench;
 pub mod cli;
 pub mod convert;
 pub mod eval;
+pub mod fsutil;
 pub mod gguf;
 pub mod model;
 pub mod quant;

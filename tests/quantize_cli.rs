@@ -97,6 +97,18 @@ fn dry_run_predicts_the_exact_size_and_writes_nothing() {
     let o = quantmix(&["quantize", "--threads", "2", s(&model), "-o", s(&out), "--preset", "Q4_K_M", "-q"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(plan["file_bytes"].as_u64().unwrap(), std::fs::metadata(&out).unwrap().len());
+
+    // The output and its sidecar are as readable as any new file (not the
+    // private 0o600 of a temporary file).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let plain = dir.path().join("plain");
+        std::fs::File::create(&plain).unwrap();
+        assert_eq!(mode(&out), mode(&plain), "GGUF output mode");
+        assert_eq!(mode(&dir.path().join("x.quantmap.json")), mode(&plain), "quant map mode");
+    }
 }
 
 #[test]

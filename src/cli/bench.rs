@@ -1,11 +1,16 @@
 //! `quantmix bench kernels|matmul [--json] [--types ...]`: kernel throughput
 //! per type next to a memcpy baseline, and matmul GFLOP/s.
+//! `quantmix bench model FILE.gguf… [--against llama-bench] [--threads N]
+//! [--pp 512] [--tg 128] [--reps 5] [--json]`: whole-model tokens/s, ours
+//! next to llama-bench's.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::bench::kernels::{self, KernelOptions, MatmulOptions, Stat, Timing};
+use crate::bench::model::{self, ModelBenchOptions};
 use crate::gguf::GgmlType;
 
 #[derive(clap::Args, Debug)]
@@ -20,6 +25,8 @@ pub enum What {
     Kernels(KernelArgs),
     /// Matrix product GFLOP/s (activation quantization included) on all threads, and one-token matvec.
     Matmul(MatmulArgs),
+    /// Prompt-processing and generation tokens/s of GGUF models, optionally next to llama.cpp's llama-bench.
+    Model(ModelArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -84,6 +91,35 @@ pub struct MatmulArgs {
     pub json: bool,
 }
 
+#[derive(clap::Args, Debug)]
+pub struct ModelArgs {
+    /// GGUF files (llama, mistral, qwen2 architectures).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Path of llama.cpp's llama-bench: run it on each file with the same
+    /// tokens, threads and repetitions, and print the ratio.
+    #[arg(long, value_name = "PATH/llama-bench")]
+    pub against: Option<PathBuf>,
+    /// Threads, for both (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Tokens of the prompt-processing batch (llama-bench -p).
+    #[arg(long, default_value_t = 512)]
+    pub pp: usize,
+    /// Generated tokens (llama-bench -n).
+    #[arg(long, default_value_t = 128)]
+    pub tg: usize,
+    /// Timed repetitions after one warm-up (llama-bench -r).
+    #[arg(long, default_value_t = 5)]
+    pub reps: usize,
+    /// One JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress lines on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
 pub fn run(a: Args) -> Result<()> {
     match a.what {
         What::Kernels(k) => {
@@ -121,6 +157,34 @@ pub fn run(a: Args) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 print!("{}", kernels::matmul_table(&rows));
+            }
+        }
+        What::Model(m) => {
+            let threads = match m.threads {
+                Some(0) => bail!("--threads must be at least 1"),
+                Some(n) => n,
+                None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            };
+            let opts = ModelBenchOptions {
+                pp_tokens: m.pp,
+                tg_tokens: m.tg,
+                reps: m.reps,
+                threads,
+                llama_bench: m.against.clone(),
+            };
+            let quiet = m.quiet;
+            let report = model::run_model_bench(&m.files, &opts, |what| {
+                if !quiet {
+                    eprintln!("measuring {what}");
+                }
+            })
+            .context("model benchmark")?;
+            if m.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.header());
+                println!();
+                print!("{}", report.table());
             }
         }
     }

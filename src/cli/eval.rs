@@ -72,6 +72,13 @@ pub fn run(a: Args) -> Result<()> {
             bail!("{}: no such file", f.display());
         }
     }
+    if let Some(out) = &a.plot {
+        // Fail now, not after minutes of evaluation.
+        let dir = out.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        if !dir.is_dir() {
+            bail!("--plot {}: the directory {} does not exist", out.display(), dir.display());
+        }
+    }
     let (text, text_name) = match &a.text {
         Some(p) => {
             let t = std::fs::read_to_string(p).with_context(|| format!("reading the text {}", p.display()))?;

@@ -42,7 +42,7 @@ pub enum Command {
     Plan(plan::Args),
     /// Size, bits per weight, perplexity, KLD against a reference and tokens/s of GGUF files, side by side.
     Eval(eval::Args),
-    /// Benchmark the kernels (quantize, dequantize, vec_dot, matmul).
+    /// Benchmark the kernels (quantize, dequantize, vec_dot, matmul) and whole models (also against llama-bench).
     Bench(bench::Args),
     /// Collect an importance matrix on calibration text, as llama-imatrix does (GGUF imatrix format).
     Imatrix(imatrix::Args),

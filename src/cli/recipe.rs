@@ -43,7 +43,7 @@ pub fn run(a: Args) -> Result<()> {
     match &a.output {
         Some(o) => {
             let dir = o.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-            let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+            let mut tmp = crate::fsutil::atomic_temp_in(dir, ".quantmix-", ".tmp")?;
             std::io::Write::write_all(&mut tmp, text.as_bytes())?;
             tmp.persist(o).map_err(|e| e.error).with_context(|| format!("writing {}", o.display()))?;
             eprintln!("wrote {}", o.display());

@@ -149,11 +149,7 @@ impl safetensors::View for Lazy<'_> {
 /// Write `bytes` to `dir/name` through a temporary file and a rename.
 fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     let path = dir.join(name);
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".quantmix-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| ConvertError::io(&path, e))?;
+    let mut tmp = crate::fsutil::atomic_temp_in(dir, ".quantmix-", ".tmp").map_err(|e| ConvertError::io(&path, e))?;
     tmp.write_all(bytes).map_err(|e| ConvertError::io(&path, e))?;
     tmp.as_file().sync_all().map_err(|e| ConvertError::io(&path, e))?;
     tmp.persist(&path).map_err(|e| ConvertError::io(&path, e.error))?;
@@ -369,10 +365,7 @@ pub fn export_hf(gguf: &Path, out_dir: &Path, opts: &ExportOptions) -> Result<Ex
         })
         .collect();
     let st_path = out_dir.join("model.safetensors");
-    let tmp: PathBuf = tempfile::Builder::new()
-        .prefix(".quantmix-")
-        .suffix(".tmp")
-        .tempfile_in(out_dir)
+    let tmp: PathBuf = crate::fsutil::atomic_temp_in(out_dir, ".quantmix-", ".tmp")
         .map_err(|e| ConvertError::io(&st_path, e))?
         .into_temp_path()
         .keep()

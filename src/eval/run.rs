@@ -582,9 +582,10 @@ impl EvalReport {
     pub fn header(&self, text_name: &str) -> String {
         let mut s = format!("text: {text_name}\n");
         s.push_str(&format!(
-            "{} tokens; {} chunks of {} tokens, {} scored positions per file (second half of each chunk, as llama-perplexity)\n",
+            "{} tokens; {} chunk{} of {} tokens, {} scored positions per file (second half of each chunk, as llama-perplexity)\n",
             self.n_tokens,
             self.plan.n_chunks,
+            if self.plan.n_chunks == 1 { "" } else { "s" },
             self.plan.n_ctx,
             self.plan.n_chunks * self.plan.scored_per_chunk()
         ));

@@ -196,7 +196,7 @@ impl GgufWriter {
         let metadata = effective_metadata(path, metadata, alignment)?;
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let io = |e| GgufError::io(path, e);
-        let tmp = tempfile::Builder::new().prefix(".quantmix-").suffix(".tmp").tempfile_in(dir).map_err(io)?;
+        let tmp = crate::fsutil::atomic_temp_in(dir, ".quantmix-", ".tmp").map_err(io)?;
         let mut out = BufWriter::with_capacity(1 << 20, tmp.as_file().try_clone().map_err(io)?);
         let mut header = Vec::with_capacity(1 << 16);
         header.extend_from_slice(GGUF_MAGIC);

@@ -414,7 +414,7 @@ pub fn write_sidecar(out: &Path, map: &QuantMap) -> Result<PathBuf, QuantizeErro
     let path = sidecar_path(out);
     let io = |e: std::io::Error| QuantizeError::Io { path: path.clone(), source: e };
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    let mut tmp = crate::fsutil::atomic_temp_in(dir, ".quantmix-", ".tmp").map_err(io)?;
     serde_json::to_writer_pretty(&mut tmp, map).map_err(|e| io(e.into()))?;
     tmp.persist(&path).map_err(|e| io(e.error))?;
     Ok(path)

@@ -139,10 +139,7 @@ fn temp_in(path: &Path, suffix: &str) -> Result<tempfile::NamedTempFile, PlotErr
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    tempfile::Builder::new()
-        .prefix(".quantmix-plot-")
-        .suffix(suffix)
-        .tempfile_in(dir)
+    crate::fsutil::atomic_temp_in(dir, ".quantmix-plot-", suffix)
         .map_err(|source| PlotError::Io { path: dir.to_path_buf(), source })
 }
 

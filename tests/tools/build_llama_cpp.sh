@@ -16,7 +16,9 @@ targets=("$@")
 [ -x "$VENV/bin/python" ] || { echo "run .ci/setup first (needs $VENV)" >&2; exit 1; }
 if [ ! -d "$SRC" ]; then
   mkdir -p "$ROOT/src"
-  "$VENV/bin/pip" download -q --no-deps --no-binary :all: -d "$ROOT/src" "llama-cpp-python==$VER" >&2
+  # Only llama-cpp-python itself as source: `--no-binary :all:` would also build the sdist's
+  # build requirements (cmake, ninja) from source just to read its metadata.
+  "$VENV/bin/pip" download -q --no-deps --no-binary llama-cpp-python -d "$ROOT/src" "llama-cpp-python==$VER" >&2
   tar -xzf "$ROOT/src/llama_cpp_python-$VER.tar.gz" -C "$ROOT/src"
 fi
 "$VENV/bin/python" -c "import cmake" 2>/dev/null || "$VENV/bin/pip" install -q cmake >&2
