@@ -19,6 +19,8 @@ CACHE="${QUANTMIX_CACHE:-$HOME/.cache/quantmix}"
 OUT="${OUT:-$CACHE/bench/allocation}"
 PRESETS="${PRESETS:-Q4_K_M Q2_K}"
 THREADS="${THREADS:-2}"
+# Extra flags for quantmix sensitivity (precision vs time), e.g. "--ctx 128 --chunks 2 --imatrix-chunks 0".
+SENS_ARGS="${SENS_ARGS:-}"
 PY="$CACHE/venv/bin/python"
 mkdir -p "$OUT"
 BIN="$(tests/tools/build_llama_cpp.sh)"
@@ -51,7 +53,7 @@ done
 
 # (4) quantmix: measure once, plan per budget.
 if [ ! -s "$W/sensitivity.json" ]; then
-  /usr/bin/time -v "$QM" sensitivity "$SRC" -o "$W/sensitivity.json" --threads "$THREADS" > "$W/sensitivity.log" 2> "$W/sensitivity.err" \
+  /usr/bin/time -v "$QM" sensitivity "$SRC" -o "$W/sensitivity.json" --threads "$THREADS" $SENS_ARGS > "$W/sensitivity.log" 2> "$W/sensitivity.err" \
     || { cat "$W/sensitivity.err" >&2; exit 1; }
 fi
 for P in $PRESETS; do
