@@ -13,6 +13,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::calib;
 use crate::model::{LlamaModel, Tokenizer};
 use crate::sensitivity::collect::{collect, CollectOptions};
+use crate::sensitivity::imatrix::Imatrix;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -61,6 +62,31 @@ pub(crate) fn pool(threads: usize) -> Result<rayon::ThreadPool> {
     rayon::ThreadPoolBuilder::new().num_threads(threads).build().context("creating the thread pool")
 }
 
+/// [`collect`] with a progress bar (hidden with `quiet`).
+pub(crate) fn collect_with_bar(
+    model: &LlamaModel,
+    tokens: &[u32],
+    bos: Option<u32>,
+    opts: &CollectOptions,
+    cal: &calib::CalText,
+    quiet: bool,
+    cancel: &AtomicBool,
+) -> Result<Imatrix> {
+    let n_chunks = (tokens.len() / opts.n_ctx.max(1)).min(opts.max_chunks.unwrap_or(usize::MAX));
+    let b = bar(n_chunks as u64, quiet, "imatrix");
+    let m = collect(
+        model,
+        tokens,
+        bos,
+        opts,
+        cal.sources.clone(),
+        |done, _| b.set_position(done as u64),
+        || cancel.load(Ordering::Relaxed),
+    );
+    b.finish_and_clear();
+    Ok(m?)
+}
+
 pub fn run(a: Args, cancel: Arc<AtomicBool>) -> Result<()> {
     let cal = calib::load(&a.calibration)?;
     let model = LlamaModel::open(&a.model).with_context(|| format!("opening {}", a.model.display()))?;
@@ -70,21 +96,8 @@ pub fn run(a: Args, cancel: Arc<AtomicBool>) -> Result<()> {
     let opts = CollectOptions { n_ctx: a.ctx, max_chunks: a.chunks, process_output: a.process_output };
     let n_chunks = (tokens.len() / a.ctx.max(1)).min(a.chunks.unwrap_or(usize::MAX));
     eprintln!("imatrix: {} tokens of {}; {n_chunks} chunks of {} tokens", tokens.len(), cal.describe, a.ctx);
-    let b = bar(n_chunks as u64, a.quiet, "collecting");
     let t = Instant::now();
-    let m = pool(a.threads)?.install(|| {
-        collect(
-            &model,
-            &tokens,
-            bos,
-            &opts,
-            cal.sources.clone(),
-            |done, _| b.set_position(done as u64),
-            || cancel.load(Ordering::Relaxed),
-        )
-    });
-    b.finish_and_clear();
-    let m = m?;
+    let m = pool(a.threads)?.install(|| collect_with_bar(&model, &tokens, bos, &opts, &cal, a.quiet, &cancel))?;
     m.save_gguf(&a.output).with_context(|| format!("writing {}", a.output.display()))?;
     eprintln!(
         "imatrix: {} matrices, {} chunks × {} tokens, {:.1} s → {}",

@@ -14,11 +14,11 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::calib;
-use super::imatrix::{bar, pool};
+use super::imatrix::{bar, collect_with_bar, pool};
 use crate::gguf::GgmlType;
 use crate::model::{LlamaModel, Tokenizer};
 use crate::report::human_bytes;
-use crate::sensitivity::collect::{collect, CollectOptions};
+use crate::sensitivity::collect::CollectOptions;
 use crate::sensitivity::imatrix::Imatrix;
 use crate::sensitivity::measure::{measure_target, targets, Reference, Target, DEFAULT_TYPES};
 use crate::sensitivity::report::{heatmap, layer_table, markdown, merge};
@@ -173,18 +173,7 @@ fn measure(
                     "sensitivity: collecting the importance matrix ({n} chunks of 512 tokens of {})",
                     cal.describe
                 );
-                let b = bar(n as u64, a.quiet, "imatrix");
-                let m = collect(
-                    &model,
-                    &tokens,
-                    bos,
-                    &opts,
-                    cal.sources.clone(),
-                    |d, _| b.set_position(d as u64),
-                    cancelled,
-                );
-                b.finish_and_clear();
-                let m = m?;
+                let m = collect_with_bar(&model, &tokens, bos, &opts, &cal, a.quiet, cancel)?;
                 m.save_gguf(&p).with_context(|| format!("writing {}", p.display()))?;
                 let n = m_chunks(&m);
                 (m, p, Some(n))
