@@ -61,7 +61,7 @@ pub struct Args {
     /// Continue an interrupted run from OUTPUT.partial.
     #[arg(long)]
     pub resume: bool,
-    /// Merge shard files into OUTPUT instead of measuring.
+    /// Merge shard files into OUTPUT instead of measuring (one whole file: write its reports again).
     #[arg(long, num_args = 1.., conflicts_with_all = ["model", "shard", "resume", "imatrix", "calibration"])]
     pub merge: Vec<PathBuf>,
     /// Worker threads (default: all cores).
@@ -376,7 +376,7 @@ fn write_outputs(table: &SensitivityTable, out: &Path, reports: bool) -> Result<
         let name = table.model.as_ref().map_or("model".to_string(), |m| {
             Path::new(&m.path).file_name().map_or(m.path.clone(), |f| f.to_string_lossy().into_owned())
         });
-        let fig = heatmap(table, &format!("Sensitivity of {name}: ΔKLD per bit saved"));
+        let fig = heatmap(table, &format!("Sensitivity of {name}: ΔKLD per Mbit saved going down to the Q4_K type"));
         let (svg, png) = crate::report::plot::write_figure(&fig, &out.with_extension("svg"))?;
         wrote.push(svg.display().to_string());
         wrote.push(png.display().to_string());

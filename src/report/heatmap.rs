@@ -5,7 +5,7 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::plot::{draw_err, heat, text, tick_label, Figure, PlotError, GRID, INK};
+use super::plot::{draw_err, heat, text, Figure, PlotError, GRID, INK};
 
 /// Cells without a value are drawn in this grey.
 const EMPTY: RGBColor = RGBColor(0xee, 0xee, 0xee);
@@ -78,7 +78,7 @@ impl Figure for Heatmap {
             .x_labels(nc + 1)
             .y_labels(nr + 1)
             .x_label_formatter(&|i| cols.get(*i).cloned().unwrap_or_default())
-            .y_label_formatter(&|i| rows.get(nr.saturating_sub(1 + *i)).cloned().unwrap_or_default())
+            .y_label_formatter(&|i| if *i < nr { rows[nr - 1 - *i].clone() } else { String::new() })
             .label_style(text(11.0, INK))
             .axis_style(INK)
             .x_label_offset(45)
@@ -113,7 +113,7 @@ impl Figure for Heatmap {
             .disable_mesh()
             .disable_x_axis()
             .y_labels(5)
-            .y_label_formatter(&|v| tick_label(10f64.powf(*v)))
+            .y_label_formatter(&|v| format!("{:.1e}", 10f64.powf(*v)))
             .label_style(text(11.0, INK))
             .axis_style(GRID)
             .draw()

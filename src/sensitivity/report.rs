@@ -18,14 +18,14 @@ fn for_requested<'a>(t: &'a SensTensor, requested: &str) -> Option<&'a SensCandi
 }
 
 /// The damage per bit saved of a tensor: going from its largest measured
-/// candidate down to the one `Q4_K` ends at, ΔKLD per bit of the tensor.
+/// candidate down to the one `Q4_K` ends at, ΔKLD per million bits saved.
 pub fn damage_per_bit(t: &SensTensor) -> Option<f64> {
     let low = for_requested(t, "Q4_K")?;
-    let high = t.candidates.iter().filter(|c| c.ty != t.source_type || c.kld == 0.0).max_by_key(|c| c.bytes)?;
+    let high = t.candidates.iter().max_by_key(|c| c.bytes)?;
     if high.bytes <= low.bytes {
         return None;
     }
-    Some((low.kld - high.kld).max(0.0) / ((high.bytes - low.bytes) as f64 * 8.0))
+    Some((low.kld - high.kld).max(0.0) / ((high.bytes - low.bytes) as f64 * 8.0 / 1e6))
 }
 
 fn roles_in(table: &SensitivityTable) -> Vec<String> {
@@ -162,13 +162,7 @@ pub fn heatmap(table: &SensitivityTable, title: &str) -> Heatmap {
         values.push(table.tensors.iter().map(damage_per_bit).collect());
         col_labels = table.tensors.iter().map(|t| t.role.clone()).collect();
     }
-    Heatmap {
-        title: title.to_string(),
-        row_labels,
-        col_labels,
-        values,
-        value_label: "ΔKLD per bit saved (Q8→Q4)".into(),
-    }
+    Heatmap { title: title.to_string(), row_labels, col_labels, values, value_label: "ΔKLD per Mbit saved".into() }
 }
 
 /// Merge the files of `--shard 1/n … n/n` into one table: checks that they
@@ -178,6 +172,12 @@ pub fn heatmap(table: &SensitivityTable, title: &str) -> Heatmap {
 pub fn merge(mut shards: Vec<(String, SensitivityTable)>) -> Result<SensitivityTable, String> {
     if shards.is_empty() {
         return Err("nothing to merge".into());
+    }
+    if shards.len() == 1 && shards[0].1.shard.is_none() {
+        // A whole table: only its reports are written again.
+        let mut t = shards.remove(0).1;
+        t.update_rank_correlation();
+        return Ok(t);
     }
     let count = match shards[0].1.shard {
         Some(s) => s.count,

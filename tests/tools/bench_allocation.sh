@@ -69,6 +69,13 @@ for P in $PRESETS; do files+=("$P" "$P-imatrix" "quantmix-$P"); done
 for f in "${files[@]}"; do
   [ -s "$W/kld-$f.log" ] || "$BIN/llama-perplexity" -m "$W/$f.gguf" -c 512 -t "$THREADS" --kl-divergence-base "$W/base.kld" --kl-divergence > "$W/kld-$f.log" 2>&1
 done
+# (6) The picture: size vs mean KLD against the F16 source for every file, measured by quantmix eval
+# (held-out text, PLOT_CHUNKS chunks of 512; throughput not measured), Pareto front drawn.
+if [ "${PLOT:-1}" = 1 ] && [ ! -s "$W/pareto.svg" ]; then
+  pf=(); for f in "${files[@]}"; do pf+=("$W/$f.gguf"); done
+  "$QM" eval "$SRC" "${pf[@]}" --reference "$SRC" --text "$EVAL_TEXT" --chunks "${PLOT_CHUNKS:-6}" --no-speed \
+    --threads "$THREADS" --quiet --plot "$W/pareto.svg" > "$W/eval-table.txt" 2> "$W/eval.log" || cat "$W/eval.log" >&2
+fi
 "$PY" - "$W" $PRESETS <<'PY'
 import json, os, re, sys
 w, presets = sys.argv[1], sys.argv[2:]
