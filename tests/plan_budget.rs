@@ -55,7 +55,7 @@ fn write_table(model: &Path, out: &Path) -> BTreeMap<String, BTreeMap<String, f6
             let d = damage(i, &t.name, ty, t.row_len());
             m.insert(ty.name().to_string(), d);
             cands.push(serde_json::json!({"type": ty.name(), "requested": [ty.name()], "bytes": bytes,
-                "bpw": bytes as f64 * 8.0 / t.n_elements() as f64, "kld": d, "kld_err": null, "proxy": d}));
+                "bpw": bytes as f64 * 8.0 / t.n_elements() as f64, "kld": d, "kld_err": 0.0, "proxy": d}));
         }
         dmg.insert(t.name.clone(), m);
         tensors.push(serde_json::json!({"name": t.name, "layer": null, "role": "", "shape": t.shape,

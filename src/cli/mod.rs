@@ -14,6 +14,7 @@ mod interrupt;
 mod plan;
 mod quantize;
 mod recipe;
+mod sensitivity;
 
 use clap::{Parser, Subcommand};
 
@@ -45,6 +46,8 @@ pub enum Command {
     Bench(bench::Args),
     /// Collect an importance matrix on calibration text, as llama-imatrix does (GGUF imatrix format).
     Imatrix(imatrix::Args),
+    /// Measure each tensor's damage (ΔKLD) at each candidate type on calibration text.
+    Sensitivity(sensitivity::Args),
 }
 
 /// An error that ends the process with a given exit code.
@@ -75,6 +78,7 @@ pub fn main() -> i32 {
         Command::Bench(a) => bench::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Imatrix(a) => imatrix::run(a, cancel),
+        Command::Sensitivity(a) => sensitivity::run(a, cancel),
     };
     match result {
         Ok(()) => 0,

@@ -1,6 +1,7 @@
 //! Human-readable reports: aligned text tables ([`Table`]) and pictures
 //! ([`plot`]: SVG/PNG charts with an embedded font).
 
+pub mod heatmap;
 pub mod plot;
 
 /// A text table with a header row; columns are right-aligned except those

@@ -13,45 +13,19 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
 use super::allocate::{allocate, AllocError, Allocation, Choice, Item};
 use crate::gguf::{GgmlType, TensorInfo};
 use crate::quantize::{self, ImportanceMatrix, QuantizePlan, Source};
 use crate::recipe::{self, Budget, ModelInfo, Reason, Recipe, RecipeError, TypeChoice};
 
-/// What the allocator reads from `sensitivity.json` (schema
-/// `quantmix-sensitivity` version 1; see README "Sensitivity").
-#[derive(Clone, Debug, Deserialize)]
-pub struct SensitivityTable {
-    pub format: String,
-    pub version: u32,
-    #[serde(default)]
-    pub imatrix: Option<PathBuf>,
-    #[serde(default)]
-    pub metric: Option<String>,
-    pub tensors: Vec<SensTensor>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-pub struct SensTensor {
-    pub name: String,
-    pub shape: Vec<u64>,
-    pub candidates: Vec<SensCandidate>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-pub struct SensCandidate {
-    #[serde(rename = "type")]
-    pub ty: String,
-    pub bytes: u64,
-    pub kld: f64,
-}
+pub use super::schema::{SensCandidate, SensTensor, SensitivityTable};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BudgetError {
     #[error("{path}: {msg}")]
     Sensitivity { path: PathBuf, msg: String },
+    #[error(transparent)]
+    Schema(#[from] super::schema::SchemaError),
     #[error("{path}: tensor `{tensor}`: {msg}")]
     Tensor { path: PathBuf, tensor: String, msg: String },
     #[error(transparent)]
@@ -64,19 +38,6 @@ pub enum BudgetError {
     NoSensitivity,
     #[error("could not fit the budget of {budget} bytes: the best plan needs {got} bytes")]
     DoesNotFit { budget: u64, got: u64 },
-}
-
-impl SensitivityTable {
-    /// Read and check the format marker and version.
-    pub fn load(path: &Path) -> Result<SensitivityTable, BudgetError> {
-        let e = |msg: String| BudgetError::Sensitivity { path: path.to_path_buf(), msg };
-        let text = std::fs::read_to_string(path).map_err(|x| e(format!("cannot read: {x}")))?;
-        let t: SensitivityTable = serde_json::from_str(&text).map_err(|x| e(format!("not a sensitivity file: {x}")))?;
-        if t.format != "quantmix-sensitivity" || t.version != 1 {
-            return Err(e(format!("format `{}` version {} (expected quantmix-sensitivity 1)", t.format, t.version)));
-        }
-        Ok(t)
-    }
 }
 
 /// One free tensor's decision.

@@ -10,6 +10,9 @@ pub mod budget;
 pub mod calibration;
 pub mod collect;
 pub mod imatrix;
+pub mod measure;
+pub mod report;
+pub mod schema;
 
 /// Errors of the sensitivity area.
 #[derive(Debug, thiserror::Error)]
