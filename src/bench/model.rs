@@ -315,9 +315,14 @@ impl ModelBenchReport {
     /// Lines describing the run.
     pub fn header(&self) -> String {
         let mut s = format!(
-            "{} threads; pp = one {}-token batch, tg = {} single tokens, each from an empty cache; \
-             one warm-up, then {} runs\n",
-            self.threads, self.pp_tokens, self.tg_tokens, self.reps
+            "{} thread{}; pp = one {}-token batch, tg = {} single tokens, each from an empty cache; \
+             one warm-up, then {} run{}\n",
+            self.threads,
+            if self.threads == 1 { "" } else { "s" },
+            self.pp_tokens,
+            self.tg_tokens,
+            self.reps,
+            if self.reps == 1 { "" } else { "s" }
         );
         s.push_str("quantmix: median tokens/s (min–max)\n");
         if let Some((a, b)) = self.load_average {
