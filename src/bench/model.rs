@@ -230,7 +230,15 @@ pub struct ModelBenchReport {
     pub llama_bench: Option<String>,
     /// Its `build_commit`, when it reported one.
     pub llama_bench_build: Option<String>,
+    /// The 1-minute load average when the run started and when it ended
+    /// (Linux `/proc/loadavg`), to judge how busy the machine was.
+    pub load_average: Option<(f64, f64)>,
     pub rows: Vec<ModelBenchRow>,
+}
+
+/// The 1-minute load average (Linux only).
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
 }
 
 /// Measure every file: ours, then llama-bench's (when `opts.llama_bench`
@@ -254,6 +262,7 @@ pub fn run_model_bench(
             return Err(ModelBenchError::Invalid { what: f.display().to_string(), msg: "no such file".into() });
         }
     }
+    let load_before = load_average();
     let mut rows = Vec::new();
     let mut build = None;
     for f in files {
@@ -297,6 +306,7 @@ pub fn run_model_bench(
         tg_tokens: opts.tg_tokens,
         llama_bench: opts.llama_bench.as_ref().map(|p| p.display().to_string()),
         llama_bench_build: build,
+        load_average: load_before.zip(load_average()),
         rows,
     })
 }
@@ -305,11 +315,19 @@ impl ModelBenchReport {
     /// Lines describing the run.
     pub fn header(&self) -> String {
         let mut s = format!(
-            "{} threads; pp = one {}-token batch, tg = {} single tokens, each from an empty cache; \
-             one warm-up, then {} runs\n",
-            self.threads, self.pp_tokens, self.tg_tokens, self.reps
+            "{} thread{}; pp = one {}-token batch, tg = {} single tokens, each from an empty cache; \
+             one warm-up, then {} run{}\n",
+            self.threads,
+            if self.threads == 1 { "" } else { "s" },
+            self.pp_tokens,
+            self.tg_tokens,
+            self.reps,
+            if self.reps == 1 { "" } else { "s" }
         );
         s.push_str("quantmix: median tokens/s (min–max)\n");
+        if let Some((a, b)) = self.load_average {
+            s.push_str(&format!("load average (1 min): {a:.2} at the start, {b:.2} at the end\n"));
+        }
         if let Some(lb) = &self.llama_bench {
             s.push_str(&format!(
                 "llama-bench: {lb}{}: mean tokens/s ± standard deviation; ratio = quantmix / llama-bench\n",

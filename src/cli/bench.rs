@@ -173,6 +173,16 @@ pub fn run(a: Args) -> Result<()> {
                 llama_bench: m.against.clone(),
             };
             let quiet = m.quiet;
+            if let (Some(load), Some(_)) = (model::load_average(), &m.against) {
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                if threads > 1 && load > 0.5 && threads as f64 + load > cores as f64 + 0.25 {
+                    eprintln!(
+                        "warning: the machine is busy (load average {load:.2}, {cores} cores, {threads} threads asked): \
+                         llama-bench's threads wait for each other and slow down much more than quantmix's when a \
+                         core is taken, so the ratios will not mean much"
+                    );
+                }
+            }
             let report = model::run_model_bench(&m.files, &opts, |what| {
                 if !quiet {
                     eprintln!("measuring {what}");

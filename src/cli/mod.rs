@@ -100,10 +100,40 @@ pub fn main() -> i32 {
                 return 130;
             }
             eprintln!("quantmix: error: {e}");
-            for cause in e.chain().skip(1) {
+            for cause in causes_to_print(&e) {
                 eprintln!("  caused by: {cause}");
             }
             1
         }
+    }
+}
+
+/// The causes of `e` worth printing under it: a cause whose text the line
+/// above already contains (errors that format their source into their own
+/// message) is skipped.
+fn causes_to_print(e: &anyhow::Error) -> Vec<String> {
+    let mut shown = e.to_string();
+    let mut out = Vec::new();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !shown.contains(&text) {
+            out.push(text.clone());
+        }
+        shown = text;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn causes_repeated_by_their_parent_are_not_printed_twice() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let e = anyhow::Error::new(crate::gguf::GgufError::io("/x.gguf", io)).context("inspecting /x.gguf");
+        let causes = super::causes_to_print(&e);
+        // "/x.gguf: I/O error: No such file…" once; its kind and the io error are in that line.
+        assert_eq!(causes, ["/x.gguf: I/O error: No such file or directory"]);
+        let e = anyhow::anyhow!("inner detail").context("outer");
+        assert_eq!(super::causes_to_print(&e), ["inner detail"]);
     }
 }

@@ -627,7 +627,13 @@ impl EvalReport {
                     };
                 }
                 let y = if use_kld { f.kld.as_ref().map_or(0.0, |k| k.kld_mean) } else { f.ppl };
-                ScatterPoint { label: display_name(&f.path), detail, x: f.bytes as f64 / (1024.0 * 1024.0), y }
+                ScatterPoint {
+                    label: display_name(&f.path),
+                    detail,
+                    x: f.bytes as f64 / (1024.0 * 1024.0),
+                    y,
+                    reference: f.is_reference && use_kld,
+                }
             })
             .collect();
         Scatter {

@@ -11,7 +11,8 @@
 //!   [`write_figure`] renders it to `OUT.svg` and `OUT.png`, each written
 //!   atomically (temporary file in the same directory, then rename).
 //! - [`Scatter`]: labelled points with the Pareto front (smaller x and
-//!   smaller y are better) drawn through them.
+//!   smaller y are better) drawn through them; labels are placed around
+//!   their points so that they do not overlap ([`place_labels`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -205,6 +206,50 @@ pub fn pareto_front(points: &[(f64, f64)]) -> Vec<usize> {
     front
 }
 
+/// Pixel rectangle `(left, top, right, bottom)`.
+pub type Rect = (i32, i32, i32, i32);
+
+fn overlap(a: Rect, b: Rect) -> i64 {
+    let w = (a.2.min(b.2) - a.0.max(b.0)).max(0) as i64;
+    let h = (a.3.min(b.3) - a.1.max(b.1)).max(0) as i64;
+    w * h
+}
+
+/// Where each point's label block goes: the offset of its top-left corner
+/// from the point, in pixels. Points are taken in order; each label takes
+/// the first of six places (right of the point, then above-right,
+/// below-right, left, above-left, below-left) that overlaps no label placed
+/// before it, no point and nothing outside `area`, or else the place with
+/// the least overlap. `sizes` are the blocks' (width, height).
+pub fn place_labels(points: &[(i32, i32)], sizes: &[(i32, i32)], area: Rect) -> Vec<(i32, i32)> {
+    const GAP: i32 = 9;
+    const R: i32 = 7;
+    let dots: Vec<Rect> = points.iter().map(|&(x, y)| (x - R, y - R, x + R, y + R)).collect();
+    let mut placed: Vec<Rect> = Vec::with_capacity(points.len());
+    let mut out = Vec::with_capacity(points.len());
+    for (k, (&(x, y), &(w, h))) in points.iter().zip(sizes).enumerate() {
+        let right = GAP;
+        let left = -GAP - w;
+        let candidates = [(right, -14), (right, -h - 6), (right, 6), (left, -14), (left, -h - 6), (left, 6)];
+        let cost = |&(dx, dy): &(i32, i32)| -> i64 {
+            let r = (x + dx, y + dy, x + dx + w, y + dy + h);
+            let inside = overlap(r, area);
+            let outside = (w as i64 * h as i64 - inside) * 4;
+            let labels: i64 = placed.iter().map(|&p| overlap(r, p)).sum();
+            let dots: i64 = dots.iter().enumerate().filter(|&(j, _)| j != k).map(|(_, &d)| overlap(r, d)).sum();
+            outside + labels + dots
+        };
+        let best = candidates
+            .iter()
+            .copied()
+            .find(|c| cost(c) == 0)
+            .unwrap_or_else(|| *candidates.iter().min_by_key(|c| cost(c)).expect("six candidates"));
+        placed.push((x + best.0, y + best.1, x + best.0 + w, y + best.1 + h));
+        out.push(best);
+    }
+    out
+}
+
 /// One labelled point of a [`Scatter`].
 #[derive(Clone, Debug)]
 pub struct ScatterPoint {
@@ -214,6 +259,9 @@ pub struct ScatterPoint {
     pub detail: String,
     pub x: f64,
     pub y: f64,
+    /// The point everything is measured against (drawn hollow, never part
+    /// of the Pareto front: it is best at its size by construction).
+    pub reference: bool,
 }
 
 /// A scatter plot with labelled points (one filled circle each, the only
@@ -315,7 +363,8 @@ impl Scatter {
             .draw()
             .map_err(draw_err("the chart grid"))?;
 
-        let pts: Vec<(f64, f64)> = self.points.iter().map(|p| (p.x, p.y)).collect();
+        let pts: Vec<(f64, f64)> =
+            self.points.iter().map(|p| if p.reference { (f64::NAN, f64::NAN) } else { (p.x, p.y) }).collect();
         let front = pareto_front(&pts);
         if front.len() > 1 {
             let line: Vec<(f64, f64)> = front.iter().map(|&i| (pts[i].0, self.shown_y(pts[i].1, y_lo))).collect();
@@ -325,21 +374,37 @@ impl Scatter {
                 .label("Pareto front")
                 .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], FRONT.stroke_width(2)));
         }
-        for (i, p) in self.points.iter().enumerate() {
-            if !(p.x.is_finite() && p.y.is_finite()) {
-                continue;
-            }
-            let at = (p.x, self.shown_y(p.y, y_lo));
+        let shown: Vec<usize> =
+            (0..self.points.len()).filter(|&i| self.points[i].x.is_finite() && self.points[i].y.is_finite()).collect();
+        let at = |i: usize| (self.points[i].x, self.shown_y(self.points[i].y, y_lo));
+        let pixels: Vec<(i32, i32)> = shown.iter().map(|&i| chart.backend_coord(&at(i))).collect();
+        let sizes: Vec<(i32, i32)> = shown
+            .iter()
+            .map(|&i| {
+                let p = &self.points[i];
+                let w = |t: &str, size: f64| {
+                    root.estimate_text_size(t, &text(size, INK)).map_or(7 * t.chars().count() as i32, |s| s.0 as i32)
+                };
+                (w(&p.label, 12.0).max(w(&p.detail, 11.0)), if p.detail.is_empty() { 14 } else { 28 })
+            })
+            .collect();
+        let (xr, yr) = chart.plotting_area().get_pixel_range();
+        let offsets = place_labels(&pixels, &sizes, (xr.start, yr.start, xr.end, yr.end));
+        for (k, &i) in shown.iter().enumerate() {
+            let p = &self.points[i];
             let colour = palette(i);
-            let on_front = front.contains(&i);
-            let label = p.label.clone();
-            let detail = p.detail.clone();
+            let marker = if p.reference {
+                Circle::new((0, 0), 6, colour.stroke_width(2))
+            } else {
+                Circle::new((0, 0), if front.contains(&i) { 6 } else { 5 }, colour.filled())
+            };
+            let (dx, dy) = offsets[k];
             chart
                 .draw_series(std::iter::once(
-                    EmptyElement::at(at)
-                        + Circle::new((0, 0), if on_front { 6 } else { 5 }, colour.filled())
-                        + Text::new(label, (9, -14), text(12.0, INK))
-                        + Text::new(detail, (9, 0), text(11.0, RGBColor(0x66, 0x66, 0x66))),
+                    EmptyElement::at(at(i))
+                        + marker
+                        + Text::new(p.label.clone(), (dx, dy), text(12.0, INK))
+                        + Text::new(p.detail.clone(), (dx, dy + 14), text(11.0, RGBColor(0x66, 0x66, 0x66))),
                 ))
                 .map_err(draw_err("a point"))?;
         }
@@ -409,14 +474,37 @@ mod tests {
             x_label: "size".into(),
             y_label: "kld".into(),
             points: vec![
-                ScatterPoint { label: "a.gguf".into(), detail: "10 tok/s".into(), x: 100.0, y: 0.0 },
-                ScatterPoint { label: "b.gguf".into(), detail: "20 tok/s".into(), x: 50.0, y: 0.1 },
-                ScatterPoint { label: "c.gguf".into(), detail: "".into(), x: 70.0, y: 0.2 },
+                ScatterPoint { label: "a.gguf".into(), detail: "10 tok/s".into(), x: 100.0, y: 0.0, reference: true },
+                ScatterPoint { label: "b.gguf".into(), detail: "20 tok/s".into(), x: 50.0, y: 0.1, reference: false },
+                ScatterPoint { label: "c.gguf".into(), detail: "".into(), x: 70.0, y: 0.2, reference: false },
             ],
             log_y,
             width: 640,
             height: 420,
         }
+    }
+
+    #[test]
+    fn labels_avoid_each_other_and_the_edges() {
+        let area = (0, 0, 400, 300);
+        // Two points close together: the second label moves off the first.
+        let pts = [(100, 100), (105, 108)];
+        let o = place_labels(&pts, &[(80, 28), (80, 28)], area);
+        let r = |(x, y): (i32, i32), (dx, dy): (i32, i32)| (x + dx, y + dy, x + dx + 80, y + dy + 28);
+        let (a, b) = (r(pts[0], o[0]), r(pts[1], o[1]));
+        assert_eq!(overlap(a, b), 0, "{o:?}");
+        for (rect, other) in [(a, pts[1]), (b, pts[0])] {
+            assert_eq!(overlap(rect, (other.0 - 5, other.1 - 5, other.0 + 5, other.1 + 5)), 0, "{o:?}");
+        }
+        // A lone point keeps the default place, right of it.
+        assert_eq!(place_labels(&[(100, 100)], &[(80, 28)], area), [(9, -14)]);
+        // A point at the right edge gets its label on the left.
+        let o = place_labels(&[(390, 150)], &[(80, 28)], area);
+        assert!(o[0].0 < 0, "{o:?}");
+        // Crowded: still one of the six places, the least-overlapping one.
+        let pts: Vec<(i32, i32)> = (0..8).map(|i| (200 + i, 150)).collect();
+        let o = place_labels(&pts, &[(80, 28); 8], area);
+        assert_eq!(o.len(), 8);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 # (every file is requantized from it, so KLD measures what quantization lost), on the held-out text
 # tests/data/eval.txt (never calibration text), drawing docs/eval-smollm2.svg and .png.
 #
-#   tests/tools/eval_presets.sh            (env: CHUNKS=8 THREADS=2 OUT=$QUANTMIX_CACHE/eval-presets)
+#   tests/tools/eval_presets.sh    (env: CHUNKS=8 THREADS=2 OUT=$QUANTMIX_CACHE/eval-presets QUANTMIX=binary)
 #
 # Prints the exact eval command, then its table. Takes ~7 minutes on 2 cores.
 set -euo pipefail
@@ -16,8 +16,8 @@ CHUNKS="${CHUNKS:-8}"
 THREADS="${THREADS:-2}"
 SRC="$CACHE/models/SmolLM2-135M-Instruct.Q4_1.gguf"
 [ -s "$SRC" ] || { echo "run .ci/setup first (needs $SRC)" >&2; exit 1; }
-cargo build --release -q
-QM="$PWD/target/release/quantmix"
+QM="${QUANTMIX:-}"   # a quantmix binary to use instead of building target/release/quantmix
+if [ -z "$QM" ]; then cargo build --release -q; QM="$PWD/target/release/quantmix"; fi
 mkdir -p "$OUT" docs
 
 q() { # quantize, quietly unless it fails
