@@ -93,8 +93,11 @@ pub fn run(a: Args, cancel: Arc<AtomicBool>) -> Result<()> {
         None => recipe,
         Some(spec) => {
             // Allocate now: the explicit recipe it gives is what gets applied (and stored).
-            let sens = spec.sensitivity.ok_or(crate::sensitivity::budget::BudgetError::NoSensitivity)?;
-            let table = SensitivityTable::load(&sens)?;
+            let sens = spec
+                .sensitivity
+                .ok_or(crate::sensitivity::budget::BudgetError::NoSensitivity)
+                .with_context(|| format!("recipe {}", recipe.origin))?;
+            let table = SensitivityTable::load(&sens).with_context(|| format!("recipe {}", recipe.origin))?;
             let im = a.imatrix.clone().or_else(|| recipe.imatrix.clone()).or_else(|| resolve_imatrix(&table, &sens));
             let im = im.map(|p| std::fs::canonicalize(&p).unwrap_or(p));
             let bp = plan_under_budget(&src, &recipe, &table, &sens, &spec.limit, im.as_deref())?;
