@@ -162,7 +162,7 @@ fn measure(
             let p = sibling(&stem, ".imatrix.gguf");
             if a.resume && p.exists() && sibling(&a.output, ".partial").exists() {
                 let m = Imatrix::load(&p).with_context(|| format!("reading {}", p.display()))?;
-                let n = m_chunks(&m);
+                let n = m.chunk_count as usize;
                 eprintln!("sensitivity: resuming with {}", p.display());
                 (m, p, Some(n))
             } else {
@@ -175,7 +175,7 @@ fn measure(
                 );
                 let m = collect_with_bar(&model, &tokens, bos, &opts, &cal, a.quiet, cancel)?;
                 m.save_gguf(&p).with_context(|| format!("writing {}", p.display()))?;
-                let n = m_chunks(&m);
+                let n = m.chunk_count as usize;
                 (m, p, Some(n))
             }
         }
@@ -349,10 +349,6 @@ fn measure(
         t0.elapsed().as_secs_f64()
     );
     Ok(())
-}
-
-fn m_chunks(m: &Imatrix) -> usize {
-    m.chunk_count as usize
 }
 
 /// Write the JSON (and, for a whole model, the markdown table and the

@@ -133,11 +133,16 @@ pub struct Reference {
     pub n_vocab: usize,
 }
 
-/// `ln softmax(logits)` of one row.
-fn log_softmax(logits: &[f32], out: &mut [f32]) {
+/// `ln Σ exp(logits)` of one row, in f64.
+fn log_norm(logits: &[f32]) -> f64 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let sum: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
-    let norm = max as f64 + sum.ln();
+    max as f64 + sum.ln()
+}
+
+/// `ln softmax(logits)` of one row.
+fn log_softmax(logits: &[f32], out: &mut [f32]) {
+    let norm = log_norm(logits);
     for (o, &l) in out.iter_mut().zip(logits) {
         *o = (l as f64 - norm) as f32;
     }
@@ -146,9 +151,7 @@ fn log_softmax(logits: &[f32], out: &mut [f32]) {
 /// `KL(p_ref ‖ p)` of one row from the reference's log-probabilities and
 /// the candidate's logits (in f64; exactly 0 for equal logits).
 pub fn row_kld(ref_lp: &[f32], logits: &[f32]) -> f64 {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
-    let norm = max as f64 + sum.ln();
+    let norm = log_norm(logits);
     let mut kld = 0f64;
     for (&lr, &l) in ref_lp.iter().zip(logits) {
         let lr = lr as f64;

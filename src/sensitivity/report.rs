@@ -58,10 +58,9 @@ pub fn layer_table(table: &SensitivityTable) -> Table {
     header.push("sum");
     let mut tab = Table::new(&header);
     let cell = |t: Option<&&SensTensor>| -> (String, f64) {
-        match t.and_then(|t| for_requested(t, "Q4_K").map(|c| (c, t))) {
-            Some((c, t)) => {
+        match t.and_then(|t| for_requested(t, "Q4_K")) {
+            Some(c) => {
                 let mark = if c.ty == "Q4_K" { "" } else { "*" };
-                let _ = t;
                 (format!("{:.2e}{mark}", c.kld), c.kld)
             }
             None => ("-".into(), 0.0),
