@@ -7,12 +7,13 @@
 //! - [`bench`]: kernel and matmul benchmarks.
 
 pub mod bench;
-pub mod cli;
 pub mod convert;
 pub mod eval;
 pub mod fsutil;
 pub mod gguf;
+pub mod job;
 pub mod model;
+pub mod plan;
 pub mod quant;
 pub mod quantize;
 pub mod recipe;

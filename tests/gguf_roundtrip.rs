@@ -98,22 +98,20 @@ fn specs_of(g: &GgufFile) -> Vec<TensorSpec> {
 
 #[test]
 fn cancel_flag_aborts_and_leaves_no_file() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
     let dir = common::tempdir();
     let out = dir.path().join("cancelled.gguf");
     let g = GgufFile::open(common::fixture("presets/synth12-llama-f16.gguf")).unwrap();
     let specs = specs_of(&g);
-    let flag = Arc::new(AtomicBool::new(false));
+    let flag = quantmix::job::Cancel::new();
     let mut w = GgufWriter::create(&out, g.metadata(), &specs, 32).unwrap();
-    w.set_cancel_flag(flag.clone());
+    w.set_cancel(flag.clone());
     let t0 = &g.tensors()[0];
     let data = g.tensor_data(t0);
     let half = data.len() / 2;
     w.write_tensor_chunk(&data[..half]).unwrap();
-    flag.store(true, Ordering::Relaxed);
+    flag.cancel();
     let e = w.write_tensor_chunk(&data[half..]).unwrap_err();
-    assert!(matches!(e.kind, quantmix::gguf::GgufErrorKind::Interrupted), "{e}");
+    assert!(matches!(e.kind, quantmix::gguf::GgufErrorKind::Interrupted(_)), "{e}");
     drop(w);
     assert!(!out.exists());
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "temporary file left behind");

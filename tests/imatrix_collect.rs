@@ -17,6 +17,7 @@ mod common;
 use std::process::Command;
 
 use quantmix::gguf::{GgufFile, TensorInfo};
+use quantmix::job::{Cancel, Ctx};
 use quantmix::model::{Hooks, Input, LlamaModel, Outputs};
 use quantmix::sensitivity::collect::{collect, CollectOptions, Collector};
 use quantmix::sensitivity::imatrix::Imatrix;
@@ -42,7 +43,7 @@ fn hand_check_on_generated_llama() {
     let n_ctx = 32;
     let toks = tokens(3 * n_ctx, n_vocab);
     let opts = CollectOptions { n_ctx, max_chunks: Some(2), process_output: false };
-    let im = collect(&m, &toks, None, &opts, vec!["gen".into()], |_, _| {}, || false).unwrap();
+    let im = collect(&m, &toks, None, &opts, vec!["gen".into()], Ctx::quiet(&Cancel::new())).unwrap();
     assert_eq!((im.chunk_count, im.chunk_size), (2, n_ctx as u32));
     assert_eq!(im.datasets, vec!["gen".to_string()]);
     // 7 matrices per layer, no token_embd (a lookup) and no output.weight.
@@ -85,7 +86,7 @@ fn hand_check_on_generated_llama() {
 
     // --process-output adds output.weight (its input: the final normed state).
     let opts = CollectOptions { process_output: true, ..opts };
-    let im2 = collect(&m, &toks, None, &opts, vec![], |_, _| {}, || false).unwrap();
+    let im2 = collect(&m, &toks, None, &opts, vec![], Ctx::quiet(&Cancel::new())).unwrap();
     assert_eq!(im2.entries.len(), 7 * m.hp.n_layer + 1);
     assert_eq!(im2.entries["output.weight"].sums.len(), d);
     assert_eq!(im2.entries["blk.0.attn_q.weight"], im.entries["blk.0.attn_q.weight"]);
@@ -159,7 +160,7 @@ fn written_imatrix_reads_back_and_quantizes_like_llama_quantize() {
     let m = model();
     let toks = tokens(4 * 64, m.hp.n_vocab);
     let opts = CollectOptions { n_ctx: 64, max_chunks: None, process_output: false };
-    let im = collect(&m, &toks, None, &opts, vec!["generated".into()], |_, _| {}, || false).unwrap();
+    let im = collect(&m, &toks, None, &opts, vec!["generated".into()], Ctx::quiet(&Cancel::new())).unwrap();
     let dir = common::tempdir();
     let path = dir.path().join("synth12.imatrix.gguf");
     im.save_gguf(&path).unwrap();

@@ -10,8 +10,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use quantmix::gguf::GgufFile;
-use quantmix::quantize::{self, Options, QuantizePlan, TensorTarget};
-use quantmix::recipe::{self, ModelInfo, Preset, Recipe};
+use quantmix::job::{Cancel, Ctx};
+use quantmix::plan::{self, Plan};
+use quantmix::quantize;
+use quantmix::recipe::{ModelInfo, Preset, Recipe};
 use sha2::{Digest, Sha256};
 
 struct Expected {
@@ -41,9 +43,9 @@ fn load(json: &str) -> BTreeMap<String, Expected> {
         .collect()
 }
 
-fn plan_for(g: &GgufFile, preset: Preset) -> recipe::Plan {
+fn plan_for(g: &GgufFile, preset: Preset) -> Plan {
     let info = ModelInfo::from_metadata(g.metadata(), g.tensors());
-    recipe::plan(&Recipe::preset(preset), &info, g.tensors(), false).unwrap()
+    plan::resolve(&Recipe::preset(preset), &info, g.tensors(), None).unwrap()
 }
 
 fn check_types(model: &Path, json: &str) {
@@ -73,18 +75,8 @@ fn check_bytes(model: &Path, json: &str, presets: &[&str]) {
     for name in presets {
         let e = &expected[*name];
         let p = plan_for(&g, Preset::from_name(name).unwrap());
-        let qp = QuantizePlan {
-            targets: p
-                .tensors
-                .iter()
-                .map(|c| (c.name.clone(), TensorTarget { ty: c.ty, reason: c.reason.to_string() }))
-                .collect(),
-            file_type: p.file_type,
-            recipe_text: String::new(),
-            recipe_origin: format!("preset {name}"),
-        };
         let out = dir.path().join(format!("{name}.gguf"));
-        quantize::run(&g, &qp, None, &out, &Options { quiet: true, ..Default::default() }).unwrap();
+        quantize::run(&g, &p, None, &out, Ctx::quiet(&Cancel::new())).unwrap();
         let q = GgufFile::open(&out).unwrap();
         let mut bad = Vec::new();
         for t in q.tensors() {

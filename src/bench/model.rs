@@ -191,11 +191,12 @@ pub fn measure_ours(file: &Path, opts: &ModelBenchOptions) -> Result<(Speed, Spe
     let model = LlamaModel::open(file).map_err(EvalError::from)?;
     let tokens = bench_tokens(model.hp.n_vocab, opts.pp_tokens.max(opts.tg_tokens));
     let speed = SpeedOptions { pp_tokens: opts.pp_tokens, tg_tokens: opts.tg_tokens, reps: opts.reps };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.threads)
-        .build()
+    let cancel = crate::job::Cancel::new();
+    let ctx = crate::job::Ctx::quiet(&cancel).with_threads(opts.threads);
+    let r = ctx
+        .install(|| measure_speed(&model, &tokens, None, speed, ctx))
         .map_err(|e| ModelBenchError::Invalid { what: "building the thread pool".into(), msg: e.to_string() })?;
-    Ok(pool.install(|| measure_speed(&model, &tokens, None, speed, || {}))?)
+    Ok(r?)
 }
 
 /// One line of the report: one test (pp or tg) of one file.

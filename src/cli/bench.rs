@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::bench::kernels::{self, KernelOptions, MatmulOptions, Stat, Timing};
-use crate::bench::model::{self, ModelBenchOptions};
-use crate::gguf::GgmlType;
+use quantmix::bench::kernels::{self, KernelOptions, MatmulOptions, Stat, Timing};
+use quantmix::bench::model::{self, ModelBenchOptions};
+use quantmix::gguf::GgmlType;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -143,16 +143,9 @@ pub fn run(a: Args) -> Result<()> {
                 n_tokens: m.tokens,
                 timing: m.timing.timing(),
             };
-            let run = || kernels::run_matmul(&opts);
-            let rows = match m.threads {
-                Some(n) => rayon::ThreadPoolBuilder::new()
-                    .num_threads(n)
-                    .build()
-                    .context("building the thread pool")?
-                    .install(run),
-                None => run(),
-            }
-            .context("matmul benchmark")?;
+            let cancel = quantmix::job::Cancel::new();
+            let ctx = quantmix::job::Ctx::quiet(&cancel).with_threads(m.threads.unwrap_or(0));
+            let rows = ctx.install(|| kernels::run_matmul(&opts))?.context("matmul benchmark")?;
             if m.json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {

@@ -6,9 +6,10 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::eval::run::{self, display_name, EvalOptions, Event, SpeedOptions, DEFAULT_TEXT, DEFAULT_TEXT_NAME};
+use super::progress::Bar;
+use quantmix::eval::run::{self, EvalOptions, SpeedOptions, DEFAULT_TEXT, DEFAULT_TEXT_NAME};
+use quantmix::job::{Cancel, Ctx};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -56,7 +57,7 @@ pub struct Args {
     pub quiet: bool,
 }
 
-pub fn run(a: Args) -> Result<()> {
+pub fn run(a: Args, cancel: &Cancel) -> Result<()> {
     if a.ctx < 16 {
         bail!("--ctx {} is too small (at least 16 tokens)", a.ctx);
     }
@@ -93,35 +94,14 @@ pub fn run(a: Args) -> Result<()> {
         ..EvalOptions::default()
     };
 
-    let bar = ProgressBar::with_draw_target(
-        None,
-        if a.quiet { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() },
-    );
-    bar.set_style(
-        ProgressStyle::with_template("{prefix:.bold} {msg} [{bar:30}] {pos}/{len} {elapsed}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    let mut on_event = |e: Event<'_>| match e {
-        Event::Begin { path, what, steps } => {
-            bar.reset();
-            bar.set_length(steps);
-            bar.set_position(0);
-            bar.set_prefix(display_name(path));
-            bar.set_message(what.to_string());
-        }
-        Event::Step => bar.inc(1),
-        Event::End => {}
+    let bar = Bar::bars_only(a.quiet);
+    let ctx = Ctx { cancel, progress: &bar, threads: a.threads.unwrap_or(0) };
+    let report = if a.threads == Some(0) {
+        bail!("--threads must be at least 1");
+    } else {
+        ctx.install(|| run::run_eval(&a.files, a.reference.as_deref(), &text, &opts, ctx)).map_err(anyhow::Error::from)
     };
-    let mut work = || run::run_eval(&a.files, a.reference.as_deref(), &text, &opts, &mut on_event);
-    let report = match a.threads {
-        Some(0) => bail!("--threads must be at least 1"),
-        Some(n) => {
-            rayon::ThreadPoolBuilder::new().num_threads(n).build().context("building the thread pool")?.install(work)
-        }
-        None => work(),
-    };
-    bar.finish_and_clear();
+    let report = report.and_then(|r| r.map_err(anyhow::Error::from));
     let report = report.with_context(|| format!("evaluating on {text_name}"))?;
 
     if a.json {
@@ -132,7 +112,7 @@ pub fn run(a: Args) -> Result<()> {
         print!("{}", report.table());
     }
     if let Some(out) = &a.plot {
-        let (svg, png) = crate::report::plot::write_figure(&report.scatter(), out)
+        let (svg, png) = quantmix::report::plot::write_figure(&report.scatter(), out)
             .with_context(|| format!("drawing {}", out.display()))?;
         eprintln!("wrote {} and {}", svg.display(), png.display());
     }

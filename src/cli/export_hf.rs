@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::convert::{export_hf, ExportDtype, ExportOptions};
+use quantmix::convert::{export_hf, ExportDtype, ExportOptions};
 
 #[derive(Args, Debug, Clone)]
 pub struct ExportHfArgs {

@@ -3,17 +3,13 @@
 //! GGUF format.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::calib;
-use crate::model::{LlamaModel, Tokenizer};
-use crate::sensitivity::collect::{collect, CollectOptions};
-use crate::sensitivity::imatrix::Imatrix;
+use super::progress::Bar;
+use quantmix::job::{Cancel, Ctx};
+use quantmix::sensitivity::collect::{run_job, CollectOptions, ImatrixJob};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -42,63 +38,17 @@ pub struct Args {
     pub quiet: bool,
 }
 
-/// A progress bar with ETA on stderr (hidden with `quiet`).
-pub(crate) fn bar(len: u64, quiet: bool, what: &str) -> ProgressBar {
-    let b = ProgressBar::with_draw_target(
-        Some(len),
-        if quiet { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() },
-    );
-    b.set_style(
-        ProgressStyle::with_template(&format!(
-            "{what} [{{bar:30}}] {{pos}}/{{len}} {{msg}} ({{elapsed}}, ETA {{eta}})"
-        ))
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    b
-}
-
-pub(crate) fn pool(threads: usize) -> Result<rayon::ThreadPool> {
-    rayon::ThreadPoolBuilder::new().num_threads(threads).build().context("creating the thread pool")
-}
-
-/// [`collect`] with a progress bar (hidden with `quiet`).
-pub(crate) fn collect_with_bar(
-    model: &LlamaModel,
-    tokens: &[u32],
-    bos: Option<u32>,
-    opts: &CollectOptions,
-    cal: &calib::CalText,
-    quiet: bool,
-    cancel: &AtomicBool,
-) -> Result<Imatrix> {
-    let n_chunks = (tokens.len() / opts.n_ctx.max(1)).min(opts.max_chunks.unwrap_or(usize::MAX));
-    let b = bar(n_chunks as u64, quiet, "imatrix");
-    let m = collect(
-        model,
-        tokens,
-        bos,
-        opts,
-        cal.sources.clone(),
-        |done, _| b.set_position(done as u64),
-        || cancel.load(Ordering::Relaxed),
-    );
-    b.finish_and_clear();
-    Ok(m?)
-}
-
-pub fn run(a: Args, cancel: Arc<AtomicBool>) -> Result<()> {
-    let cal = calib::load(&a.calibration)?;
-    let model = LlamaModel::open(&a.model).with_context(|| format!("opening {}", a.model.display()))?;
-    let tok = Tokenizer::from_metadata(model.file().metadata(), &a.model)?;
-    let tokens = tok.encode(&cal.text, true, false)?;
-    let bos = if tok.add_bos() { tok.bos() } else { None };
-    let opts = CollectOptions { n_ctx: a.ctx, max_chunks: a.chunks, process_output: a.process_output };
-    let n_chunks = (tokens.len() / a.ctx.max(1)).min(a.chunks.unwrap_or(usize::MAX));
-    eprintln!("imatrix: {} tokens of {}; {n_chunks} chunks of {} tokens", tokens.len(), cal.describe, a.ctx);
+pub fn run(a: Args, cancel: &Cancel) -> Result<()> {
+    let job = ImatrixJob {
+        model: a.model.clone(),
+        calibration: a.calibration.clone(),
+        output: a.output.clone(),
+        opts: CollectOptions { n_ctx: a.ctx, max_chunks: a.chunks, process_output: a.process_output },
+    };
+    let bar = Bar::bars_only(a.quiet);
     let t = Instant::now();
-    let m = pool(a.threads)?.install(|| collect_with_bar(&model, &tokens, bos, &opts, &cal, a.quiet, &cancel))?;
-    m.save_gguf(&a.output).with_context(|| format!("writing {}", a.output.display()))?;
+    let m = run_job(&job, Ctx { cancel, progress: &bar, threads: a.threads })
+        .with_context(|| format!("collecting the importance matrix of {}", a.model.display()))?;
     eprintln!(
         "imatrix: {} matrices, {} chunks × {} tokens, {:.1} s → {}",
         m.entries.len(),

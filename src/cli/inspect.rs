@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use crate::gguf::{ftype_name, GgmlType, GgufModel, MetaValue, Metadata};
-use crate::recipe::roles::layer_of;
-use crate::report::{human_bytes, Table};
+use quantmix::gguf::{ftype_name, GgmlType, GgufModel, MetaValue, Metadata};
+use quantmix::recipe::roles::layer_of;
+use quantmix::report::{human_bytes, Table};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -99,7 +99,7 @@ fn gguf_report(path: &Path) -> Result<InspectReport> {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    if a.file.is_dir() || crate::convert::safetensors::is_safetensors_path(&a.file) {
+    if a.file.is_dir() || quantmix::convert::safetensors::is_safetensors_path(&a.file) {
         return run_safetensors(&a);
     }
     let r = load_inspect_report(&a.file).with_context(|| format!("inspecting {}", a.file.display()))?;
@@ -114,8 +114,8 @@ pub fn run(a: Args) -> Result<()> {
 /// `inspect` of a safetensors checkpoint: `__metadata__`, the tensor table
 /// (HF names, shape in ggml order, dtype, bytes, shard) and totals.
 fn run_safetensors(a: &Args) -> Result<()> {
-    let st =
-        crate::convert::SafetensorsModel::open(&a.file).with_context(|| format!("inspecting {}", a.file.display()))?;
+    let st = quantmix::convert::SafetensorsModel::open(&a.file)
+        .with_context(|| format!("inspecting {}", a.file.display()))?;
     let rows = st.rows();
     let total: u64 = rows.iter().map(|r| r.bytes).sum();
     if a.json {
@@ -124,7 +124,7 @@ fn run_safetensors(a: &Args) -> Result<()> {
             file: String,
             files: Vec<String>,
             metadata: BTreeMap<&'a str, &'a str>,
-            tensors: &'a [crate::convert::safetensors::StTensorRow],
+            tensors: &'a [quantmix::convert::safetensors::StTensorRow],
         }
         let r = StReport {
             file: a.file.display().to_string(),

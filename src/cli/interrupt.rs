@@ -1,29 +1,34 @@
-//! Ctrl-C: the first one sets a flag that long-running work polls (the
-//! writer then removes its temporary file); a second one exits at once.
+//! Ctrl-C: the first one cancels the running job (which stops between units
+//! of work and removes its temporary files); a second one removes every
+//! pending temporary file and exits at once.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
-static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+use quantmix::job::Cancel;
 
-/// Install the handler (once) and return the shared flag.
-pub fn install() -> Arc<AtomicBool> {
-    FLAG.get_or_init(|| {
-        let flag = Arc::new(AtomicBool::new(false));
-        let f = flag.clone();
-        // If a handler cannot be installed, Ctrl-C keeps its default effect
-        // (the temporary output file is then left behind by the OS kill).
-        let _ = ctrlc::set_handler(move || {
-            if f.swap(true, Ordering::SeqCst) {
-                std::process::exit(130);
-            }
-        });
-        flag
-    })
-    .clone()
+static TOKEN: OnceLock<Cancel> = OnceLock::new();
+
+/// Install the handler (once) and return the shared token.
+pub fn install() -> Cancel {
+    TOKEN
+        .get_or_init(|| {
+            let token = Cancel::new();
+            let t = token.clone();
+            // If a handler cannot be installed, Ctrl-C keeps its default effect
+            // (the temporary output file is then left behind by the OS kill).
+            let _ = ctrlc::set_handler(move || {
+                if t.is_cancelled() {
+                    quantmix::fsutil::remove_pending();
+                    std::process::exit(130);
+                }
+                t.cancel();
+            });
+            token
+        })
+        .clone()
 }
 
 /// Whether Ctrl-C was pressed.
 pub fn triggered() -> bool {
-    FLAG.get().is_some_and(|f| f.load(Ordering::SeqCst))
+    TOKEN.get().is_some_and(Cancel::is_cancelled)
 }

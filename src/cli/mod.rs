@@ -4,7 +4,6 @@
 //! Exit codes: 0 success, 1 error, 2 usage error, 130 interrupted (Ctrl-C).
 
 mod bench;
-mod calib;
 mod convert;
 mod eval;
 mod export_hf;
@@ -12,11 +11,13 @@ mod imatrix;
 mod inspect;
 mod interrupt;
 mod plan;
+mod progress;
 mod quantize;
 mod recipe;
 mod sensitivity;
 
 use clap::{Parser, Subcommand};
+use quantmix::job::{Ctx, Interrupted};
 
 /// quantmix: hybrid per-layer GGUF quantization.
 #[derive(Parser, Debug)]
@@ -50,13 +51,6 @@ pub enum Command {
     Sensitivity(sensitivity::Args),
 }
 
-/// An error that ends the process with a given exit code.
-#[derive(Debug, thiserror::Error)]
-pub enum CliError {
-    #[error("interrupted")]
-    Interrupted,
-}
-
 /// Entry point of the binary; returns the process exit code.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
@@ -69,32 +63,24 @@ pub fn main() -> i32 {
     };
     let cancel = interrupt::install();
     let result = match cli.command {
-        Command::Quantize(a) => quantize::run(a, cancel),
+        Command::Quantize(a) => quantize::run(a, &cancel),
         Command::Inspect(a) => inspect::run(a),
         Command::Plan(a) => plan::run(a),
         Command::Recipe(a) => recipe::run(a),
-        Command::Convert(a) => convert::run(a, cancel),
+        Command::Convert(a) => {
+            let bar = progress::Bar::new(a.quiet);
+            convert::run(a, Ctx { cancel: &cancel, progress: &bar, threads: 0 })
+        }
         Command::ExportHf(a) => export_hf::run(&a),
         Command::Bench(a) => bench::run(a),
-        Command::Eval(a) => eval::run(a),
-        Command::Imatrix(a) => imatrix::run(a, cancel),
-        Command::Sensitivity(a) => sensitivity::run(a, cancel),
+        Command::Eval(a) => eval::run(a, &cancel),
+        Command::Imatrix(a) => imatrix::run(a, &cancel),
+        Command::Sensitivity(a) => sensitivity::run(a, &cancel),
     };
     match result {
         Ok(()) => 0,
         Err(e) => {
-            let interrupted = interrupt::triggered()
-                || e.chain().any(|c| {
-                    c.downcast_ref::<CliError>().is_some()
-                        || matches!(
-                            c.downcast_ref::<crate::quantize::QuantizeError>(),
-                            Some(crate::quantize::QuantizeError::Interrupted)
-                        )
-                        || matches!(
-                            c.downcast_ref::<crate::sensitivity::SensitivityError>(),
-                            Some(crate::sensitivity::SensitivityError::Interrupted)
-                        )
-                });
+            let interrupted = interrupt::triggered() || e.chain().any(|c| c.is::<Interrupted>());
             if interrupted {
                 eprintln!("quantmix: interrupted; no output was written");
                 return 130;
@@ -129,7 +115,7 @@ mod tests {
     #[test]
     fn causes_repeated_by_their_parent_are_not_printed_twice() {
         let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
-        let e = anyhow::Error::new(crate::gguf::GgufError::io("/x.gguf", io)).context("inspecting /x.gguf");
+        let e = anyhow::Error::new(quantmix::gguf::GgufError::io("/x.gguf", io)).context("inspecting /x.gguf");
         let causes = super::causes_to_print(&e);
         // "/x.gguf: I/O error: No such file…" once; its kind and the io error are in that line.
         assert_eq!(causes, ["/x.gguf: I/O error: No such file or directory"]);

@@ -4,10 +4,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::gguf::GgufModel;
-use crate::recipe::{Budget, Recipe};
-use crate::report::{human_bytes, Table};
-use crate::sensitivity::budget::{plan_under_budget, resolve_imatrix, BudgetPlan, SensitivityTable};
+use quantmix::gguf::GgufModel;
+use quantmix::plan::budget::{plan_under_budget, resolve_imatrix, BudgetPlan, BudgetRequest, SensitivityTable};
+use quantmix::plan::ImportanceMatrix;
+use quantmix::recipe::{Budget, Recipe};
+use quantmix::report::{human_bytes, Table};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -41,23 +42,35 @@ pub fn run(a: Args) -> Result<()> {
         Some(p) => Recipe::from_path(p)?,
         None => Recipe::from_toml_str("# every quantizable tensor is allocated\n[budget]\nbpw = 16.0\n", "budget")?,
     };
-    let imatrix = a.imatrix.clone().or_else(|| resolve_imatrix(&table, &a.sensitivity));
-    let imatrix = imatrix.map(|p| relative_to_output(&p, a.output.as_deref()));
-    let plan = plan_under_budget(&src, &base, &table, &a.sensitivity, &limit, imatrix.as_deref())?;
+    let imatrix_path = a.imatrix.clone().or_else(|| resolve_imatrix(&table, &a.sensitivity));
+    let imatrix = match &imatrix_path {
+        Some(p) => {
+            Some(ImportanceMatrix::load(p).with_context(|| format!("reading importance matrix {}", p.display()))?)
+        }
+        None => None,
+    };
+    let name = imatrix_path.map(|p| relative_to_output(&p, a.output.as_deref()));
+    let req = BudgetRequest {
+        base: &base,
+        table: &table,
+        table_path: &a.sensitivity,
+        limit: &limit,
+        imatrix: imatrix.as_ref(),
+        imatrix_name: name.as_deref(),
+        origin: "budget plan".into(),
+    };
+    let plan = plan_under_budget(src.metadata(), src.tensors(), &req)?;
     print_summary(&plan, &limit);
     match &a.output {
         Some(o) => {
-            let dir = o.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            let mut tmp = crate::fsutil::atomic_temp_in(dir, ".quantmix-", ".tmp")?;
-            std::io::Write::write_all(&mut tmp, plan.text.as_bytes())?;
-            tmp.persist(o).map_err(|e| e.error).with_context(|| format!("writing {}", o.display()))?;
+            quantmix::fsutil::write_atomic(o, plan.plan.recipe_text.as_bytes())?;
             eprintln!(
                 "wrote {} — quantize with: quantmix quantize --recipe {} MODEL -o OUT.gguf",
                 o.display(),
                 o.display()
             );
         }
-        None => print!("{}", plan.text),
+        None => print!("{}", plan.plan.recipe_text),
     }
     Ok(())
 }

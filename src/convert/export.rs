@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use half::{bf16, f16};
 use serde_json::{json, Map, Value};
@@ -18,6 +18,7 @@ use serde_json::{json, Map, Value};
 use super::error::{ConvertError, Result};
 use super::names::{gguf_to_hf, permute_qk_rows};
 use super::tokenizer::hf_tokenizer_from_gguf;
+use crate::fsutil::AtomicFile;
 use crate::gguf::{GgmlType, GgufFile, MetaValue, TensorInfo};
 
 /// Element type of the exported weights.
@@ -146,14 +147,12 @@ impl safetensors::View for Lazy<'_> {
     }
 }
 
-/// Write `bytes` to `dir/name` through a temporary file and a rename.
-fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+/// `bytes` in a new file `dir/name`, to be committed with the others.
+fn staged(dir: &Path, name: &str, bytes: &[u8]) -> Result<AtomicFile> {
     let path = dir.join(name);
-    let mut tmp = crate::fsutil::atomic_temp_in(dir, ".quantmix-", ".tmp").map_err(|e| ConvertError::io(&path, e))?;
-    tmp.write_all(bytes).map_err(|e| ConvertError::io(&path, e))?;
-    tmp.as_file().sync_all().map_err(|e| ConvertError::io(&path, e))?;
-    tmp.persist(&path).map_err(|e| ConvertError::io(&path, e.error))?;
-    Ok(())
+    let mut f = AtomicFile::create(&path).map_err(|e| ConvertError::io(&path, e))?;
+    f.write_all(bytes).map_err(|e| ConvertError::io(&path, e))?;
+    Ok(f)
 }
 
 fn json_bytes(v: &Value) -> Vec<u8> {
@@ -365,25 +364,20 @@ pub fn export_hf(gguf: &Path, out_dir: &Path, opts: &ExportOptions) -> Result<Ex
         })
         .collect();
     let st_path = out_dir.join("model.safetensors");
-    let tmp: PathBuf = crate::fsutil::atomic_temp_in(out_dir, ".quantmix-", ".tmp")
-        .map_err(|e| ConvertError::io(&st_path, e))?
-        .into_temp_path()
-        .keep()
-        .map_err(|e| ConvertError::io(&st_path, e.error))?;
-    let cleanup = |e: ConvertError| {
-        let _ = std::fs::remove_file(&tmp);
-        e
-    };
-    safetensors::serialize_to_file(views, &None, &tmp)
-        .map_err(|e| cleanup(ConvertError::io(&st_path, std::io::Error::other(format!("{e:?}")))))?;
+    let st = AtomicFile::create(&st_path).map_err(|e| ConvertError::io(&st_path, e))?;
+    safetensors::serialize_to_file(views, &None, st.temp_path())
+        .map_err(|e| ConvertError::io(&st_path, std::io::Error::other(format!("{e:?}"))))?;
     if let Some(e) = error.into_inner() {
-        return Err(cleanup(e));
+        return Err(e);
     }
-    let st_bytes = std::fs::metadata(&tmp).map_err(|e| cleanup(ConvertError::io(&st_path, e)))?.len();
-    std::fs::rename(&tmp, &st_path).map_err(|e| cleanup(ConvertError::io(&st_path, e)))?;
-    write_atomic(out_dir, "config.json", &json_bytes(&Value::Object(cfg)))?;
-    write_atomic(out_dir, "tokenizer.json", &json_bytes(&tok.tokenizer_json))?;
-    write_atomic(out_dir, "tokenizer_config.json", &json_bytes(&tok.tokenizer_config))?;
-    write_atomic(out_dir, "README.md", model_card(&file).as_bytes())?;
+    let st_bytes = std::fs::metadata(st.temp_path()).map_err(|e| ConvertError::io(&st_path, e))?.len();
+    let files = vec![
+        st,
+        staged(out_dir, "config.json", &json_bytes(&Value::Object(cfg)))?,
+        staged(out_dir, "tokenizer.json", &json_bytes(&tok.tokenizer_json))?,
+        staged(out_dir, "tokenizer_config.json", &json_bytes(&tok.tokenizer_config))?,
+        staged(out_dir, "README.md", model_card(&file).as_bytes())?,
+    ];
+    crate::fsutil::commit_all(files).map_err(|e| ConvertError::io(out_dir, e))?;
     Ok(ExportReport { n_tensors: plan.len(), dequantized, safetensors_bytes: st_bytes })
 }

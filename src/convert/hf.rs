@@ -58,7 +58,7 @@ pub struct HfConvertOptions {
     /// `tokenizer.ggml.pre` to use instead of the converter's hash lookup.
     pub tokenizer_pre: Option<String>,
     /// Abort (no output left) once this flag is set.
-    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    pub cancel: Option<crate::job::Cancel>,
 }
 
 /// What [`convert_hf`] wrote.
@@ -635,7 +635,7 @@ pub fn convert_hf(src: &Path, out: &Path, opts: &HfConvertOptions) -> Result<HfC
         plan.iter().map(|p| TensorSpec { name: p.name.clone(), shape: p.shape.clone(), ty: p.ty }).collect();
     let mut w = GgufWriter::create(out, &meta, &specs, DEFAULT_ALIGNMENT)?;
     if let Some(c) = &opts.cancel {
-        w.set_cancel_flag(c.clone());
+        w.set_cancel(c.clone());
     }
     for p in &plan {
         let bytes = match &p.source {

@@ -40,6 +40,10 @@ pub enum EvalError {
     VocabDiffers { file: String, reference: String, n_vocab: usize, n_ref: usize },
     #[error("{0}")]
     Invalid(String),
+    #[error("interrupted")]
+    Interrupted(#[from] crate::job::Interrupted),
+    #[error(transparent)]
+    ThreadPool(#[from] crate::job::ThreadPoolError),
 }
 
 /// Mean and standard error of the mean from running sums, as llama.cpp's
@@ -110,6 +114,22 @@ pub fn for_each_chunk(
     cache: &mut KvCache,
     mut f: impl FnMut(usize, &[u32], &[f32]),
 ) -> Result<Duration, EvalError> {
+    try_each_chunk(model, tokens, plan, bos, cache, |c, chunk, logits| {
+        f(c, chunk, logits);
+        Ok(())
+    })
+}
+
+/// [`for_each_chunk`] with a callback that can stop the run with an error
+/// (an interruption, a failed write).
+pub fn try_each_chunk(
+    model: &LlamaModel,
+    tokens: &[u32],
+    plan: ChunkPlan,
+    bos: Option<u32>,
+    cache: &mut KvCache,
+    mut f: impl FnMut(usize, &[u32], &[f32]) -> Result<(), EvalError>,
+) -> Result<Duration, EvalError> {
     let mut spent = Duration::ZERO;
     let first = plan.first();
     let mut batch = Vec::with_capacity(plan.n_ctx);
@@ -124,7 +144,7 @@ pub fn for_each_chunk(
         let t = Instant::now();
         let logits = model.forward(&batch, cache, first)?;
         spent += t.elapsed();
-        f(c, chunk, &logits);
+        f(c, chunk, &logits)?;
     }
     Ok(spent)
 }

@@ -22,7 +22,8 @@ use serde::Serialize;
 
 use super::kld::{Kld, KldSummary, RefLogProbs};
 use super::perplexity::Perplexity;
-use super::{for_each_chunk, ChunkPlan, EvalError};
+use super::{try_each_chunk, ChunkPlan, EvalError};
+use crate::job::{Ctx, Unit};
 use crate::model::{LlamaModel, ModelError, Tokenizer};
 use crate::report::{human_bytes, Table};
 
@@ -102,17 +103,6 @@ impl Speed {
             max: r.last().copied().unwrap_or(f64::NAN),
         }
     }
-}
-
-/// Progress of a run, for a progress bar.
-#[derive(Clone, Copy, Debug)]
-pub enum Event<'a> {
-    /// A file's work starts: `steps` [`Event::Step`]s follow.
-    Begin { path: &'a Path, what: &'a str, steps: u64 },
-    /// One chunk evaluated or one timed run done.
-    Step,
-    /// The file is done.
-    End,
 }
 
 /// The results of one file.
@@ -218,7 +208,7 @@ pub fn measure_speed(
     tokens: &[u32],
     bos: Option<u32>,
     opts: SpeedOptions,
-    mut on_step: impl FnMut(),
+    ctx: Ctx<'_>,
 ) -> Result<(Speed, Speed), EvalError> {
     if tokens.is_empty() || opts.pp_tokens == 0 || opts.tg_tokens == 0 || opts.reps == 0 {
         return Err(EvalError::Invalid("throughput: no tokens, or zero tokens/repetitions requested".into()));
@@ -245,18 +235,18 @@ pub fn measure_speed(
         Ok(t.elapsed().as_secs_f64())
     };
     pp(&mut pp_cache)?;
-    on_step();
+    step(ctx)?;
     let mut pp_secs = Vec::with_capacity(opts.reps);
     for _ in 0..opts.reps {
         pp_secs.push(pp(&mut pp_cache)?);
-        on_step();
+        step(ctx)?;
     }
     tg(&mut tg_cache)?;
-    on_step();
+    step(ctx)?;
     let mut tg_secs = Vec::with_capacity(opts.reps);
     for _ in 0..opts.reps {
         tg_secs.push(tg(&mut tg_cache)?);
-        on_step();
+        step(ctx)?;
     }
     Ok((Speed::from_seconds(opts.pp_tokens, &pp_secs), Speed::from_seconds(opts.tg_tokens, &tg_secs)))
 }
@@ -275,14 +265,26 @@ fn file_info(model: &LlamaModel) -> Result<(u64, u64, f64), EvalError> {
     Ok((bytes, params, data as f64 * 8.0 / params.max(1) as f64))
 }
 
+/// A file's stage of work begins: `steps` steps follow.
+fn begin(ctx: Ctx<'_>, path: &Path, what: &str, steps: u64) {
+    ctx.progress.stage(&display_name(path), steps, Unit::Steps);
+    ctx.progress.item(what);
+}
+
+/// One chunk evaluated or one timed run done; stop if cancelled.
+fn step(ctx: Ctx<'_>) -> Result<(), EvalError> {
+    ctx.progress.advance(1);
+    Ok(ctx.cancel.check()?)
+}
+
 /// Evaluate `files` on `text` against `reference` (default: the first
-/// file) with the current rayon pool.
+/// file) on [`Ctx::threads`] threads.
 pub fn run_eval(
     files: &[PathBuf],
     reference: Option<&Path>,
     text: &str,
     opts: &EvalOptions,
-    progress: &mut dyn FnMut(Event<'_>),
+    ctx: Ctx<'_>,
 ) -> Result<EvalReport, EvalError> {
     let Some(first) = files.first() else {
         return Err(EvalError::Invalid("no model files to evaluate".into()));
@@ -326,34 +328,26 @@ pub fn run_eval(
     let mut store = RefStore::new(spill, n_vocab, rows)?;
     let mut ref_ppl = Perplexity::default();
     let mut cache = ref_model.new_cache(plan.n_ctx);
-    let mut failure = None;
     let ref_label = if ref_index.is_some() { "reference" } else { "reference (not in the list)" };
-    progress(Event::Begin { path: &ref_path, what: ref_label, steps: plan.n_chunks as u64 });
-    for_each_chunk(&ref_model, &tokens, plan, bos, &mut cache, |_, chunk, logits| {
+    begin(ctx, &ref_path, ref_label, plan.n_chunks as u64);
+    try_each_chunk(&ref_model, &tokens, plan, bos, &mut cache, |_, chunk, logits| {
         ref_ppl.add_chunk(chunk, first_scored, logits, n_vocab);
         let mut r = RefLogProbs::new(n_vocab);
         for row in logits.chunks_exact(n_vocab).take(rows) {
             r.push(row);
         }
-        if failure.is_none() {
-            if let Err(e) = store.push(r) {
-                failure = Some(e);
-            }
-        }
-        progress(Event::Step);
+        store.push(r)?;
+        step(ctx)
     })?;
-    if let Some(e) = failure {
-        return Err(e);
-    }
     let reference_ppl = ref_ppl.ppl_with_error();
     let ref_speed_steps = opts.speed.map_or(0, |s| 2 * (s.reps as u64 + 1));
     let mut ref_speed = None;
     if let (Some(s), Some(_)) = (opts.speed, ref_index) {
         // Speed of the reference file itself, while it is warm.
-        progress(Event::Begin { path: &ref_path, what: "reference: throughput", steps: ref_speed_steps });
-        ref_speed = Some(measure_speed(&ref_model, &tokens, bos, s, || progress(Event::Step))?);
+        begin(ctx, &ref_path, "reference: throughput", ref_speed_steps);
+        ref_speed = Some(measure_speed(&ref_model, &tokens, bos, s, ctx)?);
     }
-    progress(Event::End);
+    ctx.progress.finish();
 
     let mut out = Vec::with_capacity(files.len());
     for (i, (f, m)) in files.iter().zip(&models).enumerate() {
@@ -376,38 +370,26 @@ pub fn run_eval(
             continue;
         };
         let _ = i;
-        progress(Event::Begin { path: f, what: "perplexity + KLD", steps: plan.n_chunks as u64 + ref_speed_steps });
+        begin(ctx, f, "perplexity + KLD", plan.n_chunks as u64 + ref_speed_steps);
         let mut ppl = Perplexity::default();
         let mut kld = Kld::default();
         let mut cache = m.new_cache(plan.n_ctx);
-        let mut failure = None;
-        for_each_chunk(m, &tokens, plan, bos, &mut cache, |c, chunk, logits| {
+        try_each_chunk(m, &tokens, plan, bos, &mut cache, |c, chunk, logits| {
             ppl.add_chunk(chunk, first_scored, logits, n_vocab);
-            match store.get(c) {
-                Ok(r) => {
-                    for (k, row) in logits.chunks_exact(n_vocab).take(rows).enumerate() {
-                        kld.add(row, chunk[first_scored + k + 1] as usize, &r, k);
-                    }
-                }
-                Err(e) => {
-                    if failure.is_none() {
-                        failure = Some(e);
-                    }
-                }
+            let r = store.get(c)?;
+            for (k, row) in logits.chunks_exact(n_vocab).take(rows).enumerate() {
+                kld.add(row, chunk[first_scored + k + 1] as usize, &r, k);
             }
-            progress(Event::Step);
+            step(ctx)
         })?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
         let (pp, tg) = match opts.speed {
             Some(s) => {
-                let (p, t) = measure_speed(m, &tokens, bos, s, || progress(Event::Step))?;
+                let (p, t) = measure_speed(m, &tokens, bos, s, ctx)?;
                 (Some(p), Some(t))
             }
             None => (None, None),
         };
-        progress(Event::End);
+        ctx.progress.finish();
         let (bytes, params, bpw) = file_info(m)?;
         let (p, e) = ppl.ppl_with_error();
         out.push(FileEval {

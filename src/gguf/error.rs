@@ -52,7 +52,7 @@ pub enum GgufErrorKind {
     #[error("split model: {0}")]
     Split(String),
     #[error("interrupted")]
-    Interrupted,
+    Interrupted(#[from] crate::job::Interrupted),
     #[error("writer: {0}")]
     WriterMisuse(String),
     #[error("{0}")]

@@ -7,15 +7,12 @@
 //! next to the target, renamed over it by [`GgufWriter::finish`]; dropping
 //! the writer (an error, Ctrl-C through the cancel flag) removes it.
 
+use super::error::{GgufError, GgufErrorKind};
+use super::{GgmlType, MetaValue, Metadata, DEFAULT_ALIGNMENT, GGUF_MAGIC, MAX_DIMS, MAX_NAME_LEN};
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-
-use super::error::{GgufError, GgufErrorKind};
-use super::{GgmlType, MetaValue, Metadata, DEFAULT_ALIGNMENT, GGUF_MAGIC, MAX_DIMS, MAX_NAME_LEN};
 
 /// One output tensor: name, ggml shape (`shape[0]` = row length), type.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -169,7 +166,7 @@ fn write_string(w: &mut impl Write, s: &str) -> std::io::Result<()> {
 /// A GGUF file being written. See the module documentation.
 pub struct GgufWriter {
     path: PathBuf,
-    tmp: Option<tempfile::NamedTempFile>,
+    tmp: crate::fsutil::AtomicFile,
     out: BufWriter<std::fs::File>,
     specs: Vec<TensorSpec>,
     sizes: Vec<u64>,
@@ -178,7 +175,7 @@ pub struct GgufWriter {
     current: usize,
     written: u64,
     total: u64,
-    cancel: Option<Arc<AtomicBool>>,
+    cancel: Option<crate::job::Cancel>,
 }
 
 impl GgufWriter {
@@ -194,10 +191,9 @@ impl GgufWriter {
         }
         let sizes = validate_specs(path, tensors)?;
         let metadata = effective_metadata(path, metadata, alignment)?;
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let io = |e| GgufError::io(path, e);
-        let tmp = crate::fsutil::atomic_temp_in(dir, ".quantmix-", ".tmp").map_err(io)?;
-        let mut out = BufWriter::with_capacity(1 << 20, tmp.as_file().try_clone().map_err(io)?);
+        let tmp = crate::fsutil::AtomicFile::create(path).map_err(io)?;
+        let mut out = BufWriter::with_capacity(1 << 20, tmp.file().try_clone().map_err(io)?);
         let mut header = Vec::with_capacity(1 << 16);
         header.extend_from_slice(GGUF_MAGIC);
         header.extend_from_slice(&3u32.to_le_bytes());
@@ -224,7 +220,7 @@ impl GgufWriter {
         out.write_all(&header).map_err(io)?;
         Ok(GgufWriter {
             path: path.to_path_buf(),
-            tmp: Some(tmp),
+            tmp,
             out,
             specs: tensors.to_vec(),
             sizes,
@@ -237,9 +233,9 @@ impl GgufWriter {
     }
 
     /// Abort (with [`GgufErrorKind::Interrupted`]) at the next write once
-    /// `flag` is set.
-    pub fn set_cancel_flag(&mut self, flag: Arc<AtomicBool>) {
-        self.cancel = Some(flag);
+    /// `cancel` is cancelled.
+    pub fn set_cancel(&mut self, cancel: crate::job::Cancel) {
+        self.cancel = Some(cancel);
     }
 
     fn err(&self, kind: GgufErrorKind) -> GgufError {
@@ -248,8 +244,8 @@ impl GgufWriter {
 
     /// Append bytes to the current tensor.
     pub fn write_tensor_chunk(&mut self, chunk: &[u8]) -> Result<(), GgufError> {
-        if self.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
-            return Err(self.err(GgufErrorKind::Interrupted));
+        if let Some(Err(e)) = self.cancel.as_ref().map(crate::job::Cancel::check) {
+            return Err(self.err(e.into()));
         }
         let Some(spec) = self.specs.get(self.current) else {
             return Err(self.err(GgufErrorKind::WriterMisuse("more tensors written than declared".into())));
@@ -298,7 +294,17 @@ impl GgufWriter {
 
     /// Check that every tensor was written, flush, sync and rename the
     /// temporary file over the target. Returns the file size.
-    pub fn finish(mut self) -> Result<u64, GgufError> {
+    pub fn finish(self) -> Result<u64, GgufError> {
+        let path = self.path.clone();
+        let (file, total) = self.into_file()?;
+        file.commit().map_err(|e| GgufError::io(&path, e))?;
+        Ok(total)
+    }
+
+    /// Check that every tensor was written and flush, but leave the file
+    /// uncommitted (to commit it together with others,
+    /// [`crate::fsutil::commit_all`]). Returns it and its size.
+    pub fn into_file(mut self) -> Result<(crate::fsutil::AtomicFile, u64), GgufError> {
         if self.current != self.specs.len() {
             return Err(self.err(GgufErrorKind::WriterMisuse(format!(
                 "{} of {} tensors written",
@@ -306,11 +312,7 @@ impl GgufWriter {
                 self.specs.len()
             ))));
         }
-        let path = self.path.clone();
-        self.out.flush().map_err(|e| GgufError::io(&path, e))?;
-        let tmp = self.tmp.take().expect("temporary file present until finish");
-        tmp.as_file().sync_all().map_err(|e| GgufError::io(&path, e))?;
-        tmp.persist(&path).map_err(|e| GgufError::io(&path, e.error))?;
-        Ok(self.total)
+        self.out.flush().map_err(|e| GgufError::io(&self.path, e))?;
+        Ok((self.tmp, self.total))
     }
 }

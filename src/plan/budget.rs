@@ -1,7 +1,8 @@
-//! A recipe's `[budget]` (or `quantmix plan --budget`) turned into explicit
-//! types: the measured damage table of `quantmix sensitivity` goes through
-//! [`allocate`](super::allocate) and comes out as an explicit recipe whose
-//! output file is checked to fit the budget exactly.
+//! A recipe's `[budget]` (or `quantmix plan --budget`) turned into a plan:
+//! the measured damage table of `quantmix sensitivity` goes through
+//! [`allocate`](super::allocate) and comes out as a [`Plan`] whose output
+//! file ([`super::output`]) is checked to fit the budget exactly, with the
+//! explicit recipe that reproduces it for review.
 //!
 //! Which tensors are free: every tensor llama-quantize would quantize that
 //! no rule of the recipe pins. Rules keep their types (with the usual shape
@@ -14,24 +15,22 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::allocate::{allocate, AllocError, Allocation, Choice, Item};
-use crate::gguf::{GgmlType, TensorInfo};
-use crate::quantize::{self, ImportanceMatrix, QuantizePlan, Source};
-use crate::recipe::{self, Budget, ModelInfo, Reason, Recipe, RecipeError, TypeChoice};
+use super::{output, resolve, tensor_plan, ImportanceMatrix, Plan, PlanError, Reason};
+use crate::gguf::{GgmlType, Metadata, TensorInfo};
+use crate::recipe::{Budget, ModelInfo, Recipe, TypeChoice};
 
-pub use super::schema::{SensCandidate, SensTensor, SensitivityTable};
+pub use crate::sensitivity::schema::{SensCandidate, SensTensor, SensitivityTable};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BudgetError {
     #[error("{path}: {msg}")]
     Sensitivity { path: PathBuf, msg: String },
     #[error(transparent)]
-    Schema(#[from] super::schema::SchemaError),
+    Schema(#[from] crate::sensitivity::schema::SchemaError),
     #[error("{path}: tensor `{tensor}`: {msg}")]
     Tensor { path: PathBuf, tensor: String, msg: String },
     #[error(transparent)]
-    Recipe(#[from] RecipeError),
-    #[error(transparent)]
-    Quantize(#[from] quantize::QuantizeError),
+    Plan(#[from] PlanError),
     #[error("{0}")]
     Alloc(#[from] AllocError),
     #[error("a [budget] needs `sensitivity = \"sensitivity.json\"` (written by `quantmix sensitivity`)")]
@@ -49,15 +48,29 @@ pub struct Decision {
     pub damage: f64,
 }
 
-/// The result: an explicit recipe and what it predicts.
+/// What to allocate: the base recipe (its rules pin tensors), the measured
+/// damage, the limit, and the importance matrix quantization will use.
+pub struct BudgetRequest<'a> {
+    pub base: &'a Recipe,
+    pub table: &'a SensitivityTable,
+    pub table_path: &'a Path,
+    pub limit: &'a Budget,
+    pub imatrix: Option<&'a ImportanceMatrix>,
+    /// How the explicit recipe's `[imatrix]` names the importance matrix.
+    pub imatrix_name: Option<&'a Path>,
+    /// The plan's origin (stored in the output).
+    pub origin: String,
+}
+
+/// The result: the plan and what it predicts.
 #[derive(Clone, Debug)]
 pub struct BudgetPlan {
-    /// The explicit recipe (TOML) that reproduces the choice.
-    pub text: String,
+    /// The plan; its `recipe_text` is the explicit recipe that reproduces it.
+    pub plan: Plan,
     /// The limit in bytes the allocation was held to (file bytes for a size
     /// budget; tensor bytes for a bits-per-weight budget).
     pub limit_bytes: u64,
-    /// The exact size of the output file the recipe gives.
+    /// The exact size of the output file.
     pub file_bytes: u64,
     /// Tensor data bytes of the output.
     pub tensor_bytes: u64,
@@ -70,29 +83,23 @@ fn padded(bytes: u64, alignment: u64) -> u64 {
     bytes.div_ceil(alignment) * alignment
 }
 
-/// Allocate the free tensors of `base` under `limit` and return the explicit
-/// recipe. `imatrix` is written into the recipe's `[imatrix]` (the
-/// sensitivities were measured with it, so quantization must use it too).
+/// Allocate the free tensors of `req.base` under `req.limit`.
 pub fn plan_under_budget(
-    src: &dyn Source,
-    base: &Recipe,
-    table: &SensitivityTable,
-    table_path: &Path,
-    limit: &Budget,
-    imatrix: Option<&Path>,
+    md: &Metadata,
+    tensors: &[TensorInfo],
+    req: &BudgetRequest<'_>,
 ) -> Result<BudgetPlan, BudgetError> {
-    let tensors = src.tensors();
-    let info = ModelInfo::from_metadata(src.metadata(), tensors);
-    let alignment = src.metadata().get_u64("general.alignment").filter(|a| *a > 0).unwrap_or(32);
-    let mut unbudgeted = base.clone();
+    let info = ModelInfo::from_metadata(md, tensors);
+    let mut unbudgeted = req.base.clone();
     unbudgeted.budget = None;
     if unbudgeted.preset.is_none() {
         unbudgeted.default = Some(TypeChoice::Keep);
     }
-    let base_plan = recipe::plan(&unbudgeted, &info, tensors, imatrix.is_some())?;
-    let by_name: BTreeMap<&str, &SensTensor> = table.tensors.iter().map(|t| (t.name.as_str(), t)).collect();
+    let base_plan = resolve(&unbudgeted, &info, tensors, req.imatrix)?;
+    let alignment = output::layout(md, &base_plan).alignment;
+    let by_name: BTreeMap<&str, &SensTensor> = req.table.tensors.iter().map(|t| (t.name.as_str(), t)).collect();
     let terr = |tensor: &str, msg: String| BudgetError::Tensor {
-        path: table_path.to_path_buf(),
+        path: req.table_path.to_path_buf(),
         tensor: tensor.to_string(),
         msg,
     };
@@ -110,8 +117,7 @@ pub fn plan_under_budget(
             _ => false,
         };
         if pinned {
-            let bytes = c.ty.row_bytes(t.row_len()).map(|r| r * t.n_rows()).unwrap_or(0);
-            fixed_tensor_bytes += padded(bytes, alignment);
+            fixed_tensor_bytes += padded(c.bytes(), alignment);
             continue;
         }
         let Some(s) = by_name.get(t.name.as_str()) else {
@@ -131,7 +137,7 @@ pub fn plan_under_budget(
             if bytes != cand.bytes {
                 return Err(terr(&t.name, format!("{ty}: {} bytes in the file, {bytes} for this shape", cand.bytes)));
             }
-            if ty != t.ty && !recipe::writable(ty) {
+            if ty != t.ty && !crate::recipe::writable(ty) {
                 continue;
             }
             choices.push(Choice { id: types.len(), bytes: padded(bytes, alignment), damage: cand.kld });
@@ -145,22 +151,15 @@ pub fn plan_under_budget(
         free.push(i);
     }
 
-    // For a size budget the header counts too; it depends on the recipe text
-    // stored in it, so measure the real file and tighten until it fits.
-    let header_of = |plan: &recipe::Plan, r: &Recipe| -> Result<u64, BudgetError> {
-        let qp = QuantizePlan::from_recipe_plan(r, plan);
-        let im = imatrix.map(|p| ImportanceMatrix { file: Some(p.display().to_string()), ..Default::default() });
-        let p = quantize::prepare(src, &qp, im.as_ref())?;
-        let tensor_bytes: u64 = p.reports.iter().map(|x| padded(x.bytes, alignment)).sum();
-        Ok(p.file_bytes - tensor_bytes)
-    };
-    let (limit_bytes, counts_header) = match limit {
+    let (limit_bytes, counts_header) = match req.limit {
         Budget::Bytes(b) => (*b, true),
         Budget::Bpw(bpw) => ((bpw * elements as f64 / 8.0).floor() as u64, false),
     };
-    // First guess of the header: the base plan's plus room for the rules.
+    // For a size budget the header counts too; it grows with the explicit
+    // recipe stored in it, so start from the base plan's header plus room
+    // for the rules, and tighten until the real file fits.
     let mut header =
-        if counts_header { header_of(&base_plan, &unbudgeted)? + 64 * items.len() as u64 + 4096 } else { 0 };
+        if counts_header { output::layout(md, &base_plan).header_bytes() + 64 * items.len() as u64 + 4096 } else { 0 };
     for _attempt in 0..6 {
         let avail = limit_bytes.saturating_sub(header + fixed_tensor_bytes);
         let alloc = match allocate(&items, avail) {
@@ -181,27 +180,23 @@ pub fn plan_under_budget(
                 damage: items[k].choices[id].damage,
             })
             .collect();
-        let text = render(&base_plan, tensors, &free, &decisions, limit, &alloc, table, imatrix);
-        let r = Recipe::from_toml_str(&text, "budget plan")?;
-        let plan = recipe::plan(&r, &info, tensors, imatrix.is_some())?;
+        let mut plan = base_plan.clone();
         for (d, &i) in decisions.iter().zip(&free) {
-            if plan.tensors[i].ty != d.ty {
-                return Err(BudgetError::Sensitivity {
-                    path: table_path.to_path_buf(),
-                    msg: format!("internal error: the explicit recipe gives {} for {}", plan.tensors[i].ty, d.name),
-                });
-            }
+            let reason = Reason::Budget { damage: d.damage };
+            plan.tensors[i] = tensor_plan(&req.origin, &tensors[i], d.ty, reason, req.imatrix)?;
         }
-        let qp = QuantizePlan::from_recipe_plan(&r, &plan);
-        let im = imatrix.map(|p| ImportanceMatrix { file: Some(p.display().to_string()), ..Default::default() });
-        let prepared = quantize::prepare(src, &qp, im.as_ref())?;
-        let tensor_bytes: u64 = prepared.reports.iter().map(|x| x.bytes).sum();
-        let used = if counts_header { prepared.file_bytes } else { tensor_bytes };
+        plan.file_type = super::mix_file_type(&plan.tensors);
+        plan.origin = req.origin.clone();
+        plan.recipe_text = render(&plan, &decisions, &alloc, req);
+        let layout = output::layout(md, &plan);
+        let file_bytes = layout.file_bytes();
+        let tensor_bytes: u64 = plan.tensors.iter().map(|t| t.bytes()).sum();
+        let used = if counts_header { file_bytes } else { tensor_bytes };
         if used <= limit_bytes {
             return Ok(BudgetPlan {
-                text,
+                plan,
                 limit_bytes,
-                file_bytes: prepared.file_bytes,
+                file_bytes,
                 tensor_bytes,
                 elements,
                 allocation: alloc,
@@ -215,30 +210,14 @@ pub fn plan_under_budget(
 }
 
 /// The explicit recipe: a commented header (budget, prediction, the table
-/// of choices), `[imatrix]`, the base recipe's pinned choices and one rule
-/// per (role, type) group of allocated tensors.
-#[allow(clippy::too_many_arguments)]
-fn render(
-    base_plan: &recipe::Plan,
-    tensors: &[TensorInfo],
-    free: &[usize],
-    decisions: &[Decision],
-    limit: &Budget,
-    alloc: &Allocation,
-    table: &SensitivityTable,
-    imatrix: Option<&Path>,
-) -> String {
-    let mut final_plan = base_plan.clone();
-    for (d, &i) in decisions.iter().zip(free) {
-        final_plan.tensors[i].ty = d.ty;
-        final_plan.tensors[i].reason = Reason::Default;
-    }
+/// of choices), `[imatrix]`, one rule per (role, type) group.
+fn render(plan: &Plan, decisions: &[Decision], alloc: &Allocation, req: &BudgetRequest<'_>) -> String {
     let mut h = String::new();
-    let _ = writeln!(h, "Allocated by quantmix under a budget of {limit}.");
+    let _ = writeln!(h, "Allocated by quantmix under a budget of {}.", req.limit);
     let _ = writeln!(
         h,
         "Predicted damage (sum of per-tensor {}): {:.6}; relaxation lower bound {:.6}.",
-        table.metric.as_deref().unwrap_or("damage"),
+        req.table.metric.as_deref().unwrap_or("damage"),
         alloc.damage,
         alloc.lower_bound
     );
@@ -246,20 +225,20 @@ fn render(
     for d in decisions {
         let _ = writeln!(h, "  {:<34} {:<5} {:>10} B  damage {:.3e}", d.name, d.ty.name(), d.bytes, d.damage);
     }
-    let mut text = recipe::explicit_recipe(&final_plan, tensors, &h);
-    if let Some(p) = imatrix {
+    let mut text = super::render::explicit_recipe(plan, &h);
+    if let Some(p) = req.imatrix_name {
         let _ = write!(text, "\n[imatrix]\nfile = {}\n", toml::Value::String(p.display().to_string()));
     }
     text
 }
 
-/// Where the sensitivity file's `imatrix` points: as given when it exists,
-/// else relative to the sensitivity file's directory.
+/// Where the sensitivity file's `imatrix` points: relative to the
+/// sensitivity file's directory (where `quantmix sensitivity` writes it),
+/// or as given when it is absolute.
 pub fn resolve_imatrix(table: &SensitivityTable, table_path: &Path) -> Option<PathBuf> {
     let p = table.imatrix.as_ref()?;
-    if p.is_absolute() || p.exists() {
+    if p.is_absolute() {
         return Some(p.clone());
     }
-    let alt = table_path.parent().map(|d| d.join(p))?;
-    Some(if alt.exists() { alt } else { p.clone() })
+    Some(crate::fsutil::dir_of(table_path).join(p))
 }

@@ -17,6 +17,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use crate::fsutil::AtomicFile;
+
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -135,34 +137,24 @@ pub fn render_svg(fig: &impl Figure) -> Result<String, PlotError> {
     Ok(s)
 }
 
-fn temp_in(path: &Path, suffix: &str) -> Result<tempfile::NamedTempFile, PlotError> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    crate::fsutil::atomic_temp_in(dir, ".quantmix-plot-", suffix)
-        .map_err(|source| PlotError::Io { path: dir.to_path_buf(), source })
-}
-
-/// Write `fig` to `svg` and `png` (each atomically).
+/// Write `fig` to `svg` and `png` (committed together).
 pub fn write_svg_png(fig: &impl Figure, svg: &Path, png: &Path) -> Result<(), PlotError> {
+    fn io(path: &Path) -> impl Fn(std::io::Error) -> PlotError + '_ {
+        move |source| PlotError::Io { path: path.to_path_buf(), source }
+    }
     let doc = render_svg(fig)?;
-    let mut tmp = temp_in(svg, ".svg")?;
-    std::io::Write::write_all(&mut tmp, doc.as_bytes())
-        .map_err(|source| PlotError::Io { path: tmp.path().to_path_buf(), source })?;
-    tmp.persist(svg).map_err(|e| PlotError::Io { path: svg.to_path_buf(), source: e.error })?;
-
-    // plotters' bitmap backend encodes by file extension, so the temporary
-    // file ends in `.png`.
-    let tmp = temp_in(png, ".png")?;
+    let mut svg_file = AtomicFile::create(svg).map_err(io(svg))?;
+    std::io::Write::write_all(&mut svg_file, doc.as_bytes()).map_err(io(svg))?;
+    // plotters' bitmap backend encodes by file extension, which the
+    // temporary file keeps (`….tmp.png`).
+    let png_file = AtomicFile::create(png).map_err(io(png))?;
     {
-        let root = BitMapBackend::new(tmp.path(), fig.size()).into_drawing_area();
+        let root = BitMapBackend::new(png_file.temp_path(), fig.size()).into_drawing_area();
         root.fill(&WHITE).map_err(draw_err("the PNG background"))?;
         fig.draw(&root)?;
         root.present().map_err(draw_err("the PNG"))?;
     }
-    tmp.persist(png).map_err(|e| PlotError::Io { path: png.to_path_buf(), source: e.error })?;
-    Ok(())
+    crate::fsutil::commit_all(vec![svg_file, png_file]).map_err(io(svg))
 }
 
 /// Write `fig` to `OUT.svg` and `OUT.png` ([`output_paths`]); returns both paths.

@@ -81,25 +81,22 @@ pub struct CollectOptions {
 }
 
 /// Collect the importance matrix of `model` over `tokens` (the whole
-/// tokenized calibration text). `progress(done, total)` is called after
-/// every chunk; `cancelled()` is polled between chunks.
+/// tokenized calibration text), one stage of progress, a step per chunk.
 pub fn collect(
     model: &LlamaModel,
     tokens: &[u32],
     bos: Option<u32>,
     opts: &CollectOptions,
     datasets: Vec<String>,
-    mut progress: impl FnMut(usize, usize),
-    cancelled: impl Fn() -> bool,
+    ctx: crate::job::Ctx<'_>,
 ) -> Result<Imatrix, SensitivityError> {
     let plan = ChunkPlan::new(tokens.len(), opts.n_ctx, opts.max_chunks)?;
+    ctx.progress.stage("imatrix", plan.n_chunks as u64, crate::job::Unit::Steps);
     let mut collector = Collector::new(opts.process_output);
     let mut cache = model.new_cache(plan.n_ctx);
     let mut batch = Vec::with_capacity(plan.n_ctx);
     for c in 0..plan.n_chunks {
-        if cancelled() {
-            return Err(SensitivityError::Interrupted);
-        }
+        ctx.cancel.check()?;
         batch.clear();
         batch.extend_from_slice(&tokens[c * plan.n_ctx..(c + 1) * plan.n_ctx]);
         if let Some(b) = bos {
@@ -114,7 +111,41 @@ pub fn collect(
             Outputs { from: 0, logits: opts.process_output },
             &mut hooks,
         )?;
-        progress(c + 1, plan.n_chunks);
+        ctx.progress.advance(1);
     }
+    ctx.progress.finish();
     collector.finish(datasets, plan.n_chunks as u32, plan.n_ctx as u32)
+}
+
+/// `quantmix imatrix` as a job: collect on the calibration text and write
+/// the importance matrix in llama.cpp's GGUF imatrix format.
+#[derive(Clone, Debug)]
+pub struct ImatrixJob {
+    pub model: std::path::PathBuf,
+    /// Calibration files (empty: the shipped set).
+    pub calibration: Vec<std::path::PathBuf>,
+    pub output: std::path::PathBuf,
+    pub opts: CollectOptions,
+}
+
+/// Run an [`ImatrixJob`]; returns the importance matrix written.
+pub fn run_job(job: &ImatrixJob, ctx: crate::job::Ctx<'_>) -> Result<Imatrix, SensitivityError> {
+    let cal = super::calibration::Calibration::from_args(&job.calibration)?;
+    let model = LlamaModel::open(&job.model)?;
+    let tok = crate::model::Tokenizer::from_metadata(model.file().metadata(), &job.model)?;
+    let tokens = tok.encode(&cal.joined(), true, false)?;
+    let bos = if tok.add_bos() { tok.bos() } else { None };
+    let n_chunks = (tokens.len() / job.opts.n_ctx.max(1)).min(job.opts.max_chunks.unwrap_or(usize::MAX));
+    ctx.progress.note(
+        crate::job::Level::Info,
+        &format!(
+            "imatrix: {} tokens of {}; {n_chunks} chunks of {} tokens",
+            tokens.len(),
+            cal.describe(),
+            job.opts.n_ctx
+        ),
+    );
+    let m = ctx.install(|| collect(&model, &tokens, bos, &job.opts, cal.sources.clone(), ctx))??;
+    m.save_gguf(&job.output)?;
+    Ok(m)
 }

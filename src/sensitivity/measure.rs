@@ -22,7 +22,8 @@ use rayon::prelude::*;
 
 use crate::gguf::{GgmlType, TensorInfo};
 use crate::model::{Hooks, Input, LlamaModel, Outputs, WeightOverride};
-use crate::recipe::llama::{allows_quantization, default_fallback};
+use crate::recipe::llama::allows_quantization;
+use crate::recipe::roles;
 
 /// The candidate types measured by default (llama.cpp's k-quants and Q8_0;
 /// shapes that cannot take a k-quant get llama.cpp's fallback instead).
@@ -50,29 +51,10 @@ pub struct Target {
 }
 
 /// The type a tensor of row length `row_len` really gets when `ty` is
-/// asked for: `ty` itself, else llama.cpp's fallback, else F16.
+/// asked for: `ty` itself, else llama.cpp's fallback, else F16 (what a
+/// recipe without `[fallback]` gives).
 pub fn effective_type(ty: GgmlType, row_len: u64) -> GgmlType {
-    if row_len % ty.block_size() as u64 == 0 {
-        return ty;
-    }
-    match default_fallback(ty) {
-        Some(f) if row_len % f.block_size() as u64 == 0 => f,
-        _ => GgmlType::F16,
-    }
-}
-
-/// The role of a tensor: `attn_q` for `blk.3.attn_q.weight`, the stem for
-/// the others (`token_embd`, `output`).
-pub fn role_of(name: &str) -> String {
-    let stem = name.strip_suffix(".weight").unwrap_or(name);
-    match stem.strip_prefix("blk.") {
-        Some(rest) => rest.split_once('.').map_or(rest, |(_, r)| r).to_string(),
-        None => stem.to_string(),
-    }
-}
-
-fn layer_of(name: &str) -> Option<usize> {
-    name.strip_prefix("blk.")?.split('.').next()?.parse().ok()
+    crate::plan::fitted_type(ty, row_len, &Default::default()).unwrap_or(GgmlType::F16)
 }
 
 /// The tensors to measure (every weight matrix the forward pass reads that
@@ -108,8 +90,8 @@ pub fn targets(model: &LlamaModel, types: &[GgmlType]) -> (Vec<Target>, Vec<Tens
         });
         out.push(Target {
             info: t.clone(),
-            layer: layer_of(&t.name),
-            role: role_of(&t.name),
+            layer: roles::layer_of(&t.name).map(|l| l as usize),
+            role: roles::role_of(&t.name).to_string(),
             start_layer,
             candidates: cands,
         });
@@ -281,15 +263,14 @@ pub fn quantize_candidate(
     Ok((q, proxy))
 }
 
-/// Measure every candidate of `target`; `each()` is called after every
-/// measured candidate (for progress), `cancelled()` polled before each.
+/// Measure every candidate of `target`: a step of progress per measured
+/// candidate, cancellation checked before each.
 pub fn measure_target(
     model: &LlamaModel,
     reference: &Reference,
     target: &Target,
     importance: &BTreeMap<String, Vec<f32>>,
-    mut each: impl FnMut(),
-    cancelled: impl Fn() -> bool,
+    ctx: crate::job::Ctx<'_>,
 ) -> Result<Vec<Measured>, SensitivityError> {
     let t = &target.info;
     let row_len = t.row_len() as usize;
@@ -308,14 +289,12 @@ pub fn measure_target(
             });
             continue;
         }
-        if cancelled() {
-            return Err(SensitivityError::Interrupted);
-        }
+        ctx.cancel.check()?;
         let (q, proxy) = quantize_candidate(c.ty, &w, row_len, imp)?;
         let over = WeightOverride { name: &t.name, ty: c.ty, data: &q };
         let (kld, kld_err) = reference.divergence(model, target.start_layer, over)?;
         out.push(Measured { ty: c.ty, requested: c.requested.clone(), bytes: q.len() as u64, kld, kld_err, proxy });
-        each();
+        ctx.progress.advance(1);
     }
     Ok(out)
 }
@@ -331,15 +310,6 @@ mod tests {
         assert_eq!(effective_type(GgmlType::Q2_K, 576), GgmlType::Q4_0);
         assert_eq!(effective_type(GgmlType::Q6_K, 576), GgmlType::Q8_0);
         assert_eq!(effective_type(GgmlType::Q8_0, 48), GgmlType::F16);
-    }
-
-    #[test]
-    fn roles_and_layers() {
-        assert_eq!(role_of("blk.12.attn_q.weight"), "attn_q");
-        assert_eq!(role_of("blk.0.ffn_down.weight"), "ffn_down");
-        assert_eq!(role_of("token_embd.weight"), "token_embd");
-        assert_eq!(layer_of("blk.12.attn_q.weight"), Some(12));
-        assert_eq!(layer_of("output.weight"), None);
     }
 
     #[test]

@@ -3,16 +3,19 @@
 //! llama-imatrix collects them), the calibration text they are collected
 //! on ([`calibration`]), per-tensor sensitivity ([`measure`]: KL-divergence
 //! of the final logits when one tensor is quantized, and the
-//! imatrix-weighted error proxy) and allocation under a budget
-//! ([`allocate`]).
-pub mod allocate;
-pub mod budget;
+//! imatrix-weighted error proxy), the job that runs and resumes it
+//! ([`job`]), its file format ([`schema`]) and reports ([`report`]).
+//! Allocation under a budget from its measurements is
+//! [`crate::plan::budget`].
 pub mod calibration;
 pub mod collect;
 pub mod imatrix;
+pub mod job;
 pub mod measure;
 pub mod report;
 pub mod schema;
+
+use std::path::PathBuf;
 
 /// Errors of the sensitivity area.
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +29,25 @@ pub enum SensitivityError {
     #[error(transparent)]
     Quant(#[from] crate::quant::QuantError),
     #[error("interrupted")]
-    Interrupted,
+    Interrupted(#[from] crate::job::Interrupted),
     #[error("{0}")]
     Invalid(String),
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("measuring `{tensor}`")]
+    Tensor {
+        tensor: String,
+        #[source]
+        source: Box<SensitivityError>,
+    },
+    #[error("reading the calibration text")]
+    Calibration(#[from] calibration::CalibrationError),
+    #[error(transparent)]
+    Schema(#[from] schema::SchemaError),
+    #[error(transparent)]
+    Write(#[from] crate::fsutil::WriteError),
+    #[error(transparent)]
+    Plot(#[from] crate::report::plot::PlotError),
+    #[error(transparent)]
+    ThreadPool(#[from] crate::job::ThreadPoolError),
 }

@@ -1,0 +1,159 @@
+//! `quantmix quantize` as a job: a validated [`QuantizeJob`] is
+//! [prepared](prepare) — the source opened (a Hugging Face checkpoint
+//! converted to a temporary GGUF first), the importance matrix chosen and
+//! read, the plan made (resolved from the recipe, or allocated under its
+//! `[budget]`) — and the [`Prepared`] value is then [run](Prepared::run).
+//! Between the two the caller can show the plan, or stop (a dry run).
+
+use std::path::{Path, PathBuf};
+
+use super::{QuantMap, QuantizeError};
+use crate::convert::hf::{convert_hf, HfConvertOptions};
+use crate::gguf::GgufModel;
+use crate::job::Ctx;
+use crate::plan::budget::{plan_under_budget, resolve_imatrix, BudgetError, BudgetPlan, BudgetRequest};
+use crate::plan::{resolve, ImportanceMatrix, Plan, PlanError};
+use crate::recipe::{ModelInfo, Recipe};
+use crate::sensitivity::schema::SensitivityTable;
+
+/// What to quantize, how, and where to.
+#[derive(Clone, Debug)]
+pub struct QuantizeJob {
+    /// A GGUF (or one shard of a split GGUF), a safetensors file or a
+    /// Hugging Face model directory.
+    pub model: PathBuf,
+    /// The output GGUF; its directory also receives the temporary
+    /// conversion of a Hugging Face source.
+    pub output: Option<PathBuf>,
+    /// The recipe (a file, or one standing for a preset or `--type`).
+    pub recipe: Recipe,
+    /// An importance matrix that wins over the recipe's `[imatrix]` and the
+    /// sensitivity file's.
+    pub imatrix: Option<PathBuf>,
+}
+
+/// An error of the quantize job, naming what it was working on.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("converting {path} to GGUF")]
+    Convert {
+        path: PathBuf,
+        #[source]
+        source: Box<crate::convert::ConvertError>,
+    },
+    #[error("creating a temporary directory for the conversion in {}: {source}", dir.display())]
+    TempDir { dir: PathBuf, source: std::io::Error },
+    #[error("opening {}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: Box<crate::gguf::GgufError>,
+    },
+    #[error("reading importance matrix {}", path.display())]
+    Imatrix {
+        path: PathBuf,
+        #[source]
+        source: Box<crate::sensitivity::imatrix::ImatrixError>,
+    },
+    #[error("recipe {origin}")]
+    Budget {
+        origin: String,
+        #[source]
+        source: BudgetError,
+    },
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Quantize(#[from] QuantizeError),
+}
+
+/// A job ready to run: the source, the plan and what it was made from.
+pub struct Prepared {
+    pub source: GgufModel,
+    pub plan: Plan,
+    /// The allocation, when the recipe has a `[budget]`.
+    pub budget: Option<BudgetPlan>,
+    pub imatrix: Option<ImportanceMatrix>,
+    /// The temporary conversion of a Hugging Face source (removed on drop).
+    _converted: Option<tempfile::TempDir>,
+}
+
+/// Whether `path` is a Hugging Face checkpoint (a directory or a
+/// safetensors file) rather than a GGUF.
+pub fn is_hf_source(path: &Path) -> bool {
+    path.is_dir() || crate::convert::safetensors::is_safetensors_path(path)
+}
+
+/// Open the source, choose and read the importance matrix, make the plan.
+pub fn prepare(job: &QuantizeJob, ctx: Ctx<'_>) -> Result<Prepared, JobError> {
+    // A Hugging Face directory or safetensors file is first converted to a
+    // GGUF (F16/BF16/F32 as llama.cpp's convert_hf_to_gguf.py keeps them) in
+    // a temporary directory next to the output, removed at the end.
+    let (model_path, converted) = if is_hf_source(&job.model) {
+        let dir = crate::fsutil::dir_of(job.output.as_deref().unwrap_or(Path::new("x"))).to_path_buf();
+        let tmp = tempfile::Builder::new()
+            .prefix(".quantmix-convert-")
+            .tempdir_in(&dir)
+            .map_err(|source| JobError::TempDir { dir: dir.clone(), source })?;
+        let gguf = tmp.path().join("source.gguf");
+        ctx.progress.note(
+            crate::job::Level::Info,
+            &format!("converting {} to GGUF first (as convert_hf_to_gguf.py does)…", job.model.display()),
+        );
+        let opts = HfConvertOptions { cancel: Some(ctx.cancel.clone()), ..Default::default() };
+        convert_hf(&job.model, &gguf, &opts)
+            .map_err(|e| JobError::Convert { path: job.model.clone(), source: Box::new(e) })?;
+        (gguf, Some(tmp))
+    } else {
+        (job.model.clone(), None)
+    };
+    let source =
+        GgufModel::open(&model_path).map_err(|e| JobError::Open { path: job.model.clone(), source: Box::new(e) })?;
+    let load = |p: &Path| {
+        ImportanceMatrix::load(p).map_err(|e| JobError::Imatrix { path: p.to_path_buf(), source: Box::new(e) })
+    };
+    let recipe = &job.recipe;
+    let info = ModelInfo::from_metadata(source.metadata(), source.tensors());
+    let (plan, budget, imatrix) = match &recipe.budget {
+        None => {
+            let imatrix = job.imatrix.as_deref().or(recipe.imatrix.as_deref()).map(load).transpose()?;
+            (resolve(recipe, &info, source.tensors(), imatrix.as_ref())?, None, imatrix)
+        }
+        Some(spec) => {
+            let berr = |source| JobError::Budget { origin: recipe.origin.clone(), source };
+            let table_path = spec.sensitivity.as_ref().ok_or(BudgetError::NoSensitivity).map_err(berr)?;
+            let table = SensitivityTable::load(table_path).map_err(|e| berr(e.into()))?;
+            // The sensitivities were measured with an importance matrix:
+            // quantize with it too, unless one is given.
+            let path = job.imatrix.clone().or_else(|| {
+                let p = recipe.imatrix.clone().or_else(|| resolve_imatrix(&table, table_path))?;
+                Some(std::fs::canonicalize(&p).unwrap_or(p))
+            });
+            let imatrix = path.as_deref().map(load).transpose()?;
+            let req = BudgetRequest {
+                base: recipe,
+                table: &table,
+                table_path,
+                limit: &spec.limit,
+                imatrix: imatrix.as_ref(),
+                imatrix_name: path.as_deref(),
+                origin: format!("{} (allocated under its [budget])", recipe.origin),
+            };
+            let bp = plan_under_budget(source.metadata(), source.tensors(), &req).map_err(berr)?;
+            (bp.plan.clone(), Some(bp), imatrix)
+        }
+    };
+    Ok(Prepared { source, plan, budget, imatrix, _converted: converted })
+}
+
+impl Prepared {
+    /// The quant map of the plan, without running it (a dry run).
+    pub fn quant_map(&self, out: &Path) -> QuantMap {
+        super::quant_map(&self.source, out, &self.plan)
+    }
+
+    /// Quantize: write `out` and its sidecar.
+    pub fn run(&self, out: &Path, ctx: Ctx<'_>) -> Result<QuantMap, QuantizeError> {
+        super::run(&self.source, &self.plan, self.imatrix.as_ref(), out, ctx)
+    }
+}
