@@ -45,7 +45,8 @@ pub struct Args {
     /// Chunks of 512 tokens the importance matrix is collected on (0: all the text gives).
     #[arg(long, default_value_t = 16)]
     pub imatrix_chunks: usize,
-    /// Measure only every n-th tensor starting at the i-th (`--shard 2/4`); join with `--merge`.
+    /// Measure only every n-th tensor starting at the i-th (`--shard 2/4`), or `--shard auto` in a Slurm job
+    /// array or a Kubernetes Indexed Job (see deploy/); join the shards with `--merge`.
     #[arg(long)]
     pub shard: Option<String>,
     /// Continue an interrupted run from OUTPUT.partial.
@@ -63,6 +64,10 @@ pub struct Args {
 }
 
 fn parse_shard(s: &str) -> Result<ShardDesc> {
+    if s.trim() == "auto" {
+        return quantmix::sensitivity::job::shard_from_env(|k| std::env::var(k).ok())
+            .map_err(|e| anyhow!("--shard auto: {e}"));
+    }
     let (i, n) = s.split_once('/').ok_or_else(|| anyhow!("--shard `{s}`: expected i/n, e.g. 2/4"))?;
     let (index, count): (usize, usize) = (
         i.trim().parse().map_err(|_| anyhow!("--shard `{s}`: `{i}` is not a number"))?,
@@ -100,6 +105,7 @@ fn job(a: &Args) -> Result<SensitivityJob> {
         imatrix_chunks: a.imatrix_chunks,
         shard,
         resume: a.resume,
+        exact_activations: false,
     })
 }
 
@@ -116,8 +122,10 @@ pub fn run(a: Args, cancel: &Cancel) -> Result<()> {
     let o = quantmix::sensitivity::job::run(&job, ctx)
         .with_context(|| format!("sensitivity of {}", job.model.display()))?;
     print_result(&o.table, &o.written);
+    let peak = quantmix::sensitivity::job::peak_memory()
+        .map_or(String::new(), |b| format!(", peak memory {:.1} MiB", b as f64 / (1u64 << 20) as f64));
     eprintln!(
-        "sensitivity: reference pass {:.1} s, {} candidates measured in {:.1} s, total {:.1} s",
+        "sensitivity: reference pass {:.1} s, {} candidates measured in {:.1} s, total {:.1} s{peak}",
         o.reference_secs, o.measured, o.measure_secs, o.total_secs
     );
     Ok(())
