@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Context, Result};
 
 use super::progress::Bar;
-use quantmix::gguf::GgmlType;
 use quantmix::job::{Cancel, Ctx};
 use quantmix::report::human_bytes;
 use quantmix::sensitivity::job::{merge, SensitivityJob};
@@ -83,14 +82,7 @@ fn parse_shard(s: &str) -> Result<ShardDesc> {
 fn job(a: &Args) -> Result<SensitivityJob> {
     let model = a.model.clone().ok_or_else(|| anyhow!("give the MODEL to measure"))?;
     let shard = a.shard.as_deref().map(parse_shard).transpose()?;
-    let mut types = Vec::new();
-    for t in &a.types {
-        let ty = GgmlType::from_name(t.trim()).ok_or_else(|| anyhow!("--types: unknown type `{t}`"))?;
-        if !quantmix::recipe::writable(ty) {
-            bail!("--types: quantmix cannot write type {ty}");
-        }
-        types.push(ty);
-    }
+    let mut types = super::quantize::parse_types(&a.types, "--types")?;
     if types.is_empty() {
         types = DEFAULT_TYPES.to_vec();
     }

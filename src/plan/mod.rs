@@ -117,10 +117,9 @@ impl Plan {
         self.tensors.iter().filter(|c| c.converts() && c.source_type.is_quantized())
     }
 
-    /// Quantized tensors the importance matrix has no vector for.
-    pub fn missing_imatrix(&self) -> impl Iterator<Item = &TensorPlan> {
-        let with = self.imatrix.is_some();
-        self.tensors.iter().filter(move |c| with && c.converts() && c.ty.is_quantized() && !c.imatrix)
+    /// Tensors quantized here that importance matrix `m` has no vector for.
+    pub fn missing_imatrix<'a>(&'a self, m: &'a ImportanceMatrix) -> impl Iterator<Item = &'a TensorPlan> {
+        self.tensors.iter().filter(move |c| c.converts() && c.ty.is_quantized() && !m.vectors.contains_key(&c.name))
     }
 }
 

@@ -378,6 +378,13 @@ impl Recipe {
         Recipe::from_toml_str(&text, &format!("--type {ty}"))
     }
 
+    /// A recipe that pins nothing: every quantizable tensor is allocated
+    /// under a budget given elsewhere (`quantmix plan`, `quantize --budget`).
+    pub fn allocate_all() -> Recipe {
+        let text = "# every quantizable tensor is allocated\n[budget]\nbpw = 16.0\n";
+        Recipe::from_toml_str(text, "budget").expect("the allocate-all recipe is valid")
+    }
+
     /// llama.cpp's logic for a preset.
     pub fn preset(p: Preset) -> Recipe {
         let text = format!("# llama-quantize's {} logic, tensor by tensor\npreset = \"{}\"\n", p.name(), p.name());
