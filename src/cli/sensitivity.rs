@@ -48,6 +48,11 @@ pub struct Args {
     /// array or a Kubernetes Indexed Job (see deploy/); join the shards with `--merge`.
     #[arg(long)]
     pub shard: Option<String>,
+    /// Measure with f32 activations on a dequantized copy of the model (no 8-bit activation rounding,
+    /// whose noise floor swamps the differences between candidates of an already-quantized source):
+    /// `auto` (default) = when the source's weights are quantized.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "on", "off"])]
+    pub exact_activations: String,
     /// Continue an interrupted run from OUTPUT.partial.
     #[arg(long)]
     pub resume: bool,
@@ -81,6 +86,7 @@ fn parse_shard(s: &str) -> Result<ShardDesc> {
 /// The arguments as a validated job.
 fn job(a: &Args) -> Result<SensitivityJob> {
     let model = a.model.clone().ok_or_else(|| anyhow!("give the MODEL to measure"))?;
+    let model_path = model.clone();
     let shard = a.shard.as_deref().map(parse_shard).transpose()?;
     let mut types = super::quantize::parse_types(&a.types, "--types")?;
     if types.is_empty() {
@@ -97,7 +103,11 @@ fn job(a: &Args) -> Result<SensitivityJob> {
         imatrix_chunks: a.imatrix_chunks,
         shard,
         resume: a.resume,
-        exact_activations: false,
+        exact_activations: match a.exact_activations.as_str() {
+            "on" => true,
+            "off" => false,
+            _ => quantmix::sensitivity::measure::has_quantized_weights(&model_path)?,
+        },
     })
 }
 

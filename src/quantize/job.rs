@@ -197,10 +197,8 @@ pub fn prepare(job: &QuantizeJob, ctx: Ctx<'_>) -> Result<Prepared, JobError> {
 /// the cache (an interrupted measurement resumes on the next run).
 fn measured(job: &QuantizeJob, model_path: &Path, source: &GgufModel, ctx: Ctx<'_>) -> Result<PathBuf, JobError> {
     let m = &job.measure;
-    let quantized_source = source
-        .tensors()
-        .iter()
-        .any(|t| t.ty.is_quantized() && crate::recipe::llama::allows_quantization(&t.name, t.shape.len()).is_ok());
+    let quantized_source = crate::sensitivity::measure::has_quantized_weights(model_path)
+        .map_err(|e| JobError::Measure { path: job.model.clone(), source: Box::new(e) })?;
     let mut sj = SensitivityJob {
         model: model_path.to_path_buf(),
         output: PathBuf::new(),

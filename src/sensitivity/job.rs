@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::calibration::Calibration;
 use super::collect::{collect, CollectOptions};
 use super::imatrix::Imatrix;
-use super::measure::{measure_target, sequence_starts, targets, Reference, Target};
+use super::measure::{f32_copy, measure_target, sequence_starts, targets, Models, Reference, Target};
 use super::report::{heatmap, markdown};
 use super::schema::{
     CalibrationDesc, FixedTensor, ModelDesc, SensCandidate, SensTensor, SensitivityTable, ShardDesc, FORMAT, VERSION,
@@ -165,6 +165,7 @@ fn run_here(job: &SensitivityJob, ctx: Ctx<'_>) -> Result<Outcome, SensitivityEr
             chunks: job.chunks,
             imatrix_chunks,
             held_out: "Evaluate on other text: the calibration text is not held out.".into(),
+            exact_activations: job.exact_activations,
         },
         types: job.types.iter().map(|t| t.name().to_string()).collect(),
         imatrix: imatrix_rel.display().to_string(),
@@ -192,8 +193,24 @@ fn run_here(job: &SensitivityJob, ctx: Ctx<'_>) -> Result<Outcome, SensitivityEr
             settings.types.join(",")
         ),
     );
+    // The exact-activations mode runs the forward passes on an f32 copy of
+    // the model, written beside the output and removed at the end.
+    let (_exact_dir, f32_model) = if job.exact_activations {
+        let dir = crate::fsutil::dir_of(&job.output);
+        let tmp = tempfile::Builder::new()
+            .prefix(".quantmix-exact-")
+            .tempdir_in(dir)
+            .map_err(|source| SensitivityError::Io { path: dir.to_path_buf(), source })?;
+        let path = tmp.path().join("model-f32.gguf");
+        ctx.progress.note(Level::Info, "sensitivity: measuring with f32 activations (a dequantized copy of the model)");
+        f32_copy(&model, &path, ctx)?;
+        (Some(tmp), Some(LlamaModel::open(&path)?))
+    } else {
+        (None, None)
+    };
+    let models = Models { source: &model, forward: f32_model.as_ref().unwrap_or(&model), exact: job.exact_activations };
     let t_ref = Instant::now();
-    let reference = Reference::compute(&model, &tokens, bos, job.ctx, job.chunks)?;
+    let reference = Reference::compute(models.forward, &tokens, bos, job.ctx, job.chunks)?;
     let reference_secs = t_ref.elapsed().as_secs_f64();
 
     let todo: Vec<&&Target> = chosen.iter().filter(|t| !done.contains_key(&t.info.name)).collect();
@@ -202,7 +219,7 @@ fn run_here(job: &SensitivityJob, ctx: Ctx<'_>) -> Result<Outcome, SensitivityEr
     let t_meas = Instant::now();
     for t in &todo {
         ctx.progress.item(&t.info.name);
-        let m = match measure_target(&model, &reference, t, &importance, ctx) {
+        let m = match measure_target(models, &reference, t, &importance, ctx) {
             Ok(m) => m,
             Err(e) => {
                 ctx.progress.finish();

@@ -5,7 +5,8 @@
 //! ```text
 //! { "format": "quantmix-sensitivity", "version": 1,
 //!   "model": { "path", "bytes", "arch", "n_layer" },
-//!   "calibration": { "source": [files], "tokens", "ctx", "chunks", "held_out" },
+//!   "calibration": { "source": [files], "tokens", "ctx", "chunks", "held_out",
+//!                    "exact_activations": true },          // only when measured so
 //!   "imatrix": "sensitivity.imatrix.gguf",       // quantize with this too
 //!   "metric": "mean KL-divergence of the final logits vs the source model",
 //!   "shard": { "index": 1, "count": 4 },          // only in a shard's file
@@ -84,6 +85,10 @@ pub struct CalibrationDesc {
     /// A reminder that quality must be evaluated on other text.
     #[serde(default)]
     pub held_out: String,
+    /// Measured with f32 activations on a dequantized copy of the model
+    /// (written only when true).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exact_activations: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
