@@ -22,6 +22,8 @@ pub mod legacy;
 pub mod matmul;
 pub mod search;
 pub mod simd;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86;
 
 use bytemuck::Pod;
 use rayon::prelude::*;

@@ -62,7 +62,7 @@ pub mod scalar {
 /// Every function requires AVX2, FMA and F16C on the running CPU.
 #[cfg(target_arch = "x86_64")]
 pub mod avx2 {
-    use crate::quant::simd::x86::hsum_ps;
+    use crate::quant::x86::hsum_ps;
     use half::{bf16, f16};
     use std::arch::x86_64::*;
 
