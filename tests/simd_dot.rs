@@ -11,7 +11,8 @@
 
 use half::{bf16, f16};
 use quantmix::gguf::GgmlType;
-use quantmix::quant::simd::{vec_dot_with, Isa, VEC_DOT_TYPES};
+use quantmix::quant::simd::{Isa, VEC_DOT_TYPES};
+use quantmix::quant::vec_dot_with;
 use quantmix::quant::{self, blocks::*};
 
 struct Rng(u64);

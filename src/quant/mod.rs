@@ -8,8 +8,8 @@
 //! - [`search`]: the scale searches ggml's quantizers share.
 //!
 //! The byte-level functions at the bottom ([`quantize_row`],
-//! [`dequantize_row`], [`vec_dot`], [`quantize_rows`]) dispatch on a
-//! [`GgmlType`] for code that works on raw tensor bytes.
+//! [`dequantize_row`], [`vec_dot`], [`vec_dot_with`], [`quantize_rows`])
+//! dispatch on a [`GgmlType`] for code that works on raw tensor bytes.
 
 // Kernels index several arrays in lockstep, mirroring ggml's loops so that the
 // order of floating-point operations is visibly the same.
@@ -30,6 +30,7 @@ use rayon::prelude::*;
 
 pub use crate::gguf::types::GgmlType;
 pub use blocks::*;
+use simd::Isa;
 
 /// Errors of the byte-level quantization API.
 #[derive(Debug, thiserror::Error)]
@@ -44,9 +45,14 @@ pub enum QuantError {
     BadImatrix { got: usize, expected: usize },
 }
 
+/// A dot-product kernel of a block type with its activation type. `unsafe`
+/// because SIMD kernels need CPU features their caller must have checked.
+pub type VecDotKernel<B> = unsafe fn(&[B], &[<B as GgmlBlock>::VecDot]) -> f32;
+
 /// One ggml block type: its layout (`Self`), how to quantize a row into it
 /// (optionally weighted by an importance vector), how to dequantize it, and
-/// its dot product with the activation type ggml pairs it with.
+/// its dot product with the activation type ggml pairs it with, per
+/// instruction set.
 pub trait GgmlBlock: Pod + Send + Sync + 'static {
     /// The ggml type this block stores.
     const TYPE: GgmlType;
@@ -54,6 +60,10 @@ pub trait GgmlBlock: Pod + Send + Sync + 'static {
     const BLCK_SIZE: usize;
     /// The activation type of [`GgmlBlock::vec_dot`] (`vec_dot_type` in ggml).
     type VecDot: GgmlBlock;
+
+    /// The AVX2 + FMA + F16C dot product ([`Isa::Avx2`]), if this type has
+    /// one; it may only be called on a CPU where [`Isa::Avx2`] is available.
+    const VEC_DOT_AVX2: Option<VecDotKernel<Self>> = None;
 
     /// Quantize `src` (`dst.len() * BLCK_SIZE` values). With `imatrix`
     /// (one weight per element of `src`), use ggml's importance-weighted
@@ -63,9 +73,39 @@ pub trait GgmlBlock: Pod + Send + Sync + 'static {
     /// Dequantize `src` into `dst` (`src.len() * BLCK_SIZE` values).
     fn dequantize_row(src: &[Self], dst: &mut [f32]);
 
+    /// The scalar reference dot product of a weight row with an activation
+    /// row of equal length ([`Isa::Scalar`]); every SIMD kernel is tested
+    /// against it.
+    fn vec_dot_scalar(x: &[Self], y: &[Self::VecDot]) -> f32;
+
+    /// The dot product on the path `isa`, or `None` when this type has no
+    /// kernel for `isa` or this CPU lacks it.
+    fn vec_dot_on(isa: Isa, x: &[Self], y: &[Self::VecDot]) -> Option<f32> {
+        match isa {
+            Isa::Scalar => Some(Self::vec_dot_scalar(x, y)),
+            Isa::Avx2 => {
+                let kernel = Self::VEC_DOT_AVX2.filter(|_| isa.available())?;
+                // SAFETY: `isa.available()` was checked: this CPU has AVX2,
+                // FMA and F16C.
+                Some(unsafe { kernel(x, y) })
+            }
+        }
+    }
+
     /// Dot product of a weight row with an activation row of equal length,
-    /// using the fastest path this CPU supports.
-    fn vec_dot(x: &[Self], y: &[Self::VecDot]) -> f32;
+    /// using the fastest path this CPU supports ([`Isa::best`]).
+    #[inline]
+    fn vec_dot(x: &[Self], y: &[Self::VecDot]) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(kernel) = Self::VEC_DOT_AVX2 {
+            if simd::use_avx2() {
+                // SAFETY: `use_avx2` is true only when AVX2, FMA and F16C
+                // were detected on this CPU.
+                return unsafe { kernel(x, y) };
+            }
+        }
+        Self::vec_dot_scalar(x, y)
+    }
 }
 
 /// Invoke `$body` with `$B` bound to the block type of `$ty`; evaluates to
@@ -168,8 +208,9 @@ fn check_len(ty: GgmlType, n: usize, bytes: usize) -> Result<(), QuantError> {
     Ok(())
 }
 
-/// View bytes as blocks, copying only when the bytes are misaligned.
-fn blocks_of<B: Pod>(bytes: &[u8]) -> std::borrow::Cow<'_, [B]> {
+/// View bytes as blocks, copying only when the bytes are misaligned (the
+/// crate's one byte-to-block cast; lengths are the caller's to check).
+pub(crate) fn blocks_of<B: Pod>(bytes: &[u8]) -> std::borrow::Cow<'_, [B]> {
     match bytemuck::try_cast_slice::<u8, B>(bytes) {
         Ok(s) => std::borrow::Cow::Borrowed(s),
         Err(_) => std::borrow::Cow::Owned(bytemuck::pod_collect_to_vec::<u8, B>(bytes)),
@@ -207,17 +248,29 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), Q
 }
 
 /// Dot product of `n` weights of type `ty` with `n` activations of type
-/// `vec_dot_type(ty)`.
+/// `vec_dot_type(ty)`, on the fastest path this CPU has for `ty`.
 pub fn vec_dot(ty: GgmlType, n: usize, w: &[u8], act: &[u8]) -> Result<f32, QuantError> {
     check_len(ty, n, w.len())?;
     let aty = vec_dot_type(ty).ok_or(QuantError::Unsupported { ty, op: "vec_dot" })?;
     check_len(aty, n, act.len())?;
-    with_block_type!(ty, B => {
-        let x = blocks_of::<B>(w);
-        let y = blocks_of::<<B as GgmlBlock>::VecDot>(act);
-        B::vec_dot(&x, &y)
-    })
-    .ok_or(QuantError::Unsupported { ty, op: "vec_dot" })
+    with_block_type!(ty, B => B::vec_dot(&blocks_of::<B>(w), &blocks_of::<<B as GgmlBlock>::VecDot>(act)))
+        .ok_or(QuantError::Unsupported { ty, op: "vec_dot" })
+}
+
+/// Dot product of `n` weights of type `ty` with `n` activations of its
+/// `vec_dot_type`, on the path `isa`. Errors when the lengths are wrong,
+/// the type has no dot product or no kernel for `isa`, or this CPU lacks
+/// `isa`.
+pub fn vec_dot_with(isa: Isa, ty: GgmlType, n: usize, w: &[u8], act: &[u8]) -> Result<f32, QuantError> {
+    if !isa.available() {
+        return Err(QuantError::Unsupported { ty, op: "vec_dot on this CPU's instruction set" });
+    }
+    let aty = vec_dot_type(ty).ok_or(QuantError::Unsupported { ty, op: "vec_dot" })?;
+    check_len(ty, n, w.len())?;
+    check_len(aty, n, act.len())?;
+    with_block_type!(ty, B => B::vec_dot_on(isa, &blocks_of::<B>(w), &blocks_of::<<B as GgmlBlock>::VecDot>(act)))
+        .flatten()
+        .ok_or(QuantError::Unsupported { ty, op: "vec_dot on this instruction set" })
 }
 
 /// Quantize a whole tensor of rows of `n_per_row` values, in parallel over

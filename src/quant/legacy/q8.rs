@@ -21,6 +21,8 @@ impl GgmlBlock for BlockQ8_0 {
     const TYPE: GgmlType = GgmlType::Q8_0;
     const BLCK_SIZE: usize = QK8_0;
     type VecDot = BlockQ8_0;
+    #[cfg(target_arch = "x86_64")]
+    const VEC_DOT_AVX2: Option<crate::quant::VecDotKernel<Self>> = Some(super::dot::avx2::q8_0_q8_0);
 
     /// ggml ignores importance weights for Q8_0.
     fn quantize_row(src: &[f32], dst: &mut [Self], _imatrix: Option<&[f32]>) {
@@ -42,8 +44,8 @@ impl GgmlBlock for BlockQ8_0 {
         }
     }
 
-    fn vec_dot(x: &[Self], y: &[BlockQ8_0]) -> f32 {
-        super::dot::vec_dot_q8_0_q8_0(x, y)
+    fn vec_dot_scalar(x: &[Self], y: &[BlockQ8_0]) -> f32 {
+        super::dot::scalar::q8_0_q8_0(x, y)
     }
 }
 
@@ -79,7 +81,7 @@ impl GgmlBlock for BlockQ8_1 {
 
     /// Q8_1 is an activation type; its self dot product is the plain
     /// integer dot product scaled by both `d`.
-    fn vec_dot(x: &[Self], y: &[BlockQ8_1]) -> f32 {
-        super::dot::vec_dot_q8_1_q8_1(x, y)
+    fn vec_dot_scalar(x: &[Self], y: &[BlockQ8_1]) -> f32 {
+        super::dot::scalar::q8_1_q8_1(x, y)
     }
 }
