@@ -52,7 +52,7 @@ fn load_recipe(a: &Args) -> Result<Recipe> {
         (None, Some(p), None) => Recipe::preset(Preset::parse(p).map_err(anyhow::Error::msg)?),
         (None, None, Some(t)) => {
             let ty = GgmlType::from_name(t).with_context(|| format!("unknown type `{t}`"))?;
-            if !recipe::writable(ty) {
+            if !crate::quant::caps(ty).writable {
                 bail!("quantmix cannot write type {ty}");
             }
             Recipe::pure(ty)?

@@ -117,7 +117,7 @@ pub fn run(a: Args, cancel: Arc<AtomicBool>) -> Result<()> {
     let mut types = Vec::new();
     for t in &a.types {
         let ty = GgmlType::from_name(t.trim()).ok_or_else(|| anyhow!("--types: unknown type `{t}`"))?;
-        if !crate::recipe::writable(ty) {
+        if !crate::quant::caps(ty).writable {
             bail!("--types: quantmix cannot write type {ty}");
         }
         types.push(ty);

@@ -30,7 +30,7 @@ const TOKEN_TILE: usize = 16;
 
 /// Whether quantmix has a `vec_dot` kernel for weights of type `ty`.
 pub fn supported(ty: GgmlType) -> bool {
-    crate::quant::vec_dot_type(ty).is_some()
+    crate::quant::caps(ty).vec_dot
 }
 
 /// `out[t][r] = Σ_c w[r][c] · x[t][c]` for `n` activation rows `x`

@@ -282,7 +282,7 @@ impl LlamaModel {
                     rows.map(|r| r.to_string()).unwrap_or_else(|| "n".into())
                 )));
             }
-            if !linear::supported(info.ty) {
+            if !crate::quant::caps(info.ty).vec_dot {
                 return Err(terr(format!("type {} has no dot-product kernel in quantmix", info.ty)));
             }
             Ok(Mat { info: info.clone(), rows: info.shape[1] as usize, cols })
@@ -458,7 +458,7 @@ impl LlamaModel {
                 .chain(self.layers.iter().flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down]))
                 .find(|m| m.info.name == o.name)
                 .ok_or_else(|| ModelError::Invalid(format!("override of `{}`: not a weight matrix", o.name)))?;
-            if !linear::supported(o.ty) {
+            if !crate::quant::caps(o.ty).vec_dot {
                 return Err(ModelError::Invalid(format!(
                     "override of `{}`: type {} has no dot-product kernel",
                     o.name, o.ty
@@ -704,10 +704,4 @@ impl LlamaModel {
         });
         out
     }
-}
-
-/// Whether `ty` can be read by the forward pass (for callers that want to
-/// check files up front).
-pub fn weight_type_supported(ty: GgmlType) -> bool {
-    linear::supported(ty)
 }

@@ -6,6 +6,12 @@
 //! - [`legacy`]: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1.
 //! - [`kquants`]: Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K.
 //! - [`search`]: the scale searches ggml's quantizers share.
+//! - [`registry`]: the one list of implemented types
+//!   ([`with_block_type!`](crate::with_block_type)) and their capabilities
+//!   ([`caps`]), derived from each type's [`GgmlBlock`] impl.
+//! - [`simd`]: which instruction set the kernels use ([`simd::Isa`]).
+//! - [`matmul`]: weight matrix × f32 activations, for the model and the
+//!   benchmarks.
 //!
 //! The byte-level functions at the bottom ([`quantize_row`],
 //! [`dequantize_row`], [`vec_dot`], [`vec_dot_with`], [`quantize_rows`])
@@ -20,6 +26,7 @@ pub mod float;
 pub mod kquants;
 pub mod legacy;
 pub mod matmul;
+pub mod registry;
 pub mod search;
 pub mod simd;
 #[cfg(target_arch = "x86_64")]
@@ -30,7 +37,10 @@ use rayon::prelude::*;
 
 pub use crate::gguf::types::GgmlType;
 pub use blocks::*;
+pub use registry::{caps, vec_dot_type, Caps, REGISTRY, VEC_DOT_TYPES};
 use simd::Isa;
+
+use crate::with_block_type;
 
 /// Errors of the byte-level quantization API.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +70,9 @@ pub trait GgmlBlock: Pod + Send + Sync + 'static {
     const BLCK_SIZE: usize;
     /// The activation type of [`GgmlBlock::vec_dot`] (`vec_dot_type` in ggml).
     type VecDot: GgmlBlock;
+    /// Whether quantmix writes this type into model files; `false` for the
+    /// activation-only types (Q8_1, Q8_K).
+    const STORAGE: bool = true;
 
     /// The AVX2 + FMA + F16C dot product ([`Isa::Avx2`]), if this type has
     /// one; it may only be called on a CPU where [`Isa::Avx2`] is available.
@@ -106,94 +119,6 @@ pub trait GgmlBlock: Pod + Send + Sync + 'static {
         }
         Self::vec_dot_scalar(x, y)
     }
-}
-
-/// Invoke `$body` with `$B` bound to the block type of `$ty`; evaluates to
-/// `None` for types without a block implementation.
-#[macro_export]
-macro_rules! with_block_type {
-    ($ty:expr, $B:ident => $body:expr) => {{
-        use $crate::gguf::types::GgmlType as __T;
-        use $crate::quant::blocks::*;
-        match $ty {
-            __T::F32 => {
-                type $B = f32;
-                Some($body)
-            }
-            __T::F16 => {
-                type $B = half::f16;
-                Some($body)
-            }
-            __T::BF16 => {
-                type $B = half::bf16;
-                Some($body)
-            }
-            __T::Q4_0 => {
-                type $B = BlockQ4_0;
-                Some($body)
-            }
-            __T::Q4_1 => {
-                type $B = BlockQ4_1;
-                Some($body)
-            }
-            __T::Q5_0 => {
-                type $B = BlockQ5_0;
-                Some($body)
-            }
-            __T::Q5_1 => {
-                type $B = BlockQ5_1;
-                Some($body)
-            }
-            __T::Q8_0 => {
-                type $B = BlockQ8_0;
-                Some($body)
-            }
-            __T::Q8_1 => {
-                type $B = BlockQ8_1;
-                Some($body)
-            }
-            __T::Q2_K => {
-                type $B = BlockQ2K;
-                Some($body)
-            }
-            __T::Q3_K => {
-                type $B = BlockQ3K;
-                Some($body)
-            }
-            __T::Q4_K => {
-                type $B = BlockQ4K;
-                Some($body)
-            }
-            __T::Q5_K => {
-                type $B = BlockQ5K;
-                Some($body)
-            }
-            __T::Q6_K => {
-                type $B = BlockQ6K;
-                Some($body)
-            }
-            __T::Q8_K => {
-                type $B = BlockQ8K;
-                Some($body)
-            }
-            _ => None,
-        }
-    }};
-}
-
-/// Types quantmix can quantize to.
-pub fn can_quantize(ty: GgmlType) -> bool {
-    with_block_type!(ty, B => std::mem::size_of::<B>()).is_some()
-}
-
-/// Types quantmix can dequantize.
-pub fn can_dequantize(ty: GgmlType) -> bool {
-    with_block_type!(ty, B => std::mem::size_of::<B>()).is_some()
-}
-
-/// The activation type ggml pairs with `ty` in dot products.
-pub fn vec_dot_type(ty: GgmlType) -> Option<GgmlType> {
-    with_block_type!(ty, B => <<B as GgmlBlock>::VecDot as GgmlBlock>::TYPE)
 }
 
 fn check_len(ty: GgmlType, n: usize, bytes: usize) -> Result<(), QuantError> {
@@ -296,7 +221,7 @@ pub fn quantize_rows(
     if dst.len() != rows * row_bytes {
         return Err(QuantError::BadLength { ty, got: dst.len(), expected: rows * row_bytes });
     }
-    if !can_quantize(ty) {
+    if !caps(ty).quantize {
         return Err(QuantError::Unsupported { ty, op: "quantization" });
     }
     if let Some(w) = imatrix {

@@ -13,8 +13,6 @@
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use super::GgmlType;
-
 /// An instruction-set level a kernel can be written for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Isa {
@@ -79,20 +77,3 @@ fn avx2_detected() -> bool {
 pub(crate) fn use_avx2() -> bool {
     cfg!(target_arch = "x86_64") && Isa::best() == Isa::Avx2
 }
-
-/// The weight types that have a dot product with their activation type.
-pub const VEC_DOT_TYPES: &[GgmlType] = &[
-    GgmlType::F32,
-    GgmlType::F16,
-    GgmlType::BF16,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q8_0,
-    GgmlType::Q2_K,
-    GgmlType::Q3_K,
-    GgmlType::Q4_K,
-    GgmlType::Q5_K,
-    GgmlType::Q6_K,
-];

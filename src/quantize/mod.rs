@@ -197,14 +197,14 @@ pub fn prepare(
         let target = targets_of(plan, t)?;
         let ty = target.ty;
         if ty != t.ty {
-            if !quant::can_dequantize(t.ty) {
+            if !quant::caps(t.ty).dequantize {
                 return Err(QuantizeError::CannotDequantize {
                     path: src.path().to_path_buf(),
                     tensor: t.name.clone(),
                     ty: t.ty,
                 });
             }
-            if !quant::can_quantize(ty) || ty == GgmlType::Q8_K || ty == GgmlType::Q8_1 {
+            if !quant::caps(ty).writable {
                 return Err(QuantizeError::CannotQuantize { tensor: t.name.clone(), ty });
             }
             if t.ty.is_quantized() {

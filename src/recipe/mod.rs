@@ -56,17 +56,12 @@ impl fmt::Display for TypeChoice {
     }
 }
 
-/// Types quantmix can write.
-pub fn writable(ty: GgmlType) -> bool {
-    crate::quant::can_quantize(ty) && !matches!(ty, GgmlType::Q8_1 | GgmlType::Q8_K)
-}
-
 fn parse_choice(s: &str) -> Result<TypeChoice, String> {
     if s.eq_ignore_ascii_case("keep") {
         return Ok(TypeChoice::Keep);
     }
     match GgmlType::from_name(s) {
-        Some(t) if writable(t) => Ok(TypeChoice::Type(t)),
+        Some(t) if crate::quant::caps(t).writable => Ok(TypeChoice::Type(t)),
         Some(t) => Err(format!("quantmix cannot write type {t}")),
         None => Err(format!("unknown type `{s}` (expected a ggml type such as Q4_K, Q8_0, F16, or `keep`)")),
     }
@@ -535,7 +530,7 @@ pub fn plan(
             }
             reason = Reason::Fallback { base: Box::new(reason), wanted, row_len, block: wanted.block_size() };
         }
-        if ty != t.ty && !crate::quant::can_dequantize(t.ty) {
+        if ty != t.ty && !crate::quant::caps(t.ty).dequantize {
             return Err(err(
                 None,
                 format!("tensor `{}`: its source type {} cannot be read; use `keep` for it", t.name, t.ty),

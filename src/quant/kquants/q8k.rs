@@ -10,6 +10,7 @@ impl GgmlBlock for BlockQ8K {
     const TYPE: GgmlType = GgmlType::Q8_K;
     const BLCK_SIZE: usize = QK_K;
     type VecDot = BlockQ8K;
+    const STORAGE: bool = false;
 
     /// ggml's `quantize_row_q8_K_ref` (scale `max/-127` of the signed
     /// value with the largest magnitude); importance weights do not apply.

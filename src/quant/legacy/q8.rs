@@ -53,6 +53,7 @@ impl GgmlBlock for BlockQ8_1 {
     const TYPE: GgmlType = GgmlType::Q8_1;
     const BLCK_SIZE: usize = QK8_0;
     type VecDot = BlockQ8_1;
+    const STORAGE: bool = false;
 
     /// ggml's `quantize_row_q8_1_ref`; importance weights do not apply.
     fn quantize_row(src: &[f32], dst: &mut [Self], _imatrix: Option<&[f32]>) {
