@@ -86,6 +86,14 @@ pub trait GgmlBlock: Pod + Send + Sync + 'static {
     /// Dequantize `src` into `dst` (`src.len() * BLCK_SIZE` values).
     fn dequantize_row(src: &[Self], dst: &mut [f32]);
 
+    /// Quantize one row of activations (`dst.len() * BLCK_SIZE` values) the
+    /// way ggml's x86 CPU backend feeds its dot products (`from_float` of
+    /// the type traits): the reference quantizer, except for Q8_0 and Q8_1
+    /// (see `legacy::q8`).
+    fn quantize_activations(src: &[f32], dst: &mut [Self]) {
+        Self::quantize_row(src, dst, None)
+    }
+
     /// The scalar reference dot product of a weight row with an activation
     /// row of equal length ([`Isa::Scalar`]); every SIMD kernel is tested
     /// against it.

@@ -1,8 +1,16 @@
 //! Q8_0 (8-bit symmetric, used for weights and activations) and Q8_1 (the
 //! activation type of Q4_1/Q5_1, which also stores `d · Σq`).
+//!
+//! As activations, both are quantized the way ggml's x86 CPU backend (built
+//! with AVX/AVX2, as llama.cpp ships it) does before its dot products: scale
+//! `d = amax/127`, levels `round_half_even(x · (127/amax))` saturated to the
+//! i8 range; Q8_1 also stores `s = d · Σq`. ggml's reference quantizer (the
+//! weights' [`GgmlBlock::quantize_row`]) instead multiplies by `1/d` and
+//! rounds half away from zero; results differ in rare ties.
 
 use super::{inv, trunc_i8};
 use crate::quant::blocks::{BlockQ8_0, BlockQ8_1, QK8_0};
+use crate::quant::search::nearest_int;
 use crate::quant::{GgmlBlock, GgmlType};
 use half::f16;
 
@@ -15,6 +23,31 @@ fn q8_scale(x: &[f32]) -> (f32, f32) {
     }
     let d = amax / 127.0;
     (d, inv(d))
+}
+
+/// `(amax/127, 127/amax)` of an activation block, `(0, 0)` for an all-zero
+/// block.
+#[inline(always)]
+fn act_scale(x: &[f32]) -> (f32, f32) {
+    let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    (amax / 127.0, if amax != 0.0 { 127.0 / amax } else { 0.0 })
+}
+
+/// `x·id` rounded half to even, saturated to the i8 range: exactly
+/// `(x * id).round_ties_even() as i8`, with [`nearest_int`] for the usual
+/// case (|x·id| ≤ 127 unless `id` overflowed). When `127/amax` overflows (a
+/// nonzero block with amax below 127/f32::MAX ≈ 3.7e-37), ggml's conversion
+/// turns the ±inf and NaN products into -128; here +inf gives 127 and NaN
+/// 0, as the forward pass has always computed it.
+#[inline(always)]
+fn act_level(x: f32, id: f32) -> i8 {
+    let v = x * id;
+    if v.abs() < 4_194_304.0 {
+        nearest_int(v).clamp(-128, 127) as i8
+    } else {
+        // An integer (or ±inf, NaN) already: the saturating cast is exact.
+        v as i8
+    }
 }
 
 impl GgmlBlock for BlockQ8_0 {
@@ -40,6 +73,17 @@ impl GgmlBlock for BlockQ8_0 {
             let d = b.d.to_f32();
             for (o, &q) in y.iter_mut().zip(&b.qs) {
                 *o = q as f32 * d;
+            }
+        }
+    }
+
+    /// ggml's x86 `quantize_row_q8_0` (see the module documentation).
+    fn quantize_activations(src: &[f32], dst: &mut [Self]) {
+        for (x, y) in src.chunks_exact(QK8_0).zip(dst.iter_mut()) {
+            let (d, id) = act_scale(x);
+            y.d = f16::from_f32(d);
+            for (q, &v) in y.qs.iter_mut().zip(x) {
+                *q = act_level(v, id);
             }
         }
     }
@@ -80,9 +124,40 @@ impl GgmlBlock for BlockQ8_1 {
         }
     }
 
+    /// ggml's x86 `quantize_row_q8_1` (see the module documentation).
+    fn quantize_activations(src: &[f32], dst: &mut [Self]) {
+        for (x, y) in src.chunks_exact(QK8_0).zip(dst.iter_mut()) {
+            let (d, id) = act_scale(x);
+            y.d = f16::from_f32(d);
+            let mut sum = 0i32;
+            for (q, &v) in y.qs.iter_mut().zip(x) {
+                *q = act_level(v, id);
+                sum += *q as i32;
+            }
+            y.s = f16::from_f32(d * sum as f32);
+        }
+    }
+
     /// Q8_1 is an activation type; its self dot product is the plain
     /// integer dot product scaled by both `d`.
     fn vec_dot_scalar(x: &[Self], y: &[BlockQ8_1]) -> f32 {
         super::dot::scalar::q8_1_q8_1(x, y)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn act_level_is_the_saturating_cast_of_round_half_even() {
+        let ids = [0.0, 1.0, 127.0 / 3.0, 3.0e38, f32::INFINITY];
+        let xs = [0.0, -0.0, 0.5, 1.5, -2.5, 3.0, -127.5, 127.49, 1e-30, -1e-30, 5e6, f32::INFINITY, f32::NAN];
+        for &id in &ids {
+            for &x in &xs {
+                let want = (x * id).round_ties_even() as i8;
+                assert_eq!(act_level(x, id), want, "x {x} id {id}");
+            }
+        }
     }
 }
