@@ -10,9 +10,10 @@
 //! `row_len` f32, and the output is `n_tokens` rows of `rows` f32:
 //! `out[t·rows + r] = Σ_k W[r][k] · x[t][k]`.
 //!
-//! Work is split into tiles of weight rows × tokens, run in parallel with
-//! rayon. Each output is computed by exactly one dot product whatever the
-//! tiling, so the result does not depend on the number of threads.
+//! Work is split into tiles of weight rows × tokens (for one token, runs of
+//! weight rows), run in parallel with rayon. Each output is computed by
+//! exactly one dot product whatever the tiling, so the result does not
+//! depend on the number of threads.
 //!
 //! Activations are quantized by [`GgmlBlock::quantize_activations`], what
 //! ggml's x86 CPU backend (built with AVX/AVX2, as llama.cpp ships it)
@@ -209,6 +210,8 @@ pub fn matmul_quantized(w: &Weights, acts: &Activations, out: &mut [f32]) -> Res
 const TILE_WEIGHT_BYTES: usize = 96 * 1024;
 /// Tokens per tile.
 const TILE_TOKENS: usize = 64;
+/// Runs of weight rows per thread for one token.
+const ROW_RUNS_PER_THREAD: usize = 8;
 
 /// A raw output pointer shared by the tile tasks, which write disjoint
 /// elements.
@@ -236,6 +239,21 @@ fn run<B: GgmlBlock>(w: &Weights, acts: &Activations, out: &mut [f32]) {
     let bpr = w.row_len / B::BLCK_SIZE;
     let (rows, n_tokens) = (w.rows, acts.n_tokens);
     if rows == 0 || n_tokens == 0 {
+        return;
+    }
+    if n_tokens == 1 {
+        // One token (generation): runs of whole rows, several per thread.
+        // With the weights streaming from memory this measured ~5% faster
+        // than the tiles below, which win when several tokens share a tile.
+        let a = &ab[..bpr];
+        let rows_per_task = rows.div_ceil(rayon::current_num_threads().max(1) * ROW_RUNS_PER_THREAD).clamp(1, 256);
+        out.par_chunks_mut(rows_per_task).enumerate().for_each(|(run, o)| {
+            let r0 = run * rows_per_task;
+            for (k, v) in o.iter_mut().enumerate() {
+                let r = r0 + k;
+                *v = B::vec_dot(&wb[r * bpr..(r + 1) * bpr], a);
+            }
+        });
         return;
     }
     let tile_tokens = n_tokens.min(TILE_TOKENS);
