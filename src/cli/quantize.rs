@@ -9,7 +9,7 @@ use quantmix::job::{Cancel, Ctx, Level, Progress};
 use quantmix::plan::Reason;
 use quantmix::quantize::job::{prepare, MeasureSettings, QuantizeJob};
 use quantmix::quantize::{self, QuantMap};
-use quantmix::recipe::{self, Budget, Preset, Recipe};
+use quantmix::recipe::{Budget, Preset, Recipe};
 use quantmix::report::{human_bytes, Table};
 
 use super::progress::Bar;
@@ -89,7 +89,7 @@ pub fn parse_types(names: &[String], flag: &str) -> Result<Vec<GgmlType>> {
     let mut types = Vec::new();
     for t in names {
         let ty = GgmlType::from_name(t.trim()).ok_or_else(|| anyhow::anyhow!("{flag}: unknown type `{t}`"))?;
-        if !recipe::writable(ty) {
+        if !quantmix::quant::caps(ty).writable {
             bail!("{flag}: quantmix cannot write type {ty}");
         }
         types.push(ty);
@@ -104,7 +104,7 @@ fn job(a: &Args) -> Result<QuantizeJob> {
         (None, Some(p), None) => Recipe::preset(Preset::parse(p).map_err(anyhow::Error::msg)?),
         (None, None, Some(t)) => {
             let ty = GgmlType::from_name(t).with_context(|| format!("unknown type `{t}`"))?;
-            if !recipe::writable(ty) {
+            if !quantmix::quant::caps(ty).writable {
                 bail!("quantmix cannot write type {ty}");
             }
             Recipe::pure(ty)?

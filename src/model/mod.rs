@@ -4,12 +4,10 @@
 //! - [`tokenizer`]: token ids equal to llama.cpp's for the GGUF's
 //!   `tokenizer.ggml.*` vocabulary (byte-level BPE and SentencePiece-style).
 //! - [`llama`]: the llama-family forward pass on the quantized weights.
-//! - [`linear`]: quantized matrix × f32 activations.
 //! - `ops`: the element-wise and row operations of the forward pass.
 
 pub mod attention;
 pub mod error;
-pub mod linear;
 pub mod llama;
 mod ops;
 pub mod tokenizer;

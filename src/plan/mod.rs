@@ -298,10 +298,10 @@ fn tensor_plan(
 ) -> Result<TensorPlan, PlanError> {
     let converts = ty != t.ty;
     let err = |msg: String| PlanError::Recipe(RecipeError { origin: origin.to_string(), line: None, msg });
-    if converts && !crate::quant::can_dequantize(t.ty) {
+    if converts && !crate::quant::caps(t.ty).dequantize {
         return Err(err(format!("tensor `{}`: its source type {} cannot be read; use `keep` for it", t.name, t.ty)));
     }
-    if converts && !crate::recipe::writable(ty) {
+    if converts && !crate::quant::caps(ty).writable {
         return Err(err(format!("tensor `{}`: quantmix cannot write type {ty}", t.name)));
     }
     let vector = match imatrix {

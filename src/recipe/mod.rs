@@ -57,17 +57,12 @@ impl fmt::Display for TypeChoice {
     }
 }
 
-/// Types quantmix can write.
-pub fn writable(ty: GgmlType) -> bool {
-    crate::quant::can_quantize(ty) && !matches!(ty, GgmlType::Q8_1 | GgmlType::Q8_K)
-}
-
 fn parse_choice(s: &str) -> Result<TypeChoice, String> {
     if s.eq_ignore_ascii_case("keep") {
         return Ok(TypeChoice::Keep);
     }
     match GgmlType::from_name(s) {
-        Some(t) if writable(t) => Ok(TypeChoice::Type(t)),
+        Some(t) if crate::quant::caps(t).writable => Ok(TypeChoice::Type(t)),
         Some(t) => Err(format!("quantmix cannot write type {t}")),
         None => Err(format!("unknown type `{s}` (expected a ggml type such as Q4_K, Q8_0, F16, or `keep`)")),
     }

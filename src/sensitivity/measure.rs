@@ -72,7 +72,7 @@ pub fn targets(model: &LlamaModel, types: &[GgmlType]) -> (Vec<Target>, Vec<Tens
         let mut cands: Vec<CandidateSpec> = Vec::new();
         for &ty in types {
             let eff = effective_type(ty, row_len);
-            if !crate::recipe::writable(eff) || !crate::model::linear::supported(eff) {
+            if !crate::quant::caps(eff).writable || !crate::quant::caps(eff).vec_dot {
                 continue;
             }
             match cands.iter_mut().find(|c| c.ty == eff) {
