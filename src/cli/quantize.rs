@@ -66,6 +66,10 @@ pub struct Args {
     /// Measurement: candidate types (as `sensitivity --types`).
     #[arg(long, value_delimiter = ',', default_value = "Q2_K,Q3_K,Q4_K,Q5_K,Q6_K,Q8_0")]
     pub measure_types: Vec<String>,
+    /// Measurement: measure only these types per tensor and predict the others from them (proportional
+    /// to the imatrix-weighted error); default: measure every candidate.
+    #[arg(long, value_delimiter = ',')]
+    pub measure_predict_from: Vec<String>,
     /// Measurement: chunks of 512 tokens the importance matrix is collected on (0: all).
     #[arg(long, default_value_t = 16)]
     pub imatrix_chunks: usize,
@@ -128,6 +132,7 @@ fn job(a: &Args) -> Result<QuantizeJob> {
         chunks: a.measure_chunks,
         types: parse_types(&a.measure_types, "--measure-types")?,
         imatrix_chunks: a.imatrix_chunks,
+        anchors: parse_types(&a.measure_predict_from, "--measure-predict-from")?,
         exact_activations: match a.exact_activations.as_str() {
             "on" => Some(true),
             "off" => Some(false),

@@ -53,6 +53,10 @@ pub struct Args {
     /// `auto` (default) = when the source's weights are quantized.
     #[arg(long, default_value = "auto", value_parser = ["auto", "on", "off"])]
     pub exact_activations: String,
+    /// Measure only the candidates these types end at (e.g. `Q4_K`) and predict the others from them,
+    /// proportional to the imatrix-weighted squared error (faster; marked `predicted` in the file).
+    #[arg(long, value_delimiter = ',')]
+    pub predict_from: Vec<String>,
     /// Continue an interrupted run from OUTPUT.partial.
     #[arg(long)]
     pub resume: bool,
@@ -103,6 +107,7 @@ fn job(a: &Args) -> Result<SensitivityJob> {
         imatrix_chunks: a.imatrix_chunks,
         shard,
         resume: a.resume,
+        anchors: super::quantize::parse_types(&a.predict_from, "--predict-from")?,
         exact_activations: match a.exact_activations.as_str() {
             "on" => true,
             "off" => false,

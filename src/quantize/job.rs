@@ -54,6 +54,8 @@ pub struct MeasureSettings {
     /// already quantized (where 8-bit activation rounding would put a floor
     /// under every measurement).
     pub exact_activations: Option<bool>,
+    /// Measure only these types and predict the rest (empty: all).
+    pub anchors: Vec<crate::gguf::GgmlType>,
 }
 
 /// An error of the quantize job, naming what it was working on.
@@ -211,6 +213,7 @@ fn measured(job: &QuantizeJob, model_path: &Path, source: &GgufModel, ctx: Ctx<'
         shard: None,
         resume: true,
         exact_activations: m.exact_activations.unwrap_or(quantized_source),
+        anchors: m.anchors.clone(),
     };
     let merr = |e| JobError::Measure { path: job.model.clone(), source: Box::new(e) };
     let files: Vec<PathBuf> = source.shards().iter().map(|s| s.path().to_path_buf()).collect();

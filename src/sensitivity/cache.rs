@@ -56,6 +56,7 @@ struct KeyParts<'a> {
     imatrix: Option<String>,
     imatrix_chunks: usize,
     exact_activations: bool,
+    anchors: Vec<&'a str>,
 }
 
 /// The cache key of `job` measuring the model stored in `model_files`.
@@ -72,6 +73,7 @@ pub fn key(job: &SensitivityJob, model_files: &[PathBuf]) -> Result<String, Sens
         imatrix: job.imatrix.as_deref().map(file_sha256).transpose()?,
         imatrix_chunks: if job.imatrix.is_some() { 0 } else { job.imatrix_chunks },
         exact_activations: job.exact_activations,
+        anchors: job.anchors.iter().map(|t| t.name()).collect(),
     };
     let text = serde_json::to_string(&parts).map_err(|e| SensitivityError::Invalid(e.to_string()))?;
     Ok(hex(&Sha256::digest(text.as_bytes()))[..32].to_string())

@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use super::calibration::Calibration;
 use super::collect::{collect, CollectOptions};
 use super::imatrix::Imatrix;
-use super::measure::{f32_copy, measure_target, sequence_starts, targets, Models, Reference, Target};
+use super::measure::{
+    f32_copy, measure_target, measured_candidates, sequence_starts, targets, Models, Reference, Target,
+};
 use super::report::{heatmap, markdown};
 use super::schema::{
     CalibrationDesc, FixedTensor, ModelDesc, SensCandidate, SensTensor, SensitivityTable, ShardDesc, FORMAT, VERSION,
@@ -50,6 +52,9 @@ pub struct SensitivityJob {
     /// Measure with f32 activations and dequantized weights (no 8-bit
     /// activation rounding: the mode for already-quantized sources).
     pub exact_activations: bool,
+    /// Measure only the candidates these requested types end at and
+    /// predict the others from them (empty: measure every candidate).
+    pub anchors: Vec<GgmlType>,
 }
 
 /// What must match for `--resume` to continue a partial run.
@@ -166,6 +171,7 @@ fn run_here(job: &SensitivityJob, ctx: Ctx<'_>) -> Result<Outcome, SensitivityEr
             imatrix_chunks,
             held_out: "Evaluate on other text: the calibration text is not held out.".into(),
             exact_activations: job.exact_activations,
+            predicted_from: job.anchors.iter().map(|t| t.name().to_string()).collect(),
         },
         types: job.types.iter().map(|t| t.name().to_string()).collect(),
         imatrix: imatrix_rel.display().to_string(),
@@ -214,12 +220,12 @@ fn run_here(job: &SensitivityJob, ctx: Ctx<'_>) -> Result<Outcome, SensitivityEr
     let reference_secs = t_ref.elapsed().as_secs_f64();
 
     let todo: Vec<&&Target> = chosen.iter().filter(|t| !done.contains_key(&t.info.name)).collect();
-    let n_eval: usize = todo.iter().map(|t| t.candidates.iter().filter(|c| !c.is_source).count()).sum();
+    let n_eval: usize = todo.iter().map(|t| measured_candidates(t, &job.anchors).count()).sum();
     ctx.progress.stage("measuring", n_eval as u64, Unit::Steps);
     let t_meas = Instant::now();
     for t in &todo {
         ctx.progress.item(&t.info.name);
-        let m = match measure_target(models, &reference, t, &importance, ctx) {
+        let m = match measure_target(models, &reference, t, &importance, &job.anchors, ctx) {
             Ok(m) => m,
             Err(e) => {
                 ctx.progress.finish();
@@ -256,6 +262,7 @@ fn run_here(job: &SensitivityJob, ctx: Ctx<'_>) -> Result<Outcome, SensitivityEr
                     kld: c.kld,
                     kld_err: c.kld_err,
                     proxy: c.proxy,
+                    predicted: c.predicted,
                 })
                 .collect(),
         };

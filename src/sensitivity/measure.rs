@@ -228,6 +228,21 @@ pub struct Measured {
     pub kld: f64,
     pub kld_err: f64,
     pub proxy: f64,
+    /// Predicted from an anchor's measurement, not measured.
+    pub predicted: bool,
+}
+
+/// Whether candidate `c` is measured when only `anchors` (requested
+/// types) are: all are when `anchors` is empty (the exhaustive mode).
+pub fn is_anchor(c: &CandidateSpec, anchors: &[GgmlType]) -> bool {
+    anchors.is_empty() || c.requested.iter().any(|r| anchors.contains(r))
+}
+
+/// Candidates of `target` that a run with `anchors` measures by a forward
+/// pass (every one but the source when no anchor of it is measurable).
+pub fn measured_candidates<'a>(target: &'a Target, anchors: &'a [GgmlType]) -> impl Iterator<Item = &'a CandidateSpec> {
+    let any = target.candidates.iter().any(|c| !c.is_source && is_anchor(c, anchors));
+    target.candidates.iter().filter(move |c| !c.is_source && (!any || is_anchor(c, anchors)))
 }
 
 /// The tensor's weights as f32 (dequantized from the file).
@@ -317,12 +332,14 @@ pub fn measure_target(
     reference: &Reference,
     target: &Target,
     importance: &BTreeMap<String, Vec<f32>>,
+    anchors: &[GgmlType],
     ctx: crate::job::Ctx<'_>,
 ) -> Result<Vec<Measured>, SensitivityError> {
     let t = &target.info;
     let row_len = t.row_len() as usize;
     let imp = importance.get(&t.name).map(Vec::as_slice).filter(|v| v.len() == row_len);
     let w = weights_f32(models.source, t)?;
+    let measured: Vec<GgmlType> = measured_candidates(target, anchors).map(|c| c.ty).collect();
     let mut out = Vec::with_capacity(target.candidates.len());
     for c in &target.candidates {
         if c.is_source {
@@ -333,11 +350,25 @@ pub fn measure_target(
                 kld: 0.0,
                 kld_err: 0.0,
                 proxy: 0.0,
+                predicted: false,
             });
             continue;
         }
         ctx.cancel.check()?;
         let (q, proxy) = quantize_candidate(c.ty, &w, row_len, imp)?;
+        if !measured.contains(&c.ty) {
+            let m = Measured {
+                ty: c.ty,
+                requested: c.requested.clone(),
+                bytes: q.len() as u64,
+                kld: f64::NAN,
+                kld_err: f64::NAN,
+                proxy,
+                predicted: true,
+            };
+            out.push(m);
+            continue;
+        }
         let dequantized;
         let over = if models.exact {
             let mut x = vec![0f32; w.len()];
@@ -348,10 +379,40 @@ pub fn measure_target(
             WeightOverride { name: &t.name, ty: c.ty, data: &q }
         };
         let (kld, kld_err) = reference.divergence(models.forward, target.start_layer, over)?;
-        out.push(Measured { ty: c.ty, requested: c.requested.clone(), bytes: q.len() as u64, kld, kld_err, proxy });
+        out.push(Measured {
+            ty: c.ty,
+            requested: c.requested.clone(),
+            bytes: q.len() as u64,
+            kld,
+            kld_err,
+            proxy,
+            predicted: false,
+        });
         ctx.progress.advance(1);
     }
+    predict(&mut out);
     Ok(out)
+}
+
+/// Fill in the predicted candidates from the measured ones (the anchors):
+/// a tensor's damage is taken proportional to its imatrix-weighted squared
+/// error, `ΔKLD(c) ≈ ΔKLD(a) · proxy(c) / proxy(a)`, with `a` the anchor
+/// nearest to `c` in log proxy.
+fn predict(out: &mut [Measured]) {
+    let anchors: Vec<(f64, f64, f64)> =
+        out.iter().filter(|m| !m.predicted && m.proxy > 0.0).map(|m| (m.proxy, m.kld, m.kld_err)).collect();
+    for m in out.iter_mut().filter(|m| m.predicted) {
+        let nearest = anchors.iter().min_by(|a, b| {
+            let d = |x: &(f64, f64, f64)| (x.0.ln() - m.proxy.max(f64::MIN_POSITIVE).ln()).abs();
+            d(a).total_cmp(&d(b))
+        });
+        let (kld, err) = match nearest {
+            Some(&(p, k, e)) => (k * m.proxy / p, e * m.proxy / p),
+            None => (0.0, 0.0),
+        };
+        m.kld = kld;
+        m.kld_err = err;
+    }
 }
 
 #[cfg(test)]

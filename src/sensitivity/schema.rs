@@ -89,6 +89,10 @@ pub struct CalibrationDesc {
     /// (written only when true).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub exact_activations: bool,
+    /// The types measured when the others were predicted from them
+    /// (written only then).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub predicted_from: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,6 +133,9 @@ pub struct SensCandidate {
     pub kld_err: f64,
     #[serde(default)]
     pub proxy: f64,
+    /// Predicted from the measured candidates (written only when true).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub predicted: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -170,7 +177,9 @@ impl SensitivityTable {
     pub fn measured_pairs(&self) -> Vec<(f64, f64)> {
         self.tensors
             .iter()
-            .flat_map(|t| t.candidates.iter().filter(move |c| c.ty != t.source_type).map(|c| (c.proxy, c.kld)))
+            .flat_map(|t| {
+                t.candidates.iter().filter(move |c| c.ty != t.source_type && !c.predicted).map(|c| (c.proxy, c.kld))
+            })
             .collect()
     }
 
