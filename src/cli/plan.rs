@@ -49,7 +49,7 @@ pub fn run(a: Args) -> Result<()> {
         }
         None => None,
     };
-    let name = imatrix_path.map(|p| relative_to_output(&p, a.output.as_deref()));
+    let name = imatrix_path.as_deref().map(|p| relative_to_output(p, a.output.as_deref()));
     let req = BudgetRequest {
         base: &base,
         table: &table,
@@ -59,6 +59,13 @@ pub fn run(a: Args) -> Result<()> {
         imatrix_name: name.as_deref(),
         origin: "budget plan".into(),
     };
+    if let Some(o) = &a.output {
+        let mut inputs = quantmix::quantize::job::model_files(&a.model);
+        inputs.push(a.sensitivity.clone());
+        inputs.extend(a.recipe.clone());
+        inputs.extend(imatrix_path.clone());
+        quantmix::fsutil::check_outputs(&[o], &inputs)?;
+    }
     let plan = plan_under_budget(src.metadata(), src.tensors(), &req)?;
     print_summary(&plan, &limit);
     match &a.output {

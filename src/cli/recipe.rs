@@ -38,6 +38,7 @@ pub fn run(a: Args) -> Result<()> {
     let text = explicit_recipe(&plan, &header);
     match &a.output {
         Some(o) => {
+            quantmix::fsutil::check_outputs(&[o], &quantmix::quantize::job::model_files(&a.model))?;
             quantmix::fsutil::write_atomic(o, text.as_bytes())?;
             eprintln!("wrote {}", o.display());
         }

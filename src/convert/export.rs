@@ -74,6 +74,7 @@ struct Lazy<'a> {
     shape: Vec<usize>,
     permute: Option<usize>,
     error: &'a RefCell<Option<ConvertError>>,
+    cancel: &'a crate::job::Cancel,
 }
 
 impl Lazy<'_> {
@@ -91,6 +92,7 @@ impl Lazy<'_> {
     }
 
     fn produce(&self) -> Result<Vec<u8>> {
+        self.cancel.check()?;
         let t = self.info;
         let row = t.row_len() as usize;
         // Same 16-bit type in and out: move the bits (after un-permuting).
@@ -198,6 +200,16 @@ fn model_card(file: &GgufFile) -> String {
 /// Export a llama / qwen2 GGUF to a Hugging Face model directory `out_dir`
 /// (created if missing).
 pub fn export_hf(gguf: &Path, out_dir: &Path, opts: &ExportOptions) -> Result<ExportReport> {
+    export_hf_with(gguf, out_dir, opts, &crate::job::Cancel::new())
+}
+
+/// [`export_hf`], stopping (nothing written) once `cancel` is cancelled.
+pub fn export_hf_with(
+    gguf: &Path,
+    out_dir: &Path,
+    opts: &ExportOptions,
+    cancel: &crate::job::Cancel,
+) -> Result<ExportReport> {
     let file = GgufFile::open(gguf)?;
     let m = file.metadata();
     let cfg_err = |msg: String| ConvertError::BadConfig { path: gguf.to_path_buf(), msg };
@@ -350,6 +362,9 @@ pub fn export_hf(gguf: &Path, out_dir: &Path, opts: &ExportOptions) -> Result<Ex
     let tok = hf_tokenizer_from_gguf(m, gguf)?;
 
     // ---- write.
+    let names = ["model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "README.md"];
+    let outputs: Vec<_> = names.iter().map(|n| out_dir.join(n)).collect();
+    crate::fsutil::check_outputs(&outputs, &[gguf])?;
     std::fs::create_dir_all(out_dir).map_err(|e| ConvertError::io(out_dir, e))?;
     let error = RefCell::new(None);
     let mut dequantized = 0;
@@ -360,7 +375,10 @@ pub fn export_hf(gguf: &Path, out_dir: &Path, opts: &ExportOptions) -> Result<Ex
                 dequantized += 1;
             }
             let shape: Vec<usize> = t.shape.iter().rev().map(|&d| d as usize).collect();
-            (hf.clone(), Lazy { file: &file, info: t, dtype: out_dtype(t), shape, permute: *heads, error: &error })
+            (
+                hf.clone(),
+                Lazy { file: &file, info: t, dtype: out_dtype(t), shape, permute: *heads, error: &error, cancel },
+            )
         })
         .collect();
     let st_path = out_dir.join("model.safetensors");
@@ -370,6 +388,7 @@ pub fn export_hf(gguf: &Path, out_dir: &Path, opts: &ExportOptions) -> Result<Ex
     if let Some(e) = error.into_inner() {
         return Err(e);
     }
+    cancel.check()?;
     let st_bytes = std::fs::metadata(st.temp_path()).map_err(|e| ConvertError::io(&st_path, e))?.len();
     let files = vec![
         st,

@@ -14,7 +14,7 @@ pub mod safetensors;
 pub mod tokenizer;
 
 pub use error::ConvertError;
-pub use export::{export_hf, ExportDtype, ExportOptions};
+pub use export::{export_hf, export_hf_with, ExportDtype, ExportOptions};
 pub use hf::{convert_hf, HfConvertOptions, HfConvertReport, OutType};
 pub use safetensors::{Dtype, SafetensorsModel, StTensor};
 

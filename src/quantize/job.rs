@@ -65,6 +65,8 @@ pub enum JobError {
     Plan(#[from] PlanError),
     #[error(transparent)]
     Quantize(#[from] QuantizeError),
+    #[error(transparent)]
+    SameFile(#[from] crate::fsutil::SameFileError),
 }
 
 /// A job ready to run: the source, the plan and what it was made from.
@@ -75,7 +77,7 @@ pub struct Prepared {
     pub budget: Option<BudgetPlan>,
     pub imatrix: Option<ImportanceMatrix>,
     /// The temporary conversion of a Hugging Face source (removed on drop).
-    _converted: Option<tempfile::TempDir>,
+    _converted: Option<crate::fsutil::TempDir>,
 }
 
 /// Whether `path` is a Hugging Face checkpoint (a directory or a
@@ -86,14 +88,13 @@ pub fn is_hf_source(path: &Path) -> bool {
 
 /// Open the source, choose and read the importance matrix, make the plan.
 pub fn prepare(job: &QuantizeJob, ctx: Ctx<'_>) -> Result<Prepared, JobError> {
+    check_outputs(job)?;
     // A Hugging Face directory or safetensors file is first converted to a
     // GGUF (F16/BF16/F32 as llama.cpp's convert_hf_to_gguf.py keeps them) in
     // a temporary directory next to the output, removed at the end.
     let (model_path, converted) = if is_hf_source(&job.model) {
         let dir = crate::fsutil::dir_of(job.output.as_deref().unwrap_or(Path::new("x"))).to_path_buf();
-        let tmp = tempfile::Builder::new()
-            .prefix(".quantmix-convert-")
-            .tempdir_in(&dir)
+        let tmp = crate::fsutil::TempDir::new_in(&dir, ".quantmix-convert-")
             .map_err(|source| JobError::TempDir { dir: dir.clone(), source })?;
         let gguf = tmp.path().join("source.gguf");
         ctx.progress.note(
@@ -144,6 +145,40 @@ pub fn prepare(job: &QuantizeJob, ctx: Ctx<'_>) -> Result<Prepared, JobError> {
         }
     };
     Ok(Prepared { source, plan, budget, imatrix, _converted: converted })
+}
+
+/// Refuse an output (or its sidecar) that is one of the job's inputs: the
+/// model (every shard of a split model, every file of a Hugging Face
+/// checkpoint), the recipe, the importance matrix, the sensitivity file.
+fn check_outputs(job: &QuantizeJob) -> Result<(), crate::fsutil::SameFileError> {
+    let Some(out) = &job.output else { return Ok(()) };
+    let outputs = [out.clone(), super::sidecar_path(out)];
+    let mut inputs: Vec<PathBuf> = model_files(&job.model);
+    inputs.extend(job.recipe.path.clone());
+    inputs.extend(job.imatrix.clone());
+    inputs.extend(job.recipe.imatrix.clone());
+    inputs.extend(job.recipe.budget.as_ref().and_then(|b| b.sensitivity.clone()));
+    crate::fsutil::check_outputs(&outputs, &inputs)
+}
+
+/// The files a model source consists of: the file itself, the shards of a
+/// split GGUF, or the files of a Hugging Face checkpoint.
+pub fn model_files(model: &Path) -> Vec<PathBuf> {
+    let mut v = vec![model.to_path_buf()];
+    if is_hf_source(model) {
+        let dir = crate::convert::hf::model_dir(model);
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.ends_with(".safetensors") || n.ends_with(".json") || n == "README.md" || n == "tokenizer.model" {
+                    v.push(e.path());
+                }
+            }
+        }
+    } else if let Some((prefix, _, count)) = crate::gguf::split::parse_shard_path(model) {
+        v.extend((0..count).map(|i| crate::gguf::split::shard_path(&prefix, i, count)));
+    }
+    v
 }
 
 impl Prepared {

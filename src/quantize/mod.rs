@@ -201,6 +201,14 @@ fn run_here(
     check_plan(src, plan)?;
     let mut map = quant_map(src, out, plan);
     let layout = output::layout(src.metadata(), plan);
+    // The sidecar's temporary file first: a place it cannot be written fails
+    // now, not after the work.
+    let side = sidecar_path(out);
+    let io = |e: std::io::Error| QuantizeError::Io { path: side.clone(), source: e };
+    if side.is_dir() {
+        return Err(io(std::io::Error::other("a directory is in the way")));
+    }
+    let mut side_file = AtomicFile::create(&side).map_err(io)?;
     let mut writer = GgufWriter::create(out, &layout.metadata, &layout.specs, layout.alignment)?;
     writer.set_cancel(ctx.cancel.clone());
 
@@ -231,9 +239,6 @@ fn run_here(
     debug_assert_eq!(file_bytes, map.file_bytes);
     map.file_bytes = file_bytes;
     map.seconds = Some(start.elapsed().as_secs_f64());
-    let side = sidecar_path(out);
-    let io = |e: std::io::Error| QuantizeError::Io { path: side.clone(), source: e };
-    let mut side_file = AtomicFile::create(&side).map_err(io)?;
     serde_json::to_writer_pretty(&mut side_file, &map).map_err(|e| io(e.into()))?;
     crate::fsutil::commit_all(vec![file, side_file])
         .map_err(|e| QuantizeError::Io { path: out.to_path_buf(), source: e })?;

@@ -183,6 +183,8 @@ pub struct BudgetSpec {
 pub struct Recipe {
     /// File name (or `preset Q4_K_M`, `--type Q4_K`) for messages.
     pub origin: String,
+    /// The file it was read from (`None` for a preset or `--type`).
+    pub path: Option<PathBuf>,
     /// The TOML text (stored in the output's metadata).
     pub text: String,
     pub preset: Option<Preset>,
@@ -270,6 +272,7 @@ impl Recipe {
             msg: format!("cannot read: {e}"),
         })?;
         let mut r = Recipe::from_toml_str(&text, &origin)?;
+        r.path = Some(path.to_path_buf());
         if let Some(dir) = path.parent() {
             if let Some(f) = r.imatrix.as_mut().filter(|f| f.is_relative()) {
                 *f = dir.join(&*f);
@@ -361,6 +364,7 @@ impl Recipe {
         }
         Ok(Recipe {
             origin: origin.to_string(),
+            path: None,
             text: text.to_string(),
             preset,
             default,

@@ -130,6 +130,9 @@ pub struct ImatrixJob {
 
 /// Run an [`ImatrixJob`]; returns the importance matrix written.
 pub fn run_job(job: &ImatrixJob, ctx: crate::job::Ctx<'_>) -> Result<Imatrix, SensitivityError> {
+    let mut inputs = vec![job.model.clone()];
+    inputs.extend(job.calibration.iter().cloned());
+    crate::fsutil::check_outputs(&[&job.output], &inputs)?;
     let cal = super::calibration::Calibration::from_args(&job.calibration)?;
     let model = LlamaModel::open(&job.model)?;
     let tok = crate::model::Tokenizer::from_metadata(model.file().metadata(), &job.model)?;
