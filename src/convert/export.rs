@@ -91,8 +91,31 @@ impl Lazy<'_> {
         Ok(out)
     }
 
+    /// The tensor's bytes, refused when a value is NaN or infinite.
     fn produce(&self) -> Result<Vec<u8>> {
         self.cancel.check()?;
+        let bytes = self.encode()?;
+        let ty = match self.dtype {
+            safetensors::Dtype::F16 => GgmlType::F16,
+            safetensors::Dtype::BF16 => GgmlType::BF16,
+            _ => GgmlType::F32,
+        };
+        if let Some(i) = super::hf::first_non_finite(&bytes, ty) {
+            let row = self.info.row_len().max(1) as usize;
+            return Err(tensor_err(
+                self.file.path(),
+                &self.info.name,
+                format!(
+                    "row {}, column {}: the value is NaN or infinite as {ty} (weights must be finite numbers)",
+                    i / row,
+                    i % row
+                ),
+            ));
+        }
+        Ok(bytes)
+    }
+
+    fn encode(&self) -> Result<Vec<u8>> {
         let t = self.info;
         let row = t.row_len() as usize;
         // Same 16-bit type in and out: move the bits (after un-permuting).

@@ -661,10 +661,37 @@ pub fn convert_hf(src: &Path, out: &Path, opts: &HfConvertOptions) -> Result<HfC
                 }
             }
         };
+        if let Some(i) = first_non_finite(&bytes, p.ty) {
+            let row_len = p.shape.first().copied().unwrap_or(1).max(1) as usize;
+            let src = match &p.source {
+                Source::Tensor(i) => st.path_of(&st.tensors()[*i]).to_path_buf(),
+                Source::Values(_) => cfg_path.clone(),
+            };
+            return Err(ConvertError::Tensor {
+                path: src,
+                tensor: p.name.clone(),
+                msg: format!(
+                    "row {}, column {}: the value is NaN or infinite as {} (weights must be finite numbers)",
+                    i / row_len,
+                    i % row_len,
+                    p.ty
+                ),
+            });
+        }
         w.write_tensor(&bytes)?;
     }
     let bytes = w.finish()?;
     Ok(HfConvertReport { arch: a.into(), n_tensors: plan.len(), outtype: ftype, bytes, tokenizer_pre: pre })
+}
+
+/// The index of the first NaN or infinite value of little-endian `ty`
+/// (F32, F16 or BF16) data.
+pub(crate) fn first_non_finite(bytes: &[u8], ty: GgmlType) -> Option<usize> {
+    match ty {
+        GgmlType::F32 => bytes.chunks_exact(4).position(|c| !f32::from_le_bytes([c[0], c[1], c[2], c[3]]).is_finite()),
+        GgmlType::F16 => bytes.chunks_exact(2).position(|c| u16::from_le_bytes([c[0], c[1]]) & 0x7c00 == 0x7c00),
+        _ => bytes.chunks_exact(2).position(|c| u16::from_le_bytes([c[0], c[1]]) & 0x7f80 == 0x7f80),
+    }
 }
 
 enum Raw {
