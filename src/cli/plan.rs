@@ -37,6 +37,8 @@ pub fn run(a: Args) -> Result<()> {
         format!("--budget `{}`: give bytes (105500000, 105.5MB, 100MiB) or bits per weight (4.5bpw)", a.budget)
     })?;
     let src = GgufModel::open(&a.model).with_context(|| format!("opening {}", a.model.display()))?;
+    quantmix::model::hparams::check_block_count(src.metadata(), src.tensors())
+        .map_err(|m| anyhow::anyhow!("{}: {m}", a.model.display()))?;
     let table = SensitivityTable::load(&a.sensitivity)?;
     let base = match &a.recipe {
         Some(p) => Recipe::from_path(p)?,

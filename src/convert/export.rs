@@ -247,6 +247,7 @@ pub fn export_hf_with(
     let n_head = req("attention.head_count")?;
     let n_head_kv = m.arch_u64("attention.head_count_kv").unwrap_or(n_head);
     let n_blocks = req("block_count")?;
+    crate::model::hparams::check_block_count(m, file.tensors()).map_err(cfg_err)?;
     if n_head == 0 || n_head_kv == 0 {
         return Err(cfg_err("zero attention heads".into()));
     }

@@ -67,6 +67,8 @@ pub enum JobError {
     Quantize(#[from] QuantizeError),
     #[error(transparent)]
     SameFile(#[from] crate::fsutil::SameFileError),
+    #[error("{}: {msg}", path.display())]
+    Model { path: PathBuf, msg: String },
 }
 
 /// A job ready to run: the source, the plan and what it was made from.
@@ -113,6 +115,8 @@ pub fn prepare(job: &QuantizeJob, ctx: Ctx<'_>) -> Result<Prepared, JobError> {
     let load = |p: &Path| {
         ImportanceMatrix::load(p).map_err(|e| JobError::Imatrix { path: p.to_path_buf(), source: Box::new(e) })
     };
+    crate::model::hparams::check_block_count(source.metadata(), source.tensors())
+        .map_err(|msg| JobError::Model { path: job.model.clone(), msg })?;
     let recipe = &job.recipe;
     let info = ModelInfo::from_metadata(source.metadata(), source.tensors());
     let (plan, budget, imatrix) = match &recipe.budget {

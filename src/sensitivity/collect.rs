@@ -93,6 +93,7 @@ pub fn collect(
     let plan = ChunkPlan::new(tokens.len(), opts.n_ctx, opts.max_chunks)?;
     ctx.progress.stage("imatrix", plan.n_chunks as u64, crate::job::Unit::Steps);
     let mut collector = Collector::new(opts.process_output);
+    crate::model::hparams::check_context(&model.hp, plan.n_ctx, 1)?;
     let mut cache = model.new_cache(plan.n_ctx);
     let mut batch = Vec::with_capacity(plan.n_ctx);
     for c in 0..plan.n_chunks {

@@ -168,6 +168,7 @@ impl Reference {
         chunks: usize,
     ) -> Result<Reference, SensitivityError> {
         let starts = sequence_starts(tokens.len(), ctx, chunks)?;
+        crate::model::hparams::check_context(&model.hp, ctx, chunks)?;
         let mut seq = Vec::with_capacity(chunks * ctx);
         for &s in &starts {
             let mut part = tokens[s..s + ctx].to_vec();
