@@ -495,6 +495,15 @@ pub fn convert_hf(src: &Path, out: &Path, opts: &HfConvertOptions) -> Result<HfC
         );
     }
     let ftype = ftype.expect("set above");
+    let dims = ConfigDims {
+        hidden: hp.find_u32(&["hidden_size", "n_embd", "dim"])?.map(u64::from),
+        ff: hp
+            .find_u32(&["prefix_dense_intermediate_size", "dense_intermediate_size", "intermediate_size", "n_inner"])?
+            .map(u64::from),
+        vocab: hp.find_u32(&["vocab_size"])?.map(u64::from),
+        q: n_head.zip(head_dim).map(|(h, d)| h as u64 * d as u64),
+        kv: n_head_kv.or(n_head).zip(head_dim).map(|(h, d)| h as u64 * d as u64),
+    };
     for &(i, t, ref name) in &kept {
         st.check_float(t)?;
         let terr =
@@ -503,6 +512,16 @@ pub fn convert_hf(src: &Path, out: &Path, opts: &HfConvertOptions) -> Result<HfC
             hf_to_gguf(name, n_blocks as u64).ok_or_else(|| terr(format!("cannot map `{name}` to a GGUF tensor")))?;
         if t.shape.is_empty() || t.shape.len() > 4 || t.shape.contains(&0) {
             return Err(terr(format!("unsupported shape {:?}", t.shape)));
+        }
+        if let Some(want) = dims.expected(&gname) {
+            if t.shape != want {
+                return Err(terr(format!(
+                    "shape {:?} in the checkpoint, but {} gives {want:?} ({})",
+                    t.shape,
+                    cfg_path.display(),
+                    dims.describe()
+                )));
+            }
         }
         let mut permute = None;
         if arch == Arch::Llama {
@@ -691,6 +710,50 @@ pub(crate) fn first_non_finite(bytes: &[u8], ty: GgmlType) -> Option<usize> {
         GgmlType::F32 => bytes.chunks_exact(4).position(|c| !f32::from_le_bytes([c[0], c[1], c[2], c[3]]).is_finite()),
         GgmlType::F16 => bytes.chunks_exact(2).position(|c| u16::from_le_bytes([c[0], c[1]]) & 0x7c00 == 0x7c00),
         _ => bytes.chunks_exact(2).position(|c| u16::from_le_bytes([c[0], c[1]]) & 0x7f80 == 0x7f80),
+    }
+}
+
+/// The sizes `config.json` gives, for checking the checkpoint's shapes.
+struct ConfigDims {
+    hidden: Option<u64>,
+    ff: Option<u64>,
+    vocab: Option<u64>,
+    /// Query heads × head size.
+    q: Option<u64>,
+    /// Key/value heads × head size.
+    kv: Option<u64>,
+}
+
+impl ConfigDims {
+    /// The HF (row-major) shape a GGUF-named tensor must have, when the
+    /// config gives every size it depends on.
+    fn expected(&self, gguf_name: &str) -> Option<Vec<u64>> {
+        let role = gguf_name.rsplit_once("blk.").map_or(gguf_name, |(_, r)| r.split_once('.').map_or(r, |x| x.1));
+        let (h, ff, q, kv) = (self.hidden, self.ff, self.q, self.kv);
+        let two = |a: Option<u64>, b: Option<u64>| Some(vec![a?, b?]);
+        match role {
+            "token_embd.weight" | "output.weight" => two(self.vocab, h),
+            "output_norm.weight" | "attn_norm.weight" | "ffn_norm.weight" | "attn_output.bias" => Some(vec![h?]),
+            "attn_q.weight" => two(q, h),
+            "attn_k.weight" | "attn_v.weight" => two(kv, h),
+            "attn_output.weight" => two(h, q),
+            "attn_q.bias" => Some(vec![q?]),
+            "attn_k.bias" | "attn_v.bias" => Some(vec![kv?]),
+            "ffn_gate.weight" | "ffn_up.weight" => two(ff, h),
+            "ffn_down.weight" => two(h, ff),
+            _ => None,
+        }
+    }
+
+    fn describe(&self) -> String {
+        let f = |n: &str, v: Option<u64>| v.map(|v| format!("{n} {v}"));
+        [f("hidden_size", self.hidden), f("intermediate_size", self.ff), f("vocab_size", self.vocab)]
+            .into_iter()
+            .flatten()
+            .chain(self.q.map(|q| format!("heads × head size {q}")))
+            .chain(self.kv.map(|kv| format!("key/value heads × head size {kv}")))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 

@@ -49,13 +49,13 @@ pub enum JobError {
         #[source]
         source: Box<crate::gguf::GgufError>,
     },
-    #[error("reading importance matrix {}", path.display())]
+    #[error("reading {what}")]
     Imatrix {
-        path: PathBuf,
+        what: String,
         #[source]
         source: Box<crate::sensitivity::imatrix::ImatrixError>,
     },
-    #[error("recipe {origin}")]
+    #[error("recipe {origin}: [budget]")]
     Budget {
         origin: String,
         #[source]
@@ -112,12 +112,21 @@ pub fn prepare(job: &QuantizeJob, ctx: Ctx<'_>) -> Result<Prepared, JobError> {
     };
     let source =
         GgufModel::open(&model_path).map_err(|e| JobError::Open { path: job.model.clone(), source: Box::new(e) })?;
-    let load = |p: &Path| {
-        ImportanceMatrix::load(p).map_err(|e| JobError::Imatrix { path: p.to_path_buf(), source: Box::new(e) })
-    };
     crate::model::hparams::check_block_count(source.metadata(), source.tensors())
         .map_err(|msg| JobError::Model { path: job.model.clone(), msg })?;
     let recipe = &job.recipe;
+    // An importance matrix the recipe's [imatrix] names is reported with its line.
+    let load = |p: &Path| {
+        ImportanceMatrix::load(p).map_err(|e| {
+            let from_recipe = job.imatrix.is_none() && recipe.imatrix.as_deref() == Some(p);
+            let what = if from_recipe {
+                format!("recipe {}: [imatrix] file {}", recipe.at(recipe.lines.imatrix), p.display())
+            } else {
+                format!("importance matrix {}", p.display())
+            };
+            JobError::Imatrix { what, source: Box::new(e) }
+        })
+    };
     let info = ModelInfo::from_metadata(source.metadata(), source.tensors());
     let (plan, budget, imatrix) = match &recipe.budget {
         None => {
@@ -125,7 +134,7 @@ pub fn prepare(job: &QuantizeJob, ctx: Ctx<'_>) -> Result<Prepared, JobError> {
             (resolve(recipe, &info, source.tensors(), imatrix.as_ref())?, None, imatrix)
         }
         Some(spec) => {
-            let berr = |source| JobError::Budget { origin: recipe.origin.clone(), source };
+            let berr = |source| JobError::Budget { origin: recipe.at(spec.line), source };
             let table_path = spec.sensitivity.as_ref().ok_or(BudgetError::NoSensitivity).map_err(berr)?;
             let table = SensitivityTable::load(table_path).map_err(|e| berr(e.into()))?;
             // The sensitivities were measured with an importance matrix:
