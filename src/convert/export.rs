@@ -233,6 +233,16 @@ pub fn export_hf_with(
     opts: &ExportOptions,
     cancel: &crate::job::Cancel,
 ) -> Result<ExportReport> {
+    let existed = out_dir.exists();
+    let r = export(gguf, out_dir, opts, cancel);
+    if r.is_err() && !existed {
+        // Leave no empty directory behind (remove_dir only removes an empty one).
+        let _ = std::fs::remove_dir(out_dir);
+    }
+    r
+}
+
+fn export(gguf: &Path, out_dir: &Path, opts: &ExportOptions, cancel: &crate::job::Cancel) -> Result<ExportReport> {
     let file = GgufFile::open(gguf)?;
     let m = file.metadata();
     let cfg_err = |msg: String| ConvertError::BadConfig { path: gguf.to_path_buf(), msg };
