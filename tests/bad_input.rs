@@ -64,7 +64,7 @@ impl Model {
     }
 
     /// An F16 tensor stored as F32 (same values).
-    fn to_f32(mut self, name: &str) -> Model {
+    fn stored_as_f32(mut self, name: &str) -> Model {
         let (s, d) = self.tensor(name);
         assert_eq!(s.ty, GgmlType::F16);
         *d = d
@@ -270,7 +270,7 @@ fn rows() -> Vec<Row> {
             "quantize m.gguf -o out.gguf --type Q8_0 -q".into()
         }),
         row(1, "quantize", "F32 weight beyond F16's range", &["blk.0.attn_q.weight", "becomes inf"], |d| {
-            model(d, Model::synth12().to_f32("blk.0.attn_q.weight").value("blk.0.attn_q.weight", 7, 1e6));
+            model(d, Model::synth12().stored_as_f32("blk.0.attn_q.weight").value("blk.0.attn_q.weight", 7, 1e6));
             "quantize m.gguf -o out.gguf --type F16 -q".into()
         }),
         row(1, "quantize", "+Inf in an imatrix (GGUF)", &["im.gguf", "blk.0.attn_q.weight", "column 3", "inf"], |d| {
@@ -494,7 +494,7 @@ fn rows() -> Vec<Row> {
             "plan m.gguf --sensitivity sens/sens.json --budget 4.5bpw -o p.toml".into()
         }),
         row(4, "plan", "sensitivity file of another model (other types)", &["sens.json", "another model", "F32"], |d| {
-            model(d, Model::synth12().to_f32("blk.3.ffn_up.weight"));
+            model(d, Model::synth12().stored_as_f32("blk.3.ffn_up.weight"));
             copy_dir(&shared().sens, &d.join("sens"));
             "plan m.gguf --sensitivity sens/sens.json --budget 4.5bpw -o p.toml".into()
         }),

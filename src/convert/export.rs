@@ -100,7 +100,7 @@ impl Lazy<'_> {
             safetensors::Dtype::BF16 => GgmlType::BF16,
             _ => GgmlType::F32,
         };
-        if let Some(i) = super::hf::first_non_finite(&bytes, ty) {
+        if let Some(i) = super::checks::first_non_finite(&bytes, ty) {
             let row = self.info.row_len().max(1) as usize;
             return Err(tensor_err(
                 self.file.path(),

@@ -6,6 +6,7 @@
 //! - [`tokenizer`]: `tokenizer.json` ↔ `tokenizer.ggml.*`.
 //! - [`names`]: tensor names and the Q/K permutation.
 
+pub mod checks;
 pub mod error;
 pub mod export;
 pub mod hf;
