@@ -2,6 +2,8 @@
 //! taking arbitrary bytes. Any input must give a value or an error, never a
 //! panic, an abort or a huge allocation; what a reader accepts must be
 //! self-consistent (checked here with assertions: a failed one is a bug).
+//! Each returns whether the input was accepted (a mutation harness keeps
+//! accepted inputs to mutate further).
 //!
 //! The cargo-fuzz targets in `fuzz/` (nightly, coverage-guided) and the
 //! seeded-mutation smoke test `tests/fuzz_smoke.rs` (stable, run by `cargo
@@ -13,8 +15,8 @@ use crate::gguf::{GgmlType, MetaValue, Metadata, TensorInfo};
 
 /// The GGUF header parser: whatever it accepts has its data offset aligned,
 /// every tensor inside the input and no two tensors overlapping.
-pub fn gguf_header(data: &[u8]) {
-    let Ok(h) = crate::gguf::parse_header(Path::new("fuzz.gguf"), data) else { return };
+pub fn gguf_header(data: &[u8]) -> bool {
+    let Ok(h) = crate::gguf::parse_header(Path::new("fuzz.gguf"), data) else { return false };
     assert_eq!(h.data_offset % h.alignment, 0);
     let mut ranges = Vec::with_capacity(h.tensors.len());
     for t in &h.tensors {
@@ -27,13 +29,14 @@ pub fn gguf_header(data: &[u8]) {
     for w in ranges.windows(2) {
         assert!(w[0].1 <= w[1].0, "overlapping tensors accepted");
     }
+    true
 }
 
 /// The safetensors header parser: every accepted tensor's bytes lie inside
 /// the input, are exactly `shape × dtype size` long, and do not overlap.
-pub fn safetensors_header(data: &[u8]) {
+pub fn safetensors_header(data: &[u8]) -> bool {
     let Ok((tensors, _)) = crate::convert::safetensors::parse_header(Path::new("fuzz.safetensors"), data) else {
-        return;
+        return false;
     };
     let mut ranges = Vec::with_capacity(tensors.len());
     for t in &tensors {
@@ -45,6 +48,7 @@ pub fn safetensors_header(data: &[u8]) {
     for w in ranges.windows(2) {
         assert!(w[0].1 <= w[1].0, "overlapping tensors accepted");
     }
+    true
 }
 
 /// A small model for recipes and budgets to be resolved against: 4 layers,
@@ -72,9 +76,9 @@ pub fn small_model() -> (Metadata, Vec<TensorInfo>) {
 
 /// The recipe parser, and when a recipe parses, its resolution for a small
 /// model: every tensor gets a plan, each with a type its row length takes.
-pub fn recipe(data: &[u8]) {
+pub fn recipe(data: &[u8]) -> bool {
     let text = String::from_utf8_lossy(data);
-    let Ok(r) = crate::recipe::Recipe::from_toml_str(&text, "fuzz.toml") else { return };
+    let Ok(r) = crate::recipe::Recipe::from_toml_str(&text, "fuzz.toml") else { return false };
     let (md, tensors) = small_model();
     let info = crate::recipe::ModelInfo::from_metadata(&md, &tensors);
     if let Ok(plan) = crate::plan::resolve(&r, &info, &tensors, None) {
@@ -84,24 +88,26 @@ pub fn recipe(data: &[u8]) {
             assert_eq!(t.row_len() % p.ty.block_size() as u64, 0, "{}: {} does not fit", t.name, p.ty);
         }
     }
+    true
 }
 
 /// The importance matrix reader (GGUF and legacy formats): whatever it
 /// accepts holds only finite, non-negative statistics, and the importance
 /// vectors derived from it are finite.
-pub fn imatrix(data: &[u8]) {
-    let Ok(m) = crate::sensitivity::imatrix::Imatrix::parse(Path::new("fuzz.imatrix"), data) else { return };
+pub fn imatrix(data: &[u8]) -> bool {
+    let Ok(m) = crate::sensitivity::imatrix::Imatrix::parse(Path::new("fuzz.imatrix"), data) else { return false };
     for (name, v) in m.importance() {
         assert!(v.iter().all(|x| x.is_finite()), "non-finite importance for {name}");
     }
+    true
 }
 
 /// The sensitivity file reader, and when a file parses, an allocation
 /// under a budget for the small model: it succeeds or fails with an error,
 /// and a plan it returns fits the budget.
-pub fn sensitivity_json(data: &[u8]) {
+pub fn sensitivity_json(data: &[u8]) -> bool {
     let path = Path::new("fuzz.json");
-    let Ok(mut table) = crate::sensitivity::schema::SensitivityTable::parse(path, data) else { return };
+    let Ok(mut table) = crate::sensitivity::schema::SensitivityTable::parse(path, data) else { return false };
     table.update_rank_correlation();
     let (md, tensors) = small_model();
     let base = match crate::recipe::Recipe::from_toml_str("[budget]\nbpw = 16.0\n", "budget") {
@@ -126,4 +132,5 @@ pub fn sensitivity_json(data: &[u8]) {
             }
         }
     }
+    true
 }

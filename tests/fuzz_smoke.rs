@@ -216,7 +216,7 @@ fn sensitivity_seeds() -> Vec<Vec<u8>> {
     vec![serde_json::to_vec_pretty(&j).unwrap(), serde_json::to_vec(&j).unwrap()]
 }
 
-type Target = (&'static str, fn(&[u8]), fn() -> Vec<Vec<u8>>, bool);
+type Target = (&'static str, fn(&[u8]) -> bool, fn() -> Vec<Vec<u8>>, bool);
 
 const TARGETS: &[Target] = &[
     ("gguf_header", quantmix::fuzz::gguf_header, gguf_seeds, false),
@@ -226,39 +226,51 @@ const TARGETS: &[Target] = &[
     ("sensitivity_json", quantmix::fuzz::sensitivity_json, sensitivity_seeds, true),
 ];
 
-/// Run one target: the seeds, then mutations (of the seeds and of inputs
-/// the target accepted... all inputs are kept as a small pool) until `n`
-/// inputs or the deadline. Returns the number of executions.
-fn run(name: &str, f: fn(&[u8]), seeds: &[Vec<u8>], text: bool, n: u64, deadline: Option<Instant>) -> u64 {
+/// Run one target: the seeds, then mutations until `n` inputs or the
+/// deadline. Mutants the target accepts join the pool (up to 256, replacing
+/// old ones), so mutations stack up on inputs that get deep into the
+/// reader; a quarter of the time a seed is mutated again. Returns the
+/// number of executions and of accepted inputs.
+fn run(
+    name: &str,
+    f: fn(&[u8]) -> bool,
+    seeds: &[Vec<u8>],
+    text: bool,
+    n: u64,
+    deadline: Option<Instant>,
+) -> (u64, u64) {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ name.len() as u64);
     let mut pool: Vec<Vec<u8>> = seeds.to_vec();
-    let mut runs = 0u64;
+    let (mut runs, mut accepted) = (0u64, 0u64);
     for s in seeds {
-        f(s);
+        accepted += f(s) as u64;
         runs += 1;
     }
     loop {
-        if deadline.map_or(runs >= n, |d| Instant::now() >= d) {
-            return runs;
+        if deadline.map_or(runs >= n, |d| runs % 256 == 0 && Instant::now() >= d) {
+            return (runs, accepted);
         }
-        let base = &pool[rng.below(pool.len())];
+        let base = if rng.below(4) == 0 { &seeds[rng.below(seeds.len())] } else { &pool[rng.below(pool.len())] };
         let other = &pool[rng.below(pool.len())];
         let input = mutate(&mut rng, base, other, text);
         let result = std::panic::catch_unwind(|| f(&input));
-        if result.is_err() {
-            let dir = std::env::temp_dir().join(format!("quantmix-fuzz-{name}"));
-            let _ = std::fs::create_dir_all(&dir);
-            let p = dir.join(format!("crash-{runs}"));
-            let _ = std::fs::write(&p, &input);
-            panic!("{name}: input #{runs} panicked; saved to {}", p.display());
-        }
+        let ok = match result {
+            Ok(ok) => ok,
+            Err(_) => {
+                let dir = std::env::temp_dir().join(format!("quantmix-fuzz-{name}"));
+                let _ = std::fs::create_dir_all(&dir);
+                let p = dir.join(format!("crash-{runs}"));
+                let _ = std::fs::write(&p, &input);
+                panic!("{name}: input #{runs} panicked; saved to {}", p.display());
+            }
+        };
         runs += 1;
-        // Keep some mutants as bases, so that mutations stack up.
-        if rng.below(8) == 0 {
-            if pool.len() < 64 {
+        if ok {
+            accepted += 1;
+            if pool.len() < 256 {
                 pool.push(input);
             } else {
-                let i = seeds.len() + rng.below(64 - seeds.len());
+                let i = seeds.len() + rng.below(256 - seeds.len());
                 pool[i] = input;
             }
         }
@@ -276,8 +288,8 @@ fn fuzz_entry_points_survive_mutated_inputs() {
         let seeds = seeds();
         let deadline = secs.map(|s| Instant::now() + Duration::from_secs(s));
         let t = Instant::now();
-        let runs = run(name, *f, &seeds, *text, 20_000, deadline);
-        eprintln!("{name}: {runs} inputs in {:.1} s, no panic", t.elapsed().as_secs_f64());
+        let (runs, accepted) = run(name, *f, &seeds, *text, 20_000, deadline);
+        eprintln!("{name}: {runs} inputs ({accepted} accepted) in {:.1} s, no panic", t.elapsed().as_secs_f64());
     }
 }
 
