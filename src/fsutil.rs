@@ -6,29 +6,57 @@
 //! - Temporary files get the permissions of an ordinary new file (0o666
 //!   minus the umask on Unix, as `File::create` and llama-quantize give),
 //!   not `tempfile`'s private 0o600.
-//! - Every temporary file alive is registered, so that a signal handler can
-//!   remove them all ([`remove_pending`]) before the process exits.
+//! - Every temporary file (and temporary directory, [`TempDir`]) alive is
+//!   registered, so that a signal handler can remove them all
+//!   ([`remove_pending_and_exit`]) before the process exits. Creating,
+//!   dropping and committing them hold the registry's lock, so that the
+//!   handler never misses one that is being created or renamed.
 //! - [`commit_all`] renames several files (an output and its sidecar) so
-//!   that either all of them are in place or none.
+//!   that either all of them are in place or none, and an earlier file at a
+//!   destination survives a failed commit.
+//! - [`check_outputs`] refuses an output that is one of the inputs (the same
+//!   file, also through a symbolic or hard link).
 
 use std::collections::BTreeSet;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-/// Temporary files not yet committed or removed.
+/// Temporary files and directories not yet committed or removed.
 static PENDING: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
 
 fn pending() -> std::sync::MutexGuard<'static, BTreeSet<PathBuf>> {
     PENDING.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Remove every temporary file still pending (from a signal handler, just
-/// before the process exits).
+fn remove_path(p: &Path) {
+    match std::fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => {
+            let _ = std::fs::remove_dir_all(p);
+        }
+        Ok(_) => {
+            let _ = std::fs::remove_file(p);
+        }
+        Err(_) => {}
+    }
+}
+
+/// Remove every temporary file and directory still pending.
 pub fn remove_pending() {
     for p in pending().iter() {
-        let _ = std::fs::remove_file(p);
+        remove_path(p);
     }
+}
+
+/// Remove every pending temporary file and directory, then exit the
+/// process with `code` (a signal handler's last resort). The registry stays
+/// locked until the exit, so that no new temporary file appears meanwhile.
+pub fn remove_pending_and_exit(code: i32) -> ! {
+    let set = pending();
+    for p in set.iter() {
+        remove_path(p);
+    }
+    std::process::exit(code)
 }
 
 /// The directory a file is written in (`.` for a bare file name).
@@ -58,8 +86,9 @@ impl AtomicFile {
             use std::os::unix::fs::PermissionsExt;
             b.permissions(std::fs::Permissions::from_mode(0o666));
         }
+        let mut set = pending();
         let tmp = b.tempfile_in(dir_of(dest))?;
-        pending().insert(tmp.path().to_path_buf());
+        set.insert(tmp.path().to_path_buf());
         Ok(AtomicFile { tmp: Some(tmp), dest: dest.to_path_buf() })
     }
 
@@ -102,8 +131,10 @@ impl Write for AtomicFile {
 impl Drop for AtomicFile {
     fn drop(&mut self) {
         if let Some(tmp) = self.tmp.take() {
-            pending().remove(tmp.path());
-            // `NamedTempFile`'s own drop removes the file.
+            let mut set = pending();
+            set.remove(tmp.path());
+            // `NamedTempFile`'s own drop removes the file (under the lock).
+            drop(tmp);
         }
     }
 }
@@ -117,32 +148,65 @@ pub struct WriteError {
     pub source: io::Error,
 }
 
-/// Commit `files` together: every one is synced first, then they are
-/// renamed in order; if a rename fails, the files already renamed are
-/// removed again, so that either all destinations are new or none is
-/// (an earlier file at a destination is then gone: it was being replaced).
+/// Commit `files` together: every one is synced first, then each
+/// destination that exists is moved aside, the files are renamed into
+/// place, and the old destinations removed. If anything fails, the files
+/// already renamed are removed and the old destinations moved back: either
+/// all destinations are new, or all are as they were. A destination that
+/// is a directory fails the commit before anything is renamed.
 pub fn commit_all(mut files: Vec<AtomicFile>) -> io::Result<()> {
     for f in &mut files {
         f.sync()?;
     }
+    for f in &files {
+        if std::fs::symlink_metadata(&f.dest).is_ok_and(|m| m.is_dir()) {
+            return Err(io::Error::other(format!("{} is a directory", f.dest.display())));
+        }
+    }
+    // The registry stays locked: a signal's exit waits until the commit is
+    // complete or undone.
+    let mut set = pending();
+    // Old destinations, moved aside: (destination, where it is now).
+    let mut moved: Vec<(PathBuf, PathBuf)> = Vec::new();
     let mut done: Vec<PathBuf> = Vec::new();
+    let undo = |done: &[PathBuf], moved: &[(PathBuf, PathBuf)]| {
+        for d in done {
+            let _ = std::fs::remove_file(d);
+        }
+        for (dest, aside) in moved {
+            let _ = std::fs::rename(aside, dest);
+        }
+    };
+    for f in &files {
+        if std::fs::symlink_metadata(&f.dest).is_ok() {
+            let mut aside = f.tmp.as_ref().expect("present until committed").path().as_os_str().to_owned();
+            aside.push(".old");
+            let aside = PathBuf::from(aside);
+            if let Err(e) = std::fs::rename(&f.dest, &aside) {
+                undo(&[], &moved);
+                return Err(e);
+            }
+            moved.push((f.dest.clone(), aside));
+        }
+    }
     for f in &mut files {
         let tmp = f.tmp.take().expect("present until committed");
         let tmp_path = tmp.path().to_path_buf();
         match tmp.persist(&f.dest) {
             Ok(_) => {
-                pending().remove(&tmp_path);
+                set.remove(&tmp_path);
                 done.push(f.dest.clone());
             }
             Err(e) => {
-                pending().remove(&tmp_path);
+                set.remove(&tmp_path);
                 drop(e.file);
-                for d in &done {
-                    let _ = std::fs::remove_file(d);
-                }
+                undo(&done, &moved);
                 return Err(e.error);
             }
         }
+    }
+    for (_, aside) in &moved {
+        let _ = std::fs::remove_file(aside);
     }
     Ok(())
 }
@@ -153,6 +217,74 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
     let mut f = AtomicFile::create(path).map_err(err)?;
     f.write_all(bytes).map_err(err)?;
     f.commit().map_err(err)
+}
+
+/// A temporary directory (removed on drop, or by
+/// [`remove_pending_and_exit`] on a signal).
+pub struct TempDir {
+    dir: Option<tempfile::TempDir>,
+}
+
+impl TempDir {
+    /// A new directory `PREFIX…` inside `parent`.
+    pub fn new_in(parent: &Path, prefix: &str) -> io::Result<TempDir> {
+        let mut set = pending();
+        let dir = tempfile::Builder::new().prefix(prefix).tempdir_in(parent)?;
+        set.insert(dir.path().to_path_buf());
+        Ok(TempDir { dir: Some(dir) })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.as_ref().expect("present until dropped").path()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if let Some(d) = self.dir.take() {
+            let mut set = pending();
+            set.remove(d.path());
+            drop(d);
+        }
+    }
+}
+
+/// An output that would replace one of the inputs.
+#[derive(Debug, thiserror::Error)]
+#[error("refusing to write {}: it is the input {}{}", output.display(), input.display(),
+    if output == input { "" } else { " (the same file)" })]
+pub struct SameFileError {
+    pub output: PathBuf,
+    pub input: PathBuf,
+}
+
+/// Whether `a` and `b` are the same existing file (through symbolic or
+/// hard links, or different spellings of the path).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    let (Ok(x), Ok(y)) = (std::fs::metadata(a), std::fs::metadata(b)) else { return false };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        x.dev() == y.dev() && x.ino() == y.ino()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (x, y);
+        matches!((std::fs::canonicalize(a), std::fs::canonicalize(b)), (Ok(p), Ok(q)) if p == q)
+    }
+}
+
+/// Refuse outputs that are inputs: a job must never replace what it reads
+/// (an output that does not exist yet cannot be an input).
+pub fn check_outputs<O: AsRef<Path>, I: AsRef<Path>>(outputs: &[O], inputs: &[I]) -> Result<(), SameFileError> {
+    for o in outputs {
+        for i in inputs {
+            if same_file(o.as_ref(), i.as_ref()) {
+                return Err(SameFileError { output: o.as_ref().to_path_buf(), input: i.as_ref().to_path_buf() });
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(all(test, unix))]
@@ -195,5 +327,52 @@ mod tests {
         assert!(!a.exists());
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, ["b"]);
+    }
+
+    #[test]
+    fn a_failed_commit_keeps_the_old_destinations() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.gguf");
+        std::fs::write(&a, b"old").unwrap();
+        let side = dir.path().join("a.quantmap.json");
+        std::fs::create_dir(&side).unwrap();
+        std::fs::write(side.join("x"), b"x").unwrap();
+        let mut f1 = AtomicFile::create(&a).unwrap();
+        f1.write_all(b"new").unwrap();
+        let f2 = AtomicFile::create(&side).unwrap();
+        assert!(commit_all(vec![f1, f2]).is_err());
+        assert_eq!(std::fs::read(&a).unwrap(), b"old");
+        let mut names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        names.sort();
+        assert_eq!(names, ["a.gguf", "a.quantmap.json"]);
+        // A successful commit replaces both.
+        std::fs::remove_dir_all(&side).unwrap();
+        std::fs::write(&side, b"{}").unwrap();
+        let mut f1 = AtomicFile::create(&a).unwrap();
+        f1.write_all(b"new").unwrap();
+        let mut f2 = AtomicFile::create(&side).unwrap();
+        f2.write_all(b"[]").unwrap();
+        commit_all(vec![f1, f2]).unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), b"new");
+        assert_eq!(std::fs::read(&side).unwrap(), b"[]");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn outputs_that_are_inputs_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        std::fs::write(&a, b"a").unwrap();
+        let hard = dir.path().join("hard");
+        std::fs::hard_link(&a, &hard).unwrap();
+        let soft = dir.path().join("soft");
+        std::os::unix::fs::symlink(&a, &soft).unwrap();
+        let other = dir.path().join("other");
+        std::fs::write(&other, b"a").unwrap();
+        for o in [&a, &hard, &soft] {
+            assert!(check_outputs(&[o], &[&a]).is_err(), "{}", o.display());
+        }
+        assert!(check_outputs(&[&other], &[&a]).is_ok());
+        assert!(check_outputs(&[dir.path().join("new")], &[&a]).is_ok());
     }
 }

@@ -53,6 +53,7 @@ fn run_hf(a: &Args, cancel: &Cancel) -> Result<()> {
 }
 
 pub fn run(a: Args, ctx: Ctx<'_>) -> Result<()> {
+    quantmix::fsutil::check_outputs(&[&a.output], &quantmix::quantize::job::model_files(&a.src))?;
     if a.src.is_dir() || quantmix::convert::safetensors::is_safetensors_path(&a.src) {
         return run_hf(&a, ctx.cancel);
     }

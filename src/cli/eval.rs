@@ -80,6 +80,11 @@ pub fn run(a: Args, cancel: &Cancel) -> Result<()> {
             bail!("--plot {}: the directory {} does not exist", out.display(), dir.display());
         }
     }
+    if let Some(out) = &a.plot {
+        let inputs: Vec<&PathBuf> = a.files.iter().chain(&a.reference).chain(&a.text).collect();
+        let (svg, png) = quantmix::report::plot::output_paths(out);
+        quantmix::fsutil::check_outputs(&[svg, png], &inputs)?;
+    }
     let (text, text_name) = match &a.text {
         Some(p) => {
             let t = std::fs::read_to_string(p).with_context(|| format!("reading the text {}", p.display()))?;

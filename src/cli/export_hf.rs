@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use quantmix::convert::{export_hf, ExportDtype, ExportOptions};
+use quantmix::convert::{export_hf_with, ExportDtype, ExportOptions};
+use quantmix::job::Cancel;
 
 #[derive(Args, Debug, Clone)]
 pub struct ExportHfArgs {
@@ -20,8 +21,8 @@ pub struct ExportHfArgs {
     pub dtype: ExportDtype,
 }
 
-pub fn run(args: &ExportHfArgs) -> Result<()> {
-    let rep = export_hf(&args.model, &args.output, &ExportOptions { dtype: args.dtype })
+pub fn run(args: &ExportHfArgs, cancel: &Cancel) -> Result<()> {
+    let rep = export_hf_with(&args.model, &args.output, &ExportOptions { dtype: args.dtype }, cancel)
         .with_context(|| format!("exporting {} to {}", args.model.display(), args.output.display()))?;
     eprintln!(
         "wrote {}: {} tensors ({} dequantized), model.safetensors {:.1} MiB",

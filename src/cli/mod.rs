@@ -1,7 +1,8 @@
 //! Command-line interface: arguments are parsed (clap), validated into a
 //! plan, then run. One module per subcommand.
 //!
-//! Exit codes: 0 success, 1 error, 2 usage error, 130 interrupted (Ctrl-C).
+//! Exit codes: 0 success, 1 error, 2 usage error, 128 + the signal number
+//! when interrupted (130 Ctrl-C / SIGINT, 143 SIGTERM, 129 SIGHUP).
 
 mod bench;
 mod convert;
@@ -61,7 +62,18 @@ pub fn main() -> i32 {
             return code;
         }
     };
-    let cancel = interrupt::install();
+    // Commands that poll the cancellation token stop cleanly on a first
+    // signal; the others clean up and exit at once.
+    let cancellable = matches!(
+        cli.command,
+        Command::Quantize(_)
+            | Command::Convert(_)
+            | Command::ExportHf(_)
+            | Command::Eval(_)
+            | Command::Imatrix(_)
+            | Command::Sensitivity(_)
+    );
+    let cancel = interrupt::install(cancellable);
     let result = match cli.command {
         Command::Quantize(a) => quantize::run(a, &cancel),
         Command::Inspect(a) => inspect::run(a),
@@ -71,7 +83,7 @@ pub fn main() -> i32 {
             let bar = progress::Bar::new(a.quiet);
             convert::run(a, Ctx { cancel: &cancel, progress: &bar, threads: 0 })
         }
-        Command::ExportHf(a) => export_hf::run(&a),
+        Command::ExportHf(a) => export_hf::run(&a, &cancel),
         Command::Bench(a) => bench::run(a),
         Command::Eval(a) => eval::run(a, &cancel),
         Command::Imatrix(a) => imatrix::run(a, &cancel),
@@ -80,10 +92,11 @@ pub fn main() -> i32 {
     match result {
         Ok(()) => 0,
         Err(e) => {
-            let interrupted = interrupt::triggered() || e.chain().any(|c| c.is::<Interrupted>());
-            if interrupted {
+            let signal = interrupt::exit_code();
+            if signal.is_some() || e.chain().any(|c| c.is::<Interrupted>()) {
+                quantmix::fsutil::remove_pending();
                 eprintln!("quantmix: interrupted; no output was written");
-                return 130;
+                return signal.unwrap_or(130);
             }
             eprintln!("quantmix: error: {e}");
             for cause in causes_to_print(&e) {

@@ -37,6 +37,8 @@ pub fn run(a: Args) -> Result<()> {
         format!("--budget `{}`: give bytes (105500000, 105.5MB, 100MiB) or bits per weight (4.5bpw)", a.budget)
     })?;
     let src = GgufModel::open(&a.model).with_context(|| format!("opening {}", a.model.display()))?;
+    quantmix::model::hparams::check_block_count(src.metadata(), src.tensors())
+        .map_err(|m| anyhow::anyhow!("{}: {m}", a.model.display()))?;
     let table = SensitivityTable::load(&a.sensitivity)?;
     let base = match &a.recipe {
         Some(p) => Recipe::from_path(p)?,
@@ -49,7 +51,7 @@ pub fn run(a: Args) -> Result<()> {
         }
         None => None,
     };
-    let name = imatrix_path.map(|p| relative_to_output(&p, a.output.as_deref()));
+    let name = imatrix_path.as_deref().map(|p| relative_to_output(p, a.output.as_deref()));
     let req = BudgetRequest {
         base: &base,
         table: &table,
@@ -59,6 +61,13 @@ pub fn run(a: Args) -> Result<()> {
         imatrix_name: name.as_deref(),
         origin: "budget plan".into(),
     };
+    if let Some(o) = &a.output {
+        let mut inputs = quantmix::quantize::job::model_files(&a.model);
+        inputs.push(a.sensitivity.clone());
+        inputs.extend(a.recipe.clone());
+        inputs.extend(imatrix_path.clone());
+        quantmix::fsutil::check_outputs(&[o], &inputs)?;
+    }
     let plan = plan_under_budget(src.metadata(), src.tensors(), &req)?;
     print_summary(&plan, &limit);
     match &a.output {

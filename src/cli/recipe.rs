@@ -23,6 +23,8 @@ pub struct Args {
 pub fn run(a: Args) -> Result<()> {
     let p = Preset::parse(&a.preset).map_err(anyhow::Error::msg)?;
     let g = GgufModel::open(&a.model)?;
+    quantmix::model::hparams::check_block_count(g.metadata(), g.tensors())
+        .map_err(|m| anyhow::anyhow!("{}: {m}", a.model.display()))?;
     let info = ModelInfo::from_metadata(g.metadata(), g.tensors());
     let plan = resolve(&Recipe::preset(p), &info, g.tensors(), None)?;
     let header = format!(
@@ -38,6 +40,7 @@ pub fn run(a: Args) -> Result<()> {
     let text = explicit_recipe(&plan, &header);
     match &a.output {
         Some(o) => {
+            quantmix::fsutil::check_outputs(&[o], &quantmix::quantize::job::model_files(&a.model))?;
             quantmix::fsutil::write_atomic(o, text.as_bytes())?;
             eprintln!("wrote {}", o.display());
         }

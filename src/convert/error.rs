@@ -47,6 +47,10 @@ pub enum ConvertError {
     Tensor { path: PathBuf, tensor: String, msg: String },
     #[error(transparent)]
     Gguf(#[from] GgufError),
+    #[error("interrupted")]
+    Interrupted(#[from] crate::job::Interrupted),
+    #[error(transparent)]
+    SameFile(#[from] crate::fsutil::SameFileError),
     #[error("{}: tensor `{tensor}`: {source}", show(path))]
     Quant {
         path: PathBuf,

@@ -74,6 +74,7 @@ struct Lazy<'a> {
     shape: Vec<usize>,
     permute: Option<usize>,
     error: &'a RefCell<Option<ConvertError>>,
+    cancel: &'a crate::job::Cancel,
 }
 
 impl Lazy<'_> {
@@ -90,7 +91,31 @@ impl Lazy<'_> {
         Ok(out)
     }
 
+    /// The tensor's bytes, refused when a value is NaN or infinite.
     fn produce(&self) -> Result<Vec<u8>> {
+        self.cancel.check()?;
+        let bytes = self.encode()?;
+        let ty = match self.dtype {
+            safetensors::Dtype::F16 => GgmlType::F16,
+            safetensors::Dtype::BF16 => GgmlType::BF16,
+            _ => GgmlType::F32,
+        };
+        if let Some(i) = super::checks::first_non_finite(&bytes, ty) {
+            let row = self.info.row_len().max(1) as usize;
+            return Err(tensor_err(
+                self.file.path(),
+                &self.info.name,
+                format!(
+                    "row {}, column {}: the value is NaN or infinite as {ty} (weights must be finite numbers)",
+                    i / row,
+                    i % row
+                ),
+            ));
+        }
+        Ok(bytes)
+    }
+
+    fn encode(&self) -> Result<Vec<u8>> {
         let t = self.info;
         let row = t.row_len() as usize;
         // Same 16-bit type in and out: move the bits (after un-permuting).
@@ -198,6 +223,26 @@ fn model_card(file: &GgufFile) -> String {
 /// Export a llama / qwen2 GGUF to a Hugging Face model directory `out_dir`
 /// (created if missing).
 pub fn export_hf(gguf: &Path, out_dir: &Path, opts: &ExportOptions) -> Result<ExportReport> {
+    export_hf_with(gguf, out_dir, opts, &crate::job::Cancel::new())
+}
+
+/// [`export_hf`], stopping (nothing written) once `cancel` is cancelled.
+pub fn export_hf_with(
+    gguf: &Path,
+    out_dir: &Path,
+    opts: &ExportOptions,
+    cancel: &crate::job::Cancel,
+) -> Result<ExportReport> {
+    let existed = out_dir.exists();
+    let r = export(gguf, out_dir, opts, cancel);
+    if r.is_err() && !existed {
+        // Leave no empty directory behind (remove_dir only removes an empty one).
+        let _ = std::fs::remove_dir(out_dir);
+    }
+    r
+}
+
+fn export(gguf: &Path, out_dir: &Path, opts: &ExportOptions, cancel: &crate::job::Cancel) -> Result<ExportReport> {
     let file = GgufFile::open(gguf)?;
     let m = file.metadata();
     let cfg_err = |msg: String| ConvertError::BadConfig { path: gguf.to_path_buf(), msg };
@@ -212,6 +257,7 @@ pub fn export_hf(gguf: &Path, out_dir: &Path, opts: &ExportOptions) -> Result<Ex
     let n_head = req("attention.head_count")?;
     let n_head_kv = m.arch_u64("attention.head_count_kv").unwrap_or(n_head);
     let n_blocks = req("block_count")?;
+    crate::model::hparams::check_block_count(m, file.tensors()).map_err(cfg_err)?;
     if n_head == 0 || n_head_kv == 0 {
         return Err(cfg_err("zero attention heads".into()));
     }
@@ -350,6 +396,9 @@ pub fn export_hf(gguf: &Path, out_dir: &Path, opts: &ExportOptions) -> Result<Ex
     let tok = hf_tokenizer_from_gguf(m, gguf)?;
 
     // ---- write.
+    let names = ["model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "README.md"];
+    let outputs: Vec<_> = names.iter().map(|n| out_dir.join(n)).collect();
+    crate::fsutil::check_outputs(&outputs, &[gguf])?;
     std::fs::create_dir_all(out_dir).map_err(|e| ConvertError::io(out_dir, e))?;
     let error = RefCell::new(None);
     let mut dequantized = 0;
@@ -360,7 +409,10 @@ pub fn export_hf(gguf: &Path, out_dir: &Path, opts: &ExportOptions) -> Result<Ex
                 dequantized += 1;
             }
             let shape: Vec<usize> = t.shape.iter().rev().map(|&d| d as usize).collect();
-            (hf.clone(), Lazy { file: &file, info: t, dtype: out_dtype(t), shape, permute: *heads, error: &error })
+            (
+                hf.clone(),
+                Lazy { file: &file, info: t, dtype: out_dtype(t), shape, permute: *heads, error: &error, cancel },
+            )
         })
         .collect();
     let st_path = out_dir.join("model.safetensors");
@@ -370,6 +422,7 @@ pub fn export_hf(gguf: &Path, out_dir: &Path, opts: &ExportOptions) -> Result<Ex
     if let Some(e) = error.into_inner() {
         return Err(e);
     }
+    cancel.check()?;
     let st_bytes = std::fs::metadata(st.temp_path()).map_err(|e| ConvertError::io(&st_path, e))?.len();
     let files = vec![
         st,

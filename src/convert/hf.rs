@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use half::f16;
 use serde_json::Value;
 
+use super::checks::{first_non_finite, ConfigDims};
 use super::error::{ConvertError, Result};
 use super::names::{hf_to_gguf, permute_qk_rows};
 use super::safetensors::{Dtype, SafetensorsModel, StTensor};
@@ -495,6 +496,15 @@ pub fn convert_hf(src: &Path, out: &Path, opts: &HfConvertOptions) -> Result<HfC
         );
     }
     let ftype = ftype.expect("set above");
+    let dims = ConfigDims {
+        hidden: hp.find_u32(&["hidden_size", "n_embd", "dim"])?.map(u64::from),
+        ff: hp
+            .find_u32(&["prefix_dense_intermediate_size", "dense_intermediate_size", "intermediate_size", "n_inner"])?
+            .map(u64::from),
+        vocab: hp.find_u32(&["vocab_size"])?.map(u64::from),
+        q: n_head.zip(head_dim).map(|(h, d)| h as u64 * d as u64),
+        kv: n_head_kv.or(n_head).zip(head_dim).map(|(h, d)| h as u64 * d as u64),
+    };
     for &(i, t, ref name) in &kept {
         st.check_float(t)?;
         let terr =
@@ -503,6 +513,16 @@ pub fn convert_hf(src: &Path, out: &Path, opts: &HfConvertOptions) -> Result<HfC
             hf_to_gguf(name, n_blocks as u64).ok_or_else(|| terr(format!("cannot map `{name}` to a GGUF tensor")))?;
         if t.shape.is_empty() || t.shape.len() > 4 || t.shape.contains(&0) {
             return Err(terr(format!("unsupported shape {:?}", t.shape)));
+        }
+        if let Some(want) = dims.expected(&gname) {
+            if t.shape != want {
+                return Err(terr(format!(
+                    "shape {:?} in the checkpoint, but {} gives {want:?} ({})",
+                    t.shape,
+                    cfg_path.display(),
+                    dims.describe()
+                )));
+            }
         }
         let mut permute = None;
         if arch == Arch::Llama {
@@ -661,6 +681,23 @@ pub fn convert_hf(src: &Path, out: &Path, opts: &HfConvertOptions) -> Result<HfC
                 }
             }
         };
+        if let Some(i) = first_non_finite(&bytes, p.ty) {
+            let row_len = p.shape.first().copied().unwrap_or(1).max(1) as usize;
+            let src = match &p.source {
+                Source::Tensor(i) => st.path_of(&st.tensors()[*i]).to_path_buf(),
+                Source::Values(_) => cfg_path.clone(),
+            };
+            return Err(ConvertError::Tensor {
+                path: src,
+                tensor: p.name.clone(),
+                msg: format!(
+                    "row {}, column {}: the value is NaN or infinite as {} (weights must be finite numbers)",
+                    i / row_len,
+                    i % row_len,
+                    p.ty
+                ),
+            });
+        }
         w.write_tensor(&bytes)?;
     }
     let bytes = w.finish()?;

@@ -6,6 +6,7 @@
 //! - [`tokenizer`]: `tokenizer.json` ↔ `tokenizer.ggml.*`.
 //! - [`names`]: tensor names and the Q/K permutation.
 
+pub mod checks;
 pub mod error;
 pub mod export;
 pub mod hf;
@@ -14,7 +15,7 @@ pub mod safetensors;
 pub mod tokenizer;
 
 pub use error::ConvertError;
-pub use export::{export_hf, ExportDtype, ExportOptions};
+pub use export::{export_hf, export_hf_with, ExportDtype, ExportOptions};
 pub use hf::{convert_hf, HfConvertOptions, HfConvertReport, OutType};
 pub use safetensors::{Dtype, SafetensorsModel, StTensor};
 

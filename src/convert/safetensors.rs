@@ -272,6 +272,13 @@ fn parse_file(path: &Path, buf: &[u8], file: usize) -> Result<(Vec<StTensor>, Fi
     Ok((tensors, file_meta))
 }
 
+/// Parse and validate one safetensors file's header from its bytes
+/// (`path` names it in errors): the tensors in header order and the
+/// `__metadata__` strings. What [`SafetensorsModel::open`] checks per file.
+pub fn parse_header(path: &Path, buf: &[u8]) -> Result<(Vec<StTensor>, FileMetadata)> {
+    parse_file(path, buf, 0)
+}
+
 fn map_file(path: &Path) -> Result<Mmap> {
     let f = std::fs::File::open(path).map_err(|e| ConvertError::io(path, e))?;
     // SAFETY: the file is opened read-only; like every mmap-based model

@@ -40,6 +40,10 @@ pub enum EvalError {
     VocabDiffers { file: String, reference: String, n_vocab: usize, n_ref: usize },
     #[error("{0}")]
     Invalid(String),
+    /// The forward pass gave a NaN or infinite logit: a broken weight or
+    /// hyper-parameter; no perplexity is printed for it.
+    #[error("{file}: chunk {chunk}: the model computes a non-finite logit ({value}); its weights or hyper-parameters are not usable")]
+    NonFinite { file: String, chunk: usize, value: f32 },
     #[error("interrupted")]
     Interrupted(#[from] crate::job::Interrupted),
     #[error(transparent)]
@@ -144,6 +148,13 @@ pub fn try_each_chunk(
         let t = Instant::now();
         let logits = model.forward(&batch, cache, first)?;
         spent += t.elapsed();
+        if let Some(i) = logits.iter().position(|v| !v.is_finite()) {
+            return Err(EvalError::NonFinite {
+                file: model.file().path().display().to_string(),
+                chunk: c,
+                value: logits[i],
+            });
+        }
         f(c, chunk, &logits)?;
     }
     Ok(spent)

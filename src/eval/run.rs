@@ -213,6 +213,7 @@ pub fn measure_speed(
     if tokens.is_empty() || opts.pp_tokens == 0 || opts.tg_tokens == 0 || opts.reps == 0 {
         return Err(EvalError::Invalid("throughput: no tokens, or zero tokens/repetitions requested".into()));
     }
+    crate::model::hparams::check_context(&model.hp, opts.pp_tokens.max(opts.tg_tokens), 2)?;
     let mut batch: Vec<u32> = tokens.iter().copied().cycle().take(opts.pp_tokens).collect();
     if let Some(b) = bos {
         batch[0] = b;
@@ -327,6 +328,7 @@ pub fn run_eval(
     let spill = plan.n_chunks.saturating_mul(rows).saturating_mul(n_vocab * 2 + 8) > opts.spill_above;
     let mut store = RefStore::new(spill, n_vocab, rows)?;
     let mut ref_ppl = Perplexity::default();
+    crate::model::hparams::check_context(&ref_model.hp, plan.n_ctx, 1)?;
     let mut cache = ref_model.new_cache(plan.n_ctx);
     let ref_label = if ref_index.is_some() { "reference" } else { "reference (not in the list)" };
     begin(ctx, &ref_path, ref_label, plan.n_chunks as u64);

@@ -17,6 +17,8 @@ pub enum GgufErrorKind {
     Truncated { field: String, need: u64, have: u64 },
     #[error("{field}: length {len} exceeds what the file can hold ({remaining} bytes remain)")]
     LengthExceedsFile { field: String, len: u64, remaining: u64 },
+    #[error("{field}: {len} values, more than quantmix reads from one file (at most {max})")]
+    TooManyValues { field: String, len: u64, max: u64 },
     #[error("{field}: unknown metadata value type {ty}")]
     UnknownMetaType { field: String, ty: u32 },
     #[error("{field}: nested arrays deeper than {max} levels")]

@@ -84,7 +84,18 @@ struct Cursor<'a> {
     path: &'a Path,
     buf: &'a [u8],
     pos: usize,
+    /// Metadata values that may still be read (see [`MAX_META_VALUES`]).
+    values_left: u64,
 }
+
+/// The most metadata values (array elements included) one file may hold:
+/// the largest vocabularies hold about a million (tokens, scores, types,
+/// merges), and each value costs tens of bytes of memory once read, so a
+/// small file with a huge array must not make the reader allocate gigabytes.
+pub const MAX_META_VALUES: u64 = 1 << 22;
+
+/// The most tensors one file may describe (large MoE models have a few thousand).
+pub const MAX_TENSORS: u64 = 1 << 20;
 
 impl<'a> Cursor<'a> {
     fn err(&self, kind: GgufErrorKind) -> GgufError {
@@ -166,6 +177,14 @@ impl<'a> Cursor<'a> {
                         GgufErrorKind::LengthExceedsFile { field: f(), len: n, remaining: self.remaining() },
                     ));
                 }
+                if n > self.values_left {
+                    return Err(GgufError::new(
+                        self.path,
+                        Some(at as u64),
+                        GgufErrorKind::TooManyValues { field: f(), len: n, max: MAX_META_VALUES },
+                    ));
+                }
+                self.values_left -= n;
                 let mut items = Vec::with_capacity(n as usize);
                 for _ in 0..n {
                     items.push(self.value(et, depth + 1, f)?);
@@ -188,7 +207,7 @@ const MIN_TENSOR_INFO_BYTES: u64 = 8 + 4 + 8 + 4 + 8;
 /// before anything is allocated from it, so a lying count fails with
 /// [`GgufErrorKind::LengthExceedsFile`] instead of exhausting memory.
 pub fn parse_header(path: &Path, buf: &[u8]) -> Result<GgufHeader> {
-    let mut c = Cursor { path, buf, pos: 0 };
+    let mut c = Cursor { path, buf, pos: 0, values_left: MAX_META_VALUES };
     let magic = c.take(4, &|| "magic".into())?;
     if magic != GGUF_MAGIC {
         let mut m = [0u8; 4];
@@ -218,6 +237,14 @@ pub fn parse_header(path: &Path, buf: &[u8]) -> Result<GgufHeader> {
         ));
     }
 
+    if n_kv > c.values_left {
+        return Err(GgufError::new(
+            path,
+            Some(at_kv),
+            GgufErrorKind::TooManyValues { field: "metadata count".into(), len: n_kv, max: MAX_META_VALUES },
+        ));
+    }
+    c.values_left -= n_kv;
     let mut metadata = Metadata::default();
     let mut seen = HashSet::new();
     let mut alignment_at = None;
@@ -274,6 +301,13 @@ pub fn parse_header(path: &Path, buf: &[u8]) -> Result<GgufHeader> {
             path,
             Some(at_tensors),
             GgufErrorKind::LengthExceedsFile { field: "tensor count".into(), len: n_tensors, remaining: c.remaining() },
+        ));
+    }
+    if n_tensors > MAX_TENSORS {
+        return Err(GgufError::new(
+            path,
+            Some(at_tensors),
+            GgufErrorKind::TooManyValues { field: "tensor count".into(), len: n_tensors, max: MAX_TENSORS },
         ));
     }
     let mut tensors: Vec<TensorInfo> = Vec::with_capacity(n_tensors as usize);

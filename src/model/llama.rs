@@ -196,6 +196,7 @@ impl LlamaModel {
     pub fn from_file(file: GgufFile) -> Result<LlamaModel> {
         let path = file.path().to_path_buf();
         let meta = file.metadata();
+        super::hparams::check(&path, meta, file.tensors())?;
         let arch = meta
             .architecture()
             .ok_or_else(|| ModelError::Metadata {

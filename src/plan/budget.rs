@@ -90,6 +90,7 @@ pub fn plan_under_budget(
     req: &BudgetRequest<'_>,
 ) -> Result<BudgetPlan, BudgetError> {
     let info = ModelInfo::from_metadata(md, tensors);
+    check_same_model(&info, tensors, req.table, req.table_path)?;
     let mut unbudgeted = req.base.clone();
     unbudgeted.budget = None;
     if unbudgeted.preset.is_none() {
@@ -207,6 +208,69 @@ pub fn plan_under_budget(
         header += used - limit_bytes + 256;
     }
     Err(BudgetError::DoesNotFit { budget: limit_bytes, got: limit_bytes + header })
+}
+
+/// The sensitivity file must describe this model: not one shard of a
+/// measurement, the same architecture and layer count, and every tensor it
+/// lists (measured or fixed) present here with the same shape and type.
+/// Measurements of another model would otherwise be spent silently.
+fn check_same_model(
+    info: &ModelInfo,
+    tensors: &[TensorInfo],
+    table: &SensitivityTable,
+    path: &Path,
+) -> Result<(), BudgetError> {
+    let other = |msg: String| BudgetError::Sensitivity {
+        path: path.to_path_buf(),
+        msg: format!("measured on another model: {msg}"),
+    };
+    if let Some(s) = table.shard {
+        return Err(BudgetError::Sensitivity {
+            path: path.to_path_buf(),
+            msg: format!(
+                "shard {}/{} of a measurement: join the shards first (quantmix sensitivity --merge)",
+                s.index, s.count
+            ),
+        });
+    }
+    if let Some(m) = &table.model {
+        if info.arch.as_deref().is_some_and(|a| a != m.arch) {
+            return Err(other(format!("a {} model there, {} here", m.arch, info.arch.as_deref().unwrap_or("?"))));
+        }
+        if m.n_layer != info.n_layer as usize {
+            return Err(other(format!("{} layers there, {} here", m.n_layer, info.n_layer)));
+        }
+    }
+    let by_name: BTreeMap<&str, &TensorInfo> = tensors.iter().map(|t| (t.name.as_str(), t)).collect();
+    for s in &table.tensors {
+        let Some(t) = by_name.get(s.name.as_str()) else {
+            return Err(other(format!("tensor `{}` is not in this model", s.name)));
+        };
+        let ty_differs = !s.source_type.is_empty() && s.source_type != t.ty.name();
+        if s.shape != t.shape || ty_differs {
+            return Err(other(format!(
+                "tensor `{}` is {} {:?} there, {} {:?} here",
+                s.name, s.source_type, s.shape, t.ty, t.shape
+            )));
+        }
+    }
+    for f in &table.fixed {
+        match by_name.get(f.name.as_str()) {
+            Some(t) if t.ty.name() == f.ty && t.n_bytes() == f.bytes => {}
+            Some(t) => {
+                return Err(other(format!(
+                    "tensor `{}` is {} ({} bytes) there, {} ({} bytes) here",
+                    f.name,
+                    f.ty,
+                    f.bytes,
+                    t.ty,
+                    t.n_bytes()
+                )))
+            }
+            None => return Err(other(format!("tensor `{}` is not in this model", f.name))),
+        }
+    }
+    Ok(())
 }
 
 /// The explicit recipe: a commented header (budget, prediction, the table

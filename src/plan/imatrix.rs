@@ -52,11 +52,12 @@ impl ImportanceMatrix {
     }
 
     /// The vector for tensor `t`, checked against its shape: one value per
-    /// column, or one vector per expert of a 3-D tensor.
+    /// column, or one vector per 2-D matrix (expert) of a 3-D or 4-D tensor
+    /// (`ne[2] × ne[3]` of them).
     pub fn vector_for(&self, t: &TensorInfo) -> Result<Option<&[f32]>, PlanError> {
         let Some(v) = self.vectors.get(&t.name) else { return Ok(None) };
         let n = t.row_len() as usize;
-        let n_expert = if t.shape.len() >= 3 { t.shape[2] as usize } else { 1 };
+        let n_expert: usize = t.shape.iter().skip(2).map(|&d| d as usize).product();
         if v.len() != n && v.len() != n * n_expert {
             return Err(PlanError::BadImatrix { tensor: t.name.clone(), got: v.len(), expected: n * n_expert });
         }

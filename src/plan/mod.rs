@@ -241,7 +241,7 @@ pub fn resolve(
                 };
                 let ty = fitted_type(wanted, t.row_len(), &recipe.fallback).map_err(|ty| {
                     err(
-                        None,
+                        recipe.lines.fallback.get(&wanted).copied(),
                         format!(
                             "tensor `{}`: fallback {wanted} → {ty} does not fit its row length {}",
                             t.name,
@@ -260,7 +260,16 @@ pub fn resolve(
                 (ty, reason)
             }
         };
-        out.push(tensor_plan(&recipe.origin, t, ty, reason, imatrix)?);
+        let line = match &reason {
+            Reason::Rule { line, .. } => Some(*line),
+            Reason::Fallback { base, wanted, .. } => match **base {
+                Reason::Rule { line, .. } => Some(line),
+                _ => recipe.lines.fallback.get(wanted).copied().or(recipe.lines.default),
+            },
+            Reason::Preset(_) => recipe.lines.preset,
+            _ => recipe.lines.default,
+        };
+        out.push(tensor_plan(&recipe.at(line), t, ty, reason, imatrix)?);
     }
     if let Some(i) = used.iter().zip(&recipe.rules).position(|(u, r)| !u && !r.optional) {
         let r = &recipe.rules[i];

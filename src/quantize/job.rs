@@ -75,13 +75,13 @@ pub enum JobError {
         #[source]
         source: Box<crate::gguf::GgufError>,
     },
-    #[error("reading importance matrix {}", path.display())]
+    #[error("reading {what}")]
     Imatrix {
-        path: PathBuf,
+        what: String,
         #[source]
         source: Box<crate::sensitivity::imatrix::ImatrixError>,
     },
-    #[error("recipe {origin}")]
+    #[error("recipe {origin}: [budget]")]
     Budget {
         origin: String,
         #[source]
@@ -97,6 +97,10 @@ pub enum JobError {
     Plan(#[from] PlanError),
     #[error(transparent)]
     Quantize(#[from] QuantizeError),
+    #[error(transparent)]
+    SameFile(#[from] crate::fsutil::SameFileError),
+    #[error("{}: {msg}", path.display())]
+    Model { path: PathBuf, msg: String },
 }
 
 /// A job ready to run: the source, the plan and what it was made from.
@@ -107,7 +111,7 @@ pub struct Prepared {
     pub budget: Option<BudgetPlan>,
     pub imatrix: Option<ImportanceMatrix>,
     /// The temporary conversion of a Hugging Face source (removed on drop).
-    _converted: Option<tempfile::TempDir>,
+    _converted: Option<crate::fsutil::TempDir>,
 }
 
 /// Whether `path` is a Hugging Face checkpoint (a directory or a
@@ -118,14 +122,13 @@ pub fn is_hf_source(path: &Path) -> bool {
 
 /// Open the source, choose and read the importance matrix, make the plan.
 pub fn prepare(job: &QuantizeJob, ctx: Ctx<'_>) -> Result<Prepared, JobError> {
+    check_outputs(job)?;
     // A Hugging Face directory or safetensors file is first converted to a
     // GGUF (F16/BF16/F32 as llama.cpp's convert_hf_to_gguf.py keeps them) in
     // a temporary directory next to the output, removed at the end.
     let (model_path, converted) = if is_hf_source(&job.model) {
         let dir = crate::fsutil::dir_of(job.output.as_deref().unwrap_or(Path::new("x"))).to_path_buf();
-        let tmp = tempfile::Builder::new()
-            .prefix(".quantmix-convert-")
-            .tempdir_in(&dir)
+        let tmp = crate::fsutil::TempDir::new_in(&dir, ".quantmix-convert-")
             .map_err(|source| JobError::TempDir { dir: dir.clone(), source })?;
         let gguf = tmp.path().join("source.gguf");
         ctx.progress.note(
@@ -141,10 +144,21 @@ pub fn prepare(job: &QuantizeJob, ctx: Ctx<'_>) -> Result<Prepared, JobError> {
     };
     let source =
         GgufModel::open(&model_path).map_err(|e| JobError::Open { path: job.model.clone(), source: Box::new(e) })?;
-    let load = |p: &Path| {
-        ImportanceMatrix::load(p).map_err(|e| JobError::Imatrix { path: p.to_path_buf(), source: Box::new(e) })
-    };
+    crate::model::hparams::check_block_count(source.metadata(), source.tensors())
+        .map_err(|msg| JobError::Model { path: job.model.clone(), msg })?;
     let recipe = &job.recipe;
+    // An importance matrix the recipe's [imatrix] names is reported with its line.
+    let load = |p: &Path| {
+        ImportanceMatrix::load(p).map_err(|e| {
+            let from_recipe = job.imatrix.is_none() && recipe.imatrix.as_deref() == Some(p);
+            let what = if from_recipe {
+                format!("recipe {}: [imatrix] file {}", recipe.at(recipe.lines.imatrix), p.display())
+            } else {
+                format!("importance matrix {}", p.display())
+            };
+            JobError::Imatrix { what, source: Box::new(e) }
+        })
+    };
     let info = ModelInfo::from_metadata(source.metadata(), source.tensors());
     // The budget and the measurements it is spent by: the command line's,
     // else the recipe's `[budget]`.
@@ -159,7 +173,11 @@ pub fn prepare(job: &QuantizeJob, ctx: Ctx<'_>) -> Result<Prepared, JobError> {
             (resolve(recipe, &info, source.tensors(), imatrix.as_ref())?, None, imatrix)
         }
         Some(limit) => {
-            let berr = |source| JobError::Budget { origin: recipe.origin.clone(), source };
+            let origin_at = match &recipe.budget {
+                Some(spec) if job.budget.is_none() => recipe.at(spec.line),
+                _ => recipe.origin.clone(),
+            };
+            let berr = |source| JobError::Budget { origin: origin_at.clone(), source };
             let given = job.sensitivity.clone().or_else(|| recipe.budget.as_ref().and_then(|b| b.sensitivity.clone()));
             let table_path = match (given, job.budget.is_some()) {
                 (Some(p), _) => p,
@@ -238,6 +256,41 @@ fn measured(job: &QuantizeJob, model_path: &Path, source: &GgufModel, ctx: Ctx<'
     );
     crate::sensitivity::job::run(&sj, ctx).map_err(merr)?;
     Ok(sj.output)
+}
+
+/// Refuse an output (or its sidecar) that is one of the job's inputs: the
+/// model (every shard of a split model, every file of a Hugging Face
+/// checkpoint), the recipe, the importance matrix, the sensitivity file.
+fn check_outputs(job: &QuantizeJob) -> Result<(), crate::fsutil::SameFileError> {
+    let Some(out) = &job.output else { return Ok(()) };
+    let outputs = [out.clone(), super::sidecar_path(out)];
+    let mut inputs: Vec<PathBuf> = model_files(&job.model);
+    inputs.extend(job.recipe.path.clone());
+    inputs.extend(job.imatrix.clone());
+    inputs.extend(job.recipe.imatrix.clone());
+    inputs.extend(job.recipe.budget.as_ref().and_then(|b| b.sensitivity.clone()));
+    inputs.extend(job.sensitivity.clone());
+    crate::fsutil::check_outputs(&outputs, &inputs)
+}
+
+/// The files a model source consists of: the file itself, the shards of a
+/// split GGUF, or the files of a Hugging Face checkpoint.
+pub fn model_files(model: &Path) -> Vec<PathBuf> {
+    let mut v = vec![model.to_path_buf()];
+    if is_hf_source(model) {
+        let dir = crate::convert::hf::model_dir(model);
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.ends_with(".safetensors") || n.ends_with(".json") || n == "README.md" || n == "tokenizer.model" {
+                    v.push(e.path());
+                }
+            }
+        }
+    } else if let Some((prefix, _, count)) = crate::gguf::split::parse_shard_path(model) {
+        v.extend((0..count).map(|i| crate::gguf::split::shard_path(&prefix, i, count)));
+    }
+    v
 }
 
 impl Prepared {

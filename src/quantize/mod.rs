@@ -48,6 +48,57 @@ pub enum QuantizeError {
     Io { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     ThreadPool(#[from] crate::job::ThreadPoolError),
+    /// A weight is NaN or infinite in the source, or becomes so in the
+    /// output type (out of its range): llama.cpp refuses both.
+    #[error("{path}: tensor `{tensor}`: row {row}, column {col}: {what}", path = path.display())]
+    NonFinite { path: PathBuf, tensor: String, row: u64, col: usize, what: String },
+}
+
+/// The first non-finite value of `x` (rows of `n`): `(row, column, value)`.
+fn first_non_finite(x: &[f32], n: usize) -> Option<(usize, usize, f32)> {
+    let row = x.par_chunks(n.max(1)).position_first(|r| r.iter().any(|v| !v.is_finite()))?;
+    let r = &x[row * n..(row + 1) * n];
+    let col = r.iter().position(|v| !v.is_finite()).unwrap_or(0);
+    Some((row, col, r[col]))
+}
+
+/// Check that every value of a tensor copied unchanged is finite (read
+/// chunk by chunk; a type that cannot be read is not checked).
+fn check_copied(path: &Path, t: &TensorInfo, data: &[u8], ctx: Ctx<'_>) -> Result<(), QuantizeError> {
+    if !quant::caps(t.ty).dequantize {
+        return Ok(());
+    }
+    let n = t.row_len() as usize;
+    let rows = t.n_rows() as usize;
+    let in_row = t.ty.row_bytes(n as u64).unwrap_or(0) as usize;
+    let chunk_rows = (CHUNK_VALUES / n.max(1)).clamp(1, rows.max(1));
+    let mut buf = vec![0f32; chunk_rows * n];
+    let mut row = 0;
+    while row < rows {
+        ctx.cancel.check()?;
+        let end = (row + chunk_rows).min(rows);
+        let x = &mut buf[..(end - row) * n];
+        quant::dequantize_rows(t.ty, &data[row * in_row..end * in_row], n, x).map_err(|e| QuantizeError::Quant {
+            path: path.to_path_buf(),
+            tensor: t.name.clone(),
+            source: e,
+        })?;
+        if let Some((r, col, v)) = first_non_finite(x, n) {
+            return Err(non_finite(path, t, row + r, col, format!("the source value is {v}")));
+        }
+        row = end;
+    }
+    Ok(())
+}
+
+fn non_finite(path: &Path, t: &TensorInfo, row: usize, col: usize, what: String) -> QuantizeError {
+    QuantizeError::NonFinite {
+        path: path.to_path_buf(),
+        tensor: t.name.clone(),
+        row: row as u64,
+        col,
+        what: format!("{what} (weights must be finite numbers)"),
+    }
 }
 
 /// The outcome for one tensor, as the quant map reports it.
@@ -201,6 +252,14 @@ fn run_here(
     check_plan(src, plan)?;
     let mut map = quant_map(src, out, plan);
     let layout = output::layout(src.metadata(), plan);
+    // The sidecar's temporary file first: a place it cannot be written fails
+    // now, not after the work.
+    let side = sidecar_path(out);
+    let io = |e: std::io::Error| QuantizeError::Io { path: side.clone(), source: e };
+    if side.is_dir() {
+        return Err(io(std::io::Error::other("a directory is in the way")));
+    }
+    let mut side_file = AtomicFile::create(&side).map_err(io)?;
     let mut writer = GgufWriter::create(out, &layout.metadata, &layout.specs, layout.alignment)?;
     writer.set_cancel(ctx.cancel.clone());
 
@@ -211,6 +270,7 @@ fn run_here(
         ctx.progress.item(&format!("{} → {}", t.name, p.ty));
         let data = src.tensor_data(t)?;
         let rel = if !p.converts() {
+            check_copied(src.path(), t, &data, ctx)?;
             for chunk in data.chunks(CHUNK_VALUES.max(1)) {
                 writer.write_tensor_chunk(chunk)?;
             }
@@ -231,9 +291,6 @@ fn run_here(
     debug_assert_eq!(file_bytes, map.file_bytes);
     map.file_bytes = file_bytes;
     map.seconds = Some(start.elapsed().as_secs_f64());
-    let side = sidecar_path(out);
-    let io = |e: std::io::Error| QuantizeError::Io { path: side.clone(), source: e };
-    let mut side_file = AtomicFile::create(&side).map_err(io)?;
     serde_json::to_writer_pretty(&mut side_file, &map).map_err(|e| io(e.into()))?;
     crate::fsutil::commit_all(vec![file, side_file])
         .map_err(|e| QuantizeError::Io { path: out.to_path_buf(), source: e })?;
@@ -252,6 +309,8 @@ fn convert_tensor(
 ) -> Result<f64, QuantizeError> {
     let n = t.row_len() as usize;
     let rows = t.n_rows() as usize;
+    // A 3-D (or 4-D) tensor is a stack of 2-D matrices (experts), each with
+    // its own importance vector when the imatrix has one per expert.
     let rows_per_expert = if t.shape.len() >= 3 { t.shape[1] as usize } else { rows };
     let in_row = t.ty.row_bytes(n as u64).unwrap_or(0) as usize;
     let out_row = ty.row_bytes(n as u64).unwrap_or(0) as usize;
@@ -271,11 +330,28 @@ fn convert_tensor(
         let src = &data[row * in_row..end * in_row];
         let x = &mut f32buf[..k * n];
         quant::dequantize_rows(t.ty, src, n, x).map_err(qerr)?;
-        let w = imatrix.map(|v| if v.len() == n { v } else { &v[expert * n..(expert + 1) * n] });
+        if let Some((r, col, v)) = first_non_finite(x, n) {
+            return Err(non_finite(path, t, row + r, col, format!("the source value is {v}")));
+        }
+        let w = match imatrix {
+            Some(v) if v.len() == n => Some(v),
+            Some(v) => Some(v.get(expert * n..(expert + 1) * n).ok_or_else(|| {
+                QuantizeError::PlanMismatch(format!(
+                    "tensor `{}`: importance vector of {} values has no slice for expert {expert}",
+                    t.name,
+                    v.len()
+                ))
+            })?),
+            None => None,
+        };
         let q = &mut qbuf[..k * out_row];
         quant::quantize_rows(ty, x, n, w, q).map_err(qerr)?;
         let xb = &mut back[..k * n];
         quant::dequantize_rows(ty, q, n, xb).map_err(qerr)?;
+        if let Some((r, col, v)) = first_non_finite(xb, n) {
+            let what = format!("the source value {} becomes {v} as {ty} (out of its range)", x[r * n + col]);
+            return Err(non_finite(path, t, row + r, col, what));
+        }
         // Per-row sums in parallel, added in row order: the same result
         // whatever the thread count and scheduling.
         let rows_err: Vec<(f64, f64)> = x

@@ -22,10 +22,16 @@ struct Pos {
 }
 
 impl Pos {
-    fn at(self, n: u32) -> u32 {
-        (self.num as u64 * n as u64 / self.den.max(1) as u64) as u32 + self.add
+    /// The position for `n` layers (in u64: no overflow for any u32 inputs).
+    fn at(self, n: u32) -> u64 {
+        self.num as u64 * n as u64 / self.den.max(1) as u64 + self.add as u64
     }
 }
+
+/// The largest number a layer set may hold (a layer, count, step or
+/// fraction term): far beyond any model, small enough that no arithmetic
+/// on it overflows or wraps into a wrong selection.
+pub const MAX_NUMBER: u32 = 65535;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Item {
@@ -54,7 +60,15 @@ impl fmt::Display for LayerSetError {
 }
 
 fn num(s: &str, what: &str) -> Result<u32, LayerSetError> {
-    s.trim().parse::<u32>().map_err(|_| LayerSetError(format!("`{s}` is not a layer number ({what})")))
+    let t = s.trim();
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) && t.trim_start_matches('0').len() > 5 {
+        return Err(LayerSetError(format!("`{t}` ({what}) is beyond any model's layers (at most {MAX_NUMBER})")));
+    }
+    let v = t.parse::<u32>().map_err(|_| LayerSetError(format!("`{s}` is not a layer number ({what})")))?;
+    if v > MAX_NUMBER {
+        return Err(LayerSetError(format!("`{v}` ({what}) is beyond any model's layers (at most {MAX_NUMBER})")));
+    }
+    Ok(v)
 }
 
 /// `K` or `a/b`, optionally `+c`.
@@ -71,7 +85,13 @@ fn pos(s: &str) -> Result<Pos, LayerSetError> {
             }
             Ok(Pos { num: num(a, "fraction")?, den, add })
         }
-        None => Ok(Pos { num: 0, den: 1, add: num(base, "position")? + add }),
+        None => {
+            let add = num(base, "position")? + add;
+            if add > MAX_NUMBER {
+                return Err(LayerSetError(format!("`{s}` is beyond any model's layers (at most {MAX_NUMBER})")));
+            }
+            Ok(Pos { num: 0, den: 1, add })
+        }
     }
 }
 
@@ -142,17 +162,19 @@ impl LayerSet {
 
     /// Whether layer `i` of a model with `n` layers is in the set.
     pub fn contains(&self, i: u32, n: u32) -> bool {
+        // u64 arithmetic: no sum or product of u32 values wraps.
+        let (i64_, n64) = (i as u64, n as u64);
         self.items.iter().any(|it| match *it {
             Item::All => i < n,
             Item::Range(a, b) => a <= i && i <= b,
-            Item::First(p) => i < p.at(n),
+            Item::First(p) => i64_ < p.at(n),
             Item::Last { num, den, abs } => match abs {
-                Some(k) => i < n && i + k >= n,
-                None => i < n && i >= (den - num) as u64 as u32 * n / den,
+                Some(k) => i < n && i64_ + k as u64 >= n64,
+                None => i < n && i64_ >= (den - num) as u64 * n64 / den.max(1) as u64,
             },
             Item::Every { step, from } => {
                 let s = from.at(n);
-                i < n && i >= s && (i - s) % step == 0
+                i < n && i64_ >= s && (i64_ - s) % step.max(1) as u64 == 0
             }
         })
     }
@@ -221,7 +243,19 @@ mod tests {
         let e = LayerSet::parse("every 3rd").unwrap();
         assert!(e.contains(0, 30) && e.contains(3, 30) && !e.contains(4, 30));
         assert_eq!(LayerSet::describe(&[0, 1, 2, 3, 7, 9, 10]), "0-3,7,9-10");
-        for bad in ["", "3-1", "every 0th", "first 1/0", "somewhere", "1,,2", "last 9/8"] {
+        for bad in [
+            "",
+            "3-1",
+            "every 0th",
+            "first 1/0",
+            "somewhere",
+            "1,,2",
+            "last 9/8",
+            "last 4294967290",
+            "every 2nd from 65535+1",
+            "first 99999999999999999999",
+            "0-70000",
+        ] {
             assert!(LayerSet::parse(bad).is_err(), "{bad:?} should not parse");
         }
     }

@@ -135,6 +135,11 @@ pub fn glob_match(pattern: &str, s: &str) -> bool {
     p[pi..].iter().all(|&c| c == '*')
 }
 
+/// The largest bits-per-weight budget (F32's 32 bits; nothing is larger).
+pub const MAX_BPW: f64 = 32.0;
+/// The largest size budget: 1 PiB (larger is a typo, not a model).
+pub const MAX_BYTES: u64 = 1 << 50;
+
 /// A size limit: the whole output file in bytes, or the tensor data in
 /// bits per weight (over all tensors, as the quant map counts it).
 #[derive(Clone, Debug, PartialEq)]
@@ -148,9 +153,27 @@ impl Budget {
     pub fn parse(s: &str) -> Option<Budget> {
         let t = s.trim();
         if let Some(b) = t.strip_suffix("bpw").or_else(|| t.strip_suffix("BPW")) {
-            return b.trim().parse::<f64>().ok().filter(|v| v.is_finite() && *v > 0.0).map(Budget::Bpw);
+            return b.trim().parse::<f64>().ok().and_then(|v| Budget::bpw(v).ok());
         }
-        parse_size(t).filter(|b| *b > 0).map(Budget::Bytes)
+        parse_size(t).and_then(|b| Budget::bytes(b).ok())
+    }
+
+    /// A bits-per-weight limit: finite, above 0 and at most 32 (F32).
+    pub fn bpw(v: f64) -> Result<Budget, String> {
+        if v.is_finite() && v > 0.0 && v <= MAX_BPW {
+            Ok(Budget::Bpw(v))
+        } else {
+            Err(format!("{v} bits per weight (expected a number above 0 and at most {MAX_BPW}, F32's size)"))
+        }
+    }
+
+    /// A size limit: at least 1 byte and at most [`MAX_BYTES`].
+    pub fn bytes(b: u64) -> Result<Budget, String> {
+        if b > 0 && b <= MAX_BYTES {
+            Ok(Budget::Bytes(b))
+        } else {
+            Err(format!("{b} bytes (expected at least 1 and at most {MAX_BYTES}, 1 PiB)"))
+        }
     }
 }
 
@@ -168,6 +191,8 @@ impl fmt::Display for Budget {
 #[derive(Clone, Debug, PartialEq)]
 pub struct BudgetSpec {
     pub limit: Budget,
+    /// Line of the `[budget]` section in the recipe file.
+    pub line: Option<usize>,
     /// `sensitivity.json` written by `quantmix sensitivity` (relative paths
     /// are resolved against the recipe's directory).
     pub sensitivity: Option<PathBuf>,
@@ -178,6 +203,8 @@ pub struct BudgetSpec {
 pub struct Recipe {
     /// File name (or `preset Q4_K_M`, `--type Q4_K`) for messages.
     pub origin: String,
+    /// The file it was read from (`None` for a preset or `--type`).
+    pub path: Option<PathBuf>,
     /// The TOML text (stored in the output's metadata).
     pub text: String,
     pub preset: Option<Preset>,
@@ -186,19 +213,41 @@ pub struct Recipe {
     pub fallback: BTreeMap<GgmlType, GgmlType>,
     pub imatrix: Option<PathBuf>,
     pub budget: Option<BudgetSpec>,
+    /// Lines (1-based) of `default`, `preset`, `[imatrix]` and each
+    /// `[fallback]` entry, for errors found later (planning, loading).
+    pub lines: RecipeLines,
+}
+
+/// Where the recipe's settings are (1-based lines).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RecipeLines {
+    pub default: Option<usize>,
+    pub preset: Option<usize>,
+    pub imatrix: Option<usize>,
+    pub fallback: BTreeMap<GgmlType, usize>,
+}
+
+impl Recipe {
+    /// `origin:line` for a line of the recipe (the origin alone without one).
+    pub fn at(&self, line: Option<usize>) -> String {
+        match line {
+            Some(l) => format!("{}:{l}", self.origin),
+            None => self.origin.clone(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RecipeDe {
-    preset: Option<String>,
-    default: Option<String>,
+    preset: Option<toml::Spanned<String>>,
+    default: Option<toml::Spanned<String>>,
     #[serde(default)]
     rule: Vec<toml::Spanned<RuleDe>>,
     #[serde(default)]
-    fallback: BTreeMap<String, String>,
-    imatrix: Option<ImatrixDe>,
-    budget: Option<BudgetDe>,
+    fallback: BTreeMap<String, toml::Spanned<String>>,
+    imatrix: Option<toml::Spanned<ImatrixDe>>,
+    budget: Option<toml::Spanned<BudgetDe>>,
 }
 
 #[derive(Deserialize)]
@@ -225,8 +274,8 @@ struct ImatrixDe {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BudgetDe {
-    size: Option<toml::Value>,
-    bpw: Option<f64>,
+    size: Option<toml::Spanned<toml::Value>>,
+    bpw: Option<toml::Spanned<f64>>,
     sensitivity: Option<PathBuf>,
 }
 
@@ -236,7 +285,7 @@ pub fn parse_size(s: &str) -> Option<u64> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let v: f64 = num.parse().ok()?;
+    let v: f64 = num.parse().ok().filter(|v: &f64| v.is_finite())?;
     let mult = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "kb" => 1e3,
@@ -247,7 +296,9 @@ pub fn parse_size(s: &str) -> Option<u64> {
         "gib" => 1024.0 * 1024.0 * 1024.0,
         _ => return None,
     };
-    Some((v * mult) as u64)
+    let bytes = v * mult;
+    // Whole bytes only, and within u64 (no saturating cast).
+    (bytes.fract() == 0.0 && bytes < u64::MAX as f64).then_some(bytes as u64)
 }
 
 fn line_of(text: &str, byte: usize) -> usize {
@@ -265,6 +316,7 @@ impl Recipe {
             msg: format!("cannot read: {e}"),
         })?;
         let mut r = Recipe::from_toml_str(&text, &origin)?;
+        r.path = Some(path.to_path_buf());
         if let Some(dir) = path.parent() {
             if let Some(f) = r.imatrix.as_mut().filter(|f| f.is_relative()) {
                 *f = dir.join(&*f);
@@ -281,12 +333,20 @@ impl Recipe {
         let err = |line: Option<usize>, msg: String| RecipeError { origin: origin.to_string(), line, msg };
         let de: RecipeDe =
             toml::from_str(text).map_err(|e| err(e.span().map(|s| line_of(text, s.start)), e.message().to_string()))?;
+        let at = |s: std::ops::Range<usize>| Some(line_of(text, s.start));
+        let mut lines = RecipeLines::default();
         let preset = match &de.preset {
-            Some(p) => Some(Preset::parse(p).map_err(|m| err(None, m))?),
+            Some(p) => {
+                lines.preset = at(p.span());
+                Some(Preset::parse(p.get_ref()).map_err(|m| err(lines.preset, format!("preset: {m}")))?)
+            }
             None => None,
         };
         let default = match &de.default {
-            Some(d) => Some(parse_choice(d).map_err(|m| err(None, format!("default: {m}")))?),
+            Some(d) => {
+                lines.default = at(d.span());
+                Some(parse_choice(d.get_ref()).map_err(|m| err(lines.default, format!("default: {m}")))?)
+            }
             None => None,
         };
         let mut rules = Vec::new();
@@ -324,29 +384,47 @@ impl Recipe {
         }
         let mut fallback = BTreeMap::new();
         for (from, to) in &de.fallback {
-            let f = GgmlType::from_name(from).ok_or_else(|| err(None, format!("[fallback]: unknown type `{from}`")))?;
-            match parse_choice(to).map_err(|m| err(None, format!("[fallback] {from}: {m}")))? {
+            // The entry's line: where its value is.
+            let line = at(to.span());
+            let f = GgmlType::from_name(from).ok_or_else(|| err(line, format!("[fallback]: unknown type `{from}`")))?;
+            match parse_choice(to.get_ref()).map_err(|m| err(line, format!("[fallback] {from}: {m}")))? {
                 TypeChoice::Type(t) => fallback.insert(f, t),
-                TypeChoice::Keep => return Err(err(None, format!("[fallback] {from}: `keep` is not a fallback"))),
+                TypeChoice::Keep => return Err(err(line, format!("[fallback] {from}: `keep` is not a fallback"))),
             };
+            if let Some(l) = line {
+                lines.fallback.insert(f, l);
+            }
         }
         let budget = match de.budget {
             None => None,
-            Some(b) => Some(BudgetSpec {
-                sensitivity: b.sensitivity,
-                limit: match (b.size, b.bpw) {
+            Some(sb) => {
+                let bline = at(sb.span());
+                let b = sb.into_inner();
+                let limit = match (b.size, b.bpw) {
                     (Some(s), None) => {
+                        let line = at(s.span());
+                        let s = s.into_inner();
                         let bytes = match &s {
                             toml::Value::Integer(i) if *i > 0 => Some(*i as u64),
                             toml::Value::String(s) => parse_size(s),
                             _ => None,
                         };
-                        Budget::Bytes(bytes.ok_or_else(|| err(None, format!("[budget] size: cannot read `{s}`")))?)
+                        let bytes = bytes.ok_or_else(|| {
+                            err(
+                                line,
+                                format!("[budget] size: cannot read `{s}` (bytes, or a size like 105.5MB, 100MiB)"),
+                            )
+                        })?;
+                        Budget::bytes(bytes).map_err(|m| err(line, format!("[budget] size: {m}")))?
                     }
-                    (None, Some(b)) if b > 0.0 => Budget::Bpw(b),
-                    _ => return Err(err(None, "[budget] needs exactly one of `size` or `bpw` (> 0)".into())),
-                },
-            }),
+                    (None, Some(b)) => {
+                        let line = at(b.span());
+                        Budget::bpw(*b.get_ref()).map_err(|m| err(line, format!("[budget] bpw: {m}")))?
+                    }
+                    _ => return Err(err(bline, "[budget] needs exactly one of `size` or `bpw`".into())),
+                };
+                Some(BudgetSpec { sensitivity: b.sensitivity, limit, line: bline })
+            }
         };
         if preset.is_none() && default.is_none() && budget.is_none() {
             return Err(err(
@@ -356,13 +434,18 @@ impl Recipe {
         }
         Ok(Recipe {
             origin: origin.to_string(),
+            path: None,
             text: text.to_string(),
             preset,
             default,
             rules,
             fallback,
-            imatrix: de.imatrix.map(|i| i.file),
+            imatrix: de.imatrix.map(|i| {
+                lines.imatrix = at(i.span());
+                i.into_inner().file
+            }),
             budget,
+            lines,
         })
     }
 

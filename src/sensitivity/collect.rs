@@ -93,6 +93,7 @@ pub fn collect(
     let plan = ChunkPlan::new(tokens.len(), opts.n_ctx, opts.max_chunks)?;
     ctx.progress.stage("imatrix", plan.n_chunks as u64, crate::job::Unit::Steps);
     let mut collector = Collector::new(opts.process_output);
+    crate::model::hparams::check_context(&model.hp, plan.n_ctx, 1)?;
     let mut cache = model.new_cache(plan.n_ctx);
     let mut batch = Vec::with_capacity(plan.n_ctx);
     for c in 0..plan.n_chunks {
@@ -130,6 +131,9 @@ pub struct ImatrixJob {
 
 /// Run an [`ImatrixJob`]; returns the importance matrix written.
 pub fn run_job(job: &ImatrixJob, ctx: crate::job::Ctx<'_>) -> Result<Imatrix, SensitivityError> {
+    let mut inputs = vec![job.model.clone()];
+    inputs.extend(job.calibration.iter().cloned());
+    crate::fsutil::check_outputs(&[&job.output], &inputs)?;
     let cal = super::calibration::Calibration::from_args(&job.calibration)?;
     let model = LlamaModel::open(&job.model)?;
     let tok = crate::model::Tokenizer::from_metadata(model.file().metadata(), &job.model)?;

@@ -48,20 +48,73 @@ pub struct Imatrix {
 }
 
 impl Imatrix {
-    /// Read either format (GGUF is recognised by its magic).
+    /// Read either format (GGUF is recognised by its magic), and check
+    /// every value ([`Imatrix::check`]).
     pub fn load(path: &Path) -> Result<Imatrix, ImatrixError> {
         let bytes = std::fs::read(path).map_err(|e| ImatrixError::Io { path: path.into(), source: e })?;
-        if bytes.starts_with(b"GGUF") {
-            Self::load_gguf(path)
+        let m = if bytes.starts_with(b"GGUF") { Self::load_gguf(path)? } else { Self::parse_legacy(path, &bytes)? };
+        m.check().map_err(|msg| ImatrixError::Format { path: path.into(), msg })?;
+        Ok(m)
+    }
+
+    /// Parse either format from bytes (`path` names it in errors) and check
+    /// it: the whole reader, without a file (fuzzing).
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<Imatrix, ImatrixError> {
+        let m = if bytes.starts_with(b"GGUF") {
+            let h = crate::gguf::parse_header(path, bytes)?;
+            Self::from_gguf(
+                path,
+                &h.metadata,
+                h.tensors.iter().map(|t| {
+                    let start = (h.data_offset + t.offset) as usize;
+                    (t, &bytes[start..start + t.n_bytes() as usize])
+                }),
+            )?
         } else {
-            Self::parse_legacy(path, &bytes)
+            Self::parse_legacy(path, bytes)?
+        };
+        m.check().map_err(|msg| ImatrixError::Format { path: path.into(), msg })?;
+        Ok(m)
+    }
+
+    /// Every statistic must be a finite, non-negative number (sums of
+    /// squares and token counts): a NaN would zero a tensor's quantization
+    /// and an infinity make it non-finite. Names the entry and the value.
+    pub fn check(&self) -> Result<(), String> {
+        for (name, e) in &self.entries {
+            let ne0 = e.sums.len() / e.counts.len().max(1);
+            if let Some(i) = e.sums.iter().position(|v| !v.is_finite() || *v < 0.0) {
+                let v = e.sums[i];
+                let at = if e.counts.len() > 1 {
+                    format!("matrix {}, column {}", i / ne0.max(1), i % ne0.max(1))
+                } else {
+                    format!("column {i}")
+                };
+                return Err(format!(
+                    "entry `{name}`: {at}: {v} is not a finite non-negative sum of squared activations"
+                ));
+            }
+            if let Some(j) = e.counts.iter().position(|v| !v.is_finite() || *v < 0.0) {
+                return Err(format!(
+                    "entry `{name}`: count #{j} = {} is not a finite non-negative number",
+                    e.counts[j]
+                ));
+            }
         }
+        Ok(())
     }
 
     fn load_gguf(path: &Path) -> Result<Imatrix, ImatrixError> {
         let g = GgufFile::open(path)?;
+        Self::from_gguf(path, g.metadata(), g.tensors().iter().map(|t| (t, g.tensor_data(t))))
+    }
+
+    fn from_gguf<'a>(
+        path: &Path,
+        md: &Metadata,
+        tensors: impl Iterator<Item = (&'a crate::gguf::TensorInfo, &'a [u8])>,
+    ) -> Result<Imatrix, ImatrixError> {
         let fmt = |msg: String| ImatrixError::Format { path: path.into(), msg };
-        let md = g.metadata();
         let datasets = md
             .get("imatrix.datasets")
             .and_then(|v| v.as_array())
@@ -73,19 +126,24 @@ impl Imatrix {
             chunk_size: md.get_u64("imatrix.chunk_size").unwrap_or(0) as u32,
             ..Default::default()
         };
-        let f32s = |t: &crate::gguf::TensorInfo| -> Result<Vec<f32>, ImatrixError> {
+        let f32s = |t: &crate::gguf::TensorInfo, data: &[u8]| -> Result<Vec<f32>, ImatrixError> {
             if t.ty != GgmlType::F32 {
                 return Err(fmt(format!("tensor `{}` must be F32, is {}", t.name, t.ty)));
             }
-            Ok(g.tensor_data(t).chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+            Ok(data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
         };
-        for t in g.tensors() {
+        let all: Vec<(&crate::gguf::TensorInfo, &[u8])> = tensors.collect();
+        let by_name: std::collections::HashMap<&str, usize> =
+            all.iter().enumerate().map(|(i, (t, _))| (t.name.as_str(), i)).collect();
+        for &(t, data) in &all {
             let Some(name) = t.name.strip_suffix(".in_sum2") else { continue };
-            let counts_t = g
-                .tensor(&format!("{name}.counts"))
+            let counts_name = format!("{name}.counts");
+            let (counts_t, counts_data) = by_name
+                .get(counts_name.as_str())
+                .map(|&i| all[i])
                 .ok_or_else(|| fmt(format!("`{name}.in_sum2` has no matching `{name}.counts`")))?;
-            let sums = f32s(t)?;
-            let counts = f32s(counts_t)?;
+            let sums = f32s(t, data)?;
+            let counts = f32s(counts_t, counts_data)?;
             if counts.is_empty() || sums.len() % counts.len() != 0 {
                 return Err(fmt(format!("`{name}`: {} sums do not split into {} matrices", sums.len(), counts.len())));
             }
@@ -171,6 +229,10 @@ impl Imatrix {
 
     /// Write the GGUF imatrix format (what `llama-imatrix` writes).
     pub fn save_gguf(&self, path: &Path) -> Result<(), ImatrixError> {
+        self.check().map_err(|msg| ImatrixError::Format {
+            path: path.into(),
+            msg: format!("not written: {msg} (the model's activations are not finite: are its weights?)"),
+        })?;
         let mut md = Metadata::default();
         md.set("general.type", MetaValue::String("imatrix".into()));
         md.set(

@@ -100,8 +100,26 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> SensitivityError + '_ {
     move |source| SensitivityError::Io { path: path.to_path_buf(), source }
 }
 
+/// Every file a run may write: the JSON, its reports, the partial log and
+/// the collected importance matrix.
+fn outputs_of(out: &Path) -> Vec<PathBuf> {
+    let mut v = report_paths(out);
+    v.push(sibling(out, ".partial"));
+    v.push(sibling(&out.with_extension(""), ".imatrix.gguf"));
+    v
+}
+
+/// The JSON and the reports written beside it.
+fn report_paths(out: &Path) -> Vec<PathBuf> {
+    vec![out.to_path_buf(), out.with_extension("md"), out.with_extension("svg"), out.with_extension("png")]
+}
+
 fn run_here(job: &SensitivityJob, ctx: Ctx<'_>) -> Result<Outcome, SensitivityError> {
     let t0 = Instant::now();
+    let mut inputs = vec![job.model.clone()];
+    inputs.extend(job.calibration.iter().cloned());
+    inputs.extend(job.imatrix.clone());
+    crate::fsutil::check_outputs(&outputs_of(&job.output), &inputs)?;
     let cal = Calibration::from_args(&job.calibration)?;
     let text = cal.joined();
     let model = LlamaModel::open(&job.model)?;
@@ -374,6 +392,7 @@ pub fn write_outputs(table: &SensitivityTable, out: &Path, reports: bool) -> Res
 
 /// Join shard files into one table and write it (with its reports).
 pub fn merge(paths: &[PathBuf], out: &Path) -> Result<(SensitivityTable, Vec<PathBuf>), SensitivityError> {
+    crate::fsutil::check_outputs(&report_paths(out), paths)?;
     let mut shards = Vec::new();
     for p in paths {
         shards.push((p.display().to_string(), SensitivityTable::load(p)?));

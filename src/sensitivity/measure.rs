@@ -168,6 +168,7 @@ impl Reference {
         chunks: usize,
     ) -> Result<Reference, SensitivityError> {
         let starts = sequence_starts(tokens.len(), ctx, chunks)?;
+        crate::model::hparams::check_context(&model.hp, ctx, chunks)?;
         let mut seq = Vec::with_capacity(chunks * ctx);
         for &s in &starts {
             let mut part = tokens[s..s + ctx].to_vec();
@@ -184,6 +185,13 @@ impl Reference {
             let mut hooks = Hooks { residual: Some(&mut keep), ..Default::default() };
             model.forward_with(Input::Tokens(&seq), &mut caches, Outputs { from: 0, logits: true }, &mut hooks)?
         };
+        if let Some(v) = logits.iter().find(|v| !v.is_finite()) {
+            return Err(SensitivityError::Invalid(format!(
+                "{}: the model computes a non-finite logit ({v}) on the calibration text; its weights or \
+                 hyper-parameters are not usable",
+                model.file().path().display()
+            )));
+        }
         let n_vocab = model.hp.n_vocab;
         let mut logprobs = vec![0f32; logits.len()];
         logprobs.par_chunks_mut(n_vocab).zip(logits.par_chunks(n_vocab)).for_each(|(o, l)| log_softmax(l, o));
@@ -215,6 +223,12 @@ impl Reference {
             return Err(SensitivityError::Invalid("no position was compared".into()));
         }
         let (sum, sum2) = per_row.iter().fold((0.0, 0.0), |(a, b), &k| (a + k, b + k * k));
+        if !sum.is_finite() {
+            return Err(SensitivityError::Invalid(format!(
+                "`{}` as {}: the KL-divergence is not finite ({sum})",
+                over.name, over.ty
+            )));
+        }
         Ok(crate::eval::mean_and_uncertainty(sum, sum2, n))
     }
 }

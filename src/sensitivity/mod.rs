@@ -51,4 +51,6 @@ pub enum SensitivityError {
     Plot(#[from] crate::report::plot::PlotError),
     #[error(transparent)]
     ThreadPool(#[from] crate::job::ThreadPoolError),
+    #[error(transparent)]
+    SameFile(#[from] crate::fsutil::SameFileError),
 }

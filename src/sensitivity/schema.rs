@@ -164,8 +164,15 @@ impl SensitivityTable {
     /// Read and check the format marker and version.
     pub fn load(path: &Path) -> Result<SensitivityTable, SchemaError> {
         let e = |msg: String| SchemaError { path: path.to_path_buf(), msg };
-        let text = std::fs::read_to_string(path).map_err(|x| e(format!("cannot read: {x}")))?;
-        let t: SensitivityTable = serde_json::from_str(&text).map_err(|x| e(format!("not a sensitivity file: {x}")))?;
+        let text = std::fs::read(path).map_err(|x| e(format!("cannot read: {x}")))?;
+        Self::parse(path, &text)
+    }
+
+    /// [`SensitivityTable::load`] from the file's bytes (`path` names it in errors).
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<SensitivityTable, SchemaError> {
+        let e = |msg: String| SchemaError { path: path.to_path_buf(), msg };
+        let t: SensitivityTable =
+            serde_json::from_slice(bytes).map_err(|x| e(format!("not a sensitivity file: {x}")))?;
         if t.format != FORMAT || t.version != VERSION {
             return Err(e(format!("format `{}` version {} (expected {FORMAT} {VERSION})", t.format, t.version)));
         }

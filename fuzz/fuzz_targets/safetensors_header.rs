@@ -1,0 +1,10 @@
+//! Coverage-guided fuzzing of `quantmix::fuzz::safetensors_header` (see src/fuzz.rs):
+//! `cargo +nightly fuzz run safetensors_header`. Any input must give a value or an error,
+//! never a panic; what is accepted must be consistent.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = quantmix::fuzz::safetensors_header(data);
+});
