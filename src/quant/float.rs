@@ -29,7 +29,7 @@ impl GgmlBlock for f32 {
     fn quantize_row(src: &[f32], dst: &mut [Self], _imatrix: Option<&[f32]>) {
         dst.copy_from_slice(src);
     }
-    fn dequantize_row(src: &[Self], dst: &mut [f32]) {
+    fn dequantize_row_scalar(src: &[Self], dst: &mut [f32]) {
         dst.copy_from_slice(src);
     }
     fn vec_dot_scalar(x: &[Self], y: &[Self]) -> f32 {
@@ -46,7 +46,7 @@ impl GgmlBlock for f16 {
     fn quantize_row(src: &[f32], dst: &mut [Self], _imatrix: Option<&[f32]>) {
         half::slice::HalfFloatSliceExt::convert_from_f32_slice(dst, src);
     }
-    fn dequantize_row(src: &[Self], dst: &mut [f32]) {
+    fn dequantize_row_scalar(src: &[Self], dst: &mut [f32]) {
         half::slice::HalfFloatSliceExt::convert_to_f32_slice(src, dst);
     }
     fn vec_dot_scalar(x: &[Self], y: &[Self]) -> f32 {
@@ -65,7 +65,7 @@ impl GgmlBlock for bf16 {
             *d = f32_to_bf16(s);
         }
     }
-    fn dequantize_row(src: &[Self], dst: &mut [f32]) {
+    fn dequantize_row_scalar(src: &[Self], dst: &mut [f32]) {
         for (d, s) in dst.iter_mut().zip(src) {
             *d = s.to_f32();
         }

@@ -14,7 +14,8 @@
 //!   benchmarks.
 //!
 //! The byte-level functions at the bottom ([`quantize_row`],
-//! [`dequantize_row`], [`vec_dot`], [`vec_dot_with`], [`quantize_rows`])
+//! [`dequantize_row`], [`dequantize_row_with`], [`vec_dot`],
+//! [`vec_dot_with`], [`quantize_rows`])
 //! dispatch on a [`GgmlType`] for code that works on raw tensor bytes.
 
 // Kernels index several arrays in lockstep, mirroring ggml's loops so that the
@@ -59,6 +60,10 @@ pub enum QuantError {
 /// because SIMD kernels need CPU features their caller must have checked.
 pub type VecDotKernel<B> = unsafe fn(&[B], &[<B as GgmlBlock>::VecDot]) -> f32;
 
+/// A dequantization kernel of a block type: `src` into `dst`
+/// (`src.len() * BLCK_SIZE` values). `unsafe` as [`VecDotKernel`].
+pub type DequantizeKernel<B> = unsafe fn(&[B], &mut [f32]);
+
 /// One ggml block type: its layout (`Self`), how to quantize a row into it
 /// (optionally weighted by an importance vector), how to dequantize it, and
 /// its dot product with the activation type ggml pairs it with, per
@@ -78,13 +83,52 @@ pub trait GgmlBlock: Pod + Send + Sync + 'static {
     /// one; it may only be called on a CPU where [`Isa::Avx2`] is available.
     const VEC_DOT_AVX2: Option<VecDotKernel<Self>> = None;
 
+    /// The AVX2 + FMA + F16C dequantizer ([`Isa::Avx2`]), if this type has
+    /// one; same conditions as [`GgmlBlock::VEC_DOT_AVX2`]. Its output must
+    /// be bit-identical to [`GgmlBlock::dequantize_row_scalar`]'s.
+    const DEQUANTIZE_AVX2: Option<DequantizeKernel<Self>> = None;
+
     /// Quantize `src` (`dst.len() * BLCK_SIZE` values). With `imatrix`
     /// (one weight per element of `src`), use ggml's importance-weighted
     /// search; without, ggml's reference quantizer.
     fn quantize_row(src: &[f32], dst: &mut [Self], imatrix: Option<&[f32]>);
 
-    /// Dequantize `src` into `dst` (`src.len() * BLCK_SIZE` values).
-    fn dequantize_row(src: &[Self], dst: &mut [f32]);
+    /// The scalar reference dequantizer ([`Isa::Scalar`]): `src` into `dst`
+    /// (`src.len() * BLCK_SIZE` values), in ggml's order of float
+    /// operations. Every SIMD dequantizer must give the same bits.
+    fn dequantize_row_scalar(src: &[Self], dst: &mut [f32]);
+
+    /// Dequantize on the path `isa`; `false` (and `dst` untouched) when this
+    /// type has no dequantizer for `isa` or this CPU lacks it.
+    fn dequantize_row_on(isa: Isa, src: &[Self], dst: &mut [f32]) -> bool {
+        match isa {
+            Isa::Scalar => Self::dequantize_row_scalar(src, dst),
+            Isa::Avx2 => {
+                let Some(kernel) = Self::DEQUANTIZE_AVX2.filter(|_| isa.available()) else {
+                    return false;
+                };
+                // SAFETY: `isa.available()` was checked: this CPU has AVX2,
+                // FMA and F16C.
+                unsafe { kernel(src, dst) }
+            }
+        }
+        true
+    }
+
+    /// Dequantize `src` into `dst` (`src.len() * BLCK_SIZE` values), using
+    /// the fastest path this CPU supports ([`Isa::best`]).
+    #[inline]
+    fn dequantize_row(src: &[Self], dst: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(kernel) = Self::DEQUANTIZE_AVX2 {
+            if simd::use_avx2() {
+                // SAFETY: `use_avx2` is true only when AVX2, FMA and F16C
+                // were detected on this CPU.
+                return unsafe { kernel(src, dst) };
+            }
+        }
+        Self::dequantize_row_scalar(src, dst)
+    }
 
     /// Quantize one row of activations (`dst.len() * BLCK_SIZE` values) the
     /// way ggml's x86 CPU backend feeds its dot products (`from_float` of
@@ -178,6 +222,20 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), Q
     check_len(ty, dst.len(), src.len())?;
     with_block_type!(ty, B => B::dequantize_row(&blocks_of::<B>(src), dst))
         .ok_or(QuantError::Unsupported { ty, op: "dequantization" })
+}
+
+/// Dequantize bytes of type `ty` into `dst` on the path `isa`. Errors when
+/// the lengths are wrong, the type has no dequantizer for `isa`, or this CPU
+/// lacks `isa`.
+pub fn dequantize_row_with(isa: Isa, ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), QuantError> {
+    if !isa.available() {
+        return Err(QuantError::Unsupported { ty, op: "dequantization on this CPU's instruction set" });
+    }
+    check_len(ty, dst.len(), src.len())?;
+    with_block_type!(ty, B => B::dequantize_row_on(isa, &blocks_of::<B>(src), dst))
+        .filter(|&ok| ok)
+        .map(|_| ())
+        .ok_or(QuantError::Unsupported { ty, op: "dequantization on this instruction set" })
 }
 
 /// Dot product of `n` weights of type `ty` with `n` activations of type

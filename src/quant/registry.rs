@@ -85,6 +85,8 @@ pub struct Caps {
     pub vec_dot_type: Option<GgmlType>,
     /// Its dot product has an AVX2 kernel.
     pub vec_dot_avx2: bool,
+    /// Its dequantizer has an AVX2 kernel.
+    pub dequantize_avx2: bool,
 }
 
 impl Caps {
@@ -98,6 +100,7 @@ impl Caps {
             vec_dot: true,
             vec_dot_type: Some(<B::VecDot as GgmlBlock>::TYPE),
             vec_dot_avx2: B::VEC_DOT_AVX2.is_some(),
+            dequantize_avx2: B::DEQUANTIZE_AVX2.is_some(),
         }
     }
 
@@ -111,6 +114,7 @@ impl Caps {
             vec_dot: false,
             vec_dot_type: None,
             vec_dot_avx2: false,
+            dequantize_avx2: false,
         }
     }
 
@@ -120,6 +124,14 @@ impl Caps {
         match isa {
             Isa::Scalar => self.vec_dot,
             Isa::Avx2 => self.vec_dot_avx2,
+        }
+    }
+
+    /// Whether dequantization has a kernel for `isa`.
+    pub fn dequantize_on(&self, isa: Isa) -> bool {
+        match isa {
+            Isa::Scalar => self.dequantize,
+            Isa::Avx2 => self.dequantize_avx2,
         }
     }
 

@@ -6,10 +6,11 @@
 //! once what this CPU supports; `QUANTMIX_SIMD=scalar` in the environment
 //! forces the scalar paths (for debugging and benchmarks).
 //!
-//! Each block type names its kernel per level in its
-//! [`GgmlBlock`](super::GgmlBlock) impl; [`super::vec_dot_with`] runs one
-//! dot product on an explicitly chosen level, so that tests and benchmarks
-//! can compare the paths on the same data.
+//! Each block type names its kernels per level in its
+//! [`GgmlBlock`](super::GgmlBlock) impl (dot product and dequantizer);
+//! [`super::vec_dot_with`] and [`super::dequantize_row_with`] run one on an
+//! explicitly chosen level, so that tests and benchmarks can compare the
+//! paths on the same data.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 

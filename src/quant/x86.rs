@@ -151,3 +151,47 @@ pub unsafe fn scale_pair(scales: __m128i, p: usize) -> __m256i {
     let sel = _mm_set_epi64x(b * 0x0101_0101_0101_0101, a * 0x0101_0101_0101_0101);
     _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, sel))
 }
+
+/// An f16 value converted and broadcast to 8 lanes (the conversion is exact,
+/// so this equals `_mm256_set1_ps(d.to_f32())`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn f16_splat(d: f16) -> __m256 {
+    _mm256_cvtph_ps(_mm_set1_epi16(d.to_bits() as i16))
+}
+
+/// The 32 signed bytes of `q` as f32, in 4 vectors of 8 (values 0..8,
+/// 8..16, 16..24, 24..32).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn i8x32_to_ps(q: __m256i) -> [__m256; 4] {
+    let (lo, hi) = (_mm256_castsi256_si128(q), _mm256_extracti128_si256::<1>(q));
+    [
+        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)),
+        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128::<8>(lo))),
+        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)),
+        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128::<8>(hi))),
+    ]
+}
+
+/// `d · s_j` for the 16 signed bytes `s_j` of `s`, each product rounded to
+/// f32 once (as the scalar `d * s as f32`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn scaled_i8x16(d: __m256, s: __m128i) -> [f32; 16] {
+    let lo = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(s));
+    let hi = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128::<8>(s)));
+    let mut out = [0f32; 16];
+    store_ps(&mut out[..8], _mm256_mul_ps(d, lo));
+    store_ps(&mut out[8..], _mm256_mul_ps(d, hi));
+    out
+}
+
+/// Store 8 f32 at the start of `dst`, unaligned.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn store_ps(dst: &mut [f32], v: __m256) {
+    assert!(dst.len() >= 8);
+    // SAFETY: `dst` has at least 8 values (checked above).
+    _mm256_storeu_ps(dst.as_mut_ptr(), v)
+}

@@ -7,6 +7,8 @@
 //! `quant_weights` (`quantize_row_qX_K_impl`). Every search runs in ggml's
 //! floating-point order; see [`super::search`].
 
+#[cfg(target_arch = "x86_64")]
+pub mod dequant_avx2;
 pub mod dot;
 pub mod q2k;
 pub mod q3k;

@@ -102,6 +102,8 @@ impl GgmlBlock for BlockQ2K {
     type VecDot = BlockQ8K;
     #[cfg(target_arch = "x86_64")]
     const VEC_DOT_AVX2: Option<crate::quant::VecDotKernel<Self>> = Some(super::dot::avx2::q2k_q8k);
+    #[cfg(target_arch = "x86_64")]
+    const DEQUANTIZE_AVX2: Option<crate::quant::DequantizeKernel<Self>> = Some(super::dequant_avx2::q2k);
 
     fn quantize_row(src: &[f32], dst: &mut [Self], imatrix: Option<&[f32]>) {
         for (i, (x, y)) in src.chunks_exact(QK_K).zip(dst.iter_mut()).enumerate() {
@@ -112,7 +114,7 @@ impl GgmlBlock for BlockQ2K {
         }
     }
 
-    fn dequantize_row(src: &[Self], dst: &mut [f32]) {
+    fn dequantize_row_scalar(src: &[Self], dst: &mut [f32]) {
         for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
             let (d, min) = (b.d.to_f32(), b.dmin.to_f32());
             for (i, o) in y.iter_mut().enumerate() {

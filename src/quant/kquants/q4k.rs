@@ -130,7 +130,7 @@ impl GgmlBlock for BlockQ4K {
         }
     }
 
-    fn dequantize_row(src: &[Self], dst: &mut [f32]) {
+    fn dequantize_row_scalar(src: &[Self], dst: &mut [f32]) {
         for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
             let (d, min) = (b.d.to_f32(), b.dmin.to_f32());
             for c in 0..4 {

@@ -40,7 +40,7 @@ impl GgmlBlock for BlockQ8K {
         }
     }
 
-    fn dequantize_row(src: &[Self], dst: &mut [f32]) {
+    fn dequantize_row_scalar(src: &[Self], dst: &mut [f32]) {
         for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
             for (o, &q) in y.iter_mut().zip(&b.qs) {
                 *o = b.d * q as f32;

@@ -11,6 +11,8 @@
 //! with them, ggml's weighted searches (`quantize_row_*_impl`), where each
 //! value's weight is `w_j · sqrt(σ² + x_j²)` with σ² the row's mean square.
 
+#[cfg(target_arch = "x86_64")]
+pub mod dequant_avx2;
 pub mod dot;
 pub mod q4;
 pub mod q5;

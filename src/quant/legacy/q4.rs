@@ -47,7 +47,7 @@ impl GgmlBlock for BlockQ4_0 {
         }
     }
 
-    fn dequantize_row(src: &[Self], dst: &mut [f32]) {
+    fn dequantize_row_scalar(src: &[Self], dst: &mut [f32]) {
         for (b, y) in src.iter().zip(dst.chunks_exact_mut(32)) {
             let d = b.d.to_f32();
             for j in 0..16 {
@@ -68,6 +68,8 @@ impl GgmlBlock for BlockQ4_1 {
     type VecDot = BlockQ8_1;
     #[cfg(target_arch = "x86_64")]
     const VEC_DOT_AVX2: Option<crate::quant::VecDotKernel<Self>> = Some(super::dot::avx2::q4_1_q8_1);
+    #[cfg(target_arch = "x86_64")]
+    const DEQUANTIZE_AVX2: Option<crate::quant::DequantizeKernel<Self>> = Some(super::dequant_avx2::q4_1);
 
     fn quantize_row(src: &[f32], dst: &mut [Self], imatrix: Option<&[f32]>) {
         let Some(qw) = imatrix else {
@@ -96,7 +98,7 @@ impl GgmlBlock for BlockQ4_1 {
         }
     }
 
-    fn dequantize_row(src: &[Self], dst: &mut [f32]) {
+    fn dequantize_row_scalar(src: &[Self], dst: &mut [f32]) {
         for (b, y) in src.iter().zip(dst.chunks_exact_mut(32)) {
             let (d, m) = (b.d.to_f32(), b.m.to_f32());
             for j in 0..16 {

@@ -38,6 +38,8 @@ impl GgmlBlock for BlockQ5_0 {
     type VecDot = BlockQ8_0;
     #[cfg(target_arch = "x86_64")]
     const VEC_DOT_AVX2: Option<crate::quant::VecDotKernel<Self>> = Some(super::dot::avx2::q5_0_q8_0);
+    #[cfg(target_arch = "x86_64")]
+    const DEQUANTIZE_AVX2: Option<crate::quant::DequantizeKernel<Self>> = Some(super::dequant_avx2::q5_0);
 
     fn quantize_row(src: &[f32], dst: &mut [Self], imatrix: Option<&[f32]>) {
         let mut l = [0u8; 32];
@@ -63,7 +65,7 @@ impl GgmlBlock for BlockQ5_0 {
         }
     }
 
-    fn dequantize_row(src: &[Self], dst: &mut [f32]) {
+    fn dequantize_row_scalar(src: &[Self], dst: &mut [f32]) {
         for (b, y) in src.iter().zip(dst.chunks_exact_mut(32)) {
             let d = b.d.to_f32();
             for (o, q) in y.iter_mut().zip(unpack5(&b.qs, &b.qh)) {
@@ -83,6 +85,8 @@ impl GgmlBlock for BlockQ5_1 {
     type VecDot = BlockQ8_1;
     #[cfg(target_arch = "x86_64")]
     const VEC_DOT_AVX2: Option<crate::quant::VecDotKernel<Self>> = Some(super::dot::avx2::q5_1_q8_1);
+    #[cfg(target_arch = "x86_64")]
+    const DEQUANTIZE_AVX2: Option<crate::quant::DequantizeKernel<Self>> = Some(super::dequant_avx2::q5_1);
 
     fn quantize_row(src: &[f32], dst: &mut [Self], imatrix: Option<&[f32]>) {
         let mut l = [0u8; 32];
@@ -112,7 +116,7 @@ impl GgmlBlock for BlockQ5_1 {
         }
     }
 
-    fn dequantize_row(src: &[Self], dst: &mut [f32]) {
+    fn dequantize_row_scalar(src: &[Self], dst: &mut [f32]) {
         for (b, y) in src.iter().zip(dst.chunks_exact_mut(32)) {
             let (d, m) = (b.d.to_f32(), b.m.to_f32());
             for (o, q) in y.iter_mut().zip(unpack5(&b.qs, &b.qh)) {

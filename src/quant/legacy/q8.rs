@@ -68,7 +68,7 @@ impl GgmlBlock for BlockQ8_0 {
         }
     }
 
-    fn dequantize_row(src: &[Self], dst: &mut [f32]) {
+    fn dequantize_row_scalar(src: &[Self], dst: &mut [f32]) {
         for (b, y) in src.iter().zip(dst.chunks_exact_mut(32)) {
             let d = b.d.to_f32();
             for (o, &q) in y.iter_mut().zip(&b.qs) {
@@ -115,7 +115,7 @@ impl GgmlBlock for BlockQ8_1 {
         }
     }
 
-    fn dequantize_row(src: &[Self], dst: &mut [f32]) {
+    fn dequantize_row_scalar(src: &[Self], dst: &mut [f32]) {
         for (b, y) in src.iter().zip(dst.chunks_exact_mut(32)) {
             let d = b.d.to_f32();
             for (o, &q) in y.iter_mut().zip(&b.qs) {

@@ -26,7 +26,7 @@ fn words(q: &[u8; 12]) -> [u32; 3] {
 /// have their low 4 bits in the nibbles of bytes 8..12 and their top 2 bits
 /// in the top bits of bytes 0..8.
 #[inline(always)]
-fn scales_mins_k4(q: &[u8; 12]) -> [u8; 16] {
+pub(crate) fn scales_mins_k4(q: &[u8; 12]) -> [u8; 16] {
     const LOW6: u32 = 0x3F3F_3F3F;
     const LOW4: u32 = 0x0F0F_0F0F;
     const LOW2: u32 = 0x0303_0303;
@@ -61,7 +61,7 @@ unsafe fn mins_dot_bsums(sm: &[u8; 16], bsums: &[i16; 16]) -> i32 {
 /// 0..8 low nibbles, 8..16 high), top 2 bits in bytes 8..12, two bits per
 /// sub-block group of four.
 #[inline(always)]
-fn scales_q3k(q: &[u8; 12]) -> [u8; 16] {
+pub(crate) fn scales_q3k(q: &[u8; 12]) -> [u8; 16] {
     const LOW4: u32 = 0x0F0F_0F0F;
     const LOW2: u32 = 0x0303_0303;
     let [w0, w1, w2] = words(q);
