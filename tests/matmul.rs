@@ -7,8 +7,7 @@ mod common;
 
 use quantmix::gguf::GgmlType;
 use quantmix::quant::matmul::{matmul, matmul_quantized, matvec, Activations, Weights};
-use quantmix::quant::simd::VEC_DOT_TYPES;
-use quantmix::quant::{self, vec_dot_type};
+use quantmix::quant::{self, vec_dot_type, VEC_DOT_TYPES};
 
 fn data(seed: u64, n: usize) -> Vec<f32> {
     common::uniform01(seed, n).map(|u| (u - 0.5) * 4.0).collect()

@@ -11,8 +11,9 @@
 
 use half::{bf16, f16};
 use quantmix::gguf::GgmlType;
-use quantmix::quant::simd::{vec_dot_with, Isa, VEC_DOT_TYPES};
+use quantmix::quant::simd::Isa;
 use quantmix::quant::{self, blocks::*};
+use quantmix::quant::{vec_dot_with, VEC_DOT_TYPES};
 
 struct Rng(u64);
 

@@ -14,8 +14,8 @@ use serde::Serialize;
 
 use crate::gguf::GgmlType;
 use crate::quant::matmul::{matmul_quantized, Activations, Weights};
-use crate::quant::simd::{vec_dot_with, Isa, VEC_DOT_TYPES};
-use crate::quant::{self, vec_dot_type, QuantError};
+use crate::quant::simd::Isa;
+use crate::quant::{self, vec_dot_type, vec_dot_with, QuantError, VEC_DOT_TYPES};
 use crate::report::Table;
 
 /// Which repetition a measurement reports.

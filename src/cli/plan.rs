@@ -42,7 +42,7 @@ pub fn run(a: Args) -> Result<()> {
     let table = SensitivityTable::load(&a.sensitivity)?;
     let base = match &a.recipe {
         Some(p) => Recipe::from_path(p)?,
-        None => Recipe::from_toml_str("# every quantizable tensor is allocated\n[budget]\nbpw = 16.0\n", "budget")?,
+        None => Recipe::allocate_all(),
     };
     let imatrix_path = a.imatrix.clone().or_else(|| resolve_imatrix(&table, &a.sensitivity));
     let imatrix = match &imatrix_path {

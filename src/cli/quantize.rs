@@ -7,9 +7,9 @@ use anyhow::{bail, Context, Result};
 use quantmix::gguf::GgmlType;
 use quantmix::job::{Cancel, Ctx, Level, Progress};
 use quantmix::plan::Reason;
-use quantmix::quantize::job::{prepare, QuantizeJob};
+use quantmix::quantize::job::{prepare, MeasureSettings, QuantizeJob};
 use quantmix::quantize::{self, QuantMap};
-use quantmix::recipe::{self, Preset, Recipe};
+use quantmix::recipe::{Budget, Preset, Recipe};
 use quantmix::report::{human_bytes, Table};
 
 use super::progress::Bar;
@@ -45,6 +45,60 @@ pub struct Args {
     /// Print the plan (dry run) or the quant map as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Size limit: bits per weight of the tensor data (`4.8bpw`) or bytes of the whole file (`105MB`,
+    /// `100MiB`, `105000000`). Types are allocated by measured sensitivity: measured now (imatrix +
+    /// sensitivity, cached under $QUANTMIX_CACHE keyed by the model's bytes and the settings) unless
+    /// --sensitivity is given. A --recipe's rules still pin their tensors.
+    #[arg(long)]
+    pub budget: Option<String>,
+    /// Allocate with this sensitivity.json (from `quantmix sensitivity`) instead of measuring.
+    #[arg(long, requires = "budget")]
+    pub sensitivity: Option<PathBuf>,
+    /// Calibration text for the measurement (default: the shipped set).
+    #[arg(long, num_args = 1.., requires = "budget")]
+    pub calibration: Vec<PathBuf>,
+    /// Measurement: tokens per sequence (as `sensitivity --ctx`).
+    #[arg(long, default_value_t = 64)]
+    pub measure_ctx: usize,
+    /// Measurement: sequences (as `sensitivity --chunks`).
+    #[arg(long, default_value_t = 2)]
+    pub measure_chunks: usize,
+    /// Measurement: candidate types (as `sensitivity --types`).
+    #[arg(long, value_delimiter = ',', default_value = "Q2_K,Q3_K,Q4_K,Q5_K,Q6_K,Q8_0")]
+    pub measure_types: Vec<String>,
+    /// Measurement: measure only these types per tensor and predict the others from them (proportional
+    /// to the imatrix-weighted error); default: measure every candidate.
+    #[arg(long, value_delimiter = ',')]
+    pub measure_predict_from: Vec<String>,
+    /// Measurement: chunks of 512 tokens the importance matrix is collected on (0: all).
+    #[arg(long, default_value_t = 16)]
+    pub imatrix_chunks: usize,
+    /// Measurement: f32 activations (`on`), 8-bit as inference (`off`), or `auto`: on when the source
+    /// is already quantized.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "on", "off"])]
+    pub exact_activations: String,
+}
+
+/// `$QUANTMIX_CACHE`, default `~/.cache/quantmix`.
+pub fn cache_root() -> PathBuf {
+    if let Some(d) = std::env::var_os("QUANTMIX_CACHE") {
+        return PathBuf::from(d);
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".cache/quantmix")
+}
+
+/// `--types` / `--measure-types` as ggml types quantmix can write.
+pub fn parse_types(names: &[String], flag: &str) -> Result<Vec<GgmlType>> {
+    let mut types = Vec::new();
+    for t in names {
+        let ty = GgmlType::from_name(t.trim()).ok_or_else(|| anyhow::anyhow!("{flag}: unknown type `{t}`"))?;
+        if !quantmix::quant::caps(ty).writable {
+            bail!("{flag}: quantmix cannot write type {ty}");
+        }
+        types.push(ty);
+    }
+    Ok(types)
 }
 
 /// The arguments as a validated job.
@@ -54,17 +108,46 @@ fn job(a: &Args) -> Result<QuantizeJob> {
         (None, Some(p), None) => Recipe::preset(Preset::parse(p).map_err(anyhow::Error::msg)?),
         (None, None, Some(t)) => {
             let ty = GgmlType::from_name(t).with_context(|| format!("unknown type `{t}`"))?;
-            if !recipe::writable(ty) {
+            if !quantmix::quant::caps(ty).writable {
                 bail!("quantmix cannot write type {ty}");
             }
             Recipe::pure(ty)?
         }
-        _ => bail!("give exactly one of --recipe FILE, --preset NAME or --type TYPE"),
+        (None, None, None) if a.budget.is_some() => Recipe::allocate_all(),
+        _ => bail!("give exactly one of --recipe FILE, --preset NAME or --type TYPE (or --budget SIZE)"),
     };
     if !a.dry_run && a.output.is_none() {
         bail!("--output is required (or use --dry-run)");
     }
-    Ok(QuantizeJob { model: a.model.clone(), output: a.output.clone(), recipe, imatrix: a.imatrix.clone() })
+    let budget = match &a.budget {
+        None => None,
+        Some(b) => Some(Budget::parse(b).with_context(|| {
+            format!("--budget `{b}`: give bits per weight (4.8bpw) or bytes (105MB, 100MiB, 105000000)")
+        })?),
+    };
+    let measure = MeasureSettings {
+        cache: cache_root(),
+        calibration: a.calibration.clone(),
+        ctx: a.measure_ctx,
+        chunks: a.measure_chunks,
+        types: parse_types(&a.measure_types, "--measure-types")?,
+        imatrix_chunks: a.imatrix_chunks,
+        anchors: parse_types(&a.measure_predict_from, "--measure-predict-from")?,
+        exact_activations: match a.exact_activations.as_str() {
+            "on" => Some(true),
+            "off" => Some(false),
+            _ => None,
+        },
+    };
+    Ok(QuantizeJob {
+        model: a.model.clone(),
+        output: a.output.clone(),
+        recipe,
+        imatrix: a.imatrix.clone(),
+        budget,
+        sensitivity: a.sensitivity.clone(),
+        measure,
+    })
 }
 
 pub fn run(a: Args, cancel: &Cancel) -> Result<()> {
@@ -73,8 +156,9 @@ pub fn run(a: Args, cancel: &Cancel) -> Result<()> {
     let ctx = Ctx { cancel, progress: &bar, threads: a.threads };
     let prepared = prepare(&job, ctx)?;
     if let Some(bp) = &prepared.budget {
-        if let Some(spec) = &job.recipe.budget {
-            super::plan::print_summary(bp, &spec.limit);
+        let limit = job.budget.clone().or_else(|| job.recipe.budget.as_ref().map(|b| b.limit.clone()));
+        if let Some(limit) = limit {
+            super::plan::print_summary(bp, &limit);
         }
     }
     let plan = &prepared.plan;
@@ -103,7 +187,7 @@ pub fn run(a: Args, cancel: &Cancel) -> Result<()> {
             ),
         );
     }
-    let missing: Vec<_> = plan.missing_imatrix().collect();
+    let missing: Vec<_> = prepared.imatrix.iter().flat_map(|m| plan.missing_imatrix(m)).collect();
     if let Some(first) = missing.first() {
         bar.note(
             Level::Info,

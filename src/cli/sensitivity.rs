@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Context, Result};
 
 use super::progress::Bar;
-use quantmix::gguf::GgmlType;
 use quantmix::job::{Cancel, Ctx};
 use quantmix::report::human_bytes;
 use quantmix::sensitivity::job::{merge, SensitivityJob};
@@ -45,9 +44,19 @@ pub struct Args {
     /// Chunks of 512 tokens the importance matrix is collected on (0: all the text gives).
     #[arg(long, default_value_t = 16)]
     pub imatrix_chunks: usize,
-    /// Measure only every n-th tensor starting at the i-th (`--shard 2/4`); join with `--merge`.
+    /// Measure only every n-th tensor starting at the i-th (`--shard 2/4`), or `--shard auto` in a Slurm job
+    /// array or a Kubernetes Indexed Job (see deploy/); join the shards with `--merge`.
     #[arg(long)]
     pub shard: Option<String>,
+    /// Measure with f32 activations on a dequantized copy of the model (no 8-bit activation rounding,
+    /// whose noise floor swamps the differences between candidates of an already-quantized source):
+    /// `auto` (default) = when the source's weights are quantized.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "on", "off"])]
+    pub exact_activations: String,
+    /// Measure only the candidates these types end at (e.g. `Q4_K`) and predict the others from them,
+    /// proportional to the imatrix-weighted squared error (faster; marked `predicted` in the file).
+    #[arg(long, value_delimiter = ',')]
+    pub predict_from: Vec<String>,
     /// Continue an interrupted run from OUTPUT.partial.
     #[arg(long)]
     pub resume: bool,
@@ -63,6 +72,10 @@ pub struct Args {
 }
 
 fn parse_shard(s: &str) -> Result<ShardDesc> {
+    if s.trim() == "auto" {
+        return quantmix::sensitivity::job::shard_from_env(|k| std::env::var(k).ok())
+            .map_err(|e| anyhow!("--shard auto: {e}"));
+    }
     let (i, n) = s.split_once('/').ok_or_else(|| anyhow!("--shard `{s}`: expected i/n, e.g. 2/4"))?;
     let (index, count): (usize, usize) = (
         i.trim().parse().map_err(|_| anyhow!("--shard `{s}`: `{i}` is not a number"))?,
@@ -77,15 +90,9 @@ fn parse_shard(s: &str) -> Result<ShardDesc> {
 /// The arguments as a validated job.
 fn job(a: &Args) -> Result<SensitivityJob> {
     let model = a.model.clone().ok_or_else(|| anyhow!("give the MODEL to measure"))?;
+    let model_path = model.clone();
     let shard = a.shard.as_deref().map(parse_shard).transpose()?;
-    let mut types = Vec::new();
-    for t in &a.types {
-        let ty = GgmlType::from_name(t.trim()).ok_or_else(|| anyhow!("--types: unknown type `{t}`"))?;
-        if !quantmix::recipe::writable(ty) {
-            bail!("--types: quantmix cannot write type {ty}");
-        }
-        types.push(ty);
-    }
+    let mut types = super::quantize::parse_types(&a.types, "--types")?;
     if types.is_empty() {
         types = DEFAULT_TYPES.to_vec();
     }
@@ -100,6 +107,12 @@ fn job(a: &Args) -> Result<SensitivityJob> {
         imatrix_chunks: a.imatrix_chunks,
         shard,
         resume: a.resume,
+        anchors: super::quantize::parse_types(&a.predict_from, "--predict-from")?,
+        exact_activations: match a.exact_activations.as_str() {
+            "on" => true,
+            "off" => false,
+            _ => quantmix::sensitivity::measure::has_quantized_weights(&model_path)?,
+        },
     })
 }
 
@@ -116,8 +129,10 @@ pub fn run(a: Args, cancel: &Cancel) -> Result<()> {
     let o = quantmix::sensitivity::job::run(&job, ctx)
         .with_context(|| format!("sensitivity of {}", job.model.display()))?;
     print_result(&o.table, &o.written);
+    let peak = quantmix::sensitivity::job::peak_memory()
+        .map_or(String::new(), |b| format!(", peak memory {:.1} MiB", b as f64 / (1u64 << 20) as f64));
     eprintln!(
-        "sensitivity: reference pass {:.1} s, {} candidates measured in {:.1} s, total {:.1} s",
+        "sensitivity: reference pass {:.1} s, {} candidates measured in {:.1} s, total {:.1} s{peak}",
         o.reference_secs, o.measured, o.measure_secs, o.total_secs
     );
     Ok(())

@@ -280,7 +280,7 @@ fn export(gguf: &Path, out_dir: &Path, opts: &ExportOptions, cancel: &crate::job
             }
         }
         has_output |= t.name == "output.weight";
-        if !crate::quant::can_dequantize(t.ty) && !matches!(t.ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16) {
+        if !crate::quant::caps(t.ty).dequantize && !matches!(t.ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16) {
             return Err(tensor_err(gguf, &t.name, format!("type {} cannot be dequantized", t.ty.name())));
         }
         let heads = if !permute {

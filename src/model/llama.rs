@@ -14,10 +14,11 @@
 //! - SwiGLU feed-forward; output projection or the tied token embeddings.
 //!
 //! Every matrix product runs on the quantized weights through
-//! [`super::linear::matmul`] (activations quantized to the weight type's
-//! `vec_dot` type). Prompt processing is batched (all tokens of a call in
-//! one matrix × matrix product per weight), generation is matrix × vector;
-//! both are parallel over weight rows (rayon's current pool).
+//! [`crate::quant::matmul`] (activations quantized to the weight type's
+//! `vec_dot` type, once for the products that share an input: Q/K/V and
+//! gate/up). Prompt processing is batched (all tokens of a call in one
+//! matrix × matrix product per weight), generation is matrix × vector; both
+//! are parallel (rayon's current pool).
 
 use std::path::Path;
 
@@ -25,9 +26,9 @@ use rayon::prelude::*;
 
 use super::attention::{self, to_f16_precision, Scratch};
 use super::error::{ModelError, Result};
-use super::linear::{self, WeightView};
 use super::ops::{add_bias, add_into, rms_norm, rotate, select_rows, swiglu};
 use crate::gguf::{GgmlType, GgufFile, TensorInfo};
+use crate::quant::matmul::{matmul_quantized, Activations, Weights};
 
 /// How RoPE pairs the dimensions of a head.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -283,7 +284,7 @@ impl LlamaModel {
                     rows.map(|r| r.to_string()).unwrap_or_else(|| "n".into())
                 )));
             }
-            if !linear::supported(info.ty) {
+            if !crate::quant::caps(info.ty).vec_dot {
                 return Err(terr(format!("type {} has no dot-product kernel in quantmix", info.ty)));
             }
             Ok(Mat { info: info.clone(), rows: info.shape[1] as usize, cols })
@@ -398,26 +399,37 @@ impl LlamaModel {
         }
     }
 
-    fn view(&self, m: &Mat) -> WeightView<'_> {
-        WeightView { ty: m.info.ty, rows: m.rows, cols: m.cols, data: self.file.tensor_data(&m.info) }
-    }
-
     /// The weights of `m`, or the override of the same name.
-    fn view_with<'s>(&'s self, m: &'s Mat, overrides: &'s [WeightOverride<'s>]) -> WeightView<'s> {
-        match overrides.iter().find(|o| o.name == m.info.name) {
-            Some(o) => WeightView { ty: o.ty, rows: m.rows, cols: m.cols, data: o.data },
-            None => self.view(m),
-        }
+    fn weights<'s>(&'s self, m: &'s Mat, overrides: &'s [WeightOverride<'s>]) -> Weights<'s> {
+        let (ty, data) = match overrides.iter().find(|o| o.name == m.info.name) {
+            Some(o) => (o.ty, o.data),
+            None => (m.info.ty, self.file.tensor_data(&m.info)),
+        };
+        Weights::new(ty, m.rows, m.cols, data).expect("types and sizes are checked at load time and for overrides")
     }
 
     fn matmul(&self, m: &Mat, x: &[f32], n: usize, hooks: &mut Hooks<'_>) -> Vec<f32> {
-        if let Some(obs) = hooks.observer.as_mut() {
-            obs(&m.info.name, x, n);
-        }
-        let mut out = vec![0f32; n * m.rows];
-        let ok = linear::matmul(&self.view_with(m, hooks.overrides), x, n, &mut out);
-        debug_assert!(ok, "kernel availability is checked at load time and for overrides");
+        let [out] = self.matmuls([m], x, n, hooks);
         out
+    }
+
+    /// The products of several matrices with the same `n` input rows `x`,
+    /// which are quantized once per activation type.
+    fn matmuls<const N: usize>(&self, ms: [&Mat; N], x: &[f32], n: usize, hooks: &mut Hooks<'_>) -> [Vec<f32>; N] {
+        let mut acts = Activations::new();
+        ms.map(|m| {
+            if let Some(obs) = hooks.observer.as_mut() {
+                obs(&m.info.name, x, n);
+            }
+            let w = self.weights(m, hooks.overrides);
+            let aty = crate::quant::vec_dot_type(w.ty()).expect("checked by Weights::new");
+            if acts.ty() != Some(aty) {
+                acts.quantize(aty, x, m.cols).expect("activation shape");
+            }
+            let mut out = vec![0f32; n * m.rows];
+            matmul_quantized(&w, &acts, &mut out).expect("shapes checked above");
+            out
+        })
     }
 
     /// Every weight matrix the forward pass multiplies with, with its
@@ -459,7 +471,7 @@ impl LlamaModel {
                 .chain(self.layers.iter().flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down]))
                 .find(|m| m.info.name == o.name)
                 .ok_or_else(|| ModelError::Invalid(format!("override of `{}`: not a weight matrix", o.name)))?;
-            if !linear::supported(o.ty) {
+            if !crate::quant::caps(o.ty).vec_dot {
                 return Err(ModelError::Invalid(format!(
                     "override of `{}`: type {} has no dot-product kernel",
                     o.name, o.ty
@@ -487,11 +499,11 @@ impl LlamaModel {
             return Err(ModelError::Invalid(format!("token id {t} is outside the vocabulary of {}", self.hp.n_vocab)));
         }
         let mut x = vec![0f32; tokens.len() * d];
-        let emb = self.view_with(&self.tok_embd, overrides);
-        let row_bytes = emb.ty.row_bytes(d as u64).expect("checked at load") as usize;
+        let emb = self.weights(&self.tok_embd, overrides);
+        let (ty, data, row_bytes) = (emb.ty(), emb.data(), emb.row_bytes());
         x.par_chunks_mut(d).zip(tokens.par_iter()).for_each(|(row, &t)| {
             let t = t as usize;
-            crate::quant::dequantize_row(emb.ty, &emb.data[t * row_bytes..(t + 1) * row_bytes], row)
+            crate::quant::dequantize_row(ty, &data[t * row_bytes..(t + 1) * row_bytes], row)
                 .expect("type checked at load");
         });
         Ok(x)
@@ -585,9 +597,7 @@ impl LlamaModel {
                 r(il, &x);
             }
             let h = rms_norm(&x, d, hp.eps, &layer.attn_norm);
-            let mut q = self.matmul(&layer.wq, &h, rows, hooks);
-            let mut k = self.matmul(&layer.wk, &h, rows, hooks);
-            let mut v = self.matmul(&layer.wv, &h, rows, hooks);
+            let [mut q, mut k, mut v] = self.matmuls([&layer.wq, &layer.wk, &layer.wv], &h, rows, hooks);
             add_bias(&mut q, layer.bq.as_deref());
             add_bias(&mut k, layer.bk.as_deref());
             add_bias(&mut v, layer.bv.as_deref());
@@ -629,8 +639,7 @@ impl LlamaModel {
             add_bias(&mut o, layer.bo.as_deref());
             add_into(&mut x, &o);
             let h = rms_norm(&x, d, hp.eps, &layer.ffn_norm);
-            let mut g = self.matmul(&layer.gate, &h, rows, hooks);
-            let u = self.matmul(&layer.up, &h, rows, hooks);
+            let [mut g, u] = self.matmuls([&layer.gate, &layer.up], &h, rows, hooks);
             g.par_chunks_mut(hp.n_ff).zip(u.par_chunks(hp.n_ff)).for_each(|(g, u)| swiglu(g, u));
             let down = self.matmul(&layer.down, &g, rows, hooks);
             add_into(&mut x, &down);
@@ -705,10 +714,4 @@ impl LlamaModel {
         });
         out
     }
-}
-
-/// Whether `ty` can be read by the forward pass (for callers that want to
-/// check files up front).
-pub fn weight_type_supported(ty: GgmlType) -> bool {
-    linear::supported(ty)
 }

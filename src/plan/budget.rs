@@ -138,7 +138,7 @@ pub fn plan_under_budget(
             if bytes != cand.bytes {
                 return Err(terr(&t.name, format!("{ty}: {} bytes in the file, {bytes} for this shape", cand.bytes)));
             }
-            if ty != t.ty && !crate::recipe::writable(ty) {
+            if ty != t.ty && !crate::quant::caps(ty).writable {
                 continue;
             }
             choices.push(Choice { id: types.len(), bytes: padded(bytes, alignment), damage: cand.kld });

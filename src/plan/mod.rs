@@ -117,10 +117,9 @@ impl Plan {
         self.tensors.iter().filter(|c| c.converts() && c.source_type.is_quantized())
     }
 
-    /// Quantized tensors the importance matrix has no vector for.
-    pub fn missing_imatrix(&self) -> impl Iterator<Item = &TensorPlan> {
-        let with = self.imatrix.is_some();
-        self.tensors.iter().filter(move |c| with && c.converts() && c.ty.is_quantized() && !c.imatrix)
+    /// Tensors quantized here that importance matrix `m` has no vector for.
+    pub fn missing_imatrix<'a>(&'a self, m: &'a ImportanceMatrix) -> impl Iterator<Item = &'a TensorPlan> {
+        self.tensors.iter().filter(move |c| c.converts() && c.ty.is_quantized() && !m.vectors.contains_key(&c.name))
     }
 }
 
@@ -308,10 +307,10 @@ fn tensor_plan(
 ) -> Result<TensorPlan, PlanError> {
     let converts = ty != t.ty;
     let err = |msg: String| PlanError::Recipe(RecipeError { origin: origin.to_string(), line: None, msg });
-    if converts && !crate::quant::can_dequantize(t.ty) {
+    if converts && !crate::quant::caps(t.ty).dequantize {
         return Err(err(format!("tensor `{}`: its source type {} cannot be read; use `keep` for it", t.name, t.ty)));
     }
-    if converts && !crate::recipe::writable(ty) {
+    if converts && !crate::quant::caps(ty).writable {
         return Err(err(format!("tensor `{}`: quantmix cannot write type {ty}", t.name)));
     }
     let vector = match imatrix {

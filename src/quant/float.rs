@@ -24,14 +24,16 @@ impl GgmlBlock for f32 {
     const TYPE: GgmlType = GgmlType::F32;
     const BLCK_SIZE: usize = 1;
     type VecDot = f32;
+    #[cfg(target_arch = "x86_64")]
+    const VEC_DOT_AVX2: Option<super::VecDotKernel<Self>> = Some(dot::avx2::dot_f32);
     fn quantize_row(src: &[f32], dst: &mut [Self], _imatrix: Option<&[f32]>) {
         dst.copy_from_slice(src);
     }
     fn dequantize_row(src: &[Self], dst: &mut [f32]) {
         dst.copy_from_slice(src);
     }
-    fn vec_dot(x: &[Self], y: &[Self]) -> f32 {
-        dot::dot_f32(x, y)
+    fn vec_dot_scalar(x: &[Self], y: &[Self]) -> f32 {
+        dot::scalar::dot_f32(x, y)
     }
 }
 
@@ -39,14 +41,16 @@ impl GgmlBlock for f16 {
     const TYPE: GgmlType = GgmlType::F16;
     const BLCK_SIZE: usize = 1;
     type VecDot = f16;
+    #[cfg(target_arch = "x86_64")]
+    const VEC_DOT_AVX2: Option<super::VecDotKernel<Self>> = Some(dot::avx2::dot_f16);
     fn quantize_row(src: &[f32], dst: &mut [Self], _imatrix: Option<&[f32]>) {
         half::slice::HalfFloatSliceExt::convert_from_f32_slice(dst, src);
     }
     fn dequantize_row(src: &[Self], dst: &mut [f32]) {
         half::slice::HalfFloatSliceExt::convert_to_f32_slice(src, dst);
     }
-    fn vec_dot(x: &[Self], y: &[Self]) -> f32 {
-        dot::dot_f16(x, y)
+    fn vec_dot_scalar(x: &[Self], y: &[Self]) -> f32 {
+        dot::scalar::dot_f16(x, y)
     }
 }
 
@@ -54,6 +58,8 @@ impl GgmlBlock for bf16 {
     const TYPE: GgmlType = GgmlType::BF16;
     const BLCK_SIZE: usize = 1;
     type VecDot = bf16;
+    #[cfg(target_arch = "x86_64")]
+    const VEC_DOT_AVX2: Option<super::VecDotKernel<Self>> = Some(dot::avx2::dot_bf16);
     fn quantize_row(src: &[f32], dst: &mut [Self], _imatrix: Option<&[f32]>) {
         for (d, &s) in dst.iter_mut().zip(src) {
             *d = f32_to_bf16(s);
@@ -64,8 +70,8 @@ impl GgmlBlock for bf16 {
             *d = s.to_f32();
         }
     }
-    fn vec_dot(x: &[Self], y: &[Self]) -> f32 {
-        dot::dot_bf16(x, y)
+    fn vec_dot_scalar(x: &[Self], y: &[Self]) -> f32 {
+        dot::scalar::dot_bf16(x, y)
     }
 }
 

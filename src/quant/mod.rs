@@ -6,10 +6,16 @@
 //! - [`legacy`]: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1.
 //! - [`kquants`]: Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K.
 //! - [`search`]: the scale searches ggml's quantizers share.
+//! - [`registry`]: the one list of implemented types
+//!   ([`with_block_type!`](crate::with_block_type)) and their capabilities
+//!   ([`caps`]), derived from each type's [`GgmlBlock`] impl.
+//! - [`simd`]: which instruction set the kernels use ([`simd::Isa`]).
+//! - [`matmul`]: weight matrix × f32 activations, for the model and the
+//!   benchmarks.
 //!
 //! The byte-level functions at the bottom ([`quantize_row`],
-//! [`dequantize_row`], [`vec_dot`], [`quantize_rows`]) dispatch on a
-//! [`GgmlType`] for code that works on raw tensor bytes.
+//! [`dequantize_row`], [`vec_dot`], [`vec_dot_with`], [`quantize_rows`])
+//! dispatch on a [`GgmlType`] for code that works on raw tensor bytes.
 
 // Kernels index several arrays in lockstep, mirroring ggml's loops so that the
 // order of floating-point operations is visibly the same.
@@ -20,14 +26,21 @@ pub mod float;
 pub mod kquants;
 pub mod legacy;
 pub mod matmul;
+pub mod registry;
 pub mod search;
 pub mod simd;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86;
 
 use bytemuck::Pod;
 use rayon::prelude::*;
 
 pub use crate::gguf::types::GgmlType;
 pub use blocks::*;
+pub use registry::{caps, vec_dot_type, Caps, REGISTRY, VEC_DOT_TYPES};
+use simd::Isa;
+
+use crate::with_block_type;
 
 /// Errors of the byte-level quantization API.
 #[derive(Debug, thiserror::Error)]
@@ -42,9 +55,14 @@ pub enum QuantError {
     BadImatrix { got: usize, expected: usize },
 }
 
+/// A dot-product kernel of a block type with its activation type. `unsafe`
+/// because SIMD kernels need CPU features their caller must have checked.
+pub type VecDotKernel<B> = unsafe fn(&[B], &[<B as GgmlBlock>::VecDot]) -> f32;
+
 /// One ggml block type: its layout (`Self`), how to quantize a row into it
 /// (optionally weighted by an importance vector), how to dequantize it, and
-/// its dot product with the activation type ggml pairs it with.
+/// its dot product with the activation type ggml pairs it with, per
+/// instruction set.
 pub trait GgmlBlock: Pod + Send + Sync + 'static {
     /// The ggml type this block stores.
     const TYPE: GgmlType;
@@ -52,6 +70,13 @@ pub trait GgmlBlock: Pod + Send + Sync + 'static {
     const BLCK_SIZE: usize;
     /// The activation type of [`GgmlBlock::vec_dot`] (`vec_dot_type` in ggml).
     type VecDot: GgmlBlock;
+    /// Whether quantmix writes this type into model files; `false` for the
+    /// activation-only types (Q8_1, Q8_K).
+    const STORAGE: bool = true;
+
+    /// The AVX2 + FMA + F16C dot product ([`Isa::Avx2`]), if this type has
+    /// one; it may only be called on a CPU where [`Isa::Avx2`] is available.
+    const VEC_DOT_AVX2: Option<VecDotKernel<Self>> = None;
 
     /// Quantize `src` (`dst.len() * BLCK_SIZE` values). With `imatrix`
     /// (one weight per element of `src`), use ggml's importance-weighted
@@ -61,97 +86,47 @@ pub trait GgmlBlock: Pod + Send + Sync + 'static {
     /// Dequantize `src` into `dst` (`src.len() * BLCK_SIZE` values).
     fn dequantize_row(src: &[Self], dst: &mut [f32]);
 
-    /// Dot product of a weight row with an activation row of equal length,
-    /// using the fastest path this CPU supports.
-    fn vec_dot(x: &[Self], y: &[Self::VecDot]) -> f32;
-}
+    /// Quantize one row of activations (`dst.len() * BLCK_SIZE` values) the
+    /// way ggml's x86 CPU backend feeds its dot products (`from_float` of
+    /// the type traits): the reference quantizer, except for Q8_0 and Q8_1
+    /// (see `legacy::q8`).
+    fn quantize_activations(src: &[f32], dst: &mut [Self]) {
+        Self::quantize_row(src, dst, None)
+    }
 
-/// Invoke `$body` with `$B` bound to the block type of `$ty`; evaluates to
-/// `None` for types without a block implementation.
-#[macro_export]
-macro_rules! with_block_type {
-    ($ty:expr, $B:ident => $body:expr) => {{
-        use $crate::gguf::types::GgmlType as __T;
-        use $crate::quant::blocks::*;
-        match $ty {
-            __T::F32 => {
-                type $B = f32;
-                Some($body)
+    /// The scalar reference dot product of a weight row with an activation
+    /// row of equal length ([`Isa::Scalar`]); every SIMD kernel is tested
+    /// against it.
+    fn vec_dot_scalar(x: &[Self], y: &[Self::VecDot]) -> f32;
+
+    /// The dot product on the path `isa`, or `None` when this type has no
+    /// kernel for `isa` or this CPU lacks it.
+    fn vec_dot_on(isa: Isa, x: &[Self], y: &[Self::VecDot]) -> Option<f32> {
+        match isa {
+            Isa::Scalar => Some(Self::vec_dot_scalar(x, y)),
+            Isa::Avx2 => {
+                let kernel = Self::VEC_DOT_AVX2.filter(|_| isa.available())?;
+                // SAFETY: `isa.available()` was checked: this CPU has AVX2,
+                // FMA and F16C.
+                Some(unsafe { kernel(x, y) })
             }
-            __T::F16 => {
-                type $B = half::f16;
-                Some($body)
-            }
-            __T::BF16 => {
-                type $B = half::bf16;
-                Some($body)
-            }
-            __T::Q4_0 => {
-                type $B = BlockQ4_0;
-                Some($body)
-            }
-            __T::Q4_1 => {
-                type $B = BlockQ4_1;
-                Some($body)
-            }
-            __T::Q5_0 => {
-                type $B = BlockQ5_0;
-                Some($body)
-            }
-            __T::Q5_1 => {
-                type $B = BlockQ5_1;
-                Some($body)
-            }
-            __T::Q8_0 => {
-                type $B = BlockQ8_0;
-                Some($body)
-            }
-            __T::Q8_1 => {
-                type $B = BlockQ8_1;
-                Some($body)
-            }
-            __T::Q2_K => {
-                type $B = BlockQ2K;
-                Some($body)
-            }
-            __T::Q3_K => {
-                type $B = BlockQ3K;
-                Some($body)
-            }
-            __T::Q4_K => {
-                type $B = BlockQ4K;
-                Some($body)
-            }
-            __T::Q5_K => {
-                type $B = BlockQ5K;
-                Some($body)
-            }
-            __T::Q6_K => {
-                type $B = BlockQ6K;
-                Some($body)
-            }
-            __T::Q8_K => {
-                type $B = BlockQ8K;
-                Some($body)
-            }
-            _ => None,
         }
-    }};
-}
+    }
 
-/// Types quantmix can quantize to.
-pub fn can_quantize(ty: GgmlType) -> bool {
-    with_block_type!(ty, B => std::mem::size_of::<B>()).is_some()
-}
-
-/// Types quantmix can dequantize.
-pub fn can_dequantize(ty: GgmlType) -> bool {
-    with_block_type!(ty, B => std::mem::size_of::<B>()).is_some()
-}
-
-/// The activation type ggml pairs with `ty` in dot products.
-pub fn vec_dot_type(ty: GgmlType) -> Option<GgmlType> {
-    with_block_type!(ty, B => <<B as GgmlBlock>::VecDot as GgmlBlock>::TYPE)
+    /// Dot product of a weight row with an activation row of equal length,
+    /// using the fastest path this CPU supports ([`Isa::best`]).
+    #[inline]
+    fn vec_dot(x: &[Self], y: &[Self::VecDot]) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(kernel) = Self::VEC_DOT_AVX2 {
+            if simd::use_avx2() {
+                // SAFETY: `use_avx2` is true only when AVX2, FMA and F16C
+                // were detected on this CPU.
+                return unsafe { kernel(x, y) };
+            }
+        }
+        Self::vec_dot_scalar(x, y)
+    }
 }
 
 fn check_len(ty: GgmlType, n: usize, bytes: usize) -> Result<(), QuantError> {
@@ -166,8 +141,9 @@ fn check_len(ty: GgmlType, n: usize, bytes: usize) -> Result<(), QuantError> {
     Ok(())
 }
 
-/// View bytes as blocks, copying only when the bytes are misaligned.
-fn blocks_of<B: Pod>(bytes: &[u8]) -> std::borrow::Cow<'_, [B]> {
+/// View bytes as blocks, copying only when the bytes are misaligned (the
+/// crate's one byte-to-block cast; lengths are the caller's to check).
+pub(crate) fn blocks_of<B: Pod>(bytes: &[u8]) -> std::borrow::Cow<'_, [B]> {
     match bytemuck::try_cast_slice::<u8, B>(bytes) {
         Ok(s) => std::borrow::Cow::Borrowed(s),
         Err(_) => std::borrow::Cow::Owned(bytemuck::pod_collect_to_vec::<u8, B>(bytes)),
@@ -205,17 +181,29 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), Q
 }
 
 /// Dot product of `n` weights of type `ty` with `n` activations of type
-/// `vec_dot_type(ty)`.
+/// `vec_dot_type(ty)`, on the fastest path this CPU has for `ty`.
 pub fn vec_dot(ty: GgmlType, n: usize, w: &[u8], act: &[u8]) -> Result<f32, QuantError> {
     check_len(ty, n, w.len())?;
     let aty = vec_dot_type(ty).ok_or(QuantError::Unsupported { ty, op: "vec_dot" })?;
     check_len(aty, n, act.len())?;
-    with_block_type!(ty, B => {
-        let x = blocks_of::<B>(w);
-        let y = blocks_of::<<B as GgmlBlock>::VecDot>(act);
-        B::vec_dot(&x, &y)
-    })
-    .ok_or(QuantError::Unsupported { ty, op: "vec_dot" })
+    with_block_type!(ty, B => B::vec_dot(&blocks_of::<B>(w), &blocks_of::<<B as GgmlBlock>::VecDot>(act)))
+        .ok_or(QuantError::Unsupported { ty, op: "vec_dot" })
+}
+
+/// Dot product of `n` weights of type `ty` with `n` activations of its
+/// `vec_dot_type`, on the path `isa`. Errors when the lengths are wrong,
+/// the type has no dot product or no kernel for `isa`, or this CPU lacks
+/// `isa`.
+pub fn vec_dot_with(isa: Isa, ty: GgmlType, n: usize, w: &[u8], act: &[u8]) -> Result<f32, QuantError> {
+    if !isa.available() {
+        return Err(QuantError::Unsupported { ty, op: "vec_dot on this CPU's instruction set" });
+    }
+    let aty = vec_dot_type(ty).ok_or(QuantError::Unsupported { ty, op: "vec_dot" })?;
+    check_len(ty, n, w.len())?;
+    check_len(aty, n, act.len())?;
+    with_block_type!(ty, B => B::vec_dot_on(isa, &blocks_of::<B>(w), &blocks_of::<<B as GgmlBlock>::VecDot>(act)))
+        .flatten()
+        .ok_or(QuantError::Unsupported { ty, op: "vec_dot on this instruction set" })
 }
 
 /// Quantize a whole tensor of rows of `n_per_row` values, in parallel over
@@ -241,7 +229,7 @@ pub fn quantize_rows(
     if dst.len() != rows * row_bytes {
         return Err(QuantError::BadLength { ty, got: dst.len(), expected: rows * row_bytes });
     }
-    if !can_quantize(ty) {
+    if !caps(ty).quantize {
         return Err(QuantError::Unsupported { ty, op: "quantization" });
     }
     if let Some(w) = imatrix {

@@ -13,7 +13,8 @@ use crate::gguf::GgufModel;
 use crate::job::Ctx;
 use crate::plan::budget::{plan_under_budget, resolve_imatrix, BudgetError, BudgetPlan, BudgetRequest};
 use crate::plan::{resolve, ImportanceMatrix, Plan, PlanError};
-use crate::recipe::{ModelInfo, Recipe};
+use crate::recipe::{Budget, ModelInfo, Recipe};
+use crate::sensitivity::job::SensitivityJob;
 use crate::sensitivity::schema::SensitivityTable;
 
 /// What to quantize, how, and where to.
@@ -30,6 +31,31 @@ pub struct QuantizeJob {
     /// An importance matrix that wins over the recipe's `[imatrix]` and the
     /// sensitivity file's.
     pub imatrix: Option<PathBuf>,
+    /// A size limit to allocate under (wins over the recipe's `[budget]`);
+    /// the recipe's rules still pin their tensors.
+    pub budget: Option<Budget>,
+    /// The measurements to allocate with; without, they are measured (or
+    /// found in the cache) with [`QuantizeJob::measure`].
+    pub sensitivity: Option<PathBuf>,
+    pub measure: MeasureSettings,
+}
+
+/// How the one-command flow measures sensitivities when no file is given.
+#[derive(Clone, Debug)]
+pub struct MeasureSettings {
+    /// The cache root (`$QUANTMIX_CACHE`, default `~/.cache/quantmix`).
+    pub cache: PathBuf,
+    pub calibration: Vec<PathBuf>,
+    pub ctx: usize,
+    pub chunks: usize,
+    pub types: Vec<crate::gguf::GgmlType>,
+    pub imatrix_chunks: usize,
+    /// f32 activations while measuring; `None`: when the source is
+    /// already quantized (where 8-bit activation rounding would put a floor
+    /// under every measurement).
+    pub exact_activations: Option<bool>,
+    /// Measure only these types and predict the rest (empty: all).
+    pub anchors: Vec<crate::gguf::GgmlType>,
 }
 
 /// An error of the quantize job, naming what it was working on.
@@ -60,6 +86,12 @@ pub enum JobError {
         origin: String,
         #[source]
         source: BudgetError,
+    },
+    #[error("measuring the sensitivity of {}", path.display())]
+    Measure {
+        path: PathBuf,
+        #[source]
+        source: Box<crate::sensitivity::SensitivityError>,
     },
     #[error(transparent)]
     Plan(#[from] PlanError),
@@ -128,30 +160,51 @@ pub fn prepare(job: &QuantizeJob, ctx: Ctx<'_>) -> Result<Prepared, JobError> {
         })
     };
     let info = ModelInfo::from_metadata(source.metadata(), source.tensors());
-    let (plan, budget, imatrix) = match &recipe.budget {
+    // The budget and the measurements it is spent by: the command line's,
+    // else the recipe's `[budget]`.
+    let limit = job.budget.clone().or_else(|| recipe.budget.as_ref().map(|b| b.limit.clone()));
+    let (plan, budget, imatrix) = match limit {
         None => {
-            let imatrix = job.imatrix.as_deref().or(recipe.imatrix.as_deref()).map(load).transpose()?;
+            let imatrix = job.imatrix.as_deref().map(load).transpose()?;
+            let imatrix = match imatrix {
+                Some(m) => Some(m),
+                None => recipe.imatrix.as_deref().map(load).transpose()?,
+            };
             (resolve(recipe, &info, source.tensors(), imatrix.as_ref())?, None, imatrix)
         }
-        Some(spec) => {
-            let berr = |source| JobError::Budget { origin: recipe.at(spec.line), source };
-            let table_path = spec.sensitivity.as_ref().ok_or(BudgetError::NoSensitivity).map_err(berr)?;
-            let table = SensitivityTable::load(table_path).map_err(|e| berr(e.into()))?;
+        Some(limit) => {
+            // A recipe's [budget] is reported with its line.
+            let at = match job.budget {
+                Some(_) => recipe.origin.clone(),
+                None => recipe.at(recipe.budget.as_ref().and_then(|b| b.line)),
+            };
+            let berr = |source| JobError::Budget { origin: at.clone(), source };
+            let given = job.sensitivity.clone().or_else(|| recipe.budget.as_ref().and_then(|b| b.sensitivity.clone()));
+            let table_path = match (given, job.budget.is_some()) {
+                (Some(p), _) => p,
+                (None, true) => measured(job, &model_path, &source, ctx)?,
+                (None, false) => return Err(berr(BudgetError::NoSensitivity)),
+            };
+            let table = SensitivityTable::load(&table_path).map_err(|e| berr(e.into()))?;
             // The sensitivities were measured with an importance matrix:
             // quantize with it too, unless one is given.
             let path = job.imatrix.clone().or_else(|| {
-                let p = recipe.imatrix.clone().or_else(|| resolve_imatrix(&table, table_path))?;
+                let p = recipe.imatrix.clone().or_else(|| resolve_imatrix(&table, &table_path))?;
                 Some(std::fs::canonicalize(&p).unwrap_or(p))
             });
             let imatrix = path.as_deref().map(load).transpose()?;
+            let origin = match job.budget {
+                Some(_) => format!("{} (allocated under --budget {limit})", recipe.origin),
+                None => format!("{} (allocated under its [budget])", recipe.origin),
+            };
             let req = BudgetRequest {
                 base: recipe,
                 table: &table,
-                table_path,
-                limit: &spec.limit,
+                table_path: &table_path,
+                limit: &limit,
                 imatrix: imatrix.as_ref(),
                 imatrix_name: path.as_deref(),
-                origin: format!("{} (allocated under its [budget])", recipe.origin),
+                origin,
             };
             let bp = plan_under_budget(source.metadata(), source.tensors(), &req).map_err(berr)?;
             (bp.plan.clone(), Some(bp), imatrix)
@@ -171,6 +224,7 @@ fn check_outputs(job: &QuantizeJob) -> Result<(), crate::fsutil::SameFileError> 
     inputs.extend(job.imatrix.clone());
     inputs.extend(job.recipe.imatrix.clone());
     inputs.extend(job.recipe.budget.as_ref().and_then(|b| b.sensitivity.clone()));
+    inputs.extend(job.sensitivity.clone());
     crate::fsutil::check_outputs(&outputs, &inputs)
 }
 
@@ -192,6 +246,52 @@ pub fn model_files(model: &Path) -> Vec<PathBuf> {
         v.extend((0..count).map(|i| crate::gguf::split::shard_path(&prefix, i, count)));
     }
     v
+}
+
+/// The sensitivity file for the one-command flow: from the cache when the
+/// same model was measured with the same settings, else measured now into
+/// the cache (an interrupted measurement resumes on the next run).
+fn measured(job: &QuantizeJob, model_path: &Path, source: &GgufModel, ctx: Ctx<'_>) -> Result<PathBuf, JobError> {
+    let m = &job.measure;
+    let quantized_source = crate::sensitivity::measure::has_quantized_weights(model_path)
+        .map_err(|e| JobError::Measure { path: job.model.clone(), source: Box::new(e) })?;
+    let mut sj = SensitivityJob {
+        model: model_path.to_path_buf(),
+        output: PathBuf::new(),
+        calibration: m.calibration.clone(),
+        ctx: m.ctx,
+        chunks: m.chunks,
+        types: m.types.clone(),
+        imatrix: job.imatrix.clone(),
+        imatrix_chunks: m.imatrix_chunks,
+        shard: None,
+        resume: true,
+        exact_activations: m.exact_activations.unwrap_or(quantized_source),
+        anchors: m.anchors.clone(),
+    };
+    let merr = |e| JobError::Measure { path: job.model.clone(), source: Box::new(e) };
+    let files: Vec<PathBuf> = source.shards().iter().map(|s| s.path().to_path_buf()).collect();
+    let key = crate::sensitivity::cache::key(&sj, &files).map_err(merr)?;
+    sj.output = crate::sensitivity::cache::entry(&m.cache, &key);
+    if sj.output.is_file() {
+        ctx.progress
+            .note(crate::job::Level::Info, &format!("sensitivity: measured before, using {}", sj.output.display()));
+        return Ok(sj.output);
+    }
+    let dir = crate::fsutil::dir_of(&sj.output).to_path_buf();
+    std::fs::create_dir_all(&dir)
+        .map_err(|source| merr(crate::sensitivity::SensitivityError::Io { path: dir.clone(), source }))?;
+    ctx.progress.note(
+        crate::job::Level::Info,
+        &format!(
+            "sensitivity: measuring {} (cached in {}{})",
+            job.model.display(),
+            dir.display(),
+            if sj.exact_activations { "; f32 activations, the source is quantized" } else { "" }
+        ),
+    );
+    crate::sensitivity::job::run(&sj, ctx).map_err(merr)?;
+    Ok(sj.output)
 }
 
 impl Prepared {

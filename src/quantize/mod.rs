@@ -65,7 +65,7 @@ fn first_non_finite(x: &[f32], n: usize) -> Option<(usize, usize, f32)> {
 /// Check that every value of a tensor copied unchanged is finite (read
 /// chunk by chunk; a type that cannot be read is not checked).
 fn check_copied(path: &Path, t: &TensorInfo, data: &[u8], ctx: Ctx<'_>) -> Result<(), QuantizeError> {
-    if !quant::can_dequantize(t.ty) {
+    if !quant::caps(t.ty).dequantize {
         return Ok(());
     }
     let n = t.row_len() as usize;

@@ -57,17 +57,12 @@ impl fmt::Display for TypeChoice {
     }
 }
 
-/// Types quantmix can write.
-pub fn writable(ty: GgmlType) -> bool {
-    crate::quant::can_quantize(ty) && !matches!(ty, GgmlType::Q8_1 | GgmlType::Q8_K)
-}
-
 fn parse_choice(s: &str) -> Result<TypeChoice, String> {
     if s.eq_ignore_ascii_case("keep") {
         return Ok(TypeChoice::Keep);
     }
     match GgmlType::from_name(s) {
-        Some(t) if writable(t) => Ok(TypeChoice::Type(t)),
+        Some(t) if crate::quant::caps(t).writable => Ok(TypeChoice::Type(t)),
         Some(t) => Err(format!("quantmix cannot write type {t}")),
         None => Err(format!("unknown type `{s}` (expected a ggml type such as Q4_K, Q8_0, F16, or `keep`)")),
     }
@@ -459,6 +454,13 @@ impl Recipe {
     pub fn pure(ty: GgmlType) -> Result<Recipe, RecipeError> {
         let text = format!("# every quantizable tensor as {ty} (like llama-quantize --pure)\ndefault = \"{ty}\"\n");
         Recipe::from_toml_str(&text, &format!("--type {ty}"))
+    }
+
+    /// A recipe that pins nothing: every quantizable tensor is allocated
+    /// under a budget given elsewhere (`quantmix plan`, `quantize --budget`).
+    pub fn allocate_all() -> Recipe {
+        let text = "# every quantizable tensor is allocated\n[budget]\nbpw = 16.0\n";
+        Recipe::from_toml_str(text, "budget").expect("the allocate-all recipe is valid")
     }
 
     /// llama.cpp's logic for a preset.

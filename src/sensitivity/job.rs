@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use super::calibration::Calibration;
 use super::collect::{collect, CollectOptions};
 use super::imatrix::Imatrix;
-use super::measure::{measure_target, sequence_starts, targets, Reference, Target};
+use super::measure::{
+    f32_copy, measure_target, measured_candidates, sequence_starts, targets, Models, Reference, Target,
+};
 use super::report::{heatmap, markdown};
 use super::schema::{
     CalibrationDesc, FixedTensor, ModelDesc, SensCandidate, SensTensor, SensitivityTable, ShardDesc, FORMAT, VERSION,
@@ -47,6 +49,12 @@ pub struct SensitivityJob {
     pub shard: Option<ShardDesc>,
     /// Continue from `OUTPUT.partial`.
     pub resume: bool,
+    /// Measure with f32 activations and dequantized weights (no 8-bit
+    /// activation rounding: the mode for already-quantized sources).
+    pub exact_activations: bool,
+    /// Measure only the candidates these requested types end at and
+    /// predict the others from them (empty: measure every candidate).
+    pub anchors: Vec<GgmlType>,
 }
 
 /// What must match for `--resume` to continue a partial run.
@@ -180,6 +188,8 @@ fn run_here(job: &SensitivityJob, ctx: Ctx<'_>) -> Result<Outcome, SensitivityEr
             chunks: job.chunks,
             imatrix_chunks,
             held_out: "Evaluate on other text: the calibration text is not held out.".into(),
+            exact_activations: job.exact_activations,
+            predicted_from: job.anchors.iter().map(|t| t.name().to_string()).collect(),
         },
         types: job.types.iter().map(|t| t.name().to_string()).collect(),
         imatrix: imatrix_rel.display().to_string(),
@@ -207,17 +217,33 @@ fn run_here(job: &SensitivityJob, ctx: Ctx<'_>) -> Result<Outcome, SensitivityEr
             settings.types.join(",")
         ),
     );
+    // The exact-activations mode runs the forward passes on an f32 copy of
+    // the model, written beside the output and removed at the end.
+    let (_exact_dir, f32_model) = if job.exact_activations {
+        let dir = crate::fsutil::dir_of(&job.output);
+        let tmp = tempfile::Builder::new()
+            .prefix(".quantmix-exact-")
+            .tempdir_in(dir)
+            .map_err(|source| SensitivityError::Io { path: dir.to_path_buf(), source })?;
+        let path = tmp.path().join("model-f32.gguf");
+        ctx.progress.note(Level::Info, "sensitivity: measuring with f32 activations (a dequantized copy of the model)");
+        f32_copy(&model, &path, ctx)?;
+        (Some(tmp), Some(LlamaModel::open(&path)?))
+    } else {
+        (None, None)
+    };
+    let models = Models { source: &model, forward: f32_model.as_ref().unwrap_or(&model), exact: job.exact_activations };
     let t_ref = Instant::now();
-    let reference = Reference::compute(&model, &tokens, bos, job.ctx, job.chunks)?;
+    let reference = Reference::compute(models.forward, &tokens, bos, job.ctx, job.chunks)?;
     let reference_secs = t_ref.elapsed().as_secs_f64();
 
     let todo: Vec<&&Target> = chosen.iter().filter(|t| !done.contains_key(&t.info.name)).collect();
-    let n_eval: usize = todo.iter().map(|t| t.candidates.iter().filter(|c| !c.is_source).count()).sum();
+    let n_eval: usize = todo.iter().map(|t| measured_candidates(t, &job.anchors).count()).sum();
     ctx.progress.stage("measuring", n_eval as u64, Unit::Steps);
     let t_meas = Instant::now();
     for t in &todo {
         ctx.progress.item(&t.info.name);
-        let m = match measure_target(&model, &reference, t, &importance, ctx) {
+        let m = match measure_target(models, &reference, t, &importance, &job.anchors, ctx) {
             Ok(m) => m,
             Err(e) => {
                 ctx.progress.finish();
@@ -254,6 +280,7 @@ fn run_here(job: &SensitivityJob, ctx: Ctx<'_>) -> Result<Outcome, SensitivityEr
                     kld: c.kld,
                     kld_err: c.kld_err,
                     proxy: c.proxy,
+                    predicted: c.predicted,
                 })
                 .collect(),
         };
@@ -373,4 +400,89 @@ pub fn merge(paths: &[PathBuf], out: &Path) -> Result<(SensitivityTable, Vec<Pat
     let table = super::report::merge(shards).map_err(|e| SensitivityError::Invalid(format!("--merge: {e}")))?;
     let written = write_outputs(&table, out, true)?;
     Ok((table, written))
+}
+
+/// `--shard auto`: this task's shard from the scheduler's environment.
+/// Slurm job arrays set `SLURM_ARRAY_TASK_ID`, `_COUNT`, `_MIN` and `_STEP`
+/// (any range and step: the k-th task of the array measures shard k);
+/// Kubernetes Indexed Jobs set `JOB_COMPLETION_INDEX` (from 0), with the
+/// number of completions in `QUANTMIX_SHARD_COUNT` (the manifest sets it).
+/// `var` reads an environment variable.
+pub fn shard_from_env(var: impl Fn(&str) -> Option<String>) -> Result<ShardDesc, String> {
+    let num = |name: &str| -> Result<Option<usize>, String> {
+        match var(name) {
+            None => Ok(None),
+            Some(v) => v.trim().parse().map(Some).map_err(|_| format!("{name}=`{v}` is not a number")),
+        }
+    };
+    let desc = |index: usize, count: usize, how: &str| {
+        if count == 0 || index == 0 || index > count {
+            Err(format!("{how} gives shard {index} of {count}"))
+        } else {
+            Ok(ShardDesc { index, count })
+        }
+    };
+    if let Some(id) = num("SLURM_ARRAY_TASK_ID")? {
+        let count =
+            num("SLURM_ARRAY_TASK_COUNT")?.ok_or("SLURM_ARRAY_TASK_ID is set but not SLURM_ARRAY_TASK_COUNT")?;
+        let min = num("SLURM_ARRAY_TASK_MIN")?.unwrap_or(1);
+        let step = num("SLURM_ARRAY_TASK_STEP")?.unwrap_or(1).max(1);
+        if id < min || (id - min) % step != 0 {
+            return Err(format!("SLURM_ARRAY_TASK_ID={id} is not in the array {min}..(step {step})"));
+        }
+        return desc((id - min) / step + 1, count, "the Slurm job array");
+    }
+    if let Some(i) = num("JOB_COMPLETION_INDEX")? {
+        let count = num("QUANTMIX_SHARD_COUNT")?
+            .ok_or("JOB_COMPLETION_INDEX is set: give the number of completions in QUANTMIX_SHARD_COUNT")?;
+        return desc(i + 1, count, "the Kubernetes Indexed Job");
+    }
+    Err("--shard auto needs a Slurm job array (SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_COUNT) or a Kubernetes \
+         Indexed Job (JOB_COMPLETION_INDEX, QUANTMIX_SHARD_COUNT)"
+        .into())
+}
+
+/// The peak resident memory of this process in bytes (Linux; `None` elsewhere).
+pub fn peak_memory() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn shards_from_slurm_arrays_and_indexed_jobs() {
+        let s = |v: &[(&str, &str)]| shard_from_env(env(v));
+        assert_eq!(
+            s(&[("SLURM_ARRAY_TASK_ID", "2"), ("SLURM_ARRAY_TASK_COUNT", "4")]),
+            Ok(ShardDesc { index: 2, count: 4 })
+        );
+        // --array=0-3
+        let a = [("SLURM_ARRAY_TASK_ID", "0"), ("SLURM_ARRAY_TASK_COUNT", "4"), ("SLURM_ARRAY_TASK_MIN", "0")];
+        assert_eq!(s(&a), Ok(ShardDesc { index: 1, count: 4 }));
+        // --array=1-7:2 → ids 1,3,5,7
+        let a = [
+            ("SLURM_ARRAY_TASK_ID", "5"),
+            ("SLURM_ARRAY_TASK_COUNT", "4"),
+            ("SLURM_ARRAY_TASK_MIN", "1"),
+            ("SLURM_ARRAY_TASK_STEP", "2"),
+        ];
+        assert_eq!(s(&a), Ok(ShardDesc { index: 3, count: 4 }));
+        assert_eq!(
+            s(&[("JOB_COMPLETION_INDEX", "0"), ("QUANTMIX_SHARD_COUNT", "3")]),
+            Ok(ShardDesc { index: 1, count: 3 })
+        );
+        assert!(s(&[("JOB_COMPLETION_INDEX", "3"), ("QUANTMIX_SHARD_COUNT", "3")]).is_err());
+        assert!(s(&[("JOB_COMPLETION_INDEX", "0")]).unwrap_err().contains("QUANTMIX_SHARD_COUNT"));
+        assert!(s(&[("SLURM_ARRAY_TASK_ID", "x"), ("SLURM_ARRAY_TASK_COUNT", "2")]).is_err());
+        assert!(s(&[]).unwrap_err().contains("Slurm"));
+    }
 }

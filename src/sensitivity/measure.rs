@@ -72,7 +72,7 @@ pub fn targets(model: &LlamaModel, types: &[GgmlType]) -> (Vec<Target>, Vec<Tens
         let mut cands: Vec<CandidateSpec> = Vec::new();
         for &ty in types {
             let eff = effective_type(ty, row_len);
-            if !crate::recipe::writable(eff) || !crate::model::linear::supported(eff) {
+            if !crate::quant::caps(eff).writable || !crate::quant::caps(eff).vec_dot {
                 continue;
             }
             match cands.iter_mut().find(|c| c.ty == eff) {
@@ -242,6 +242,21 @@ pub struct Measured {
     pub kld: f64,
     pub kld_err: f64,
     pub proxy: f64,
+    /// Predicted from an anchor's measurement, not measured.
+    pub predicted: bool,
+}
+
+/// Whether candidate `c` is measured when only `anchors` (requested
+/// types) are: all are when `anchors` is empty (the exhaustive mode).
+pub fn is_anchor(c: &CandidateSpec, anchors: &[GgmlType]) -> bool {
+    anchors.is_empty() || c.requested.iter().any(|r| anchors.contains(r))
+}
+
+/// Candidates of `target` that a run with `anchors` measures by a forward
+/// pass (every one but the source when no anchor of it is measurable).
+pub fn measured_candidates<'a>(target: &'a Target, anchors: &'a [GgmlType]) -> impl Iterator<Item = &'a CandidateSpec> {
+    let any = target.candidates.iter().any(|c| !c.is_source && is_anchor(c, anchors));
+    target.candidates.iter().filter(move |c| !c.is_source && (!any || is_anchor(c, anchors)))
 }
 
 /// The tensor's weights as f32 (dequantized from the file).
@@ -277,19 +292,68 @@ pub fn quantize_candidate(
     Ok((q, proxy))
 }
 
+/// Whether any tensor llama-quantize would quantize is stored quantized in
+/// the GGUF at `path` (the sources the exact-activations mode is for).
+pub fn has_quantized_weights(path: &std::path::Path) -> Result<bool, SensitivityError> {
+    let m = crate::gguf::GgufModel::open(path).map_err(|e| SensitivityError::Model(e.into()))?;
+    Ok(m.tensors().iter().any(|t| t.ty.is_quantized() && allows_quantization(&t.name, t.shape.len()).is_ok()))
+}
+
+/// The models a measurement runs on: `source`, whose tensors are measured
+/// (and quantized from), and `forward`, which computes the reference and
+/// every candidate — the source itself, or its f32 copy ([`f32_copy`]) in
+/// the exact-activations mode, where candidates are also fed to the
+/// forward pass dequantized, so that no matmul rounds its activations to
+/// 8 bits.
+#[derive(Clone, Copy)]
+pub struct Models<'a> {
+    pub source: &'a LlamaModel,
+    pub forward: &'a LlamaModel,
+    pub exact: bool,
+}
+
+/// Write `model` with every quantized tensor dequantized to F32 (the same
+/// values, exactly) as a GGUF at `out`.
+pub fn f32_copy(model: &LlamaModel, out: &std::path::Path, ctx: crate::job::Ctx<'_>) -> Result<(), SensitivityError> {
+    use crate::gguf::{GgufWriter, TensorSpec};
+    let file = model.file();
+    let ty_of = |t: &TensorInfo| if t.ty.is_quantized() { GgmlType::F32 } else { t.ty };
+    let specs: Vec<TensorSpec> = file
+        .tensors()
+        .iter()
+        .map(|t| TensorSpec { name: t.name.clone(), shape: t.shape.clone(), ty: ty_of(t) })
+        .collect();
+    let gerr = |e: crate::gguf::GgufError| SensitivityError::Model(e.into());
+    let alignment = file.metadata().get_u64("general.alignment").filter(|a| *a > 0).unwrap_or(32);
+    let mut w = GgufWriter::create(out, file.metadata(), &specs, alignment).map_err(gerr)?;
+    w.set_cancel(ctx.cancel.clone());
+    for t in file.tensors() {
+        if t.ty.is_quantized() {
+            let x = weights_f32(model, t)?;
+            w.write_tensor(bytemuck::cast_slice(&x)).map_err(gerr)?;
+        } else {
+            w.write_tensor(file.tensor_data(t)).map_err(gerr)?;
+        }
+    }
+    w.finish().map_err(gerr)?;
+    Ok(())
+}
+
 /// Measure every candidate of `target`: a step of progress per measured
 /// candidate, cancellation checked before each.
 pub fn measure_target(
-    model: &LlamaModel,
+    models: Models<'_>,
     reference: &Reference,
     target: &Target,
     importance: &BTreeMap<String, Vec<f32>>,
+    anchors: &[GgmlType],
     ctx: crate::job::Ctx<'_>,
 ) -> Result<Vec<Measured>, SensitivityError> {
     let t = &target.info;
     let row_len = t.row_len() as usize;
     let imp = importance.get(&t.name).map(Vec::as_slice).filter(|v| v.len() == row_len);
-    let w = weights_f32(model, t)?;
+    let w = weights_f32(models.source, t)?;
+    let measured: Vec<GgmlType> = measured_candidates(target, anchors).map(|c| c.ty).collect();
     let mut out = Vec::with_capacity(target.candidates.len());
     for c in &target.candidates {
         if c.is_source {
@@ -300,17 +364,69 @@ pub fn measure_target(
                 kld: 0.0,
                 kld_err: 0.0,
                 proxy: 0.0,
+                predicted: false,
             });
             continue;
         }
         ctx.cancel.check()?;
         let (q, proxy) = quantize_candidate(c.ty, &w, row_len, imp)?;
-        let over = WeightOverride { name: &t.name, ty: c.ty, data: &q };
-        let (kld, kld_err) = reference.divergence(model, target.start_layer, over)?;
-        out.push(Measured { ty: c.ty, requested: c.requested.clone(), bytes: q.len() as u64, kld, kld_err, proxy });
+        if !measured.contains(&c.ty) {
+            let m = Measured {
+                ty: c.ty,
+                requested: c.requested.clone(),
+                bytes: q.len() as u64,
+                kld: f64::NAN,
+                kld_err: f64::NAN,
+                proxy,
+                predicted: true,
+            };
+            out.push(m);
+            continue;
+        }
+        let dequantized;
+        let over = if models.exact {
+            let mut x = vec![0f32; w.len()];
+            crate::quant::dequantize_rows(c.ty, &q, row_len, &mut x)?;
+            dequantized = x;
+            WeightOverride { name: &t.name, ty: GgmlType::F32, data: bytemuck::cast_slice(&dequantized) }
+        } else {
+            WeightOverride { name: &t.name, ty: c.ty, data: &q }
+        };
+        let (kld, kld_err) = reference.divergence(models.forward, target.start_layer, over)?;
+        out.push(Measured {
+            ty: c.ty,
+            requested: c.requested.clone(),
+            bytes: q.len() as u64,
+            kld,
+            kld_err,
+            proxy,
+            predicted: false,
+        });
         ctx.progress.advance(1);
     }
+    predict(&mut out);
     Ok(out)
+}
+
+/// Fill in the predicted candidates from the measured ones (the anchors):
+/// a tensor's damage is taken proportional to its imatrix-weighted squared
+/// error, `ΔKLD(c) ≈ ΔKLD(a) · proxy(c) / proxy(a)`, with `a` the anchor
+/// nearest to `c` in log proxy.
+fn predict(out: &mut [Measured]) {
+    let anchors: Vec<(f64, f64, f64)> =
+        out.iter().filter(|m| !m.predicted && m.proxy > 0.0).map(|m| (m.proxy, m.kld, m.kld_err)).collect();
+    for m in out.iter_mut().filter(|m| m.predicted) {
+        let nearest = anchors.iter().min_by(|a, b| {
+            let d = |x: &(f64, f64, f64)| (x.0.ln() - m.proxy.max(f64::MIN_POSITIVE).ln()).abs();
+            d(a).total_cmp(&d(b))
+        });
+        let (kld, err) = match nearest {
+            Some(&(p, k, e)) => (k * m.proxy / p, e * m.proxy / p),
+            None => (0.0, 0.0),
+        };
+        m.kld = kld;
+        m.kld_err = err;
+    }
 }
 
 #[cfg(test)]

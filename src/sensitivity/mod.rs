@@ -7,6 +7,7 @@
 //! ([`job`]), its file format ([`schema`]) and reports ([`report`]).
 //! Allocation under a budget from its measurements is
 //! [`crate::plan::budget`].
+pub mod cache;
 pub mod calibration;
 pub mod collect;
 pub mod imatrix;

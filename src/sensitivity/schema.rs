@@ -5,7 +5,8 @@
 //! ```text
 //! { "format": "quantmix-sensitivity", "version": 1,
 //!   "model": { "path", "bytes", "arch", "n_layer" },
-//!   "calibration": { "source": [files], "tokens", "ctx", "chunks", "held_out" },
+//!   "calibration": { "source": [files], "tokens", "ctx", "chunks", "held_out",
+//!                    "exact_activations": true },          // only when measured so
 //!   "imatrix": "sensitivity.imatrix.gguf",       // quantize with this too
 //!   "metric": "mean KL-divergence of the final logits vs the source model",
 //!   "shard": { "index": 1, "count": 4 },          // only in a shard's file
@@ -84,6 +85,14 @@ pub struct CalibrationDesc {
     /// A reminder that quality must be evaluated on other text.
     #[serde(default)]
     pub held_out: String,
+    /// Measured with f32 activations on a dequantized copy of the model
+    /// (written only when true).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exact_activations: bool,
+    /// The types measured when the others were predicted from them
+    /// (written only then).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub predicted_from: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,6 +133,9 @@ pub struct SensCandidate {
     pub kld_err: f64,
     #[serde(default)]
     pub proxy: f64,
+    /// Predicted from the measured candidates (written only when true).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub predicted: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -172,7 +184,9 @@ impl SensitivityTable {
     pub fn measured_pairs(&self) -> Vec<(f64, f64)> {
         self.tensors
             .iter()
-            .flat_map(|t| t.candidates.iter().filter(move |c| c.ty != t.source_type).map(|c| (c.proxy, c.kld)))
+            .flat_map(|t| {
+                t.candidates.iter().filter(move |c| c.ty != t.source_type && !c.predicted).map(|c| (c.proxy, c.kld))
+            })
             .collect()
     }
 

@@ -3,38 +3,8 @@
 //! [`scalar`] is the reference (F16 and BF16 accumulate in f64 as ggml's
 //! generic code does); [`avx2`] converts 8 values at a time to f32 and
 //! accumulates with FMA in 32 float lanes, so it differs from the scalar
-//! result by rounding only. The functions here pick the best path.
-
-use half::{bf16, f16};
-
-macro_rules! dispatch {
-    ($(#[$doc:meta])* $name:ident, $T:ty) => {
-        $(#[$doc])*
-        #[inline]
-        pub fn $name(x: &[$T], y: &[$T]) -> f32 {
-            #[cfg(target_arch = "x86_64")]
-            if crate::quant::simd::use_avx2() {
-                // SAFETY: `use_avx2` is true only when AVX2, FMA and F16C
-                // were detected on this CPU.
-                return unsafe { avx2::$name(x, y) };
-            }
-            scalar::$name(x, y)
-        }
-    };
-}
-
-dispatch!(
-    /// Σ x·y of two f32 rows.
-    dot_f32, f32
-);
-dispatch!(
-    /// Σ x·y of two f16 rows.
-    dot_f16, f16
-);
-dispatch!(
-    /// Σ x·y of two bf16 rows.
-    dot_bf16, bf16
-);
+//! result by rounding only. The `GgmlBlock` impls of `f32`, `f16` and
+//! `bf16` name these kernels; the trait picks the best path.
 
 /// The scalar reference.
 pub mod scalar {
@@ -62,7 +32,7 @@ pub mod scalar {
 /// Every function requires AVX2, FMA and F16C on the running CPU.
 #[cfg(target_arch = "x86_64")]
 pub mod avx2 {
-    use crate::quant::simd::x86::hsum_ps;
+    use crate::quant::x86::hsum_ps;
     use half::{bf16, f16};
     use std::arch::x86_64::*;
 

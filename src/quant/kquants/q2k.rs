@@ -100,6 +100,8 @@ impl GgmlBlock for BlockQ2K {
     const TYPE: GgmlType = GgmlType::Q2_K;
     const BLCK_SIZE: usize = QK_K;
     type VecDot = BlockQ8K;
+    #[cfg(target_arch = "x86_64")]
+    const VEC_DOT_AVX2: Option<crate::quant::VecDotKernel<Self>> = Some(super::dot::avx2::q2k_q8k);
 
     fn quantize_row(src: &[f32], dst: &mut [Self], imatrix: Option<&[f32]>) {
         for (i, (x, y)) in src.chunks_exact(QK_K).zip(dst.iter_mut()).enumerate() {
@@ -121,7 +123,7 @@ impl GgmlBlock for BlockQ2K {
         }
     }
 
-    fn vec_dot(x: &[Self], y: &[BlockQ8K]) -> f32 {
-        super::dot::vec_dot_q2k_q8k(x, y)
+    fn vec_dot_scalar(x: &[Self], y: &[BlockQ8K]) -> f32 {
+        super::dot::scalar::q2k_q8k(x, y)
     }
 }

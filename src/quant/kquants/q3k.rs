@@ -117,6 +117,8 @@ impl GgmlBlock for BlockQ3K {
     const TYPE: GgmlType = GgmlType::Q3_K;
     const BLCK_SIZE: usize = QK_K;
     type VecDot = BlockQ8K;
+    #[cfg(target_arch = "x86_64")]
+    const VEC_DOT_AVX2: Option<crate::quant::VecDotKernel<Self>> = Some(super::dot::avx2::q3k_q8k);
 
     fn quantize_row(src: &[f32], dst: &mut [Self], imatrix: Option<&[f32]>) {
         for (i, (x, y)) in src.chunks_exact(QK_K).zip(dst.iter_mut()).enumerate() {
@@ -137,7 +139,7 @@ impl GgmlBlock for BlockQ3K {
         }
     }
 
-    fn vec_dot(x: &[Self], y: &[BlockQ8K]) -> f32 {
-        super::dot::vec_dot_q3k_q8k(x, y)
+    fn vec_dot_scalar(x: &[Self], y: &[BlockQ8K]) -> f32 {
+        super::dot::scalar::q3k_q8k(x, y)
     }
 }

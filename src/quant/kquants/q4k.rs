@@ -108,6 +108,8 @@ impl GgmlBlock for BlockQ4K {
     const TYPE: GgmlType = GgmlType::Q4_K;
     const BLCK_SIZE: usize = QK_K;
     type VecDot = BlockQ8K;
+    #[cfg(target_arch = "x86_64")]
+    const VEC_DOT_AVX2: Option<crate::quant::VecDotKernel<Self>> = Some(super::dot::avx2::q4k_q8k);
 
     fn quantize_row(src: &[f32], dst: &mut [Self], imatrix: Option<&[f32]>) {
         let mut l = [0u8; 256];
@@ -145,7 +147,7 @@ impl GgmlBlock for BlockQ4K {
         }
     }
 
-    fn vec_dot(x: &[Self], y: &[BlockQ8K]) -> f32 {
-        super::dot::vec_dot_q4k_q8k(x, y)
+    fn vec_dot_scalar(x: &[Self], y: &[BlockQ8K]) -> f32 {
+        super::dot::scalar::q4k_q8k(x, y)
     }
 }

@@ -10,6 +10,7 @@ impl GgmlBlock for BlockQ8K {
     const TYPE: GgmlType = GgmlType::Q8_K;
     const BLCK_SIZE: usize = QK_K;
     type VecDot = BlockQ8K;
+    const STORAGE: bool = false;
 
     /// ggml's `quantize_row_q8_K_ref` (scale `max/-127` of the signed
     /// value with the largest magnitude); importance weights do not apply.
@@ -47,13 +48,9 @@ impl GgmlBlock for BlockQ8K {
         }
     }
 
-    fn vec_dot(x: &[Self], y: &[BlockQ8K]) -> f32 {
-        x.iter()
-            .zip(y)
-            .map(|(a, b)| {
-                let s: i32 = a.qs.iter().zip(&b.qs).map(|(&u, &v)| u as i32 * v as i32).sum();
-                s as f32 * a.d * b.d
-            })
-            .sum()
+    /// Q8_K is an activation type; its self dot product is the plain
+    /// integer dot product scaled by both `d`.
+    fn vec_dot_scalar(x: &[Self], y: &[BlockQ8K]) -> f32 {
+        super::dot::scalar::q8k_q8k(x, y)
     }
 }

@@ -20,6 +20,8 @@ impl GgmlBlock for BlockQ4_0 {
     const TYPE: GgmlType = GgmlType::Q4_0;
     const BLCK_SIZE: usize = QK4_0;
     type VecDot = BlockQ8_0;
+    #[cfg(target_arch = "x86_64")]
+    const VEC_DOT_AVX2: Option<crate::quant::VecDotKernel<Self>> = Some(super::dot::avx2::q4_0_q8_0);
 
     fn quantize_row(src: &[f32], dst: &mut [Self], imatrix: Option<&[f32]>) {
         let Some(qw) = imatrix else {
@@ -55,8 +57,8 @@ impl GgmlBlock for BlockQ4_0 {
         }
     }
 
-    fn vec_dot(x: &[Self], y: &[BlockQ8_0]) -> f32 {
-        super::dot::vec_dot_q4_0_q8_0(x, y)
+    fn vec_dot_scalar(x: &[Self], y: &[BlockQ8_0]) -> f32 {
+        super::dot::scalar::q4_0_q8_0(x, y)
     }
 }
 
@@ -64,6 +66,8 @@ impl GgmlBlock for BlockQ4_1 {
     const TYPE: GgmlType = GgmlType::Q4_1;
     const BLCK_SIZE: usize = QK4_0;
     type VecDot = BlockQ8_1;
+    #[cfg(target_arch = "x86_64")]
+    const VEC_DOT_AVX2: Option<crate::quant::VecDotKernel<Self>> = Some(super::dot::avx2::q4_1_q8_1);
 
     fn quantize_row(src: &[f32], dst: &mut [Self], imatrix: Option<&[f32]>) {
         let Some(qw) = imatrix else {
@@ -102,7 +106,7 @@ impl GgmlBlock for BlockQ4_1 {
         }
     }
 
-    fn vec_dot(x: &[Self], y: &[BlockQ8_1]) -> f32 {
-        super::dot::vec_dot_q4_1_q8_1(x, y)
+    fn vec_dot_scalar(x: &[Self], y: &[BlockQ8_1]) -> f32 {
+        super::dot::scalar::q4_1_q8_1(x, y)
     }
 }

@@ -36,6 +36,8 @@ impl GgmlBlock for BlockQ5_0 {
     const TYPE: GgmlType = GgmlType::Q5_0;
     const BLCK_SIZE: usize = QK5_0;
     type VecDot = BlockQ8_0;
+    #[cfg(target_arch = "x86_64")]
+    const VEC_DOT_AVX2: Option<crate::quant::VecDotKernel<Self>> = Some(super::dot::avx2::q5_0_q8_0);
 
     fn quantize_row(src: &[f32], dst: &mut [Self], imatrix: Option<&[f32]>) {
         let mut l = [0u8; 32];
@@ -70,8 +72,8 @@ impl GgmlBlock for BlockQ5_0 {
         }
     }
 
-    fn vec_dot(x: &[Self], y: &[BlockQ8_0]) -> f32 {
-        super::dot::vec_dot_q5_0_q8_0(x, y)
+    fn vec_dot_scalar(x: &[Self], y: &[BlockQ8_0]) -> f32 {
+        super::dot::scalar::q5_0_q8_0(x, y)
     }
 }
 
@@ -79,6 +81,8 @@ impl GgmlBlock for BlockQ5_1 {
     const TYPE: GgmlType = GgmlType::Q5_1;
     const BLCK_SIZE: usize = QK5_0;
     type VecDot = BlockQ8_1;
+    #[cfg(target_arch = "x86_64")]
+    const VEC_DOT_AVX2: Option<crate::quant::VecDotKernel<Self>> = Some(super::dot::avx2::q5_1_q8_1);
 
     fn quantize_row(src: &[f32], dst: &mut [Self], imatrix: Option<&[f32]>) {
         let mut l = [0u8; 32];
@@ -117,7 +121,7 @@ impl GgmlBlock for BlockQ5_1 {
         }
     }
 
-    fn vec_dot(x: &[Self], y: &[BlockQ8_1]) -> f32 {
-        super::dot::vec_dot_q5_1_q8_1(x, y)
+    fn vec_dot_scalar(x: &[Self], y: &[BlockQ8_1]) -> f32 {
+        super::dot::scalar::q5_1_q8_1(x, y)
     }
 }

@@ -11,7 +11,7 @@ use std::arch::x86_64::*;
 
 use crate::quant::blocks::*;
 
-use crate::quant::simd::x86::*;
+use crate::quant::x86::*;
 
 /// Little-endian u32 words of a 12-byte scale array.
 #[inline(always)]

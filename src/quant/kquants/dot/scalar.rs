@@ -87,3 +87,14 @@ pub fn q6k_q8k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
     }
     sumf
 }
+
+/// Q8_K · Q8_K (activation type; plain scaled integer dot product).
+pub fn q8k_q8k(x: &[BlockQ8K], y: &[BlockQ8K]) -> f32 {
+    x.iter()
+        .zip(y)
+        .map(|(a, b)| {
+            let s: i32 = a.qs.iter().zip(&b.qs).map(|(&u, &v)| u as i32 * v as i32).sum();
+            s as f32 * a.d * b.d
+        })
+        .sum()
+}

@@ -9,7 +9,7 @@
 use std::arch::x86_64::*;
 
 use crate::quant::blocks::*;
-use crate::quant::simd::x86::*;
+use crate::quant::x86::*;
 
 /// Σ over blocks of `d_x·d_y·Σ (q4-8)·q8`.
 ///

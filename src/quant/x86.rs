@@ -1,0 +1,153 @@
+//! Helpers of the AVX2 kernels. Every function here requires AVX2, FMA and
+//! F16C: callers are `#[target_feature(enable = "avx2,fma,f16c")]` kernels
+//! reached only after [`Isa::Avx2`](super::simd::Isa::Avx2) was detected.
+
+use half::f16;
+use std::arch::x86_64::*;
+
+/// Sum of the 8 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn hsum_ps(x: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_extractf128_ps::<1>(x), _mm256_castps256_ps128(x));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}
+
+/// Sum of the 8 lanes (wrapping).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn hsum_epi32(x: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(x), _mm256_extracti128_si256::<1>(x));
+    let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+    _mm_cvtsi128_si32(s)
+}
+
+/// Four f16 values converted at once into lanes 0..4. The bits travel
+/// through a general register and `vmovq`, which zeroes the rest of the
+/// vector: a lone scalar conversion would let the compiler insert into
+/// an arbitrary register, creating a false dependency on it (on the
+/// accumulator, in practice, serializing the loop).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn f16x4_to_f32(a: f16, b: f16, c: f16, d: f16) -> __m128 {
+    let bits =
+        a.to_bits() as u64 | (b.to_bits() as u64) << 16 | (c.to_bits() as u64) << 32 | (d.to_bits() as u64) << 48;
+    _mm_cvtph_ps(_mm_cvtsi64_si128(bits as i64))
+}
+
+/// `(a·b, c·d)` of four f16 values, as f32 products of the converted values.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn f16_products(a: f16, b: f16, c: f16, d: f16) -> (f32, f32) {
+    let v = f16x4_to_f32(a, b, c, d);
+    let p = _mm_mul_ps(v, _mm_movehdup_ps(v));
+    (_mm_cvtss_f32(p), _mm_cvtss_f32(_mm_movehl_ps(p, p)))
+}
+
+/// Two f16 values converted at once (see [`f16x4_to_f32`] for why).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn f16x2_to_f32(a: f16, b: f16) -> (f32, f32) {
+    let bits = a.to_bits() as u32 | (b.to_bits() as u32) << 16;
+    let v = _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32));
+    (_mm_cvtss_f32(v), _mm_cvtss_f32(_mm_movehdup_ps(v)))
+}
+
+/// `a·b` of two f16 values.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn f16_product(a: f16, b: f16) -> f32 {
+    let bits = a.to_bits() as u32 | (b.to_bits() as u32) << 16;
+    let v = _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32));
+    _mm_cvtss_f32(_mm_mul_ss(v, _mm_movehdup_ps(v)))
+}
+
+/// 32 bytes from 16 packed nibbles: low nibbles in bytes 0..16, high
+/// nibbles in bytes 16..32 (the legacy blocks' value order).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn nibbles_32(qs: &[u8; 16]) -> __m256i {
+    // SAFETY: reads exactly the 16 bytes of `qs`.
+    let lo = _mm_loadu_si128(qs.as_ptr() as *const __m128i);
+    let both = _mm256_set_m128i(_mm_srli_epi16::<4>(lo), lo);
+    _mm256_and_si256(both, _mm256_set1_epi8(0x0F))
+}
+
+/// 32 bytes, byte `j` 0xFF if bit `j` of the little-endian word is set.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn bits_32(qh: &[u8; 4]) -> __m256i {
+    let word = _mm256_set1_epi32(i32::from_le_bytes(*qh));
+    // Byte j takes byte j/8 of the word...
+    let spread = _mm256_shuffle_epi8(
+        word,
+        _mm256_set_epi64x(0x0303_0303_0303_0303, 0x0202_0202_0202_0202, 0x0101_0101_0101_0101, 0),
+    );
+    // ...and tests bit j%8 of it.
+    let select = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+    _mm256_cmpeq_epi8(_mm256_and_si256(spread, select), select)
+}
+
+/// The first 32 bytes of `p`, unaligned.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn load_u8(p: &[u8]) -> __m256i {
+    assert!(p.len() >= 32);
+    // SAFETY: `p` has at least 32 bytes (checked above).
+    _mm256_loadu_si256(p.as_ptr() as *const __m256i)
+}
+
+/// The first 32 bytes of `p`, unaligned.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn load_i8(p: &[i8]) -> __m256i {
+    assert!(p.len() >= 32);
+    // SAFETY: `p` has at least 32 bytes (checked above).
+    _mm256_loadu_si256(p.as_ptr() as *const __m256i)
+}
+
+/// 16 i16 values.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn load_i16x16(p: &[i16; 16]) -> __m256i {
+    // SAFETY: `p` is exactly 32 bytes.
+    _mm256_loadu_si256(p.as_ptr() as *const __m256i)
+}
+
+/// 16 bytes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn load_16<T: bytemuck::Pod>(p: &[T; 16]) -> __m128i {
+    const { assert!(std::mem::size_of::<T>() == 1) };
+    // SAFETY: `p` is 16 one-byte values.
+    _mm_loadu_si128(p.as_ptr() as *const __m128i)
+}
+
+/// Pairwise sums of `u8 × i8` products, then of adjacent pairs: 8 i32
+/// lanes, each the sum of 4 consecutive products. Exact when every pair
+/// sum fits in i16 (true for the level ranges of all block types).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i {
+    _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
+}
+
+/// Like [`dot_u8_i8`] for two signed vectors (|x| ≤ 127 expected).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot_i8_i8(x: __m256i, y: __m256i) -> __m256i {
+    dot_u8_i8(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
+}
+
+/// The 16 i16 factors of sub-blocks `2p` and `2p+1` of 16 values each:
+/// lanes 0..8 hold `scales[2p]`, lanes 8..16 `scales[2p+1]`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn scale_pair(scales: __m128i, p: usize) -> __m256i {
+    let (a, b) = ((2 * p) as i64, (2 * p + 1) as i64);
+    let sel = _mm_set_epi64x(b * 0x0101_0101_0101_0101, a * 0x0101_0101_0101_0101);
+    _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, sel))
+}
