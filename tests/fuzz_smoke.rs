@@ -17,20 +17,7 @@ use std::time::{Duration, Instant};
 use quantmix::gguf::{GgmlType, GgufWriter, MetaValue, Metadata, TensorSpec};
 use quantmix::sensitivity::imatrix::{Entry, Imatrix};
 
-/// xorshift64*: every run mutates the same way.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+use common::Rng;
 
 const NUMBERS: &[&str] = &[
     "0",

@@ -9,20 +9,7 @@ use std::path::Path;
 
 use quantmix::gguf::{parse_header, GgmlType, GgufFile, GgufHeader, GgufWriter, MetaType, MetaValue, TensorSpec};
 
-/// xorshift64*: a tiny seeded generator, so every run mutates the same way.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+use common::Rng;
 
 /// Small valid files: synth12's metadata (1024-entry vocabulary, merges)
 /// with a handful of small tensors of assorted types, plus a file with a

@@ -90,3 +90,19 @@ pub fn uniform01(seed: u64, n: usize) -> impl Iterator<Item = f32> {
         (s >> 40) as f32 / (1u64 << 24) as f32
     })
 }
+
+/// xorshift64*: a tiny seeded generator, so every run of a mutation test
+/// mutates the same way.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
