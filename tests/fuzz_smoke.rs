@@ -7,7 +7,9 @@
 //!
 //! By default every target gets a few thousand inputs (seconds). For a long
 //! run: `QUANTMIX_FUZZ_SECS=900 [QUANTMIX_FUZZ_TARGET=recipe] cargo test
-//! --release --test fuzz_smoke -- --nocapture` (seconds per target).
+//! --release --test fuzz_smoke -- --nocapture` (seconds per target);
+//! `QUANTMIX_FUZZ_SEEDS=fuzz/corpus` also writes the seeds as cargo-fuzz
+//! corpora (`fuzz/corpus/TARGET/`).
 
 mod common;
 
@@ -106,6 +108,8 @@ fn mutate(rng: &mut Rng, base: &[u8], other: &[u8], text: bool) -> Vec<u8> {
             }
         }
     }
+    // Inputs grow by splicing and duplicating: keep them small enough to run fast.
+    v.truncate(if text { 16 << 10 } else { 1 << 20 });
     v
 }
 
@@ -268,11 +272,20 @@ fn run(
 fn fuzz_entry_points_survive_mutated_inputs() {
     let secs: Option<u64> = std::env::var("QUANTMIX_FUZZ_SECS").ok().and_then(|s| s.parse().ok());
     let only = std::env::var("QUANTMIX_FUZZ_TARGET").ok();
+    // QUANTMIX_FUZZ_SEEDS=DIR: also write every target's seeds to DIR/TARGET/ (cargo-fuzz corpora).
+    let seeds_dir = std::env::var_os("QUANTMIX_FUZZ_SEEDS").map(std::path::PathBuf::from);
     for (name, f, seeds, text) in TARGETS {
         if only.as_deref().is_some_and(|o| o != *name) {
             continue;
         }
         let seeds = seeds();
+        if let Some(dir) = &seeds_dir {
+            let d = dir.join(if *name == "gguf_header" { "gguf_reader" } else { name });
+            std::fs::create_dir_all(&d).unwrap();
+            for (i, s) in seeds.iter().enumerate() {
+                std::fs::write(d.join(format!("seed-{i}")), s).unwrap();
+            }
+        }
         let deadline = secs.map(|s| Instant::now() + Duration::from_secs(s));
         let t = Instant::now();
         let (runs, accepted) = run(name, *f, &seeds, *text, 20_000, deadline);
