@@ -90,7 +90,6 @@ fn parse_shard(s: &str) -> Result<ShardDesc> {
 /// The arguments as a validated job.
 fn job(a: &Args) -> Result<SensitivityJob> {
     let model = a.model.clone().ok_or_else(|| anyhow!("give the MODEL to measure"))?;
-    let model_path = model.clone();
     let shard = a.shard.as_deref().map(parse_shard).transpose()?;
     let mut types = super::quantize::parse_types(&a.types, "--types")?;
     if types.is_empty() {
@@ -109,9 +108,9 @@ fn job(a: &Args) -> Result<SensitivityJob> {
         resume: a.resume,
         anchors: super::quantize::parse_types(&a.predict_from, "--predict-from")?,
         exact_activations: match a.exact_activations.as_str() {
-            "on" => true,
-            "off" => false,
-            _ => quantmix::sensitivity::measure::has_quantized_weights(&model_path)?,
+            "on" => Some(true),
+            "off" => Some(false),
+            _ => None,
         },
     })
 }

@@ -217,8 +217,7 @@ pub fn prepare(job: &QuantizeJob, ctx: Ctx<'_>) -> Result<Prepared, JobError> {
 /// the cache (an interrupted measurement resumes on the next run).
 fn measured(job: &QuantizeJob, model_path: &Path, source: &GgufModel, ctx: Ctx<'_>) -> Result<PathBuf, JobError> {
     let m = &job.measure;
-    let quantized_source = crate::sensitivity::measure::has_quantized_weights(model_path)
-        .map_err(|e| JobError::Measure { path: job.model.clone(), source: Box::new(e) })?;
+    let quantized_source = crate::sensitivity::measure::has_quantized_weights(source.tensors());
     let mut sj = SensitivityJob {
         model: model_path.to_path_buf(),
         output: PathBuf::new(),
@@ -230,7 +229,7 @@ fn measured(job: &QuantizeJob, model_path: &Path, source: &GgufModel, ctx: Ctx<'
         imatrix_chunks: m.imatrix_chunks,
         shard: None,
         resume: true,
-        exact_activations: m.exact_activations.unwrap_or(quantized_source),
+        exact_activations: Some(m.exact_activations.unwrap_or(quantized_source)),
         anchors: m.anchors.clone(),
     };
     let merr = |e| JobError::Measure { path: job.model.clone(), source: Box::new(e) };
@@ -251,7 +250,7 @@ fn measured(job: &QuantizeJob, model_path: &Path, source: &GgufModel, ctx: Ctx<'
             "sensitivity: measuring {} (cached in {}{})",
             job.model.display(),
             dir.display(),
-            if sj.exact_activations { "; f32 activations, the source is quantized" } else { "" }
+            if sj.exact_activations == Some(true) { "; f32 activations, the source is quantized" } else { "" }
         ),
     );
     crate::sensitivity::job::run(&sj, ctx).map_err(merr)?;

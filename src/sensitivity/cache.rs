@@ -59,7 +59,8 @@ struct KeyParts<'a> {
     anchors: Vec<&'a str>,
 }
 
-/// The cache key of `job` measuring the model stored in `model_files`.
+/// The cache key of `job` measuring the model stored in `model_files`
+/// (resolve `job.exact_activations` first: `None` keys as off).
 pub fn key(job: &SensitivityJob, model_files: &[PathBuf]) -> Result<String, SensitivityError> {
     let cal = super::calibration::Calibration::from_args(&job.calibration)?;
     let parts = KeyParts {
@@ -72,7 +73,7 @@ pub fn key(job: &SensitivityJob, model_files: &[PathBuf]) -> Result<String, Sens
         types: job.types.iter().map(|t| t.name()).collect(),
         imatrix: job.imatrix.as_deref().map(file_sha256).transpose()?,
         imatrix_chunks: if job.imatrix.is_some() { 0 } else { job.imatrix_chunks },
-        exact_activations: job.exact_activations,
+        exact_activations: job.exact_activations.unwrap_or(false),
         anchors: job.anchors.iter().map(|t| t.name()).collect(),
     };
     let text = serde_json::to_string(&parts).map_err(|e| SensitivityError::Invalid(e.to_string()))?;

@@ -17,7 +17,8 @@ use super::calibration::Calibration;
 use super::collect::{collect, CollectOptions};
 use super::imatrix::Imatrix;
 use super::measure::{
-    f32_copy, measure_target, measured_candidates, sequence_starts, targets, Models, Reference, Target,
+    f32_copy, has_quantized_weights, measure_target, measured_candidates, sequence_starts, targets, Models, Reference,
+    Target,
 };
 use super::report::{heatmap, markdown};
 use super::schema::{
@@ -50,8 +51,9 @@ pub struct SensitivityJob {
     /// Continue from `OUTPUT.partial`.
     pub resume: bool,
     /// Measure with f32 activations and dequantized weights (no 8-bit
-    /// activation rounding: the mode for already-quantized sources).
-    pub exact_activations: bool,
+    /// activation rounding: the mode for already-quantized sources);
+    /// `None`: when the model's weights are quantized.
+    pub exact_activations: Option<bool>,
     /// Measure only the candidates these requested types end at and
     /// predict the others from them (empty: measure every candidate).
     pub anchors: Vec<GgmlType>,
@@ -126,6 +128,7 @@ fn run_here(job: &SensitivityJob, ctx: Ctx<'_>) -> Result<Outcome, SensitivityEr
     let tok = Tokenizer::from_metadata(model.file().metadata(), &job.model)?;
     let tokens = tok.encode(&text, true, false)?;
     let bos = if tok.add_bos() { tok.bos() } else { None };
+    let exact = job.exact_activations.unwrap_or_else(|| has_quantized_weights(model.file().tensors()));
     // Fail on impossible settings before any expensive work.
     sequence_starts(tokens.len(), job.ctx, job.chunks)?;
 
@@ -188,7 +191,7 @@ fn run_here(job: &SensitivityJob, ctx: Ctx<'_>) -> Result<Outcome, SensitivityEr
             chunks: job.chunks,
             imatrix_chunks,
             held_out: "Evaluate on other text: the calibration text is not held out.".into(),
-            exact_activations: job.exact_activations,
+            exact_activations: exact,
             predicted_from: job.anchors.iter().map(|t| t.name().to_string()).collect(),
         },
         types: job.types.iter().map(|t| t.name().to_string()).collect(),
@@ -219,7 +222,7 @@ fn run_here(job: &SensitivityJob, ctx: Ctx<'_>) -> Result<Outcome, SensitivityEr
     );
     // The exact-activations mode runs the forward passes on an f32 copy of
     // the model, written beside the output and removed at the end.
-    let (_exact_dir, f32_model) = if job.exact_activations {
+    let (_exact_dir, f32_model) = if exact {
         let dir = crate::fsutil::dir_of(&job.output);
         let tmp = tempfile::Builder::new()
             .prefix(".quantmix-exact-")
@@ -232,7 +235,7 @@ fn run_here(job: &SensitivityJob, ctx: Ctx<'_>) -> Result<Outcome, SensitivityEr
     } else {
         (None, None)
     };
-    let models = Models { source: &model, forward: f32_model.as_ref().unwrap_or(&model), exact: job.exact_activations };
+    let models = Models { source: &model, forward: f32_model.as_ref().unwrap_or(&model), exact };
     let t_ref = Instant::now();
     let reference = Reference::compute(models.forward, &tokens, bos, job.ctx, job.chunks)?;
     let reference_secs = t_ref.elapsed().as_secs_f64();

@@ -292,11 +292,10 @@ pub fn quantize_candidate(
     Ok((q, proxy))
 }
 
-/// Whether any tensor llama-quantize would quantize is stored quantized in
-/// the GGUF at `path` (the sources the exact-activations mode is for).
-pub fn has_quantized_weights(path: &std::path::Path) -> Result<bool, SensitivityError> {
-    let m = crate::gguf::GgufModel::open(path).map_err(|e| SensitivityError::Model(e.into()))?;
-    Ok(m.tensors().iter().any(|t| t.ty.is_quantized() && allows_quantization(&t.name, t.shape.len()).is_ok()))
+/// Whether any tensor llama-quantize would quantize is stored quantized
+/// (the sources the exact-activations mode is for).
+pub fn has_quantized_weights(tensors: &[TensorInfo]) -> bool {
+    tensors.iter().any(|t| t.ty.is_quantized() && allows_quantization(&t.name, t.shape.len()).is_ok())
 }
 
 /// The models a measurement runs on: `source`, whose tensors are measured
