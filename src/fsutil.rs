@@ -249,13 +249,15 @@ impl Drop for TempDir {
     }
 }
 
-/// An output that would replace one of the inputs.
+/// An output path a job must not write: one of its inputs, or a file in a
+/// directory that does not exist (found before any work is done).
 #[derive(Debug, thiserror::Error)]
-#[error("refusing to write {}: it is the input {}{}", output.display(), input.display(),
-    if output == input { "" } else { " (the same file)" })]
-pub struct SameFileError {
-    pub output: PathBuf,
-    pub input: PathBuf,
+pub enum OutputPathError {
+    #[error("refusing to write {}: it is the input {}{}", output.display(), input.display(),
+        if output == input { "" } else { " (the same file)" })]
+    IsInput { output: PathBuf, input: PathBuf },
+    #[error("cannot write {}: the directory {} does not exist", output.display(), dir.display())]
+    NoDirectory { output: PathBuf, dir: PathBuf },
 }
 
 /// Whether `a` and `b` are the same existing file (through symbolic or
@@ -274,13 +276,19 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// Refuse outputs that are inputs: a job must never replace what it reads
-/// (an output that does not exist yet cannot be an input).
-pub fn check_outputs<O: AsRef<Path>, I: AsRef<Path>>(outputs: &[O], inputs: &[I]) -> Result<(), SameFileError> {
+/// Refuse outputs that are inputs (a job must never replace what it reads;
+/// an output that does not exist yet cannot be an input) and outputs whose
+/// directory does not exist, before the job does any work.
+pub fn check_outputs<O: AsRef<Path>, I: AsRef<Path>>(outputs: &[O], inputs: &[I]) -> Result<(), OutputPathError> {
     for o in outputs {
+        let o = o.as_ref();
+        let dir = dir_of(o);
+        if !dir.is_dir() {
+            return Err(OutputPathError::NoDirectory { output: o.to_path_buf(), dir: dir.to_path_buf() });
+        }
         for i in inputs {
-            if same_file(o.as_ref(), i.as_ref()) {
-                return Err(SameFileError { output: o.as_ref().to_path_buf(), input: i.as_ref().to_path_buf() });
+            if same_file(o, i.as_ref()) {
+                return Err(OutputPathError::IsInput { output: o.to_path_buf(), input: i.as_ref().to_path_buf() });
             }
         }
     }
@@ -293,6 +301,15 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
+
+    #[test]
+    fn outputs_in_a_missing_directory_are_refused_before_any_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("missing").join("out.gguf");
+        let e = check_outputs(&[&out], &[dir.path().join("in.gguf")]).unwrap_err().to_string();
+        assert!(e.contains("missing") && e.contains("does not exist"), "{e}");
+        assert!(check_outputs(&[dir.path().join("out.gguf")], &[dir.path().join("in.gguf")]).is_ok());
+    }
 
     #[test]
     fn atomic_file_has_the_permissions_of_a_new_file() {

@@ -100,7 +100,7 @@ fn mutate(rng: &mut Rng, base: &[u8]) -> Vec<u8> {
 }
 
 fn check_consistent(h: &GgufHeader, buf: &[u8]) {
-    assert!(h.data_offset % h.alignment == 0);
+    assert!(h.data_offset.is_multiple_of(h.alignment));
     let mut ranges: Vec<(u64, u64)> = h
         .tensors
         .iter()

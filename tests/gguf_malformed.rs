@@ -30,7 +30,7 @@ impl Builder {
         self.buf.extend_from_slice(s);
     }
     fn pad(&mut self, align: usize) {
-        while self.buf.len() % align != 0 {
+        while !self.buf.len().is_multiple_of(align) {
             self.buf.push(0);
         }
     }

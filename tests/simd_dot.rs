@@ -257,3 +257,57 @@ fn vec_dot_with_rejects_bad_input() {
     assert!(vec_dot_with(Isa::Scalar, GgmlType::Q4_0, 32, &w, &a[..33]).is_err());
     assert!(vec_dot_with(Isa::Scalar, GgmlType::IQ2_XXS, 256, &[0; 66], &[0; 292]).is_err());
 }
+
+/// The float kernels' summation order is pinned by a scalar twin
+/// (`dot_lanes`): the AVX2 dot product and the AVX-512 tile kernels that the
+/// matrix product runs for several tokens give exactly its bits, so the
+/// forward pass computes the same numbers whichever kernel runs.
+#[test]
+fn float_kernels_equal_their_scalar_twin_exactly() {
+    use quantmix::quant::float::dot::scalar::dot_lanes;
+    use quantmix::quant::matmul::{matmul, Weights};
+    if !Isa::Avx2.available() {
+        eprintln!("no AVX2 on this CPU: the float kernels are not checked");
+        return;
+    }
+    if !quant::simd::avx512_detected() {
+        eprintln!("no AVX-512 on this CPU: the tile kernels are not checked (the AVX2 dot product is)");
+    }
+    for ty in [GgmlType::F32, GgmlType::F16, GgmlType::BF16] {
+        for (seed, (rows, n, tokens)) in
+            [(7, 96, 5), (5, 576, 13), (11, 4096 + 17, 6), (3, 40, 2), (1, 31, 9)].into_iter().enumerate()
+        {
+            let mut r = Rng::new(seed as u64 * 31 + ty.id() as u64);
+            let wf: Vec<f32> = (0..rows * n).map(|_| r.unit() * 3.0).collect();
+            let xf: Vec<f32> = (0..tokens * n).map(|_| r.unit()).collect();
+            let (mut w, mut x) = (vec![0u8; rows * n * ty.type_size()], vec![0u8; tokens * n * ty.type_size()]);
+            quant::quantize_rows(ty, &wf, n, None, &mut w).unwrap();
+            quant::quantize_rows(ty, &xf, n, None, &mut x).unwrap();
+            let twin = |a: &[u8], b: &[u8]| match ty {
+                GgmlType::F32 => dot_lanes::<f32>(bytemuck::cast_slice(a), bytemuck::cast_slice(b)),
+                GgmlType::F16 => dot_lanes::<f16>(bytemuck::cast_slice(a), bytemuck::cast_slice(b)),
+                _ => dot_lanes::<bf16>(bytemuck::cast_slice(a), bytemuck::cast_slice(b)),
+            };
+            // The matrix product of all tokens (tile kernels where AVX-512 is),
+            // against the twin and the AVX2 dot product, output by output.
+            let mut out = vec![f32::NAN; rows * tokens];
+            let back: Vec<f32> = {
+                let mut v = vec![0f32; tokens * n];
+                quant::dequantize_rows(ty, &x, n, &mut v).unwrap();
+                v
+            };
+            matmul(&Weights::new(ty, rows, n, &w).unwrap(), &back, &mut out).unwrap();
+            let rb = n * ty.type_size();
+            for t in 0..tokens {
+                let xa = &x[t * rb..(t + 1) * rb];
+                for row in 0..rows {
+                    let wr = &w[row * rb..(row + 1) * rb];
+                    let want = twin(wr, xa);
+                    let avx2 = vec_dot_with(Isa::Avx2, ty, n, wr, xa).unwrap();
+                    assert_eq!(avx2.to_bits(), want.to_bits(), "{ty} AVX2 dot, n={n} row {row} token {t}");
+                    assert_eq!(out[t * rows + row].to_bits(), want.to_bits(), "{ty} matmul, n={n} row {row} token {t}");
+                }
+            }
+        }
+    }
+}

@@ -50,7 +50,7 @@ pub enum ConvertError {
     #[error("interrupted")]
     Interrupted(#[from] crate::job::Interrupted),
     #[error(transparent)]
-    SameFile(#[from] crate::fsutil::SameFileError),
+    OutputPath(#[from] crate::fsutil::OutputPathError),
     #[error("{}: tensor `{tensor}`: {source}", show(path))]
     Quant {
         path: PathBuf,

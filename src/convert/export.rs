@@ -398,7 +398,11 @@ fn export(gguf: &Path, out_dir: &Path, opts: &ExportOptions, cancel: &crate::job
     // ---- write.
     let names = ["model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "README.md"];
     let outputs: Vec<_> = names.iter().map(|n| out_dir.join(n)).collect();
-    crate::fsutil::check_outputs(&outputs, &[gguf])?;
+    // The directory is created when missing (then none of its files can be
+    // the input).
+    if out_dir.is_dir() {
+        crate::fsutil::check_outputs(&outputs, &[gguf])?;
+    }
     std::fs::create_dir_all(out_dir).map_err(|e| ConvertError::io(out_dir, e))?;
     let error = RefCell::new(None);
     let mut dequantized = 0;

@@ -57,7 +57,7 @@ impl RefLogProbs {
             let inv = 1.0 / scale;
             self.q.extend(logits.iter().map(|&l| if l > min { nearest_int(inv * (l - min)) as u16 } else { 0 }));
         } else {
-            self.q.extend(std::iter::repeat(0u16).take(self.n_vocab));
+            self.q.extend(std::iter::repeat_n(0u16, self.n_vocab));
         }
     }
 
@@ -238,7 +238,7 @@ impl Kld {
         let (kld_mean, kld_mean_err) = mean_and_uncertainty(self.sum_kld, self.sum_kld2, n);
         let mut sorted = self.kld_values.clone();
         sorted.sort_by(f32::total_cmp);
-        let median = if sorted.len() % 2 == 0 {
+        let median = if sorted.len().is_multiple_of(2) {
             0.5 * (sorted[sorted.len() / 2] + sorted[sorted.len() / 2 - 1])
         } else {
             sorted[sorted.len() / 2]

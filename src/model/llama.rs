@@ -233,7 +233,7 @@ impl LlamaModel {
                 return Err(bad("attention.value_length", format!("{vl} differs from the key length {head_dim}")));
             }
         }
-        if n_rot == 0 || n_rot > head_dim || n_rot % 2 != 0 {
+        if n_rot == 0 || n_rot > head_dim || !n_rot.is_multiple_of(2) {
             return Err(bad("rope.dimension_count", format!("{n_rot} is not an even number ≤ head size {head_dim}")));
         }
         let eps = opt_f("attention.layer_norm_rms_epsilon")
@@ -559,7 +559,7 @@ impl LlamaModel {
             }
         };
         let total = x.len() / d;
-        if n_seq == 0 || total == 0 || total % n_seq != 0 {
+        if n_seq == 0 || total == 0 || !total.is_multiple_of(n_seq) {
             return Err(ModelError::Invalid(format!("forward: {total} rows for {n_seq} sequences")));
         }
         let n = total / n_seq;

@@ -70,7 +70,7 @@ fn frontier(choices: &[Choice]) -> Vec<Choice> {
     c.sort_by(|a, b| a.bytes.cmp(&b.bytes).then(a.damage.total_cmp(&b.damage)));
     let mut out: Vec<Choice> = Vec::with_capacity(c.len());
     for x in c {
-        if out.last().map_or(true, |l| x.damage < l.damage) {
+        if out.last().is_none_or(|l| x.damage < l.damage) {
             out.push(x);
         }
     }
@@ -175,7 +175,7 @@ fn greedy_fill(fronts: &[Vec<Choice>], picks: &mut [usize], budget: u64) {
                     continue;
                 }
                 let gain = (cur.damage - c.damage) / extra.max(1) as f64;
-                if best.map_or(true, |b| gain > b.0) {
+                if best.is_none_or(|b| gain > b.0) {
                     best = Some((gain, i, j));
                 }
             }
@@ -261,7 +261,7 @@ mod tests {
         fn go(items: &[Item], budget: u64, used: u64, dmg: f64, best: &mut Option<f64>) {
             match items.split_first() {
                 None => {
-                    if used <= budget && best.map_or(true, |b| dmg < b) {
+                    if used <= budget && best.is_none_or(|b| dmg < b) {
                         *best = Some(dmg);
                     }
                 }

@@ -173,11 +173,11 @@ pub fn fitted_type(
     row_len: u64,
     overrides: &BTreeMap<GgmlType, GgmlType>,
 ) -> Result<GgmlType, GgmlType> {
-    if row_len % wanted.block_size() as u64 == 0 {
+    if row_len.is_multiple_of(wanted.block_size() as u64) {
         return Ok(wanted);
     }
     let ty = overrides.get(&wanted).copied().or_else(|| llama::default_fallback(wanted)).unwrap_or(wanted);
-    if row_len % ty.block_size() as u64 == 0 {
+    if row_len.is_multiple_of(ty.block_size() as u64) {
         Ok(ty)
     } else if overrides.contains_key(&wanted) {
         Err(ty)

@@ -6,6 +6,7 @@
 //! bits (`ggml_compute_fp32_to_bf16`). Importance weights do not apply.
 
 pub mod dot;
+pub mod gemm;
 
 use super::{GgmlBlock, GgmlType};
 use half::{bf16, f16};
@@ -26,6 +27,8 @@ impl GgmlBlock for f32 {
     type VecDot = f32;
     #[cfg(target_arch = "x86_64")]
     const VEC_DOT_AVX2: Option<super::VecDotKernel<Self>> = Some(dot::avx2::dot_f32);
+    #[cfg(target_arch = "x86_64")]
+    const GEMM_AVX512: Option<super::GemmKernel<Self>> = Some(gemm::avx512::gemm_f32);
     fn quantize_row(src: &[f32], dst: &mut [Self], _imatrix: Option<&[f32]>) {
         dst.copy_from_slice(src);
     }
@@ -43,6 +46,8 @@ impl GgmlBlock for f16 {
     type VecDot = f16;
     #[cfg(target_arch = "x86_64")]
     const VEC_DOT_AVX2: Option<super::VecDotKernel<Self>> = Some(dot::avx2::dot_f16);
+    #[cfg(target_arch = "x86_64")]
+    const GEMM_AVX512: Option<super::GemmKernel<Self>> = Some(gemm::avx512::gemm_f16);
     fn quantize_row(src: &[f32], dst: &mut [Self], _imatrix: Option<&[f32]>) {
         half::slice::HalfFloatSliceExt::convert_from_f32_slice(dst, src);
     }
@@ -60,6 +65,8 @@ impl GgmlBlock for bf16 {
     type VecDot = bf16;
     #[cfg(target_arch = "x86_64")]
     const VEC_DOT_AVX2: Option<super::VecDotKernel<Self>> = Some(dot::avx2::dot_bf16);
+    #[cfg(target_arch = "x86_64")]
+    const GEMM_AVX512: Option<super::GemmKernel<Self>> = Some(gemm::avx512::gemm_bf16);
     fn quantize_row(src: &[f32], dst: &mut [Self], _imatrix: Option<&[f32]>) {
         for (d, &s) in dst.iter_mut().zip(src) {
             *d = f32_to_bf16(s);

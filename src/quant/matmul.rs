@@ -62,7 +62,7 @@ impl<'a> Weights<'a> {
             return Err(QuantError::Unsupported { ty, op: "matmul" });
         }
         let block = ty.block_size();
-        if row_len == 0 || row_len % block != 0 {
+        if row_len == 0 || !row_len.is_multiple_of(block) {
             return Err(QuantError::RowNotBlockMultiple { ty, n: row_len, block });
         }
         let expected = rows * (row_len / block) * ty.type_size();
@@ -113,10 +113,10 @@ impl Activations {
     /// (the `vec_dot_type` of the weights it will meet), rows in parallel.
     pub fn quantize(&mut self, ty: GgmlType, x: &[f32], row_len: usize) -> Result<(), QuantError> {
         let block = ty.block_size();
-        if row_len == 0 || row_len % block != 0 {
+        if row_len == 0 || !row_len.is_multiple_of(block) {
             return Err(QuantError::RowNotBlockMultiple { ty, n: row_len, block });
         }
-        if x.len() % row_len != 0 {
+        if !x.len().is_multiple_of(row_len) {
             return Err(QuantError::BadLength {
                 ty: GgmlType::F32,
                 got: x.len(),
@@ -256,12 +256,38 @@ fn run<B: GgmlBlock>(w: &Weights, acts: &Activations, out: &mut [f32]) {
         });
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if let Some(kernel) = B::GEMM_AVX512.filter(|_| super::simd::use_avx512()) {
+        return run_tiles(w.rows, w.row_bytes(), n_tokens, out, |(r0, r1), (t0, t1), tile| {
+            // SAFETY: `use_avx512` holds only where AVX-512 F/BW/VL, AVX2,
+            // FMA and F16C were detected.
+            unsafe { kernel(&wb[r0 * bpr..r1 * bpr], &ab[t0 * bpr..t1 * bpr], bpr, tile) }
+        });
+    }
+    run_tiles(w.rows, w.row_bytes(), n_tokens, out, |(r0, r1), (t0, t1), tile| {
+        let n_rows = r1 - r0;
+        for t in t0..t1 {
+            let a = &ab[t * bpr..(t + 1) * bpr];
+            for r in r0..r1 {
+                tile[(t - t0) * n_rows + r - r0] = B::vec_dot(&wb[r * bpr..(r + 1) * bpr], a);
+            }
+        }
+    });
+}
+
+/// Split the product into tiles of weight rows × tokens, run in parallel:
+/// `tile_fn((r0, r1), (t0, t1), buf)` fills `buf[(t − t0)·(r1 − r0) + r − r0]`
+/// for the tile, which is then copied to `out[t · rows + r]`.
+fn run_tiles<F>(rows: usize, row_bytes: usize, n_tokens: usize, out: &mut [f32], tile_fn: F)
+where
+    F: Fn((usize, usize), (usize, usize), &mut [f32]) + Sync,
+{
     let tile_tokens = n_tokens.min(TILE_TOKENS);
     let token_tiles = n_tokens.div_ceil(tile_tokens);
     // Enough tiles to keep every thread busy (several per thread, for
     // balance), rows per tile bounded by the L2 budget.
     let want_tiles = 4 * rayon::current_num_threads();
-    let by_cache = (TILE_WEIGHT_BYTES / w.row_bytes().max(1)).max(1);
+    let by_cache = (TILE_WEIGHT_BYTES / row_bytes.max(1)).max(1);
     let by_balance = rows.div_ceil(want_tiles.div_ceil(token_tiles)).max(1);
     let tile_rows = by_cache.min(by_balance).min(rows);
     let row_tiles = rows.div_ceil(tile_rows);
@@ -270,10 +296,10 @@ fn run<B: GgmlBlock>(w: &Weights, acts: &Activations, out: &mut [f32]) {
         let (rt, tt) = (tile % row_tiles, tile / row_tiles);
         let (r0, r1) = (rt * tile_rows, ((rt + 1) * tile_rows).min(rows));
         let (t0, t1) = (tt * tile_tokens, ((tt + 1) * tile_tokens).min(n_tokens));
-        for t in t0..t1 {
-            let a = &ab[t * bpr..(t + 1) * bpr];
-            for r in r0..r1 {
-                let v = B::vec_dot(&wb[r * bpr..(r + 1) * bpr], a);
+        let mut buf = vec![0f32; (r1 - r0) * (t1 - t0)];
+        tile_fn((r0, r1), (t0, t1), &mut buf);
+        for (t, o) in (t0..t1).zip(buf.chunks_exact(r1 - r0)) {
+            for (r, &v) in (r0..r1).zip(o) {
                 // SAFETY: `t < n_tokens` and `r < rows`, so the index is in
                 // `out` (length `n_tokens · rows`, checked by the caller);
                 // each (t, r) belongs to exactly one tile, so no other task

@@ -60,6 +60,13 @@ pub enum QuantError {
 /// because SIMD kernels need CPU features their caller must have checked.
 pub type VecDotKernel<B> = unsafe fn(&[B], &[<B as GgmlBlock>::VecDot]) -> f32;
 
+/// A tile kernel of a block type for products of several tokens:
+/// `(w, a, n, out)` with `w` rows and `a` tokens of `n` values each (in
+/// blocks), `out[t · rows + r]` = row `r` · token `t`, every output
+/// bit-identical to the type's AVX2 dot product. `unsafe` as
+/// [`VecDotKernel`].
+pub type GemmKernel<B> = unsafe fn(&[B], &[<B as GgmlBlock>::VecDot], usize, &mut [f32]);
+
 /// A dequantization kernel of a block type: `src` into `dst`
 /// (`src.len() * BLCK_SIZE` values). `unsafe` as [`VecDotKernel`].
 pub type DequantizeKernel<B> = unsafe fn(&[B], &mut [f32]);
@@ -87,6 +94,11 @@ pub trait GgmlBlock: Pod + Send + Sync + 'static {
     /// one; same conditions as [`GgmlBlock::VEC_DOT_AVX2`]. Its output must
     /// be bit-identical to [`GgmlBlock::dequantize_row_scalar`]'s.
     const DEQUANTIZE_AVX2: Option<DequantizeKernel<Self>> = None;
+
+    /// The AVX-512 tile kernel for products of several tokens, if this type
+    /// has one; it may only run where `simd::use_avx512()` holds, and each
+    /// of its outputs equals [`GgmlBlock::VEC_DOT_AVX2`]'s bit for bit.
+    const GEMM_AVX512: Option<GemmKernel<Self>> = None;
 
     /// Quantize `src` (`dst.len() * BLCK_SIZE` values). With `imatrix`
     /// (one weight per element of `src`), use ggml's importance-weighted
@@ -175,7 +187,7 @@ pub trait GgmlBlock: Pod + Send + Sync + 'static {
 
 fn check_len(ty: GgmlType, n: usize, bytes: usize) -> Result<(), QuantError> {
     let block = ty.block_size();
-    if n % block != 0 {
+    if !n.is_multiple_of(block) {
         return Err(QuantError::RowNotBlockMultiple { ty, n, block });
     }
     let expected = n / block * ty.type_size();
@@ -275,7 +287,7 @@ pub fn quantize_rows(
     imatrix: Option<&[f32]>,
     dst: &mut [u8],
 ) -> Result<(), QuantError> {
-    if n_per_row == 0 || src.len() % n_per_row != 0 {
+    if n_per_row == 0 || !src.len().is_multiple_of(n_per_row) {
         return Err(QuantError::RowNotBlockMultiple { ty, n: n_per_row, block: ty.block_size() });
     }
     let row_bytes = ty.row_bytes(n_per_row as u64).ok_or(QuantError::RowNotBlockMultiple {
@@ -305,7 +317,7 @@ pub fn dequantize_rows(ty: GgmlType, src: &[u8], n_per_row: usize, dst: &mut [f3
         n: n_per_row,
         block: ty.block_size(),
     })? as usize;
-    if n_per_row == 0 || dst.len() % n_per_row != 0 || src.len() != dst.len() / n_per_row * row_bytes {
+    if n_per_row == 0 || !dst.len().is_multiple_of(n_per_row) || src.len() != dst.len() / n_per_row * row_bytes {
         return Err(QuantError::BadLength { ty, got: src.len(), expected: dst.len() / n_per_row.max(1) * row_bytes });
     }
     dst.par_chunks_mut(n_per_row).zip(src.par_chunks(row_bytes)).try_for_each(|(d, s)| dequantize_row(ty, s, d))

@@ -6,6 +6,10 @@
 //! once what this CPU supports; `QUANTMIX_SIMD=scalar` in the environment
 //! forces the scalar paths (for debugging and benchmarks).
 //!
+//! Beside the per-row kernels, float weights have an AVX-512 tile kernel
+//! for matrix products of several tokens ([`use_avx512`]); its results equal
+//! the AVX2 dot product's bit for bit. `QUANTMIX_SIMD=avx2` turns it off.
+//!
 //! Each block type names its kernels per level in its
 //! [`GgmlBlock`](super::GgmlBlock) impl (dot product and dequantizer);
 //! [`super::vec_dot_with`] and [`super::dequantize_row_with`] run one on an
@@ -77,4 +81,35 @@ fn avx2_detected() -> bool {
 #[inline(always)]
 pub(crate) fn use_avx2() -> bool {
     cfg!(target_arch = "x86_64") && Isa::best() == Isa::Avx2
+}
+
+/// Whether the AVX-512 tile kernels may run: AVX-512 F/BW/VL (and the AVX2
+/// set) detected, the best level is AVX2 and `QUANTMIX_SIMD` is not `avx2`.
+/// Detected once, then cached.
+#[inline]
+pub(crate) fn use_avx512() -> bool {
+    match AVX512.load(Ordering::Relaxed) {
+        1 => false,
+        2 => true,
+        _ => {
+            let off = std::env::var("QUANTMIX_SIMD").map(|v| v == "avx2").unwrap_or(false);
+            let on = !off && use_avx2() && avx512_detected();
+            AVX512.store(if on { 2 } else { 1 }, Ordering::Relaxed);
+            on
+        }
+    }
+}
+
+/// 0: not yet detected, 1: off, 2: on.
+static AVX512: AtomicU8 = AtomicU8::new(0);
+
+/// Whether this CPU has AVX-512 F, BW and VL (whatever `QUANTMIX_SIMD` says).
+#[cfg(target_arch = "x86_64")]
+pub fn avx512_detected() -> bool {
+    is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512vl")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+pub fn avx512_detected() -> bool {
+    false
 }

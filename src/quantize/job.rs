@@ -98,7 +98,7 @@ pub enum JobError {
     #[error(transparent)]
     Quantize(#[from] QuantizeError),
     #[error(transparent)]
-    SameFile(#[from] crate::fsutil::SameFileError),
+    OutputPath(#[from] crate::fsutil::OutputPathError),
     #[error("{}: {msg}", path.display())]
     Model { path: PathBuf, msg: String },
 }
@@ -260,7 +260,7 @@ fn measured(job: &QuantizeJob, model_path: &Path, source: &GgufModel, ctx: Ctx<'
 /// Refuse an output (or its sidecar) that is one of the job's inputs: the
 /// model (every shard of a split model, every file of a Hugging Face
 /// checkpoint), the recipe, the importance matrix, the sensitivity file.
-fn check_outputs(job: &QuantizeJob) -> Result<(), crate::fsutil::SameFileError> {
+fn check_outputs(job: &QuantizeJob) -> Result<(), crate::fsutil::OutputPathError> {
     let Some(out) = &job.output else { return Ok(()) };
     let outputs = [out.clone(), super::sidecar_path(out)];
     let mut inputs: Vec<PathBuf> = model_files(&job.model);

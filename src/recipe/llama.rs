@@ -386,7 +386,7 @@ impl<'a> PresetState<'a> {
         let falcon = m.is_falcon();
         if cat == Category::Output || (m.tied_embeddings && cat == Category::TokenEmbd) {
             let nx = t.shape[0];
-            if falcon || nx % new_type.block_size() as u64 != 0 {
+            if falcon || !nx.is_multiple_of(new_type.block_size() as u64) {
                 new_type = T::Q8_0;
             } else if new_type != T::Q8_0 {
                 new_type = T::Q6_K;

@@ -136,7 +136,7 @@ fn run_here(job: &SensitivityJob, ctx: Ctx<'_>) -> Result<Outcome, SensitivityEr
     let chosen: Vec<&Target> = all_targets
         .iter()
         .enumerate()
-        .filter(|(i, _)| job.shard.map_or(true, |s| i % s.count == s.index - 1))
+        .filter(|(i, _)| job.shard.is_none_or(|s| i % s.count == s.index - 1))
         .map(|(_, t)| t)
         .collect();
     let partial = sibling(&job.output, ".partial");

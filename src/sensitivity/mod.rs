@@ -52,5 +52,5 @@ pub enum SensitivityError {
     #[error(transparent)]
     ThreadPool(#[from] crate::job::ThreadPoolError),
     #[error(transparent)]
-    SameFile(#[from] crate::fsutil::SameFileError),
+    OutputPath(#[from] crate::fsutil::OutputPathError),
 }

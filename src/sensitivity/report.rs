@@ -80,7 +80,7 @@ pub fn layer_table(table: &SensitivityTable) -> Table {
     for t in table.tensors.iter().filter(|t| t.layer.is_none()) {
         let (s, v) = cell(Some(&t));
         let mut row = vec![t.role.clone(), s];
-        row.extend(std::iter::repeat("".to_string()).take(roles.len().saturating_sub(1)));
+        row.extend(std::iter::repeat_n("".to_string(), roles.len().saturating_sub(1)));
         row.push(format!("{v:.2e}"));
         tab.row(row);
     }

@@ -15,6 +15,31 @@ pub mod scalar {
         x.iter().zip(y).map(|(a, b)| a * b).sum()
     }
 
+    /// The twin of the SIMD kernels' order (the AVX2 dot product and the
+    /// AVX-512 tile kernels give exactly this): four chains of 8 lanes over
+    /// 32-value chunks, fused multiply-adds, the chains added pairwise, the
+    /// lanes reduced as `hsum_ps` reduces them, the tail in f64.
+    pub fn dot_lanes<T: Copy + Into<f32>>(x: &[T], y: &[T]) -> f32 {
+        let n = x.len().min(y.len());
+        let chunks = n / 32;
+        let mut acc = [[0f32; 8]; 4];
+        for c in 0..chunks {
+            for (k, chain) in acc.iter_mut().enumerate() {
+                for (l, a) in chain.iter_mut().enumerate() {
+                    let i = 32 * c + 8 * k + l;
+                    *a = x[i].into().mul_add(y[i].into(), *a);
+                }
+            }
+        }
+        let sum: [f32; 8] = std::array::from_fn(|l| (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]));
+        let s4: [f32; 4] = std::array::from_fn(|i| sum[i + 4] + sum[i]);
+        let mut s = ((s4[0] + s4[2]) + (s4[1] + s4[3])) as f64;
+        for i in 32 * chunks..n {
+            s += x[i].into() as f64 * y[i].into() as f64;
+        }
+        s as f32
+    }
+
     /// Accumulated in f64 as ggml's scalar F16 dot product does.
     pub fn dot_f16(x: &[f16], y: &[f16]) -> f32 {
         x.iter().zip(y).map(|(a, b)| a.to_f32() as f64 * b.to_f32() as f64).sum::<f64>() as f32
