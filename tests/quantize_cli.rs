@@ -1,5 +1,5 @@
 //! The main job end to end through the binary: `quantmix quantize` with the
-//! shipped hybrid recipe on SmolLM2; llama.cpp loads and runs the output;
+//! mixed recipe (tests/data/mixed-recipe.toml) on SmolLM2; llama.cpp loads and runs the output;
 //! gguf-py dequantizes every tensor to what quantmix's dequantizer gives;
 //! the quant map is in the metadata and the sidecar; bad input fails
 //! cleanly without leaving an output file.
@@ -15,8 +15,8 @@ fn quantmix(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_quantmix")).args(args).output().expect("run quantmix")
 }
 
-fn recipe(name: &str) -> String {
-    format!("{}/recipes/{name}", env!("CARGO_MANIFEST_DIR"))
+fn test_recipe(name: &str) -> String {
+    format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
 fn tool(name: &str) -> String {
@@ -28,11 +28,11 @@ fn s(p: &Path) -> &str {
 }
 
 #[test]
-fn hybrid_smollm2_runs_in_llama_cpp_and_matches_gguf_py() {
+fn mixed_recipe_smollm2_runs_in_llama_cpp_and_matches_gguf_py() {
     let Some(model) = common::smollm2() else { return };
     let dir = common::tempdir();
     let out = dir.path().join("hybrid.gguf");
-    let o = quantmix(&["quantize", "--recipe", &recipe("hybrid.toml"), s(&model), "-o", s(&out), "--quiet"]);
+    let o = quantmix(&["quantize", "--recipe", &test_recipe("mixed-recipe.toml"), s(&model), "-o", s(&out), "--quiet"]);
     assert!(o.status.success(), "quantize failed: {}", String::from_utf8_lossy(&o.stderr));
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(stderr.contains("requantized"), "requantizing a Q4_1 source must warn: {stderr}");

@@ -67,9 +67,12 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', default_value = "Q2_K,Q3_K,Q4_K,Q5_K,Q6_K,Q8_0")]
     pub measure_types: Vec<String>,
     /// Measurement: measure only these types per tensor and predict the others from them (proportional
-    /// to the imatrix-weighted error); default: measure every candidate.
-    #[arg(long, value_delimiter = ',')]
+    /// to the imatrix-weighted error) [default: Q4_K].
+    #[arg(long, value_delimiter = ',', conflicts_with = "measure_exhaustive")]
     pub measure_predict_from: Vec<String>,
+    /// Measurement: every candidate by a forward pass (as `sensitivity --exhaustive`).
+    #[arg(long)]
+    pub measure_exhaustive: bool,
     /// Measurement: chunks of 512 tokens the importance matrix is collected on (0: all).
     #[arg(long, default_value_t = 16)]
     pub imatrix_chunks: usize,
@@ -132,7 +135,7 @@ fn job(a: &Args) -> Result<QuantizeJob> {
         chunks: a.measure_chunks,
         types: parse_types(&a.measure_types, "--measure-types")?,
         imatrix_chunks: a.imatrix_chunks,
-        anchors: parse_types(&a.measure_predict_from, "--measure-predict-from")?,
+        anchors: anchors(&a.measure_predict_from, a.measure_exhaustive, "--measure-predict-from")?,
         exact_activations: match a.exact_activations.as_str() {
             "on" => Some(true),
             "off" => Some(false),
@@ -245,4 +248,14 @@ fn print_dry_run(map: &QuantMap, json: bool) -> Result<()> {
     println!("{}", quantize::summary_table(map));
     println!("dry run: the output would be exactly {} bytes ({})", map.file_bytes, human_bytes(map.file_bytes));
     Ok(())
+}
+
+/// The measured types of a sensitivity run: none (every candidate) when
+/// exhaustive, the given ones, else the library's default.
+pub fn anchors(given: &[String], exhaustive: bool, flag: &str) -> Result<Vec<quantmix::gguf::GgmlType>> {
+    if exhaustive {
+        return Ok(Vec::new());
+    }
+    let v = parse_types(given, flag)?;
+    Ok(if v.is_empty() { quantmix::sensitivity::measure::DEFAULT_ANCHORS.to_vec() } else { v })
 }

@@ -53,10 +53,13 @@ pub struct Args {
     /// `auto` (default) = when the source's weights are quantized.
     #[arg(long, default_value = "auto", value_parser = ["auto", "on", "off"])]
     pub exact_activations: String,
-    /// Measure only the candidates these types end at (e.g. `Q4_K`) and predict the others from them,
-    /// proportional to the imatrix-weighted squared error (faster; marked `predicted` in the file).
-    #[arg(long, value_delimiter = ',')]
+    /// Measure only the candidates these types end at and predict the others from them, proportional
+    /// to the imatrix-weighted squared error (marked `predicted` in the file) [default: Q4_K].
+    #[arg(long, value_delimiter = ',', conflicts_with = "exhaustive")]
     pub predict_from: Vec<String>,
+    /// Measure every candidate by a forward pass (about 4× slower than the default prediction).
+    #[arg(long)]
+    pub exhaustive: bool,
     /// Continue an interrupted run from OUTPUT.partial.
     #[arg(long)]
     pub resume: bool,
@@ -106,7 +109,7 @@ fn job(a: &Args) -> Result<SensitivityJob> {
         imatrix_chunks: a.imatrix_chunks,
         shard,
         resume: a.resume,
-        anchors: super::quantize::parse_types(&a.predict_from, "--predict-from")?,
+        anchors: super::quantize::anchors(&a.predict_from, a.exhaustive, "--predict-from")?,
         exact_activations: match a.exact_activations.as_str() {
             "on" => Some(true),
             "off" => Some(false),

@@ -204,8 +204,11 @@ pub fn plan_under_budget(
                 decisions,
             });
         }
-        // Over: the header grew with the rules. Tighten by the excess.
-        header += used - limit_bytes + 256;
+        // Over: the header grew with the rules. The next allocation must be
+        // smaller than this one by the excess (a smaller `avail` that this
+        // allocation still fits would choose it again).
+        let next_avail = alloc.bytes.saturating_sub(used - limit_bytes + 256);
+        header = header.max(limit_bytes.saturating_sub(fixed_tensor_bytes + next_avail));
     }
     Err(BudgetError::DoesNotFit { budget: limit_bytes, got: limit_bytes + header })
 }

@@ -141,6 +141,23 @@ fn run_here(job: &SensitivityJob, ctx: Ctx<'_>) -> Result<Outcome, SensitivityEr
         .collect();
     let partial = sibling(&job.output, ".partial");
 
+    // The exact-activations mode runs the forward passes (the importance
+    // matrix's too) on an f32 copy of the model, written beside the output
+    // and removed at the end.
+    let (_exact_dir, f32_model) = if exact {
+        let dir = crate::fsutil::dir_of(&job.output);
+        let tmp = tempfile::Builder::new()
+            .prefix(".quantmix-exact-")
+            .tempdir_in(dir)
+            .map_err(|source| SensitivityError::Io { path: dir.to_path_buf(), source })?;
+        let path = tmp.path().join("model-f32.gguf");
+        ctx.progress.note(Level::Info, "sensitivity: measuring with f32 activations (a dequantized copy of the model)");
+        f32_copy(&model, &path, ctx)?;
+        (Some(tmp), Some(LlamaModel::open(&path)?))
+    } else {
+        (None, None)
+    };
+    let models = Models { source: &model, forward: f32_model.as_ref().unwrap_or(&model), exact };
     // The importance matrix: given, or collected on the calibration text.
     let (imatrix, imatrix_path, imatrix_chunks) = match &job.imatrix {
         Some(p) => (Imatrix::load(p)?, p.clone(), None),
@@ -162,7 +179,7 @@ fn run_here(job: &SensitivityJob, ctx: Ctx<'_>) -> Result<Outcome, SensitivityEr
                         cal.describe()
                     ),
                 );
-                let m = collect(&model, &tokens, bos, &opts, cal.sources.clone(), ctx)?;
+                let m = collect(models.forward, &tokens, bos, &opts, cal.sources.clone(), ctx)?;
                 m.save_gguf(&p)?;
                 let n = m.chunk_count as usize;
                 (m, p, Some(n))
@@ -220,22 +237,6 @@ fn run_here(job: &SensitivityJob, ctx: Ctx<'_>) -> Result<Outcome, SensitivityEr
             settings.types.join(",")
         ),
     );
-    // The exact-activations mode runs the forward passes on an f32 copy of
-    // the model, written beside the output and removed at the end.
-    let (_exact_dir, f32_model) = if exact {
-        let dir = crate::fsutil::dir_of(&job.output);
-        let tmp = tempfile::Builder::new()
-            .prefix(".quantmix-exact-")
-            .tempdir_in(dir)
-            .map_err(|source| SensitivityError::Io { path: dir.to_path_buf(), source })?;
-        let path = tmp.path().join("model-f32.gguf");
-        ctx.progress.note(Level::Info, "sensitivity: measuring with f32 activations (a dequantized copy of the model)");
-        f32_copy(&model, &path, ctx)?;
-        (Some(tmp), Some(LlamaModel::open(&path)?))
-    } else {
-        (None, None)
-    };
-    let models = Models { source: &model, forward: f32_model.as_ref().unwrap_or(&model), exact };
     let t_ref = Instant::now();
     let reference = Reference::compute(models.forward, &tokens, bos, job.ctx, job.chunks)?;
     let reference_secs = t_ref.elapsed().as_secs_f64();

@@ -30,6 +30,11 @@ use crate::recipe::roles;
 pub const DEFAULT_TYPES: &[GgmlType] =
     &[GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::Q8_0];
 
+/// The types measured by default (`--predict-from`); every other candidate
+/// of a tensor is predicted from them. Chosen by measurement: see the
+/// README's "Sensitivity" section (tests/tools/bench_measurement.sh).
+pub const DEFAULT_ANCHORS: &[GgmlType] = &[GgmlType::Q4_K];
+
 /// One type a tensor can get, and the requested types that end there.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CandidateSpec {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's "Evaluate" picture and table: SmolLM2-135M-Instruct (the Q4_1 GGUF .ci/setup installs)
 # quantized by quantmix with llama-quantize's presets Q8_0 Q6_K Q5_K_M Q4_K_M Q3_K_M Q2_K and with
-# recipes/hybrid.toml, then `quantmix eval` over all of them with the Q4_1 source as the reference
+# `quantize --budget` at the Q3_K_M file's size (measured allocation), then `quantmix eval` over all of them with the Q4_1 source as the reference
 # (every file is requantized from it, so KLD measures what quantization lost), on the held-out text
 # tests/data/eval.txt (never calibration text), drawing docs/eval-smollm2.svg and .png.
 #
@@ -30,8 +30,9 @@ for p in Q8_0 Q6_K Q5_K_M Q4_K_M Q3_K_M Q2_K; do
   q "$f" --preset "$p"
   files+=("$f")
 done
-f="$OUT/smollm2-hybrid.gguf"
-q "$f" --recipe recipes/hybrid.toml
+# Measured allocation at the size of the Q3_K_M file (the one-command flow; its measurement is cached).
+f="$OUT/smollm2-budget-Q3_K_M-size.gguf"
+q "$f" --budget "$(stat -c %s "$OUT/smollm2-Q3_K_M.gguf")"
 files+=("$f")
 
 args=(eval "$SRC" "${files[@]}" --reference "$SRC" --chunks "$CHUNKS" --threads "$THREADS")

@@ -47,7 +47,7 @@ run_model() {
     norm_json "$d/$p.quantmap.json" | sed "s#$d#OUT#g" | hash_text "$tag/$p.quantmap.json"
     "$QM" quantize "$model" --preset "$p" --dry-run --json --quiet "${imargs[@]}" | python3 -c "$NORM" | hash_text "$tag/$p.dry-run.json"
   done
-  "$QM" quantize "$model" -o "$d/hybrid.gguf" --recipe recipes/hybrid.toml --quiet "${imargs[@]}" > /dev/null
+  "$QM" quantize "$model" -o "$d/hybrid.gguf" --recipe tests/data/mixed-recipe.toml --quiet "${imargs[@]}" > /dev/null
   hash_file "$d/hybrid.gguf" "$tag/hybrid.gguf"
   for t in Q4_K Q8_0 F16; do
     "$QM" quantize "$model" -o "$d/pure-$t.gguf" --type "$t" --quiet "${imargs[@]}" > /dev/null
