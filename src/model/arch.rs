@@ -91,6 +91,17 @@ pub const ARCHITECTURES: &[ArchSpec] = &[
     // Q/K/V biases are read whenever the file has them.
     ArchSpec { name: "qwen2", rope: RopeStyle::Neox, ..LLAMA },
     ArchSpec { name: "qwen3", rope: RopeStyle::Neox, qk_norm: true, ..LLAMA },
+    ArchSpec {
+        name: "gemma3",
+        rope: RopeStyle::Neox,
+        qk_norm: true,
+        post_norms: true,
+        activation: Activation::GeluTanh,
+        embed_scale: true,
+        query_scale: QueryScale::GemmaQuery,
+        sliding_window: Some(SlidingWindow { default_period: 6, local_freq_base: 10000.0 }),
+        final_softcap_without_swa: true,
+    },
 ];
 
 /// The description of architecture `name`, if the forward pass implements it.

@@ -95,6 +95,19 @@ pub fn cli_ppl(model: &Path, text: &Path, n_ctx: usize, n_chunks: usize) -> f64 
 /// scored positions. Returns (ours, llama.cpp's, same-top fraction).
 pub fn compare(py: &Path, model: &Path, text: &Path, n_ctx: usize, n_chunks: usize, dir: &Path) -> (f64, f64, f64) {
     let theirs = llama_cpp(py, model, text, n_ctx, n_chunks, &dir.join("llama.json"));
+    compare_with(&theirs, model, text, n_ctx, n_chunks, 0.99)
+}
+
+/// [`compare`] against figures already computed, with the least fraction
+/// of positions whose top token must agree.
+pub fn compare_with(
+    theirs: &Scored,
+    model: &Path,
+    text: &Path,
+    n_ctx: usize,
+    n_chunks: usize,
+    min_same: f64,
+) -> (f64, f64, f64) {
     let body = std::fs::read_to_string(text).expect("read text");
     let o = ours(model, &body, n_ctx, n_chunks);
     let cli = cli_ppl(model, text, n_ctx, n_chunks);
@@ -114,6 +127,6 @@ pub fn compare(py: &Path, model: &Path, text: &Path, n_ctx: usize, n_chunks: usi
     );
     assert!((cli / o.ppl - 1.0).abs() < 1e-9, "quantmix eval PPL {cli} differs from the library's {}", o.ppl);
     assert!(rel < 0.005, "PPL differs from llama.cpp's by {:.3}%", rel * 100.0);
-    assert!(same * 100 >= 99 * o.argmax.len(), "top token agrees on {same}/{}", o.argmax.len());
+    assert!(frac >= min_same, "top token agrees on {same}/{} (want ≥ {min_same})", o.argmax.len());
     (o.ppl, theirs.ppl, frac)
 }
