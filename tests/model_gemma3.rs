@@ -206,3 +206,29 @@ fn gemma3_synthetic_sliding_window_matches_llama_cpp() {
     let (ours, theirs, same) = forward::compare(&py, &q8, &forward::data("eval.txt"), 256, 3, dir.path());
     assert!((ours / theirs - 1.0).abs() < 1e-6 && same == 1.0, "Q8_0 should agree to rounding: {ours} vs {theirs}");
 }
+
+/// Without `gemma3.attention.sliding_window` every layer is global and
+/// `gemma3.final_logit_softcapping` caps the logits (`cap · tanh(l / cap)`).
+#[test]
+fn gemma3_synthetic_global_softcapped_matches_llama_cpp() {
+    let Some(py) = common::python() else { return };
+    let dir = common::tempdir();
+    let f16 = make(
+        &py,
+        &dir.path().join("gemma3-global.gguf"),
+        &["--seed", "9", "--n-layer", "3", "--final-softcap", "5", "--tied", "--bos"],
+    );
+    let m = LlamaModel::open(&f16).unwrap();
+    assert_eq!((m.hp.n_swa, m.hp.final_softcap), (0, Some(5.0)));
+    let q8 = dir.path().join("gemma3-global-q8_0.gguf");
+    requant(&py, &f16, &q8, "q8_0");
+    let (ours, theirs, same) = forward::compare(&py, &q8, &forward::data("eval.txt"), 512, 2, dir.path());
+    assert!((ours / theirs - 1.0).abs() < 1e-6 && same == 1.0, "Q8_0 should agree to rounding: {ours} vs {theirs}");
+    // The cap bounds every logit.
+    let text = std::fs::read_to_string(forward::data("eval.txt")).unwrap();
+    let tok = Tokenizer::from_metadata(m.file().metadata(), &f16).unwrap();
+    let ids = tok.encode(&text, true, false).unwrap();
+    let mut cache = m.new_cache(64);
+    let logits = m.forward(&ids[..64], &mut cache, 0).unwrap();
+    assert!(logits.iter().all(|l| l.abs() <= 5.0), "uncapped logits");
+}

@@ -5,7 +5,7 @@ scale, and a byte-level BPE vocabulary (GPT-2 byte alphabet, merges learned on a
 
 usage: make_synth_model.py ARCH OUT.gguf [--vocab-text TEXT] [--seed N] [--n-embd N] [--n-layer N]
                            [--n-head N] [--n-head-kv N] [--head-dim N] [--n-ff N] [--n-vocab N]
-                           [--sliding-window N] [--tied] [--rope-base X] [--bos]
+                           [--sliding-window N] [--final-softcap X] [--tied] [--rope-base X] [--bos]
 ARCH: qwen3 or gemma3.
 
 The same arguments write the same bytes. Needs the PyPI packages `gguf` and `numpy` (the venv of
@@ -77,6 +77,7 @@ def main() -> int:
     ap.add_argument("--n-ff", type=int, default=512)
     ap.add_argument("--n-vocab", type=int, default=1024)
     ap.add_argument("--sliding-window", type=int, default=0)
+    ap.add_argument("--final-softcap", type=float, default=0.0, help="<arch>.final_logit_softcapping")
     ap.add_argument("--rope-base", type=float, default=1000000.0)
     ap.add_argument("--logit-scale", type=float, default=4.0)
     ap.add_argument("--tied", action="store_true")
@@ -107,6 +108,8 @@ def main() -> int:
     w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", 1e-6)
     if a.sliding_window:
         w.add_uint32(f"{arch}.attention.sliding_window", a.sliding_window)
+    if a.final_softcap:
+        w.add_float32(f"{arch}.final_logit_softcapping", a.final_softcap)
     w.add_uint32("general.file_type", 1)
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre("qwen2")
