@@ -26,9 +26,23 @@ pub enum QueryScale {
     /// `1/sqrt(head_dim)` (llama.cpp's `kq_scale`).
     Softmax,
     /// Gemma: the query is multiplied by `1/sqrt(head_dim)` after RoPE
-    /// (`1/sqrt(n_embd/n_head)` for the 62-layer 27B model, as llama.cpp
-    /// decides it) and the scores are not scaled again.
-    GemmaQuery,
+    /// (`1/sqrt(n_embd/n_head)` for the 27B model, which llama.cpp tells by
+    /// its layer count `n_layer_27b`) and the scores are not scaled again.
+    GemmaQuery { n_layer_27b: usize },
+}
+
+/// When the logits are soft-capped (`cap · tanh(logit / cap)`, cap from
+/// `<arch>.final_logit_softcapping`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FinalSoftcap {
+    Never,
+    /// When the file sets a cap and the model has no sliding-window layers
+    /// (llama.cpp's non-iSWA gemma3 graph).
+    WithoutSlidingWindow,
+    /// Always, with this cap when the file sets none (gemma2).
+    Always {
+        default_cap: f32,
+    },
 }
 
 /// Interleaved sliding-window (local) and global attention layers.
@@ -38,9 +52,13 @@ pub struct SlidingWindow {
     /// `period`-th layer is global); `<arch>.attention.sliding_window_pattern`
     /// overrides it.
     pub default_period: usize,
+    /// The window when `<arch>.attention.sliding_window` is absent (`None`:
+    /// then every layer is global).
+    pub default_window: Option<usize>,
     /// RoPE base of the local layers unless `<arch>.rope.freq_base_swa`
-    /// sets it (their RoPE is never scaled).
-    pub local_freq_base: f32,
+    /// sets it, their RoPE then unscaled (`None`: the global base and
+    /// scale).
+    pub local_freq_base: Option<f32>,
 }
 
 /// What one architecture's forward pass needs beyond the llama layout
@@ -63,13 +81,17 @@ pub struct ArchSpec {
     pub embed_scale: bool,
     /// Where the attention scale is applied.
     pub query_scale: QueryScale,
-    /// Sliding-window layers, when `<arch>.attention.sliding_window` is set
-    /// and positive (otherwise every layer is global).
+    /// Sliding-window layers, with a positive window (from
+    /// `<arch>.attention.sliding_window` or the default).
     pub sliding_window: Option<SlidingWindow>,
-    /// `<arch>.final_logit_softcapping` is applied to the logits
-    /// (`cap · tanh(logit / cap)`) when the model has no sliding-window
-    /// layers (llama.cpp's non-iSWA gemma3 graph).
-    pub final_softcap_without_swa: bool,
+    /// Attention scores soft-capped before the softmax (`cap · tanh(s /
+    /// cap)`), with `<arch>.attn_logit_softcapping` or this default cap.
+    pub attn_softcap: Option<f32>,
+    /// Logit soft-capping.
+    pub final_softcap: FinalSoftcap,
+    /// The output matrix is the token embeddings even when the file has an
+    /// `output.weight` (llama.cpp's gemma2 loader).
+    pub always_tied: bool,
 }
 
 const LLAMA: ArchSpec = ArchSpec {
@@ -81,7 +103,9 @@ const LLAMA: ArchSpec = ArchSpec {
     embed_scale: false,
     query_scale: QueryScale::Softmax,
     sliding_window: None,
-    final_softcap_without_swa: false,
+    attn_softcap: None,
+    final_softcap: FinalSoftcap::Never,
+    always_tied: false,
 };
 
 /// Every architecture the forward pass implements.
@@ -92,15 +116,29 @@ pub const ARCHITECTURES: &[ArchSpec] = &[
     ArchSpec { name: "qwen2", rope: RopeStyle::Neox, ..LLAMA },
     ArchSpec { name: "qwen3", rope: RopeStyle::Neox, qk_norm: true, ..LLAMA },
     ArchSpec {
+        name: "gemma2",
+        rope: RopeStyle::Neox,
+        post_norms: true,
+        activation: Activation::GeluTanh,
+        embed_scale: true,
+        query_scale: QueryScale::GemmaQuery { n_layer_27b: 46 },
+        sliding_window: Some(SlidingWindow { default_period: 2, default_window: Some(4096), local_freq_base: None }),
+        attn_softcap: Some(50.0),
+        final_softcap: FinalSoftcap::Always { default_cap: 30.0 },
+        always_tied: true,
+        ..LLAMA
+    },
+    ArchSpec {
         name: "gemma3",
         rope: RopeStyle::Neox,
         qk_norm: true,
         post_norms: true,
         activation: Activation::GeluTanh,
         embed_scale: true,
-        query_scale: QueryScale::GemmaQuery,
-        sliding_window: Some(SlidingWindow { default_period: 6, local_freq_base: 10000.0 }),
-        final_softcap_without_swa: true,
+        query_scale: QueryScale::GemmaQuery { n_layer_27b: 62 },
+        sliding_window: Some(SlidingWindow { default_period: 6, default_window: None, local_freq_base: Some(10000.0) }),
+        final_softcap: FinalSoftcap::WithoutSlidingWindow,
+        ..LLAMA
     },
 ];
 

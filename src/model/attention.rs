@@ -171,7 +171,8 @@ pub struct Scratch {
 /// cache, position `j` at `k[j*k_stride..][..hd]` (F16-precision values);
 /// `vt`: the value cache transposed, dimension `d` at `vt[d*v_stride..]`
 /// (F16 precision; finite up to `len` rounded up to 32); `out`: `hd`
-/// values. `single`: the batch has one query token, for which ggml uses its
+/// values. `softcap > 0`: each score `s` becomes `softcap · tanh(s /
+/// softcap)` before it is scaled (gemma2). `single`: the batch has one query token, for which ggml uses its
 /// plain F16 dot product instead of the tiled GEMM (another summation order).
 #[allow(clippy::too_many_arguments)]
 pub fn attend(
@@ -183,6 +184,7 @@ pub fn attend(
     first: usize,
     len: usize,
     scale: f32,
+    softcap: f32,
     single: bool,
     out: &mut [f32],
     s: &mut Scratch,
@@ -190,10 +192,10 @@ pub fn attend(
     #[cfg(target_arch = "x86_64")]
     if crate::quant::simd::use_avx2() {
         // SAFETY: `use_avx2` is true only when AVX2, FMA and F16C were detected.
-        unsafe { attend_fma(q, k, k_stride, vt, v_stride, first, len, scale, single, out, s) };
+        unsafe { attend_fma(q, k, k_stride, vt, v_stride, first, len, scale, softcap, single, out, s) };
         return;
     }
-    attend_impl(q, k, k_stride, vt, v_stride, first, len, scale, single, out, s)
+    attend_impl(q, k, k_stride, vt, v_stride, first, len, scale, softcap, single, out, s)
 }
 
 /// [`attend`] compiled with FMA instructions (same results, no calls to
@@ -213,11 +215,12 @@ unsafe fn attend_fma(
     first: usize,
     len: usize,
     scale: f32,
+    softcap: f32,
     single: bool,
     out: &mut [f32],
     s: &mut Scratch,
 ) {
-    attend_impl(q, k, k_stride, vt, v_stride, first, len, scale, single, out, s)
+    attend_impl(q, k, k_stride, vt, v_stride, first, len, scale, softcap, single, out, s)
 }
 
 #[inline(always)]
@@ -231,6 +234,7 @@ fn attend_impl(
     first: usize,
     len: usize,
     scale: f32,
+    softcap: f32,
     single: bool,
     out: &mut [f32],
     s: &mut Scratch,
@@ -248,7 +252,12 @@ fn attend_impl(
     let mut max = f32::NEG_INFINITY;
     for j in first.min(len)..len {
         let kj = &k[j * k_stride..j * k_stride + hd];
-        let v = if single { dot_vec_f16_order(kj, &s.q) } else { dot8(kj, &s.q) } * scale;
+        let mut v = if single { dot_vec_f16_order(kj, &s.q) } else { dot8(kj, &s.q) };
+        if softcap > 0.0 {
+            // llama.cpp's attention soft-capping: scale, tanh, scale.
+            v = (v * (1.0 / softcap)).tanh() * softcap;
+        }
+        let v = v * scale;
         s.w[j] = v;
         max = max.max(v);
     }
@@ -314,8 +323,8 @@ mod tests {
         let vt: Vec<f32> = (0..hd * vs).map(|i| to_f16_precision(((i * 5 % 17) as f32 - 8.0) / 5.0)).collect();
         let q: Vec<f32> = (0..hd).map(|i| (i as f32 * 0.3).sin()).collect();
         let (mut a, mut b) = (vec![0f32; hd], vec![0f32; hd]);
-        attend(&q, &k, hd, &vt, vs, 0, len, 0.125, false, &mut a, &mut Scratch::default());
-        attend(&q, &k, hd, &vt, vs, 0, len, 0.125, true, &mut b, &mut Scratch::default());
+        attend(&q, &k, hd, &vt, vs, 0, len, 0.125, 0.0, false, &mut a, &mut Scratch::default());
+        attend(&q, &k, hd, &vt, vs, 0, len, 0.125, 0.0, true, &mut b, &mut Scratch::default());
         for (x, y) in a.iter().zip(&b) {
             assert!((x - y).abs() < 1e-2, "{x} vs {y}");
         }
@@ -331,7 +340,7 @@ mod tests {
         let q: Vec<f32> = (0..hd).map(|i| (i as f32 * 0.3).sin()).collect();
         for single in [false, true] {
             let mut out = vec![0f32; hd];
-            attend(&q, &k, hd, &vt, vs, 12, len, 0.5, single, &mut out, &mut Scratch::default());
+            attend(&q, &k, hd, &vt, vs, 12, len, 0.5, 0.0, single, &mut out, &mut Scratch::default());
             // The same as the softmax over positions 12..20 only.
             let s: Vec<f64> =
                 (12..len).map(|j| (0..hd).map(|d| (k[j * hd + d] * q[d]) as f64).sum::<f64>() * 0.5).collect();
@@ -343,7 +352,7 @@ mod tests {
                 assert!((*o as f64 - want).abs() < 1e-2, "d={d}: {o} vs {want}");
             }
             // Position 0 alone is what a window of 1 at position 0 sees.
-            attend(&q, &k, hd, &vt, vs, 0, 1, 0.5, single, &mut out, &mut Scratch::default());
+            attend(&q, &k, hd, &vt, vs, 0, 1, 0.5, 0.0, single, &mut out, &mut Scratch::default());
             for (d, o) in out.iter().enumerate() {
                 assert_eq!(*o, vt[d * vs]);
             }
@@ -368,7 +377,7 @@ mod tests {
         let mut q = vec![0f32; hd];
         q[3] = 50.0;
         let mut out = vec![0f32; hd];
-        attend(&q, &k, hd, &vt, v_stride, 0, len, 1.0, false, &mut out, &mut Scratch::default());
+        attend(&q, &k, hd, &vt, v_stride, 0, len, 1.0, 0.0, false, &mut out, &mut Scratch::default());
         for (d, o) in out.iter().enumerate() {
             assert!((o - (30 + d) as f32).abs() < 1e-3, "{out:?}");
         }

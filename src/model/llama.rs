@@ -1,6 +1,6 @@
 //! Llama-family forward pass over a GGUF file's quantized weights, for the
 //! architectures [`super::arch`] describes (llama, mistral, qwen2, qwen3,
-//! gemma3), computed the way llama.cpp's CPU backend computes it:
+//! gemma2, gemma3), computed the way llama.cpp's CPU backend computes it:
 //!
 //! - token embeddings: one row of `token_embd` dequantized per token (times
 //!   `sqrt(n_embd)` for gemma);
@@ -15,7 +15,8 @@
 //! - grouped-query causal attention with a KV cache that stores K and V as
 //!   F16 (llama.cpp's default cache type; Q and the softmax weights are
 //!   rounded to F16 for the products with it, as ggml's F16 `mul_mat` does),
-//!   sliding-window masks on gemma3's local layers;
+//!   sliding-window masks on gemma's local layers, gemma2's soft-capped
+//!   scores;
 //! - SwiGLU or GeGLU feed-forward, gemma's norms of the attention and
 //!   feed-forward outputs; output projection or the tied token embeddings,
 //!   optional logit soft-capping.
@@ -31,7 +32,7 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
-use super::arch::{self, Activation, ArchSpec, QueryScale};
+use super::arch::{self, Activation, ArchSpec, FinalSoftcap, QueryScale};
 use super::attention::{self, to_f16_precision, Scratch};
 use super::error::{ModelError, Result};
 use super::ops::{add_bias, add_into, geglu, rms_norm, rotate, scale, select_rows, softcap, swiglu};
@@ -79,6 +80,8 @@ pub struct HParams {
     pub freq_scale_swa: f32,
     /// `cap · tanh(logit / cap)` on the logits.
     pub final_softcap: Option<f32>,
+    /// `cap · tanh(score / cap)` on the attention scores.
+    pub attn_softcap: Option<f32>,
 }
 
 /// A weight matrix in the file: `rows` × `cols` of `info.ty`.
@@ -281,20 +284,21 @@ impl LlamaModel {
                 Some(s) if s != 0.0 => (s as f32, None),
                 _ => (1.0 / (head_dim as f32).sqrt(), None),
             },
-            // llama.cpp tells Gemma 3 27B (62 layers) by its layer count.
-            QueryScale::GemmaQuery => {
-                let d = if n_layer == 62 { n_embd / n_head } else { head_dim };
+            // llama.cpp tells the 27B models by their layer count.
+            QueryScale::GemmaQuery { n_layer_27b } => {
+                let d = if n_layer == n_layer_27b { n_embd / n_head } else { head_dim };
                 (1.0, Some(1.0 / (d as f32).sqrt()))
             }
         };
         let embd_scale = spec.embed_scale.then(|| (n_embd as f32).sqrt());
         let (mut n_swa, mut swa_period) = (0usize, 0usize);
-        let (mut freq_base_swa, freq_scale_swa) = (freq_base, 1.0f32);
+        let (mut freq_base_swa, mut freq_scale_swa) = (freq_base, freq_scale);
         if let Some(sw) = spec.sliding_window {
             let key = "attention.sliding_window";
-            if let Some(v) = meta.get(&format!("{arch}.{key}")) {
-                n_swa = v.as_u64().ok_or_else(|| bad(key, format!("{v:?} is not a non-negative integer")))? as usize;
-            }
+            n_swa = match meta.get(&format!("{arch}.{key}")) {
+                Some(v) => v.as_u64().ok_or_else(|| bad(key, format!("{v:?} is not a non-negative integer")))? as usize,
+                None => sw.default_window.unwrap_or(0),
+            };
             if n_swa > 0 {
                 let key = "attention.sliding_window_pattern";
                 swa_period = match meta.get(&format!("{arch}.{key}")) {
@@ -309,20 +313,35 @@ impl LlamaModel {
                         }
                     },
                 };
-                freq_base_swa = opt_f("rope.freq_base_swa").map_or(sw.local_freq_base, |b| b as f32);
+                if let Some(b) = sw.local_freq_base {
+                    (freq_base_swa, freq_scale_swa) = (b, 1.0);
+                }
+                if let Some(b) = opt_f("rope.freq_base_swa") {
+                    freq_base_swa = b as f32;
+                }
                 if !(freq_base_swa.is_finite() && freq_base_swa > 0.0) {
                     return Err(bad("rope.freq_base_swa", format!("{freq_base_swa} (expected a finite number > 0)")));
                 }
             }
         }
-        let final_softcap = match opt_f("final_logit_softcapping") {
-            Some(c) if spec.final_softcap_without_swa && n_swa == 0 && c != 0.0 => {
-                if !(c.is_finite() && c > 0.0) {
-                    return Err(bad("final_logit_softcapping", format!("{c} (expected a finite number > 0)")));
+        let cap = |key: &str, default: Option<f32>| -> Result<Option<f32>> {
+            match opt_f(key) {
+                Some(c) if !(c.is_finite() && c > 0.0 && (c as f32).is_finite()) => {
+                    Err(bad(key, format!("{c} (expected a finite number > 0)")))
                 }
-                Some(c as f32)
+                Some(c) => Ok(Some(c as f32)),
+                None => Ok(default),
             }
-            _ => None,
+        };
+        let final_softcap = match spec.final_softcap {
+            FinalSoftcap::Never => None,
+            FinalSoftcap::WithoutSlidingWindow if n_swa > 0 => None,
+            FinalSoftcap::WithoutSlidingWindow => cap("final_logit_softcapping", None)?,
+            FinalSoftcap::Always { default_cap } => cap("final_logit_softcapping", Some(default_cap))?,
+        };
+        let attn_softcap = match spec.attn_softcap {
+            Some(default) => cap("attn_logit_softcapping", Some(default))?,
+            None => None,
         };
 
         let q_dim = n_head * head_dim;
@@ -383,8 +402,8 @@ impl LlamaModel {
         let tok_embd = mat("token_embd.weight", n_embd, None)?;
         let n_vocab = tok_embd.rows;
         let output = match file.tensor("output.weight") {
-            Some(_) => mat("output.weight", n_embd, Some(n_vocab))?,
-            None => tok_embd.clone(),
+            Some(_) if !spec.always_tied => mat("output.weight", n_embd, Some(n_vocab))?,
+            _ => tok_embd.clone(),
         };
         let output_norm = need("output_norm.weight", n_embd)?;
         let rope_freqs = vector("rope_freqs.weight", n_rot / 2)?;
@@ -450,6 +469,7 @@ impl LlamaModel {
             freq_base_swa,
             freq_scale_swa,
             final_softcap,
+            attn_softcap,
         };
         Ok(LlamaModel { file, hp, tok_embd, output, output_norm, rope_freqs, layers })
     }
@@ -845,6 +865,7 @@ impl LlamaModel {
                 first,
                 pos + 1,
                 hp.kq_scale,
+                hp.attn_softcap.unwrap_or(0.0),
                 n == 1,
                 o,
                 scratch,

@@ -5,8 +5,9 @@ scale, and a byte-level BPE vocabulary (GPT-2 byte alphabet, merges learned on a
 
 usage: make_synth_model.py ARCH OUT.gguf [--vocab-text TEXT] [--seed N] [--n-embd N] [--n-layer N]
                            [--n-head N] [--n-head-kv N] [--head-dim N] [--n-ff N] [--n-vocab N]
-                           [--sliding-window N] [--final-softcap X] [--tied] [--rope-base X] [--bos]
-ARCH: qwen3 or gemma3.
+                           [--sliding-window N] [--final-softcap X] [--attn-softcap X] [--tied]
+                           [--rope-base X] [--bos]
+ARCH: qwen3, gemma2 or gemma3.
 
 The same arguments write the same bytes. Needs the PyPI packages `gguf` and `numpy` (the venv of
 .ci/setup).
@@ -65,7 +66,7 @@ def learn_bpe(text, n_merges):
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("arch", choices=["qwen3", "gemma3"])
+    ap.add_argument("arch", choices=["qwen3", "gemma2", "gemma3"])
     ap.add_argument("out")
     ap.add_argument("--vocab-text", default=None)
     ap.add_argument("--seed", type=int, default=1)
@@ -78,6 +79,7 @@ def main() -> int:
     ap.add_argument("--n-vocab", type=int, default=1024)
     ap.add_argument("--sliding-window", type=int, default=0)
     ap.add_argument("--final-softcap", type=float, default=0.0, help="<arch>.final_logit_softcapping")
+    ap.add_argument("--attn-softcap", type=float, default=0.0, help="<arch>.attn_logit_softcapping")
     ap.add_argument("--rope-base", type=float, default=1000000.0)
     ap.add_argument("--logit-scale", type=float, default=4.0)
     ap.add_argument("--tied", action="store_true")
@@ -108,6 +110,8 @@ def main() -> int:
     w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", 1e-6)
     if a.sliding_window:
         w.add_uint32(f"{arch}.attention.sliding_window", a.sliding_window)
+    if a.attn_softcap:
+        w.add_float32(f"{arch}.attn_logit_softcapping", a.attn_softcap)
     if a.final_softcap:
         w.add_float32(f"{arch}.final_logit_softcapping", a.final_softcap)
     w.add_uint32("general.file_type", 1)
@@ -138,14 +142,15 @@ def main() -> int:
         w.add_tensor(p + "attn_k.weight", mat(HKV * D, E, 1 / np.sqrt(E)))
         w.add_tensor(p + "attn_v.weight", mat(HKV * D, E, 1 / np.sqrt(E)))
         w.add_tensor(p + "attn_output.weight", mat(E, H * D, 1 / np.sqrt(H * D)))
-        # Q/K norms with a spread of gains: some heads attend sharply.
-        w.add_tensor(p + "attn_q_norm.weight", norm(D, 0.5))
-        w.add_tensor(p + "attn_k_norm.weight", norm(D, 0.5))
+        if arch in ("qwen3", "gemma3"):
+            # Q/K norms with a spread of gains: some heads attend sharply.
+            w.add_tensor(p + "attn_q_norm.weight", norm(D, 0.5))
+            w.add_tensor(p + "attn_k_norm.weight", norm(D, 0.5))
         w.add_tensor(p + "ffn_norm.weight", norm(E))
         w.add_tensor(p + "ffn_gate.weight", mat(F, E, 1 / np.sqrt(E)))
         w.add_tensor(p + "ffn_up.weight", mat(F, E, 1 / np.sqrt(E)))
         w.add_tensor(p + "ffn_down.weight", mat(E, F, 1 / np.sqrt(F)))
-        if arch == "gemma3":
+        if arch in ("gemma2", "gemma3"):
             w.add_tensor(p + "post_attention_norm.weight", norm(E))
             w.add_tensor(p + "post_ffw_norm.weight", norm(E))
     w.write_header_to_file()
