@@ -184,6 +184,40 @@ mod tests {
         assert_eq!(g, [0.0, 20.0, 0.0, 25.0]);
     }
 
+    /// The table equals ggml's `ggml_table_gelu_f16` entry for entry (read
+    /// from llama-cpp-python's libggml-cpu through ctypes when the venv of
+    /// `.ci/setup` is there; required with `QUANTMIX_REQUIRE_ASSETS=1`).
+    #[test]
+    fn gelu_table_equals_ggml() {
+        let cache = std::env::var("QUANTMIX_CACHE").map(std::path::PathBuf::from).unwrap_or_else(|_| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/quantmix")
+        });
+        let py = cache.join("venv/bin/python");
+        if !py.exists() {
+            assert!(std::env::var("QUANTMIX_REQUIRE_ASSETS").as_deref() != Ok("1"), "no venv at {}", py.display());
+            eprintln!("skipping: no Python venv at {} (run .ci/setup)", py.display());
+            return;
+        }
+        let script = "import ctypes, os, sys, importlib.util\n\
+            lib = os.path.join(os.path.dirname(importlib.util.find_spec('llama_cpp').origin), 'lib')\n\
+            ctypes.CDLL(os.path.join(lib, 'libggml-base.so'), mode=ctypes.RTLD_GLOBAL)\n\
+            cpu = ctypes.CDLL(os.path.join(lib, 'libggml-cpu.so'), mode=ctypes.RTLD_GLOBAL)\n\
+            cpu.ggml_cpu_init()\n\
+            sys.stdout.buffer.write(bytes((ctypes.c_uint16 * 65536).in_dll(cpu, 'ggml_table_gelu_f16')))\n";
+        let out = std::process::Command::new(&py).args(["-c", script]).output().expect("run python");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.stdout.len(), 2 * 65536);
+        let table = gelu_table();
+        for (i, b) in out.stdout.chunks_exact(2).enumerate() {
+            let g = f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32();
+            assert!(
+                g.to_bits() == table[i].to_bits() || (g.is_nan() && table[i].is_nan()),
+                "{i:#06x}: {g} vs {}",
+                table[i]
+            );
+        }
+    }
+
     #[test]
     fn softcap_bounds_values() {
         let mut x = vec![-1e6, -3.0, 0.0, 3.0, 1e6];
