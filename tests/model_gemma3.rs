@@ -98,6 +98,13 @@ fn gemma3_270m_tokens_match_llama_cpp() {
         .expect("run llama_tokenize.py");
     assert!(st.success(), "llama_tokenize.py failed");
     let want: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(compare_ids(&tok, &texts, &want), 4 * texts.as_object().unwrap().len());
+}
+
+/// Our ids for every text (all four add_special × parse_special
+/// combinations) against llama_tokenize.py's output; returns how many
+/// lists were compared.
+fn compare_ids(tok: &Tokenizer, texts: &Value, want: &Value) -> usize {
     let mut checked = 0;
     for (name, text) in texts.as_object().unwrap() {
         for add_special in [false, true] {
@@ -120,7 +127,20 @@ fn gemma3_270m_tokens_match_llama_cpp() {
             }
         }
     }
-    assert_eq!(checked, 4 * texts.as_object().unwrap().len());
+    checked
+}
+
+/// The ids llama.cpp gave for `tests/data/tokenizer_texts.json`, committed
+/// in `tests/data/gemma3_tokens.json` (made by `tests/tools/llama_tokenize.py`):
+/// checked without the Python venv.
+#[test]
+fn gemma3_270m_tokens_match_committed_llama_cpp_ids() {
+    let Some(model) = common::gemma3() else { return };
+    let f = quantmix::gguf::GgufFile::open(&model).unwrap();
+    let tok = Tokenizer::from_metadata(f.metadata(), &model).expect("tokenizer");
+    let read =
+        |n: &str| -> Value { serde_json::from_str(&std::fs::read_to_string(forward::data(n)).unwrap()).unwrap() };
+    assert_eq!(compare_ids(&tok, &read("tokenizer_texts.json"), &read("gemma3_tokens.json")), 40);
 }
 
 /// Perplexity within 0.5% of llama.cpp's. The top token cannot agree on
