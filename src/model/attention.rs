@@ -163,13 +163,16 @@ pub struct Scratch {
     w: Vec<f32>,
 }
 
-/// One query head attending to positions `0..len`.
+/// One query head attending to positions `first..len` (`first > 0` for a
+/// sliding window: the earlier positions are masked as llama.cpp masks
+/// them, −∞ scores that keep their places in the summation order).
 ///
 /// `q`: the head's query (`hd` values, any precision); `k`: key rows of the
 /// cache, position `j` at `k[j*k_stride..][..hd]` (F16-precision values);
 /// `vt`: the value cache transposed, dimension `d` at `vt[d*v_stride..]`
 /// (F16 precision; finite up to `len` rounded up to 32); `out`: `hd`
-/// values. `single`: the batch has one query token, for which ggml uses its
+/// values. `softcap > 0`: each score `s` becomes `softcap · tanh(s /
+/// softcap)` before it is scaled (gemma2). `single`: the batch has one query token, for which ggml uses its
 /// plain F16 dot product instead of the tiled GEMM (another summation order).
 #[allow(clippy::too_many_arguments)]
 pub fn attend(
@@ -178,8 +181,10 @@ pub fn attend(
     k_stride: usize,
     vt: &[f32],
     v_stride: usize,
+    first: usize,
     len: usize,
     scale: f32,
+    softcap: f32,
     single: bool,
     out: &mut [f32],
     s: &mut Scratch,
@@ -187,10 +192,10 @@ pub fn attend(
     #[cfg(target_arch = "x86_64")]
     if crate::quant::simd::use_avx2() {
         // SAFETY: `use_avx2` is true only when AVX2, FMA and F16C were detected.
-        unsafe { attend_fma(q, k, k_stride, vt, v_stride, len, scale, single, out, s) };
+        unsafe { attend_fma(q, k, k_stride, vt, v_stride, first, len, scale, softcap, single, out, s) };
         return;
     }
-    attend_impl(q, k, k_stride, vt, v_stride, len, scale, single, out, s)
+    attend_impl(q, k, k_stride, vt, v_stride, first, len, scale, softcap, single, out, s)
 }
 
 /// [`attend`] compiled with FMA instructions (same results, no calls to
@@ -207,13 +212,15 @@ unsafe fn attend_fma(
     k_stride: usize,
     vt: &[f32],
     v_stride: usize,
+    first: usize,
     len: usize,
     scale: f32,
+    softcap: f32,
     single: bool,
     out: &mut [f32],
     s: &mut Scratch,
 ) {
-    attend_impl(q, k, k_stride, vt, v_stride, len, scale, single, out, s)
+    attend_impl(q, k, k_stride, vt, v_stride, first, len, scale, softcap, single, out, s)
 }
 
 #[inline(always)]
@@ -224,8 +231,10 @@ fn attend_impl(
     k_stride: usize,
     vt: &[f32],
     v_stride: usize,
+    first: usize,
     len: usize,
     scale: f32,
+    softcap: f32,
     single: bool,
     out: &mut [f32],
     s: &mut Scratch,
@@ -237,12 +246,18 @@ fn attend_impl(
     let padded = if single { len.div_ceil(32) * 32 } else { len.div_ceil(8) * 8 };
     assert!(padded <= v_stride, "value rows of {v_stride} cannot hold {padded} positions");
     s.w.clear();
-    // Positions past `len` are masked (−∞ before the exponential, weight 0).
+    // Positions before `first` and past `len` are masked (−∞ before the
+    // exponential, weight 0).
     s.w.resize(padded, f32::NEG_INFINITY);
     let mut max = f32::NEG_INFINITY;
-    for j in 0..len {
+    for j in first.min(len)..len {
         let kj = &k[j * k_stride..j * k_stride + hd];
-        let v = if single { dot_vec_f16_order(kj, &s.q) } else { dot8(kj, &s.q) } * scale;
+        let mut v = if single { dot_vec_f16_order(kj, &s.q) } else { dot8(kj, &s.q) };
+        if softcap > 0.0 {
+            // llama.cpp's attention soft-capping: scale, tanh, scale.
+            v = (v * (1.0 / softcap)).tanh() * softcap;
+        }
+        let v = v * scale;
         s.w[j] = v;
         max = max.max(v);
     }
@@ -308,10 +323,39 @@ mod tests {
         let vt: Vec<f32> = (0..hd * vs).map(|i| to_f16_precision(((i * 5 % 17) as f32 - 8.0) / 5.0)).collect();
         let q: Vec<f32> = (0..hd).map(|i| (i as f32 * 0.3).sin()).collect();
         let (mut a, mut b) = (vec![0f32; hd], vec![0f32; hd]);
-        attend(&q, &k, hd, &vt, vs, len, 0.125, false, &mut a, &mut Scratch::default());
-        attend(&q, &k, hd, &vt, vs, len, 0.125, true, &mut b, &mut Scratch::default());
+        attend(&q, &k, hd, &vt, vs, 0, len, 0.125, 0.0, false, &mut a, &mut Scratch::default());
+        attend(&q, &k, hd, &vt, vs, 0, len, 0.125, 0.0, true, &mut b, &mut Scratch::default());
         for (x, y) in a.iter().zip(&b) {
             assert!((x - y).abs() < 1e-2, "{x} vs {y}");
+        }
+    }
+
+    #[test]
+    fn a_window_masks_the_earlier_positions() {
+        let hd = 8;
+        let len = 20;
+        let vs = 32;
+        let k: Vec<f32> = (0..len * hd).map(|i| to_f16_precision(((i * 7 % 23) as f32 - 11.0) / 9.0)).collect();
+        let vt: Vec<f32> = (0..hd * vs).map(|i| to_f16_precision(((i * 5 % 17) as f32 - 8.0) / 5.0)).collect();
+        let q: Vec<f32> = (0..hd).map(|i| (i as f32 * 0.3).sin()).collect();
+        for single in [false, true] {
+            let mut out = vec![0f32; hd];
+            attend(&q, &k, hd, &vt, vs, 12, len, 0.5, 0.0, single, &mut out, &mut Scratch::default());
+            // The same as the softmax over positions 12..20 only.
+            let s: Vec<f64> =
+                (12..len).map(|j| (0..hd).map(|d| (k[j * hd + d] * q[d]) as f64).sum::<f64>() * 0.5).collect();
+            let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
+            let t: f64 = e.iter().sum();
+            for (d, o) in out.iter().enumerate() {
+                let want: f64 = (12..len).zip(&e).map(|(j, w)| w / t * vt[d * vs + j] as f64).sum();
+                assert!((*o as f64 - want).abs() < 1e-2, "d={d}: {o} vs {want}");
+            }
+            // Position 0 alone is what a window of 1 at position 0 sees.
+            attend(&q, &k, hd, &vt, vs, 0, 1, 0.5, 0.0, single, &mut out, &mut Scratch::default());
+            for (d, o) in out.iter().enumerate() {
+                assert_eq!(*o, vt[d * vs]);
+            }
         }
     }
 
@@ -333,7 +377,7 @@ mod tests {
         let mut q = vec![0f32; hd];
         q[3] = 50.0;
         let mut out = vec![0f32; hd];
-        attend(&q, &k, hd, &vt, v_stride, len, 1.0, false, &mut out, &mut Scratch::default());
+        attend(&q, &k, hd, &vt, v_stride, 0, len, 1.0, 0.0, false, &mut out, &mut Scratch::default());
         for (d, o) in out.iter().enumerate() {
             assert!((o - (30 + d) as f32).abs() < 1e-3, "{out:?}");
         }

@@ -16,7 +16,8 @@ pub enum ModelError {
     Tokenizer { path: PathBuf, msg: String },
     /// The architecture is not one the built-in forward pass implements.
     #[error(
-        "{path}: architecture `{arch}` is not supported by quantmix's forward pass (supported: llama, mistral, qwen2)"
+        "{path}: architecture `{arch}` is not supported by quantmix's forward pass (supported: {supported})",
+        supported = super::arch::supported()
     )]
     UnsupportedArchitecture { path: PathBuf, arch: String },
     /// A tensor is missing, has an unexpected shape, or a type without kernels.

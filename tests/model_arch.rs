@@ -1,0 +1,193 @@
+//! The architecture table and its errors, on tiny models written here (no
+//! assets needed): each supported architecture opens with the tensors its
+//! row asks for and computes finite logits; a missing tensor or a bad
+//! setting of the new architectures is an error naming it; an unknown
+//! architecture names every supported one.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use quantmix::gguf::{GgmlType, GgufWriter, MetaType, MetaValue, Metadata, TensorSpec};
+use quantmix::model::arch::ARCHITECTURES;
+use quantmix::model::LlamaModel;
+
+const E: u64 = 32;
+const HD: u64 = 16;
+const NH: u64 = 2;
+const FF: u64 = 64;
+const V: u64 = 40;
+
+/// A tiny model of `arch` (F32 weights from a seeded generator), with the
+/// tensors its architecture reads, minus `drop`, plus the metadata `extra`.
+fn tiny(dir: &Path, arch: &str, layers: u64, drop: &str, extra: &[(&str, MetaValue)]) -> PathBuf {
+    let mut m = Metadata::default();
+    m.set("general.architecture", MetaValue::String(arch.into()));
+    for (k, v) in [
+        ("embedding_length", E),
+        ("block_count", layers),
+        ("feed_forward_length", FF),
+        ("attention.head_count", NH),
+        ("attention.head_count_kv", 1),
+        ("attention.key_length", HD),
+        ("attention.value_length", HD),
+        ("context_length", 256),
+    ] {
+        m.set(format!("{arch}.{k}"), MetaValue::U32(v as u32));
+    }
+    m.set(format!("{arch}.attention.layer_norm_rms_epsilon"), MetaValue::F32(1e-6));
+    for (k, v) in extra {
+        m.set(k.replace("ARCH", arch), v.clone());
+    }
+    let gemma = arch.starts_with("gemma");
+    let qk_norm = arch == "qwen3" || arch == "gemma3";
+    let mut shapes: Vec<(String, Vec<u64>)> =
+        vec![("token_embd.weight".into(), vec![E, V]), ("output_norm.weight".into(), vec![E])];
+    for i in 0..layers {
+        let p = |s: &str| format!("blk.{i}.{s}.weight");
+        shapes.extend([
+            (p("attn_norm"), vec![E]),
+            (p("attn_q"), vec![E, NH * HD]),
+            (p("attn_k"), vec![E, HD]),
+            (p("attn_v"), vec![E, HD]),
+            (p("attn_output"), vec![NH * HD, E]),
+            (p("ffn_norm"), vec![E]),
+            (p("ffn_gate"), vec![E, FF]),
+            (p("ffn_up"), vec![E, FF]),
+            (p("ffn_down"), vec![FF, E]),
+        ]);
+        if qk_norm {
+            shapes.extend([(p("attn_q_norm"), vec![HD]), (p("attn_k_norm"), vec![HD])]);
+        }
+        if gemma {
+            shapes.extend([(p("post_attention_norm"), vec![E]), (p("post_ffw_norm"), vec![E])]);
+        }
+    }
+    shapes.retain(|(n, _)| n != drop);
+    let specs: Vec<TensorSpec> =
+        shapes.iter().map(|(n, s)| TensorSpec { name: n.clone(), shape: s.clone(), ty: GgmlType::F32 }).collect();
+    let path = dir.join(format!("{arch}.gguf"));
+    let mut w = GgufWriter::create(&path, &m, &specs, 32).unwrap();
+    for (i, (name, s)) in shapes.iter().enumerate() {
+        let n: u64 = s.iter().product();
+        let norm = name.contains("norm");
+        let bytes: Vec<u8> = common::uniform01(i as u64 + 1, n as usize)
+            .map(|u| if norm { 0.8 + 0.4 * u } else { (u - 0.5) * 0.6 })
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        w.write_tensor(&bytes).unwrap();
+    }
+    w.finish().unwrap();
+    path
+}
+
+fn open_err(p: &Path) -> String {
+    match LlamaModel::open(p) {
+        Ok(_) => panic!("{} opened", p.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn every_architecture_runs() {
+    let dir = common::tempdir();
+    for spec in ARCHITECTURES {
+        let p = tiny(dir.path(), spec.name, 7, "", &[]);
+        let m = LlamaModel::open(&p).unwrap_or_else(|e| panic!("{}: {e}", spec.name));
+        assert_eq!(m.hp.spec.name, spec.name);
+        assert_eq!(m.matrices().len(), 1 + 7 * 7, "{}", spec.name);
+        let mut cache = m.new_cache(64);
+        let tokens: Vec<u32> = (0..50).map(|i| (i * 7 % V) as u32).collect();
+        let logits = m.forward(&tokens, &mut cache, 0).unwrap();
+        assert_eq!(logits.len(), 50 * V as usize);
+        assert!(logits.iter().all(|l| l.is_finite()), "{}", spec.name);
+        // Batched and one token at a time agree closely.
+        let mut cache = m.new_cache(64);
+        let mut last = Vec::new();
+        for &t in &tokens {
+            last = m.forward(&[t], &mut cache, 0).unwrap();
+        }
+        let batched = &logits[49 * V as usize..];
+        for (a, b) in last.iter().zip(batched) {
+            assert!((a - b).abs() < 1e-2 * b.abs().max(1.0), "{}: {a} vs {b}", spec.name);
+        }
+    }
+}
+
+#[test]
+fn sliding_window_layers_follow_the_pattern() {
+    let dir = common::tempdir();
+    let w = |n: u32| ("ARCH.attention.sliding_window", MetaValue::U32(n));
+    // A window of 4 positions against all of them: only the local layers see less.
+    let (da, db) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&da).unwrap();
+    std::fs::create_dir_all(&db).unwrap();
+    let local = tiny(&da, "gemma3", 7, "", &[w(4)]);
+    let m = LlamaModel::open(&local).unwrap();
+    assert_eq!(m.hp.n_swa, 4);
+    let tokens: Vec<u32> = (0..30).map(|i| (i * 11 % V) as u32).collect();
+    let a = m.forward(&tokens, &mut m.new_cache(32), 0).unwrap();
+    let wide = tiny(&db, "gemma3", 7, "", &[w(1000)]);
+    let m2 = LlamaModel::open(&wide).unwrap();
+    let b = m2.forward(&tokens, &mut m2.new_cache(32), 0).unwrap();
+    // The first 4 positions see the same keys either way.
+    let v = V as usize;
+    assert_eq!(a[..4 * v], b[..4 * v]);
+    assert_ne!(a[20 * v..21 * v], b[20 * v..21 * v]);
+}
+
+#[test]
+fn missing_tensors_are_named() {
+    let dir = common::tempdir();
+    for (arch, t) in [
+        ("qwen3", "blk.0.attn_k_norm.weight"),
+        ("gemma3", "blk.1.post_ffw_norm.weight"),
+        ("gemma3", "blk.0.attn_q_norm.weight"),
+        ("gemma2", "blk.0.post_attention_norm.weight"),
+    ] {
+        let e = open_err(&tiny(dir.path(), arch, 2, t, &[]));
+        assert!(e.contains(t) && e.contains("missing"), "{arch}: {e}");
+    }
+}
+
+/// Architecture, metadata to set, the key the error must name.
+type Case = (&'static str, Vec<(&'static str, MetaValue)>, &'static str);
+
+#[test]
+fn bad_settings_are_named() {
+    let dir = common::tempdir();
+    let w = ("ARCH.attention.sliding_window", MetaValue::U32(8));
+    let cases: Vec<Case> = vec![
+        ("gemma2", vec![("ARCH.attn_logit_softcapping", MetaValue::F32(f32::NAN))], "gemma2.attn_logit_softcapping"),
+        ("gemma2", vec![("ARCH.final_logit_softcapping", MetaValue::F32(-3.0))], "gemma2.final_logit_softcapping"),
+        // Read only when the model has sliding-window layers (as llama.cpp does).
+        ("gemma3", vec![w.clone(), ("ARCH.rope.freq_base_swa", MetaValue::F32(0.0))], "gemma3.rope.freq_base_swa"),
+        (
+            "gemma3",
+            vec![("ARCH.attention.sliding_window", MetaValue::String("wide".into()))],
+            "gemma3.attention.sliding_window",
+        ),
+        (
+            "gemma2",
+            vec![(
+                "ARCH.attention.sliding_window_pattern",
+                MetaValue::Array(MetaType::Bool, vec![MetaValue::Bool(true), MetaValue::Bool(false)]),
+            )],
+            "gemma2.attention.sliding_window_pattern",
+        ),
+    ];
+    for (arch, kv, key) in cases {
+        let e = open_err(&tiny(dir.path(), arch, 2, "", &kv));
+        assert!(e.contains(key), "{arch}: {e}");
+    }
+}
+
+#[test]
+fn unknown_architecture_names_the_supported_ones() {
+    let dir = common::tempdir();
+    let e = open_err(&tiny(dir.path(), "phi3", 1, "", &[]));
+    assert!(e.contains("`phi3`") && e.contains("not supported"), "{e}");
+    for spec in ARCHITECTURES {
+        assert!(e.contains(spec.name), "{e}");
+    }
+}

@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""Write a small synthetic GGUF model of a given architecture, with llama.cpp's metadata keys and
+tensor names, random F16 weights (F32 norms) from a fixed seed, logits peaked by a large output
+scale, and a byte-level BPE vocabulary (GPT-2 byte alphabet, merges learned on a text).
+
+usage: make_synth_model.py ARCH OUT.gguf [--vocab-text TEXT] [--seed N] [--n-embd N] [--n-layer N]
+                           [--n-head N] [--n-head-kv N] [--head-dim N] [--n-ff N] [--n-vocab N]
+                           [--sliding-window N] [--final-softcap X] [--attn-softcap X] [--tied]
+                           [--rope-base X] [--bos]
+ARCH: qwen3, gemma2 or gemma3.
+
+The same arguments write the same bytes. Needs the PyPI packages `gguf` and `numpy` (the venv of
+.ci/setup).
+"""
+import argparse
+import collections
+import re
+import sys
+
+import numpy as np
+import gguf
+
+
+def bytes_to_unicode():
+    """GPT-2's byte alphabet: printable bytes stand for themselves, the others are shifted to 256+."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {b: chr(c) for b, c in zip(bs, cs)}
+
+
+def learn_bpe(text, n_merges):
+    """Merges learned greedily on `text` (most frequent pair first, ties by the pair's text)."""
+    enc = bytes_to_unicode()
+    words = collections.Counter(re.findall(r" ?[A-Za-z]+| ?[0-9]| ?[^\sA-Za-z0-9]+|\s+", text))
+    corpus = {tuple(enc[b] for b in w.encode("utf-8")): c for w, c in words.items()}
+    merges = []
+    for _ in range(n_merges):
+        pairs = collections.Counter()
+        for w, c in corpus.items():
+            for a, b in zip(w, w[1:]):
+                pairs[(a, b)] += c
+        if not pairs:
+            break
+        best = min(pairs.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+        merges.append(best)
+        new = {}
+        for w, c in corpus.items():
+            out, i = [], 0
+            while i < len(w):
+                if i + 1 < len(w) and (w[i], w[i + 1]) == best:
+                    out.append(w[i] + w[i + 1])
+                    i += 2
+                else:
+                    out.append(w[i])
+                    i += 1
+            new[tuple(out)] = new.get(tuple(out), 0) + c
+        corpus = new
+    return [enc[b] for b in range(256)], merges
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("arch", choices=["qwen3", "gemma2", "gemma3"])
+    ap.add_argument("out")
+    ap.add_argument("--vocab-text", default=None)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--n-embd", type=int, default=256)
+    ap.add_argument("--n-layer", type=int, default=4)
+    ap.add_argument("--n-head", type=int, default=4)
+    ap.add_argument("--n-head-kv", type=int, default=2)
+    ap.add_argument("--head-dim", type=int, default=128)
+    ap.add_argument("--n-ff", type=int, default=512)
+    ap.add_argument("--n-vocab", type=int, default=1024)
+    ap.add_argument("--sliding-window", type=int, default=0)
+    ap.add_argument("--final-softcap", type=float, default=0.0, help="<arch>.final_logit_softcapping")
+    ap.add_argument("--attn-softcap", type=float, default=0.0, help="<arch>.attn_logit_softcapping")
+    ap.add_argument("--rope-base", type=float, default=1000000.0)
+    ap.add_argument("--logit-scale", type=float, default=4.0)
+    ap.add_argument("--tied", action="store_true")
+    ap.add_argument("--bos", action="store_true", help="add_bos_token = true")
+    a = ap.parse_args()
+    rng = np.random.default_rng(a.seed)
+
+    text = open(a.vocab_text, encoding="utf-8").read() if a.vocab_text else "the quick brown fox " * 50
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    base, merges = learn_bpe(text, a.n_vocab - 256 - len(specials))
+    tokens = base + [l + r for l, r in merges] + specials
+    types = [gguf.TokenType.NORMAL] * (len(tokens) - len(specials)) + [gguf.TokenType.CONTROL] * len(specials)
+    n_vocab = len(tokens)
+    eot = tokens.index("<|endoftext|>")
+
+    arch, E, H, HKV, D, F = a.arch, a.n_embd, a.n_head, a.n_head_kv, a.head_dim, a.n_ff
+    w = gguf.GGUFWriter(a.out, arch)
+    w.add_string("general.name", f"synthetic {arch}")
+    w.add_uint32(f"{arch}.context_length", 4096)
+    w.add_uint32(f"{arch}.embedding_length", E)
+    w.add_uint32(f"{arch}.block_count", a.n_layer)
+    w.add_uint32(f"{arch}.feed_forward_length", F)
+    w.add_uint32(f"{arch}.attention.head_count", H)
+    w.add_uint32(f"{arch}.attention.head_count_kv", HKV)
+    w.add_uint32(f"{arch}.attention.key_length", D)
+    w.add_uint32(f"{arch}.attention.value_length", D)
+    w.add_float32(f"{arch}.rope.freq_base", a.rope_base)
+    w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", 1e-6)
+    if a.sliding_window:
+        w.add_uint32(f"{arch}.attention.sliding_window", a.sliding_window)
+    if a.attn_softcap:
+        w.add_float32(f"{arch}.attn_logit_softcapping", a.attn_softcap)
+    if a.final_softcap:
+        w.add_float32(f"{arch}.final_logit_softcapping", a.final_softcap)
+    w.add_uint32("general.file_type", 1)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("qwen2")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges([f"{l} {r}" for l, r in merges])
+    w.add_uint32("tokenizer.ggml.bos_token_id", eot)
+    w.add_uint32("tokenizer.ggml.eos_token_id", eot)
+    w.add_bool("tokenizer.ggml.add_bos_token", a.bos)
+
+    def mat(rows, cols, std):
+        return (rng.standard_normal((rows, cols)) * std).astype(np.float16)
+
+    def norm(n, spread=0.2):
+        return (1.0 + spread * rng.standard_normal(n)).astype(np.float32)
+
+    # Tied: the embeddings are the output matrix, scaled for the same logit spread.
+    w.add_tensor("token_embd.weight", mat(n_vocab, E, a.logit_scale / np.sqrt(E) if a.tied else 1.0))
+    w.add_tensor("output_norm.weight", norm(E))
+    if not a.tied:
+        w.add_tensor("output.weight", mat(n_vocab, E, a.logit_scale / np.sqrt(E)))
+    for i in range(a.n_layer):
+        p = f"blk.{i}."
+        w.add_tensor(p + "attn_norm.weight", norm(E))
+        w.add_tensor(p + "attn_q.weight", mat(H * D, E, 1 / np.sqrt(E)))
+        w.add_tensor(p + "attn_k.weight", mat(HKV * D, E, 1 / np.sqrt(E)))
+        w.add_tensor(p + "attn_v.weight", mat(HKV * D, E, 1 / np.sqrt(E)))
+        w.add_tensor(p + "attn_output.weight", mat(E, H * D, 1 / np.sqrt(H * D)))
+        if arch in ("qwen3", "gemma3"):
+            # Q/K norms with a spread of gains: some heads attend sharply.
+            w.add_tensor(p + "attn_q_norm.weight", norm(D, 0.5))
+            w.add_tensor(p + "attn_k_norm.weight", norm(D, 0.5))
+        w.add_tensor(p + "ffn_norm.weight", norm(E))
+        w.add_tensor(p + "ffn_gate.weight", mat(F, E, 1 / np.sqrt(E)))
+        w.add_tensor(p + "ffn_up.weight", mat(F, E, 1 / np.sqrt(E)))
+        w.add_tensor(p + "ffn_down.weight", mat(E, F, 1 / np.sqrt(F)))
+        if arch in ("gemma2", "gemma3"):
+            w.add_tensor(p + "post_attention_norm.weight", norm(E))
+            w.add_tensor(p + "post_ffw_norm.weight", norm(E))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
