@@ -26,17 +26,7 @@ use quantmix::model::{LlamaModel, Tokenizer};
 use serde_json::Value;
 
 fn make(py: &Path, out: &Path, args: &[&str]) -> PathBuf {
-    let st = Command::new(py)
-        .arg(forward::tool("make_synth_model.py"))
-        .arg("gemma3")
-        .arg(out)
-        .arg("--vocab-text")
-        .arg(forward::data("eval.txt"))
-        .args(args)
-        .status()
-        .expect("run make_synth_model.py");
-    assert!(st.success(), "make_synth_model.py failed");
-    out.to_path_buf()
+    forward::make_synth(py, "gemma3", out, args)
 }
 
 fn requant(py: &Path, src: &Path, dst: &Path, ty: &str) {

@@ -21,17 +21,7 @@ use std::process::Command;
 use quantmix::model::LlamaModel;
 
 fn make(py: &Path, out: &Path, args: &[&str]) -> PathBuf {
-    let st = Command::new(py)
-        .arg(forward::tool("make_synth_model.py"))
-        .arg("qwen3")
-        .arg(out)
-        .arg("--vocab-text")
-        .arg(forward::data("eval.txt"))
-        .args(args)
-        .status()
-        .expect("run make_synth_model.py");
-    assert!(st.success(), "make_synth_model.py failed");
-    out.to_path_buf()
+    forward::make_synth(py, "qwen3", out, args)
 }
 
 #[test]

@@ -67,7 +67,7 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', default_value = "Q2_K,Q3_K,Q4_K,Q5_K,Q6_K,Q8_0")]
     pub measure_types: Vec<String>,
     /// Measurement: measure only these types per tensor and predict the others from them (proportional
-    /// to the imatrix-weighted error) [default: Q4_K].
+    /// to the imatrix-weighted error) [default: Q3_K].
     #[arg(long, value_delimiter = ',', conflicts_with = "measure_exhaustive")]
     pub measure_predict_from: Vec<String>,
     /// Measurement: every candidate by a forward pass (as `sensitivity --exhaustive`).

@@ -54,7 +54,7 @@ pub struct Args {
     #[arg(long, default_value = "auto", value_parser = ["auto", "on", "off"])]
     pub exact_activations: String,
     /// Measure only the candidates these types end at and predict the others from them, proportional
-    /// to the imatrix-weighted squared error (marked `predicted` in the file) [default: Q4_K].
+    /// to the imatrix-weighted squared error (marked `predicted` in the file) [default: Q3_K].
     #[arg(long, value_delimiter = ',', conflicts_with = "exhaustive")]
     pub predict_from: Vec<String>,
     /// Measure every candidate by a forward pass (about 4× slower than the default prediction).

@@ -146,9 +146,8 @@ fn run_here(job: &SensitivityJob, ctx: Ctx<'_>) -> Result<Outcome, SensitivityEr
     // and removed at the end.
     let (_exact_dir, f32_model) = if exact {
         let dir = crate::fsutil::dir_of(&job.output);
-        let tmp = tempfile::Builder::new()
-            .prefix(".quantmix-exact-")
-            .tempdir_in(dir)
+        // Registered, so that a second signal (immediate exit) removes it too.
+        let tmp = crate::fsutil::TempDir::new_in(dir, ".quantmix-exact-")
             .map_err(|source| SensitivityError::Io { path: dir.to_path_buf(), source })?;
         let path = tmp.path().join("model-f32.gguf");
         ctx.progress.note(Level::Info, "sensitivity: measuring with f32 activations (a dequantized copy of the model)");

@@ -33,7 +33,7 @@ pub const DEFAULT_TYPES: &[GgmlType] =
 /// The types measured by default (`--predict-from`); every other candidate
 /// of a tensor is predicted from them. Chosen by measurement: see the
 /// README's "Sensitivity" section (tests/tools/bench_measurement.sh).
-pub const DEFAULT_ANCHORS: &[GgmlType] = &[GgmlType::Q4_K];
+pub const DEFAULT_ANCHORS: &[GgmlType] = &[GgmlType::Q3_K];
 
 /// One type a tensor can get, and the requested types that end there.
 #[derive(Clone, Debug, PartialEq)]

@@ -22,6 +22,22 @@ pub fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
 }
 
+/// A synthetic model of `arch` by `tests/tools/make_synth_model.py` (its
+/// vocabulary from the eval text), written to `out`.
+pub fn make_synth(py: &Path, arch: &str, out: &Path, args: &[&str]) -> PathBuf {
+    let st = Command::new(py)
+        .arg(tool("make_synth_model.py"))
+        .arg(arch)
+        .arg(out)
+        .arg("--vocab-text")
+        .arg(data("eval.txt"))
+        .args(args)
+        .status()
+        .expect("run make_synth_model.py");
+    assert!(st.success(), "make_synth_model.py failed");
+    out.to_path_buf()
+}
+
 /// Perplexity and the argmax of every scored position.
 pub struct Scored {
     pub ppl: f64,
