@@ -9,50 +9,14 @@
 //! Acceptance (issue #5): PPL within 0.5%, top-token agreement above 99%.
 
 mod common;
+#[path = "common/forward.rs"]
+mod forward;
 
 use std::path::Path;
 use std::process::Command;
 
-use quantmix::eval::{for_each_chunk, perplexity::Perplexity, ChunkPlan};
-use quantmix::model::{LlamaModel, Tokenizer};
-
 const N_CTX: usize = 512;
 const N_CHUNKS: usize = 2;
-
-struct Ours {
-    ppl: f64,
-    argmax: Vec<u32>,
-}
-
-fn ours(model: &Path, text: &str) -> Ours {
-    let m = LlamaModel::open(model).expect("open model");
-    let tok = Tokenizer::from_metadata(m.file().metadata(), model).expect("tokenizer");
-    let tokens = tok.encode(text, true, false).expect("encode");
-    let plan = ChunkPlan::new(tokens.len(), N_CTX, Some(N_CHUNKS)).expect("plan");
-    let bos = if tok.add_bos() { tok.bos() } else { None };
-    let mut cache = m.new_cache(N_CTX);
-    let n_vocab = m.hp.n_vocab;
-    let mut ppl = Perplexity::default();
-    let mut argmax = Vec::new();
-    for_each_chunk(&m, &tokens, plan, bos, &mut cache, |_, chunk, logits| {
-        ppl.add_chunk(chunk, plan.first(), logits, n_vocab);
-        for row in logits.chunks_exact(n_vocab).take(plan.scored_per_chunk()) {
-            let (best, _) = row.iter().enumerate().fold(
-                (0, f32::NEG_INFINITY),
-                |(bi, bv), (i, &v)| {
-                    if v > bv {
-                        (i, v)
-                    } else {
-                        (bi, bv)
-                    }
-                },
-            );
-            argmax.push(best as u32);
-        }
-    })
-    .expect("forward");
-    Ours { ppl: ppl.ppl(), argmax }
-}
 
 fn llama_cpp(py: &Path, model: &Path, out: &Path) -> serde_json::Value {
     let st = Command::new(py)
@@ -71,7 +35,7 @@ fn llama_cpp(py: &Path, model: &Path, out: &Path) -> serde_json::Value {
 fn compare(py: &Path, model: &Path, dir: &Path) {
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/eval.txt")).unwrap();
     let theirs = llama_cpp(py, model, &dir.join("llama.json"));
-    let o = ours(model, &text);
+    let o = forward::ours(model, &text, N_CTX, N_CHUNKS);
     let their_ppl = theirs["ppl"].as_f64().unwrap();
     let their_argmax: Vec<u32> =
         theirs["argmax"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
