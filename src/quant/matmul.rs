@@ -258,29 +258,62 @@ fn run<B: GgmlBlock>(w: &Weights, acts: &Activations, out: &mut [f32]) {
     }
     #[cfg(target_arch = "x86_64")]
     if let Some(kernel) = B::GEMM_AVX512.filter(|_| super::simd::use_avx512()) {
-        return run_tiles(w.rows, w.row_bytes(), n_tokens, out, |(r0, r1), (t0, t1), tile| {
+        return run_tiles(w.rows, w.row_bytes(), n_tokens, out, |tile| {
+            let (r0, r1, t0, t1) = tile.bounds();
+            let mut buf = vec![0f32; (r1 - r0) * (t1 - t0)];
             // SAFETY: `use_avx512` holds only where AVX-512 F/BW/VL, AVX2,
             // FMA and F16C were detected.
-            unsafe { kernel(&wb[r0 * bpr..r1 * bpr], &ab[t0 * bpr..t1 * bpr], bpr, tile) }
+            unsafe { kernel(&wb[r0 * bpr..r1 * bpr], &ab[t0 * bpr..t1 * bpr], bpr, &mut buf) };
+            for (t, o) in (t0..t1).zip(buf.chunks_exact(r1 - r0)) {
+                for (r, &v) in (r0..r1).zip(o) {
+                    tile.set(t, r, v);
+                }
+            }
         });
     }
-    run_tiles(w.rows, w.row_bytes(), n_tokens, out, |(r0, r1), (t0, t1), tile| {
-        let n_rows = r1 - r0;
+    run_tiles(w.rows, w.row_bytes(), n_tokens, out, |tile| {
+        let (r0, r1, t0, t1) = tile.bounds();
         for t in t0..t1 {
             let a = &ab[t * bpr..(t + 1) * bpr];
             for r in r0..r1 {
-                tile[(t - t0) * n_rows + r - r0] = B::vec_dot(&wb[r * bpr..(r + 1) * bpr], a);
+                tile.set(t, r, B::vec_dot(&wb[r * bpr..(r + 1) * bpr], a));
             }
         }
     });
 }
 
-/// Split the product into tiles of weight rows × tokens, run in parallel:
-/// `tile_fn((r0, r1), (t0, t1), buf)` fills `buf[(t − t0)·(r1 − r0) + r − r0]`
-/// for the tile, which is then copied to `out[t · rows + r]`.
+/// One tile of the output: weight rows `r0..r1` × tokens `t0..t1`, which
+/// only this task writes.
+struct Tile {
+    out: OutPtr,
+    rows: usize,
+    r: (usize, usize),
+    t: (usize, usize),
+}
+
+impl Tile {
+    /// `(r0, r1, t0, t1)`.
+    fn bounds(&self) -> (usize, usize, usize, usize) {
+        (self.r.0, self.r.1, self.t.0, self.t.1)
+    }
+
+    /// `out[t · rows + r] = v` for `(t, r)` in the tile.
+    #[inline(always)]
+    fn set(&self, t: usize, r: usize, v: f32) {
+        assert!((self.t.0..self.t.1).contains(&t) && (self.r.0..self.r.1).contains(&r));
+        // SAFETY: `(t, r)` is in this tile (checked above), so `t < n_tokens`
+        // and `r < rows` and the index is in `out` (length `n_tokens · rows`,
+        // checked by the caller); tiles partition the output, so no other
+        // task writes it, and `out` outlives the parallel loop.
+        unsafe { *self.out.at(t * self.rows + r) = v };
+    }
+}
+
+/// Split the product into tiles of weight rows × tokens, run in parallel;
+/// `tile_fn` computes one tile and writes it with [`Tile::set`].
 fn run_tiles<F>(rows: usize, row_bytes: usize, n_tokens: usize, out: &mut [f32], tile_fn: F)
 where
-    F: Fn((usize, usize), (usize, usize), &mut [f32]) + Sync,
+    F: Fn(&Tile) + Sync,
 {
     let tile_tokens = n_tokens.min(TILE_TOKENS);
     let token_tiles = n_tokens.div_ceil(tile_tokens);
@@ -294,19 +327,9 @@ where
     let ptr = OutPtr(out.as_mut_ptr());
     (0..row_tiles * token_tiles).into_par_iter().for_each(|tile| {
         let (rt, tt) = (tile % row_tiles, tile / row_tiles);
-        let (r0, r1) = (rt * tile_rows, ((rt + 1) * tile_rows).min(rows));
-        let (t0, t1) = (tt * tile_tokens, ((tt + 1) * tile_tokens).min(n_tokens));
-        let mut buf = vec![0f32; (r1 - r0) * (t1 - t0)];
-        tile_fn((r0, r1), (t0, t1), &mut buf);
-        for (t, o) in (t0..t1).zip(buf.chunks_exact(r1 - r0)) {
-            for (r, &v) in (r0..r1).zip(o) {
-                // SAFETY: `t < n_tokens` and `r < rows`, so the index is in
-                // `out` (length `n_tokens · rows`, checked by the caller);
-                // each (t, r) belongs to exactly one tile, so no other task
-                // writes it, and `out` outlives the parallel loop.
-                unsafe { *ptr.at(t * rows + r) = v };
-            }
-        }
+        let r = (rt * tile_rows, ((rt + 1) * tile_rows).min(rows));
+        let t = (tt * tile_tokens, ((tt + 1) * tile_tokens).min(n_tokens));
+        tile_fn(&Tile { out: ptr, rows, r, t });
     });
 }
 
