@@ -6,8 +6,14 @@ scale, and a byte-level BPE vocabulary (GPT-2 byte alphabet, merges learned on a
 usage: make_synth_model.py ARCH OUT.gguf [--vocab-text TEXT] [--seed N] [--n-embd N] [--n-layer N]
                            [--n-head N] [--n-head-kv N] [--head-dim N] [--n-ff N] [--n-vocab N]
                            [--sliding-window N] [--final-softcap X] [--attn-softcap X] [--tied]
-                           [--rope-base X] [--bos]
+                           [--rope-base X] [--bos] [--pad-vocab N] [--spread X]
 ARCH: qwen3, gemma2 or gemma3.
+
+--pad-vocab N pads the vocabulary to N tokens with ones no text produces (`<pad_i>`), so that the
+output matrix has a real model's size (a 1.5B-class fixture: 151 936 as Qwen2). --spread X scales every
+weight matrix by its own factor exp(X·z), z ~ N(0, 1) from a second generator: tensors then differ in
+how much they move the residual stream, as a real model's do (their sensitivities are not all equal).
+Both default to off and then change no byte.
 
 The same arguments write the same bytes. Needs the PyPI packages `gguf` and `numpy` (the venv of
 .ci/setup).
@@ -84,6 +90,8 @@ def main() -> int:
     ap.add_argument("--logit-scale", type=float, default=4.0)
     ap.add_argument("--tied", action="store_true")
     ap.add_argument("--bos", action="store_true", help="add_bos_token = true")
+    ap.add_argument("--pad-vocab", type=int, default=0)
+    ap.add_argument("--spread", type=float, default=0.0)
     a = ap.parse_args()
     rng = np.random.default_rng(a.seed)
 
@@ -92,6 +100,9 @@ def main() -> int:
     base, merges = learn_bpe(text, a.n_vocab - 256 - len(specials))
     tokens = base + [l + r for l, r in merges] + specials
     types = [gguf.TokenType.NORMAL] * (len(tokens) - len(specials)) + [gguf.TokenType.CONTROL] * len(specials)
+    pads = [f"<pad_{i}>" for i in range(max(0, a.pad_vocab - len(tokens)))]
+    tokens += pads
+    types += [gguf.TokenType.NORMAL] * len(pads)
     n_vocab = len(tokens)
     eot = tokens.index("<|endoftext|>")
 
@@ -124,7 +135,19 @@ def main() -> int:
     w.add_uint32("tokenizer.ggml.eos_token_id", eot)
     w.add_bool("tokenizer.ggml.add_bos_token", a.bos)
 
+    spread_rng = np.random.default_rng(a.seed + 1_000_003)
+
     def mat(rows, cols, std):
+        if a.spread:
+            std *= float(np.exp(a.spread * spread_rng.standard_normal()))
+        # Big matrices are drawn in row blocks (the generator fills in order, so the numbers are
+        # those of one draw) to keep memory small for 1.5B-class shapes.
+        if rows * cols > 1 << 24:
+            out = np.empty((rows, cols), dtype=np.float16)
+            step = max(1, (1 << 22) // cols)
+            for r in range(0, rows, step):
+                out[r:r + step] = (rng.standard_normal((min(step, rows - r), cols)) * std).astype(np.float16)
+            return out
         return (rng.standard_normal((rows, cols)) * std).astype(np.float16)
 
     def norm(n, spread=0.2):
