@@ -42,9 +42,14 @@ fn bench_kernels_json() {
     let types: Vec<&str> = rows.iter().map(|r| r["type"].as_str().unwrap()).collect();
     assert_eq!(types, ["Q4_0", "Q4_K", "F16"]);
     for r in rows {
-        for key in
-            ["quantize_mb_s", "dequantize_gb_s_f32", "dequantize_gb_s_weights", "vec_dot_gb_s", "vec_dot_scalar_gb_s"]
-        {
+        for key in [
+            "quantize_mb_s",
+            "quantize_imatrix_mb_s",
+            "dequantize_gb_s_f32",
+            "dequantize_gb_s_weights",
+            "vec_dot_gb_s",
+            "vec_dot_scalar_gb_s",
+        ] {
             positive(r, key);
         }
     }

@@ -95,6 +95,9 @@ pub struct KernelRow {
     pub bits_per_weight: f64,
     /// f32 input consumed per second by the reference quantizer (no imatrix).
     pub quantize_mb_s: f64,
+    /// The same with an importance vector ([`importance`]): the path
+    /// `quantize --imatrix` and the sensitivity measurement take.
+    pub quantize_imatrix_mb_s: f64,
     /// f32 output written per second by `dequantize_row`.
     pub dequantize_gb_s_f32: f64,
     /// Weight bytes read per second by `dequantize_row`.
@@ -135,6 +138,12 @@ pub fn signal(seed: u64, n: usize) -> Vec<f32> {
         .collect()
 }
 
+/// Deterministic importance vector of the quantize-with-imatrix timing:
+/// `0.1 + 0.3 · (i mod 7)`.
+pub fn importance(n: usize) -> Vec<f32> {
+    (0..n).map(|i| 0.1 + 0.3 * (i % 7) as f32).collect()
+}
+
 /// Run the per-type kernel benchmark.
 pub fn run_kernels(opts: &KernelOptions) -> Result<KernelReport, QuantError> {
     let n = opts.n_values.max(4096) / 4096 * 4096;
@@ -160,22 +169,28 @@ pub fn run_kernels(opts: &KernelOptions) -> Result<KernelReport, QuantError> {
         // Quantize: one thread, row by row (a slice of the data is enough
         // for the slow searches).
         let q_rows = if ty.is_k_quant() { nrows.min(16) } else { nrows.min(64) };
-        let t_q = tm.scaled(1.0, 3).measure(|| {
-            for r in 0..q_rows {
-                quant::quantize_row(
-                    ty,
-                    &x[r * row_len..(r + 1) * row_len],
-                    &mut w[r * row_bytes..(r + 1) * row_bytes],
-                    None,
-                )
-                .expect("valid row");
-            }
-        });
+        let qw = importance(row_len);
+        let mut quantize_pass = |imatrix: Option<&[f32]>| {
+            tm.scaled(1.0, 3).measure(|| {
+                for r in 0..q_rows {
+                    quant::quantize_row(
+                        ty,
+                        &x[r * row_len..(r + 1) * row_len],
+                        &mut w[r * row_bytes..(r + 1) * row_bytes],
+                        imatrix,
+                    )
+                    .expect("valid row");
+                }
+            })
+        };
+        let t_qi = quantize_pass(Some(&qw));
+        let t_q = quantize_pass(None);
         for r in q_rows..nrows {
             let src = r % q_rows;
             w.copy_within(src * row_bytes..(src + 1) * row_bytes, r * row_bytes);
         }
         let quantize_mb_s = (q_rows * row_len * 4) as f64 / t_q / 1e6;
+        let quantize_imatrix_mb_s = (q_rows * row_len * 4) as f64 / t_qi / 1e6;
         // Dequantize the whole tensor into the f32 buffer.
         let t_dq = tm.measure(|| {
             quant::dequantize_row(ty, black_box(&w), &mut copy).expect("valid tensor");
@@ -201,6 +216,7 @@ pub fn run_kernels(opts: &KernelOptions) -> Result<KernelReport, QuantError> {
             ty,
             bits_per_weight: ty.bits_per_weight(),
             quantize_mb_s,
+            quantize_imatrix_mb_s,
             dequantize_gb_s_f32: dq_f32,
             dequantize_gb_s_weights: w.len() as f64 / t_dq / 1e9,
             dequantize_vs_memcpy: dq_f32 / memcpy_gb_s,
@@ -222,6 +238,7 @@ impl KernelReport {
             "type",
             "bpw",
             "quantize MB/s",
+            "with imatrix",
             "dequant GB/s",
             "(weights GB/s)",
             "vs memcpy",
@@ -234,6 +251,7 @@ impl KernelReport {
                 r.ty.name().to_string(),
                 format!("{:.3}", r.bits_per_weight),
                 format!("{:.1}", r.quantize_mb_s),
+                format!("{:.1}", r.quantize_imatrix_mb_s),
                 format!("{:.2}", r.dequantize_gb_s_f32),
                 format!("{:.2}", r.dequantize_gb_s_weights),
                 format!("{:.0}%", 100.0 * r.dequantize_vs_memcpy),

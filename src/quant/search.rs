@@ -39,6 +39,12 @@ fn qx_weight(rmse_type: i32, x: f32) -> f32 {
 /// `rmse_type` 1, 2, 3, other) refined over 18 trial inverse scales around
 /// `-nmax / max`; a negative `rmse_type` returns right after the first fit.
 pub fn make_qx_quants(nmax: i32, x: &[f32], l: &mut [i8], rmse_type: i32, qw: Option<&[f32]>) -> f32 {
+    make_qx_impl(nmax, x, l, rmse_type, qw, Some(LaneIsa::best()))
+}
+
+/// [`make_qx_quants`], its 18 trials evaluated side by side on `lanes` (for
+/// groups of up to [`MAX_LANE_GROUP`]) or one after another.
+fn make_qx_impl(nmax: i32, x: &[f32], l: &mut [i8], rmse_type: i32, qw: Option<&[f32]>, lanes: Option<LaneIsa>) -> f32 {
     let n = x.len();
     let mut max = 0.0f32;
     let mut amax = 0.0f32;
@@ -78,6 +84,20 @@ pub fn make_qx_quants(nmax: i32, x: &[f32], l: &mut [i8], rmse_type: i32, qw: Op
         return if suml2 > 0.0 { 0.5 * (scale + 1.0 / iscale) } else { 1.0 / iscale };
     }
     let mut best = scale * sumlx;
+    if let Some(isa) = lanes.filter(|_| n <= MAX_LANE_GROUP) {
+        let mut wv = [0f32; MAX_LANE_GROUP];
+        for (i, wi) in wv[..n].iter_mut().enumerate() {
+            *wi = weight(i);
+        }
+        if let Some((iscale, s)) = qx_search(isa, nmax, x, &wv[..n], max, best) {
+            for i in 0..n {
+                let q = nearest_int(iscale * x[i]).clamp(-nmax, nmax - 1);
+                l[i] = (nmax + q) as i8;
+            }
+            scale = s;
+        }
+        return scale;
+    }
     for is in -9..=9 {
         if is == 0 {
             continue;
@@ -199,6 +219,7 @@ fn make_qkx_impl(
     l: &mut [u8],
     laux: &mut [u8],
     p: QkxParams,
+    lanes: Option<LaneIsa>,
 ) -> (f32, f32) {
     let n = x.len();
     let w = |i: usize| weights.map_or_else(|| x[i] * x[i], |w| w[i]);
@@ -241,6 +262,20 @@ fn make_qkx_impl(
     if p.nstep < 1 {
         return (scale, -min);
     }
+    let lanes = lanes.filter(|_| n <= MAX_LANE_GROUP);
+    if let Some(isa) = lanes {
+        let mut wv = [0f32; MAX_LANE_GROUP];
+        for (i, wi) in wv[..n].iter_mut().enumerate() {
+            *wi = w(i);
+        }
+        let mut trial = Trial { nmax, x, w: &wv[..n], min, max, sum_w, sum_x };
+        let won = qkx_search(isa, &mut trial, p, &mut best, &mut l[..n]);
+        if let Some(s) = won {
+            scale = s;
+            min = trial.min;
+        }
+        return (scale, -min);
+    }
     for is in 0..=p.nstep {
         iscale = (p.rmin + p.rdelta * is as f32 + nmax as f32) / (max - min);
         let (mut sum_l, mut sum_l2, mut sum_xl) = (0.0f32, 0.0f32, 0.0f32);
@@ -278,6 +313,203 @@ fn make_qkx_impl(
     (scale, -min)
 }
 
+/// Groups of up to this many values take the lane-parallel trial search.
+const MAX_LANE_GROUP: usize = 32;
+/// Trial scales evaluated side by side.
+const LANES: usize = 16;
+
+/// The trial scales of the asymmetric search, evaluated `LANES` at a time.
+///
+/// Each lane is one trial scale and runs exactly the operations the
+/// one-trial-at-a-time loop runs, in the same order (its sums accumulate over
+/// the values left to right, no fused multiply-add); only trials are
+/// interleaved, so the compiler can keep them in vector registers. The
+/// trials are then compared in their original order. ggml's loop is not
+/// quite a set of independent trials: a winning trial's min becomes the
+/// offset (and changes the range) of every later trial, so after a win that
+/// moves the min, the lanes after it are evaluated again from there.
+/// Checked against the one-at-a-time loop by
+/// `tests::lane_search_equals_the_sequential_one` and by the golden vectors.
+struct Trial<'a> {
+    nmax: i32,
+    x: &'a [f32],
+    w: &'a [f32],
+    /// The current offset (ggml's `min`, negative or zero).
+    min: f32,
+    max: f32,
+    sum_w: f32,
+    sum_x: f32,
+}
+
+/// The instruction set the lane search is compiled for (the same Rust, so
+/// the same results; wider registers hold more trials at once).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LaneIsa {
+    Baseline,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+impl LaneIsa {
+    fn best() -> LaneIsa {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if super::simd::use_avx512() {
+                return LaneIsa::Avx512;
+            }
+            if super::simd::use_avx2() {
+                return LaneIsa::Avx2;
+            }
+        }
+        LaneIsa::Baseline
+    }
+}
+
+/// `$name(isa, args…)` runs the `#[inline(always)]` function `$body` with
+/// the registers of `isa` (which this CPU must support): the same Rust, so
+/// the same results, compiled once per level.
+macro_rules! on_lane_isa {
+    ($vis:vis fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty = $body:path) => {
+        $vis fn $name(isa: LaneIsa, $($arg: $ty),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                fn avx2($($arg: $ty),*) -> $ret {
+                    $body($($arg),*)
+                }
+                #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2")]
+                fn avx512($($arg: $ty),*) -> $ret {
+                    $body($($arg),*)
+                }
+                match isa {
+                    // SAFETY: `LaneIsa::best` (or a test that checked
+                    // `simd::avx512_detected`) chose this level on this CPU.
+                    LaneIsa::Avx512 => return unsafe { avx512($($arg),*) },
+                    // SAFETY: as above, AVX2 detected.
+                    LaneIsa::Avx2 => return unsafe { avx2($($arg),*) },
+                    LaneIsa::Baseline => {}
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
+
+on_lane_isa!(fn qkx_search(t: &mut Trial<'_>, p: QkxParams, best: &mut f32, l: &mut [u8]) -> Option<f32> = Trial::search_any);
+
+on_lane_isa!(fn qx_search(nmax: i32, x: &[f32], w: &[f32], max: f32, best: f32) -> Option<(f32, f32)> = qx_trials);
+
+/// The trials of `make_qx_quants` (inverse scales `-(nmax + 0.1·is)/max`,
+/// `is` = -9..=9 without 0), side by side: each lane runs the operations of
+/// one trial in ggml's order; the trials do not depend on each other (only
+/// the comparison does, made afterwards in order). The last trial that beats
+/// `best` and every earlier winner: its inverse scale and scale.
+#[inline(always)]
+fn qx_trials(nmax: i32, x: &[f32], w: &[f32], max: f32, mut best: f32) -> Option<(f32, f32)> {
+    const TRIALS: usize = 18;
+    let mut iscale = [0f32; TRIALS];
+    for (k, v) in iscale.iter_mut().enumerate() {
+        let is = if k < 9 { k as i32 - 9 } else { k as i32 - 8 };
+        *v = -(nmax as f32 + 0.1f32 * is as f32) / max;
+    }
+    let (mut slx, mut sl2) = ([0f32; TRIALS], [0f32; TRIALS]);
+    for (&xi, &wi) in x.iter().zip(w) {
+        for k in 0..TRIALS {
+            let qf = nearest_int(iscale[k] * xi).clamp(-nmax, nmax - 1) as f32;
+            slx[k] += wi * xi * qf;
+            sl2[k] += wi * qf * qf;
+        }
+    }
+    let mut won = None;
+    for k in 0..TRIALS {
+        if sl2[k] > 0.0 && slx[k] * slx[k] > best * sl2[k] {
+            let scale = slx[k] / sl2[k];
+            best = scale * slx[k];
+            won = Some((iscale[k], scale));
+        }
+    }
+    won
+}
+
+impl Trial<'_> {
+    #[inline(always)]
+    fn search_any(&mut self, p: QkxParams, best: &mut f32, l: &mut [u8]) -> Option<f32> {
+        if p.use_mad {
+            self.search::<true>(p, best, l)
+        } else {
+            self.search::<false>(p, best, l)
+        }
+    }
+
+    /// The last winning trial's scale (`self.min` then holds its min) with
+    /// its levels in `l`, `best` lowered to its error; `None` if no trial
+    /// beats the starting `best`.
+    #[inline(always)]
+    fn search<const MAD: bool>(&mut self, p: QkxParams, best: &mut f32, l: &mut [u8]) -> Option<f32> {
+        let mut won = None;
+        let mut is0 = 0;
+        while is0 <= p.nstep {
+            let (min, range) = (self.min, self.max - self.min);
+            let mut iscale = [0f32; LANES];
+            for (k, v) in iscale.iter_mut().enumerate() {
+                *v = (p.rmin + p.rdelta * (is0 + k as i32) as f32 + self.nmax as f32) / range;
+            }
+            let (mut sl, mut sl2, mut sxl) = ([0f32; LANES], [0f32; LANES], [0f32; LANES]);
+            for (&xi, &wi) in self.x.iter().zip(self.w) {
+                let xm = xi - min;
+                for k in 0..LANES {
+                    let q = nearest_int(iscale[k] * xm).clamp(0, self.nmax) as f32;
+                    sl[k] += wi * q;
+                    sl2[k] += wi * q * q;
+                    sxl[k] += wi * q * xi;
+                }
+            }
+            let (mut det, mut ts, mut tm) = ([0f32; LANES], [0f32; LANES], [0f32; LANES]);
+            for k in 0..LANES {
+                det[k] = self.sum_w * sl2[k] - sl[k] * sl[k];
+                ts[k] = (self.sum_w * sxl[k] - self.sum_x * sl[k]) / det[k];
+                tm[k] = (sl2[k] * self.sum_x - sl[k] * sxl[k]) / det[k];
+                if tm[k] > 0.0 {
+                    tm[k] = 0.0;
+                    ts[k] = sxl[k] / sl2[k];
+                }
+            }
+            let mut err = [0f32; LANES];
+            for (&xi, &wi) in self.x.iter().zip(self.w) {
+                let xm = xi - min;
+                for k in 0..LANES {
+                    let q = nearest_int(iscale[k] * xm).clamp(0, self.nmax) as f32;
+                    let diff = ts[k] * q + tm[k] - xi;
+                    let diff = if MAD { diff.abs() } else { diff * diff };
+                    err[k] += wi * diff;
+                }
+            }
+            let mut next = is0 + LANES as i32;
+            for k in 0..LANES {
+                let is = is0 + k as i32;
+                if is > p.nstep || !(det[k] > 0.0 && err[k] < *best) {
+                    continue;
+                }
+                *best = err[k];
+                won = Some(ts[k]);
+                for (li, &xi) in l.iter_mut().zip(self.x) {
+                    *li = nearest_int(iscale[k] * (xi - min)).clamp(0, self.nmax) as u8;
+                }
+                if tm[k].to_bits() != self.min.to_bits() {
+                    // Later trials use the new min: evaluate them again.
+                    self.min = tm[k];
+                    next = is + 1;
+                    break;
+                }
+            }
+            is0 = next;
+        }
+        won
+    }
+}
+
 /// ggml's `make_qkx2_quants`: asymmetric levels `0..=nmax` for
 /// `x ≈ scale·l - min`; returns `(scale, min)` (the min as a positive
 /// offset, ggml's `the_min`).
@@ -289,7 +521,7 @@ pub fn make_qkx2_quants(
     laux: &mut [u8],
     p: QkxParams,
 ) -> (f32, f32) {
-    make_qkx_impl(Qkx::V2, nmax, x, Some(weights), l, laux, p)
+    make_qkx_impl(Qkx::V2, nmax, x, Some(weights), l, laux, p, Some(LaneIsa::best()))
 }
 
 /// ggml's `make_qkx3_quants`: as [`make_qkx2_quants`] with weights
@@ -302,7 +534,7 @@ pub fn make_qkx3_quants(
     laux: &mut [u8],
     p: QkxParams,
 ) -> (f32, f32) {
-    make_qkx_impl(Qkx::V3, nmax, x, weights, l, laux, p)
+    make_qkx_impl(Qkx::V3, nmax, x, weights, l, laux, p, Some(LaneIsa::best()))
 }
 
 /// ggml's `make_qp_quants`: quantize non-negative values (sub-block scales)
@@ -392,6 +624,109 @@ pub fn make_qp_quants(nmax: i32, x: &[f32], l: &mut [u8], quant_weights: &[f32])
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn qx_lane_trials_equal_the_sequential_ones() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32
+        };
+        for case in 0..4000 {
+            let n = [16, 32, 8, 31][case % 4];
+            let nmax = [4, 8, 16, 32][(case / 4) % 4];
+            let rmse_type = [1, 2, 3, 4, 1][(case / 16) % 5];
+            let style = (case / 80) % 4;
+            let x: Vec<f32> = (0..n)
+                .map(|i| match style {
+                    0 => next() - 0.5,
+                    1 => (next() * 8.0).round() / 8.0 - 0.5, // grid values: rounding ties
+                    2 if i % 3 == 0 => 0.0,
+                    2 => (next() - 0.3) * 1e-3,
+                    _ => (next() - 0.5).powi(3) * 100.0,
+                })
+                .collect();
+            let w: Vec<f32> = (0..n).map(|i| if i % 7 == 0 && style == 2 { 0.0 } else { next() + 0.01 }).collect();
+            let qw = if case % 2 == 0 { Some(&w[..]) } else { None };
+            let mut l1 = [0i8; 32];
+            let a = make_qx_impl(nmax, &x, &mut l1, rmse_type, qw, None);
+            for &isa in &lane_isas() {
+                let mut l2 = [0i8; 32];
+                let b = make_qx_impl(nmax, &x, &mut l2, rmse_type, qw, Some(isa));
+                assert_eq!(a.to_bits(), b.to_bits(), "case {case} {isa:?}: {x:?}");
+                assert_eq!(l1[..n], l2[..n], "case {case} {isa:?}");
+            }
+        }
+    }
+
+    /// Every lane level this CPU runs.
+    fn lane_isas() -> Vec<LaneIsa> {
+        #[allow(unused_mut)]
+        let mut isas = vec![LaneIsa::Baseline];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx2") {
+                isas.push(LaneIsa::Avx2);
+            }
+            if super::super::simd::avx512_detected() {
+                isas.push(LaneIsa::Avx512);
+            }
+        }
+        isas
+    }
+
+    #[test]
+    fn lane_search_equals_the_sequential_one() {
+        // A small deterministic generator (no dependency in unit tests).
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32
+        };
+        let params = [
+            QkxParams { rmin: -0.5, rdelta: 0.1, nstep: 15, use_mad: true },
+            QkxParams { rmin: -1.0, rdelta: 0.1, nstep: 20, use_mad: false },
+            QkxParams { rmin: -0.9, rdelta: 0.05, nstep: 36, use_mad: false },
+            QkxParams { rmin: -0.5, rdelta: 0.1, nstep: 15, use_mad: false },
+        ];
+        let isas = lane_isas();
+        for case in 0..4000 {
+            let n = [16, 32, 8, 31][case % 4];
+            let nmax = [3, 15, 31, 63][(case / 4) % 4];
+            let p = params[(case / 16) % params.len()];
+            let kind = if case % 3 == 0 { Qkx::V3 } else { Qkx::V2 };
+            let style = (case / 64) % 5;
+            let x: Vec<f32> = (0..n)
+                .map(|i| match style {
+                    0 => next() - 0.5,
+                    1 => (next() * 8.0).round() / 8.0 - 0.25, // grid values: rounding ties
+                    2 => next() * 3.0,                        // all positive: min stays 0
+                    3 if i % 5 == 0 => 0.0,
+                    3 => (next() - 0.7) * 1e-3,
+                    _ => (next() - 0.5).powi(3) * 100.0,
+                })
+                .collect();
+            let w: Vec<f32> = (0..n).map(|i| if style == 3 && i % 7 == 0 { 0.0 } else { next() + 0.01 }).collect();
+            let weights = if case % 6 == 0 { None } else { Some(&w[..]) };
+            let weights = if kind == Qkx::V2 { Some(&w[..]) } else { weights };
+            let (mut l1, mut aux) = ([0u8; 32], [0u8; 32]);
+            let a = make_qkx_impl(kind, nmax, &x, weights, &mut l1, &mut aux, p, None);
+            for &isa in &isas {
+                let mut l2 = [0u8; 32];
+                let b = make_qkx_impl(kind, nmax, &x, weights, &mut l2, &mut aux, p, Some(isa));
+                assert_eq!(
+                    (a.0.to_bits(), a.1.to_bits()),
+                    (b.0.to_bits(), b.1.to_bits()),
+                    "case {case} {isa:?}: {x:?}"
+                );
+                assert_eq!(l1[..n], l2[..n], "case {case} {isa:?}");
+            }
+        }
+    }
 
     #[test]
     fn nearest_int_rounds_half_to_even() {
