@@ -8,7 +8,12 @@ benchmark's deterministic signal, 4096 values per row, the same importance vecto
 markdown table of MB/s of f32 input and the ratios (> 1: quantmix is faster), with the load
 average before and after. Quote ratios from an idle machine.
 
-usage: bench_quantize.py [QUANTMIX] [--types Q2_K,Q4_K,...] [--reps N]
+With --model SRC.gguf it times whole models instead: `quantmix quantize SRC --type T` against
+llama.cpp's `llama_model_quantize` with `pure` (llama-quantize --pure; tests/tools/llama_quantize.py),
+both on --threads threads (default 2), wall time, best of --reps runs (default 3), the outputs
+checked to hold the same tensors byte for byte.
+
+usage: bench_quantize.py [QUANTMIX] [--types Q2_K,Q4_K,...] [--reps N] [--model SRC.gguf [--threads N]]
 """
 import argparse
 import ctypes
@@ -16,6 +21,7 @@ import json
 import math
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -45,9 +51,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("quantmix", nargs="?", default=str(Path(__file__).resolve().parents[2] / "target/release/quantmix"))
     ap.add_argument("--types", default="Q2_K,Q3_K,Q4_K,Q5_K,Q6_K,Q4_0,Q4_1,Q5_0,Q5_1,Q8_0")
-    ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--reps", type=int, default=0, help="default: 7 per kernel, 3 per model")
+    ap.add_argument("--model")
+    ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     types = a.types.split(",")
+    if a.model:
+        return whole_models(a, types)
+    a.reps = a.reps or 7
     load0 = open("/proc/loadavg").read().split()[:3]
 
     lib = ctypes.CDLL(str(Path(llama_cpp.__file__).parent / "lib" / "libggml-base.so"))
@@ -82,6 +93,47 @@ def main():
         g, gi = ggml_mb_s(ty, None), ggml_mb_s(ty, imatrix)
         q, qi = rows[ty]["quantize_mb_s"], rows[ty]["quantize_imatrix_mb_s"]
         print(f"| {ty} | {q:.1f} | {g:.1f} | {q / g:.2f}× | {qi:.1f} | {gi:.1f} | {qi / gi:.2f}× |")
+
+
+def same_tensors(a, b):
+    """Every tensor with the same name, type and bytes (the files themselves differ: llama.cpp writes the
+    output tensors first, quantmix adds its provenance keys)."""
+    from gguf import GGUFReader
+    ta = {t.name: (t.tensor_type, t.data.tobytes()) for t in GGUFReader(a).tensors}
+    tb = {t.name: (t.tensor_type, t.data.tobytes()) for t in GGUFReader(b).tensors}
+    return ta == tb
+
+
+def whole_models(a, types):
+    import tempfile
+    reps = a.reps or 3
+    tool = Path(__file__).resolve().parent / "llama_quantize.py"
+    load0 = open("/proc/loadavg").read().split()[:3]
+    lines = []
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(a.model))) as tmp:
+        for ty in types:
+            ours_out, ref_out = os.path.join(tmp, f"ours-{ty}.gguf"), os.path.join(tmp, f"ref-{ty}.gguf")
+            t_ours = t_ref = float("inf")
+            for _ in range(reps):
+                t = time.perf_counter()
+                subprocess.run([a.quantmix, "quantize", a.model, "--type", ty, "-o", ours_out, "--quiet",
+                                "--threads", str(a.threads)], check=True, stdout=subprocess.DEVNULL)
+                t_ours = min(t_ours, time.perf_counter() - t)
+                out = subprocess.run([sys.executable, str(tool), a.model, ref_out, ty, "--pure", "--threads",
+                                      str(a.threads)], check=True, capture_output=True, text=True).stdout
+                t_ref = min(t_ref, float(out.split()[-1]))
+            same = same_tensors(ours_out, ref_out)
+            lines.append(f"| {ty} | {t_ours:.2f} | {t_ref:.2f} | {t_ref / t_ours:.2f}× | {'yes' if same else 'NO'} |")
+            os.remove(ours_out)
+            os.remove(ref_out)
+    load1 = open("/proc/loadavg").read().split()[:3]
+    size = os.path.getsize(a.model) / 2**20
+    print(f"whole-model quantization of {os.path.basename(a.model)} ({size:.0f} MiB), {a.threads} threads, seconds "
+          f"(best of {reps}); load average {' '.join(load0)} before, {' '.join(load1)} after\n")
+    print("| type | quantmix s | llama.cpp s | speed ratio | same tensors |")
+    print("|---|---|---|---|---|")
+    print("\n".join(lines))
+    return 0
 
 
 if __name__ == "__main__":

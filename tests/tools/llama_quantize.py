@@ -2,8 +2,9 @@
 """Quantize with llama.cpp's own `llama_model_quantize` (PyPI llama-cpp-python), optionally with an
 importance matrix, for byte-for-byte comparisons and speed ratios.
 
-usage: llama_quantize.py SRC.gguf DST.gguf PRESET [--threads N] [--imatrix FILE.gguf]
-PRESET is a llama-quantize type name (Q4_K_M, Q2_K, ...). The imatrix (llama.cpp's GGUF format:
+usage: llama_quantize.py SRC.gguf DST.gguf PRESET [--threads N] [--imatrix FILE.gguf] [--pure]
+PRESET is a llama-quantize type name (Q4_K_M, Q2_K, ...); with --pure every tensor gets the preset's
+base type (llama-quantize --pure; Q3_K and Q4_K/Q5_K name Q3_K_M, Q4_K_M, Q5_K_M). The imatrix (llama.cpp's GGUF format:
 <name>.in_sum2 / <name>.counts) is turned into the importance vectors llama-quantize derives
 (in_sum2 / count per matrix) and passed as llama_model_imatrix_data. Prints the seconds taken."""
 import argparse
@@ -16,7 +17,8 @@ import llama_cpp
 from gguf import GGUFReader
 
 FTYPES = {"Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "Q5_0": 8, "Q5_1": 9, "Q2_K": 10, "Q3_K_S": 11, "Q3_K_M": 12,
-          "Q3_K_L": 13, "Q4_K_S": 14, "Q4_K_M": 15, "Q5_K_S": 16, "Q5_K_M": 17, "Q6_K": 18, "F16": 1}
+          "Q3_K_L": 13, "Q4_K_S": 14, "Q4_K_M": 15, "Q5_K_S": 16, "Q5_K_M": 17, "Q6_K": 18, "F16": 1,
+          "Q3_K": 12, "Q4_K": 15, "Q5_K": 17}
 
 
 class ImatrixData(ctypes.Structure):
@@ -49,11 +51,13 @@ def main():
     ap.add_argument("preset")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--imatrix")
+    ap.add_argument("--pure", action="store_true")
     a = ap.parse_args()
     p = llama_cpp.llama_model_quantize_default_params()
     p.nthread = a.threads
     p.ftype = FTYPES[a.preset.upper()]
     p.allow_requantize = True
+    p.pure = a.pure
     keep = []
     if a.imatrix:
         vecs = load_imatrix(a.imatrix)
