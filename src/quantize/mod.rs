@@ -28,8 +28,11 @@ use crate::quant;
 pub use source::Source;
 
 /// Values per processing chunk (rows are grouped so that a chunk of f32 stays
-/// near this size: 16 Mi values = 64 MiB of f32).
-const CHUNK_VALUES: usize = 16 << 20;
+/// near this size: 64 Ki values = 256 KiB of f32, so that the passes over a
+/// chunk — decode, check, quantize, decode back, error sums — run in the
+/// cache; with 16 Mi values each pass went to memory and whole-model Q8_0
+/// quantization took 1.5× as long).
+const CHUNK_VALUES: usize = 1 << 16;
 
 /// Errors of the pipeline.
 #[derive(Debug, thiserror::Error)]
@@ -316,7 +319,10 @@ fn convert_tensor(
     let out_row = ty.row_bytes(n as u64).unwrap_or(0) as usize;
     let qerr = |e| QuantizeError::Quant { path: path.to_path_buf(), tensor: t.name.clone(), source: e };
     // Chunks never straddle an expert slice, so each gets one importance vector.
-    let chunk_rows = (CHUNK_VALUES / n.max(1)).clamp(1, rows_per_expert.max(1));
+    // Whole multiples of the thread count, so that every thread gets rows.
+    let threads = rayon::current_num_threads().max(1);
+    let chunk_rows = (CHUNK_VALUES / n.max(1)).max(1).div_ceil(threads) * threads;
+    let chunk_rows = chunk_rows.clamp(1, rows_per_expert.max(1));
     let mut f32buf = vec![0f32; chunk_rows * n];
     let mut qbuf = vec![0u8; chunk_rows * out_row];
     let mut back = vec![0f32; chunk_rows * n];
@@ -354,16 +360,7 @@ fn convert_tensor(
         }
         // Per-row sums in parallel, added in row order: the same result
         // whatever the thread count and scheduling.
-        let rows_err: Vec<(f64, f64)> = x
-            .par_chunks(n)
-            .zip(xb.par_chunks(n))
-            .map(|(a, b)| {
-                a.iter().zip(b).fold((0f64, 0f64), |(e, r), (&a, &b)| {
-                    let d = a as f64 - b as f64;
-                    (e + d * d, r + a as f64 * a as f64)
-                })
-            })
-            .collect();
+        let rows_err: Vec<(f64, f64)> = x.par_chunks(n).zip(xb.par_chunks(n)).map(|(a, b)| row_error(a, b)).collect();
         for (e, r) in rows_err {
             err2 += e;
             ref2 += r;
@@ -379,6 +376,29 @@ fn convert_tensor(
     } else {
         0.0
     })
+}
+
+/// Squared error and squared norm of one row in f64, over 8 interleaved
+/// partial sums (fixed order: the same result whatever the threads; the
+/// compiler keeps them in vector registers).
+fn row_error(a: &[f32], b: &[f32]) -> (f64, f64) {
+    const L: usize = 8;
+    let (mut e, mut r) = ([0f64; L], [0f64; L]);
+    let (ac, bc) = (a.chunks_exact(L), b.chunks_exact(L));
+    let (at, bt) = (ac.remainder(), bc.remainder());
+    for (a, b) in ac.zip(bc) {
+        for k in 0..L {
+            let d = a[k] as f64 - b[k] as f64;
+            e[k] += d * d;
+            r[k] += a[k] as f64 * a[k] as f64;
+        }
+    }
+    for (k, (&a, &b)) in at.iter().zip(bt).enumerate() {
+        let d = a as f64 - b as f64;
+        e[k] += d * d;
+        r[k] += a as f64 * a as f64;
+    }
+    (e.iter().sum(), r.iter().sum())
 }
 
 /// A human summary of a finished (or dry) run: per-type counts and bytes,
