@@ -51,6 +51,67 @@ fn every_output_is_the_vec_dot_of_its_rows() {
     }
 }
 
+/// The tile kernels of several tokens (AVX-512 VNNI for the legacy types,
+/// where the CPU has it) give every output the AVX2 dot product's bits, for
+/// every tail of rows and tokens, with weights at the ends of their ranges
+/// (Q8_0 levels ±127 and −128, which files from elsewhere may hold), and for
+/// activations with −128 levels (a block of denormals, whose scale is 0),
+/// where ggml's AVX2 sign trick and the exact VNNI product form different
+/// integer sums that the zero scale must cancel.
+#[test]
+fn tile_kernels_equal_the_dot_product_bit_for_bit() {
+    if !quant::simd::avx512_vnni_detected() {
+        eprintln!("no AVX-512 VNNI on this CPU: the VNNI tile kernels are not run (the dot products are)");
+    }
+    let row_len = 256;
+    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0] {
+        for rows in 1..=9 {
+            let mut wq = quantized(ty, &data(rows as u64, rows * row_len), row_len);
+            if ty == GgmlType::Q8_0 {
+                // Extreme levels in the first row: -128, -127, 127.
+                for (i, v) in wq[2..34].iter_mut().enumerate() {
+                    *v = [0x80, 0x81, 0x7F][i % 3];
+                }
+            }
+            let w = Weights::new(ty, rows, row_len, &wq).unwrap();
+            for n_tokens in [2, 3, 4, 5, 7, 9] {
+                let mut x = data(1000 + rows as u64 * 10 + n_tokens as u64, n_tokens * row_len);
+                if n_tokens == 7 {
+                    // Token 1, block 2: denormals, whose Q8_0 levels overflow
+                    // to ±inf and become -128 / 127.
+                    for (i, v) in x[row_len + 64..row_len + 96].iter_mut().enumerate() {
+                        *v = if i % 2 == 0 { -1e-40 } else { 3e-41 };
+                    }
+                }
+                let mut out = vec![f32::NAN; n_tokens * rows];
+                matmul(&w, &x, &mut out).unwrap();
+                let aty = vec_dot_type(ty).unwrap();
+                let mut acts = Activations::new();
+                acts.quantize(aty, &x, row_len).unwrap();
+                let (wrb, arb) = (w.row_bytes(), acts.bytes().len() / n_tokens);
+                if n_tokens == 7 && aty == GgmlType::Q8_0 {
+                    // Token 1, block 2 (34-byte blocks): scale 0, levels -128 and 127.
+                    let blk = &acts.bytes()[arb + 2 * 34..arb + 3 * 34];
+                    assert_eq!(&blk[..2], &[0, 0], "{ty}: the denormal block's scale is 0");
+                    assert!(blk[2..].contains(&0x80), "{ty}: the denormal block holds -128");
+                }
+                for t in 0..n_tokens {
+                    for r in 0..rows {
+                        let a = &acts.bytes()[t * arb..(t + 1) * arb];
+                        let want = quant::vec_dot(ty, row_len, &wq[r * wrb..(r + 1) * wrb], a).unwrap();
+                        assert_eq!(
+                            out[t * rows + r].to_bits(),
+                            want.to_bits(),
+                            "{ty}: {rows} rows × {n_tokens} tokens, token {t} row {r}: {} vs {want}",
+                            out[t * rows + r]
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn result_does_not_depend_on_thread_count() {
     let (rows, row_len, n_tokens) = (300, 256, 150);

@@ -257,12 +257,17 @@ fn run<B: GgmlBlock>(w: &Weights, acts: &Activations, out: &mut [f32]) {
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if let Some(kernel) = B::GEMM_AVX512.filter(|_| super::simd::use_avx512()) {
+    let tile_kernel = B::GEMM_VNNI
+        .filter(|_| super::simd::use_avx512_vnni())
+        .or(B::GEMM_AVX512.filter(|_| super::simd::use_avx512()));
+    #[cfg(target_arch = "x86_64")]
+    if let Some(kernel) = tile_kernel {
         return run_tiles(w.rows, w.row_bytes(), n_tokens, out, |tile| {
             let (r0, r1, t0, t1) = tile.bounds();
             let mut buf = vec![0f32; (r1 - r0) * (t1 - t0)];
             // SAFETY: `use_avx512` holds only where AVX-512 F/BW/VL, AVX2,
-            // FMA and F16C were detected.
+            // FMA and F16C were detected, `use_avx512_vnni` only where VNNI
+            // was too.
             unsafe { kernel(&wb[r0 * bpr..r1 * bpr], &ab[t0 * bpr..t1 * bpr], bpr, &mut buf) };
             for (t, o) in (t0..t1).zip(buf.chunks_exact(r1 - r0)) {
                 for (r, &v) in (r0..r1).zip(o) {

@@ -100,6 +100,12 @@ pub trait GgmlBlock: Pod + Send + Sync + 'static {
     /// of its outputs equals [`GgmlBlock::VEC_DOT_AVX2`]'s bit for bit.
     const GEMM_AVX512: Option<GemmKernel<Self>> = None;
 
+    /// The AVX-512 VNNI tile kernel for products of several tokens, if this
+    /// type has one; it may only run where `simd::use_avx512_vnni()` holds,
+    /// and each of its outputs equals [`GgmlBlock::VEC_DOT_AVX2`]'s bit for
+    /// bit.
+    const GEMM_VNNI: Option<GemmKernel<Self>> = None;
+
     /// Quantize `src` (`dst.len() * BLCK_SIZE` values). With `imatrix`
     /// (one weight per element of `src`), use ggml's importance-weighted
     /// search; without, ggml's reference quantizer.

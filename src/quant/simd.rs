@@ -8,7 +8,9 @@
 //!
 //! Beside the per-row kernels, float weights have an AVX-512 tile kernel
 //! for matrix products of several tokens ([`use_avx512`]); its results equal
-//! the AVX2 dot product's bit for bit. `QUANTMIX_SIMD=avx2` turns it off.
+//! the AVX2 dot product's bit for bit. Legacy quantized weights (Q4_0, Q4_1,
+//! Q5_0, Q5_1, Q8_0) have AVX-512 VNNI tile kernels ([`use_avx512_vnni`]),
+//! equally bit-identical. `QUANTMIX_SIMD=avx2` turns both off.
 //!
 //! Each block type names its kernels per level in its
 //! [`GgmlBlock`](super::GgmlBlock) impl (dot product and dequantizer);
@@ -102,6 +104,37 @@ pub(crate) fn use_avx512() -> bool {
 
 /// 0: not yet detected, 1: off, 2: on.
 static AVX512: AtomicU8 = AtomicU8::new(0);
+
+/// Whether the AVX-512 VNNI tile kernels (legacy quantized weights) may
+/// run: [`use_avx512`] holds and the CPU has AVX-512 VNNI. Detected once,
+/// then cached.
+#[inline]
+pub(crate) fn use_avx512_vnni() -> bool {
+    match AVX512_VNNI.load(Ordering::Relaxed) {
+        1 => false,
+        2 => true,
+        _ => {
+            let on = use_avx512() && avx512_vnni_detected();
+            AVX512_VNNI.store(if on { 2 } else { 1 }, Ordering::Relaxed);
+            on
+        }
+    }
+}
+
+/// 0: not yet detected, 1: off, 2: on.
+static AVX512_VNNI: AtomicU8 = AtomicU8::new(0);
+
+/// Whether this CPU has AVX-512 F, BW, VL and VNNI (whatever
+/// `QUANTMIX_SIMD` says).
+#[cfg(target_arch = "x86_64")]
+pub fn avx512_vnni_detected() -> bool {
+    avx512_detected() && is_x86_feature_detected!("avx512vnni")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+pub fn avx512_vnni_detected() -> bool {
+    false
+}
 
 /// Whether this CPU has AVX-512 F, BW and VL (whatever `QUANTMIX_SIMD` says).
 #[cfg(target_arch = "x86_64")]

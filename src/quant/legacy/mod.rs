@@ -6,6 +6,8 @@
 //! - [`q8`]: Q8_0 (weights and activations) and Q8_1 (activations of the
 //!   `_1` types, carrying `d · Σq`).
 //! - [`dot`]: their dot products with Q8_0 / Q8_1 activations.
+//! - [`gemm`]: AVX-512 VNNI tile kernels of those products for several
+//!   tokens, bit-identical to the AVX2 dot products.
 //!
 //! Without importance weights the quantizers are ggml's `quantize_row_*_ref`;
 //! with them, ggml's weighted searches (`quantize_row_*_impl`), where each
@@ -14,6 +16,7 @@
 #[cfg(target_arch = "x86_64")]
 pub mod dequant_avx2;
 pub mod dot;
+pub mod gemm;
 pub mod q4;
 pub mod q5;
 pub mod q8;

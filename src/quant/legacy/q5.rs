@@ -39,6 +39,8 @@ impl GgmlBlock for BlockQ5_0 {
     #[cfg(target_arch = "x86_64")]
     const VEC_DOT_AVX2: Option<crate::quant::VecDotKernel<Self>> = Some(super::dot::avx2::q5_0_q8_0);
     #[cfg(target_arch = "x86_64")]
+    const GEMM_VNNI: Option<crate::quant::GemmKernel<Self>> = Some(super::gemm::vnni::q5_0_q8_0);
+    #[cfg(target_arch = "x86_64")]
     const DEQUANTIZE_AVX2: Option<crate::quant::DequantizeKernel<Self>> = Some(super::dequant_avx2::q5_0);
 
     fn quantize_row(src: &[f32], dst: &mut [Self], imatrix: Option<&[f32]>) {
@@ -85,6 +87,8 @@ impl GgmlBlock for BlockQ5_1 {
     type VecDot = BlockQ8_1;
     #[cfg(target_arch = "x86_64")]
     const VEC_DOT_AVX2: Option<crate::quant::VecDotKernel<Self>> = Some(super::dot::avx2::q5_1_q8_1);
+    #[cfg(target_arch = "x86_64")]
+    const GEMM_VNNI: Option<crate::quant::GemmKernel<Self>> = Some(super::gemm::vnni::q5_1_q8_1);
     #[cfg(target_arch = "x86_64")]
     const DEQUANTIZE_AVX2: Option<crate::quant::DequantizeKernel<Self>> = Some(super::dequant_avx2::q5_1);
 

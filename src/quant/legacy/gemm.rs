@@ -1,0 +1,312 @@
+//! AVX-512 VNNI tile kernels for matrix products of legacy weights (Q4_0,
+//! Q4_1, Q5_0, Q5_1, Q8_0) with several tokens of Q8_0 / Q8_1 activations.
+//!
+//! The AVX2 dot product ([`super::dot::avx2`]) forms, per block, the exact
+//! integer sums of 4 consecutive products in 8 i32 lanes, converts them to
+//! float and accumulates `d_w·d_a · sum` into 8 float lanes with one FMA per
+//! block, then reduces the lanes. Here `vpdpbusd` forms the same integer
+//! lane sums for two tokens at once (one 16-lane register: token `t` in
+//! lanes 0..8, token `t+1` in lanes 8..16) and a tile of [`MR`] weight rows ×
+//! `2·`[`NP`] tokens is accumulated together, each weight block decoded once
+//! for all its tokens and each activation block loaded once for all its
+//! rows. The weights enter `vpdpbusd` as unsigned levels (`q`, or `q + 128`
+//! for Q8_0); the offset of the signed types is taken back exactly in the
+//! integer accumulator (`− offset · Σ a`, formed once per token and block).
+//! Every lane then sees the same integer sum, the same float multiply
+//! (`d_w·d_a`), FMA and final reduction as in the AVX2 kernel, so every
+//! output is bit-identical to the AVX2 dot product's.
+//!
+//! The one place the integer sums can differ: ggml's AVX2 kernels (and
+//! ours) multiply signed levels with a sign trick that turns an activation
+//! level of −128 against a negative weight into −128 instead of +128, where
+//! `vpdpbusd` is exact. Q8_0 activations hold −128 only when `127 / amax`
+//! overflows (a block whose largest magnitude is below 3.7e-37), and then
+//! the block's f16 scale is 0: its term `d_w·0·sum` is a zero that leaves the
+//! accumulator unchanged either way, so the outputs still agree bit for bit
+//! (`tests/matmul.rs` holds such a block).
+
+#[cfg(target_arch = "x86_64")]
+pub mod vnni {
+    use crate::quant::blocks::*;
+    use crate::quant::x86::{bits_32, f16x2_to_f32, hsum_ps, nibbles_32};
+    use std::arch::x86_64::*;
+
+    /// Weight rows per register tile.
+    pub const MR: usize = 4;
+    /// Token pairs per register tile.
+    pub const NP: usize = 2;
+
+    /// The scale, 32 activation levels and (Q8_1) `d·Σq` of an activation
+    /// block.
+    trait Act {
+        fn d(&self) -> half::f16;
+        fn qs(&self) -> &[i8; 32];
+        fn s(&self) -> half::f16;
+    }
+
+    impl Act for BlockQ8_0 {
+        #[inline(always)]
+        fn d(&self) -> half::f16 {
+            self.d
+        }
+        #[inline(always)]
+        fn qs(&self) -> &[i8; 32] {
+            &self.qs
+        }
+        #[inline(always)]
+        fn s(&self) -> half::f16 {
+            half::f16::ZERO
+        }
+    }
+
+    impl Act for BlockQ8_1 {
+        #[inline(always)]
+        fn d(&self) -> half::f16 {
+            self.d
+        }
+        #[inline(always)]
+        fn qs(&self) -> &[i8; 32] {
+            &self.qs
+        }
+        #[inline(always)]
+        fn s(&self) -> half::f16 {
+            self.s
+        }
+    }
+
+    /// Q8_0 levels plus 128, as unsigned bytes.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn levels_q8_0(b: &BlockQ8_0) -> __m256i {
+        // SAFETY: `qs` is exactly 32 bytes.
+        let q = unsafe { _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i) };
+        _mm256_xor_si256(q, _mm256_set1_epi8(0x80u8 as i8))
+    }
+
+    /// Q4_0 / Q4_1 levels (0..16, the offset not taken).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn levels_q4_0(b: &BlockQ4_0) -> __m256i {
+        nibbles_32(&b.qs)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn levels_q4_1(b: &BlockQ4_1) -> __m256i {
+        nibbles_32(&b.qs)
+    }
+
+    /// Q5_0 / Q5_1 levels (0..32): the nibble plus the fifth bit.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn levels_q5_0(b: &BlockQ5_0) -> __m256i {
+        _mm256_or_si256(nibbles_32(&b.qs), _mm256_and_si256(bits_32(&b.qh), _mm256_set1_epi8(0x10)))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn levels_q5_1(b: &BlockQ5_1) -> __m256i {
+        _mm256_or_si256(nibbles_32(&b.qs), _mm256_and_si256(bits_32(&b.qh), _mm256_set1_epi8(0x10)))
+    }
+
+    /// A 16-lane register with `a` in lanes 0..8 and `b` in lanes 8..16.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn halves(a: f32, b: f32) -> __m512 {
+        _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(a), _mm512_set1_ps(b))
+    }
+
+    macro_rules! vnni_gemm {
+        ($(#[$doc:meta])* $name:ident, $tile:ident, $W:ty, $A:ty, $levels:ident, offset: $offset:expr, min: $min:expr) => {
+            /// One register tile: rows `w[r·n..]` (`R` of them) × the token
+            /// pairs `tok[p]` (`P` of them; a pair's two tokens may be the
+            /// same block row when the count is odd), into
+            /// `out[t·stride + r]` for the `nt` real tokens.
+            ///
+            /// # Safety
+            /// AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C on the running CPU;
+            /// `w` holds `R·n` blocks, every `tok` pointer `n` blocks, `out`
+            /// `(nt−1)·stride + R` values, `nt ≤ 2·P`.
+            #[inline]
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+            unsafe fn $tile<const R: usize, const P: usize>(
+                w: *const $W,
+                tok: [[*const $A; 2]; P],
+                nt: usize,
+                n: usize,
+                out: *mut f32,
+                stride: usize,
+            ) {
+                let zero = _mm512_setzero_si512();
+                let offset = _mm512_set1_epi8($offset as u8 as i8);
+                let mut acc = [[_mm512_setzero_ps(); P]; R];
+                let mut mins = [[_mm512_setzero_ps(); P]; R];
+                for b in 0..n {
+                    let mut act = [zero; P];
+                    let mut base = [zero; P];
+                    let mut da = [_mm512_setzero_ps(); P];
+                    let mut sa = [_mm512_setzero_ps(); P];
+                    for p in 0..P {
+                        // SAFETY: b < n blocks of each token.
+                        let (x, y) = unsafe { (&*tok[p][0].add(b), &*tok[p][1].add(b)) };
+                        // SAFETY: `qs` is exactly 32 bytes.
+                        let (qx, qy) = unsafe {
+                            (
+                                _mm256_loadu_si256(x.qs().as_ptr() as *const __m256i),
+                                _mm256_loadu_si256(y.qs().as_ptr() as *const __m256i),
+                            )
+                        };
+                        act[p] = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(qx), qy);
+                        if $offset != 0 {
+                            // −offset · (sum of each 4 consecutive levels).
+                            base[p] = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, offset, act[p]));
+                        }
+                        let (dx, dy) = f16x2_to_f32(x.d(), y.d());
+                        da[p] = halves(dx, dy);
+                        if $min {
+                            let (sx, sy) = f16x2_to_f32(x.s(), y.s());
+                            sa[p] = halves(sx, sy);
+                        }
+                    }
+                    for r in 0..R {
+                        // SAFETY: row r < R, block b < n.
+                        let blk = unsafe { &*w.add(r * n + b) };
+                        let q = _mm512_broadcast_i64x4($levels(blk));
+                        let (dw, mw) = f16x2_to_f32(blk.d, weight_min(blk));
+                        let dw = _mm512_set1_ps(dw);
+                        for p in 0..P {
+                            let s = _mm512_dpbusd_epi32(base[p], q, act[p]);
+                            let d = _mm512_mul_ps(dw, da[p]);
+                            acc[r][p] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(s), acc[r][p]);
+                            if $min {
+                                mins[r][p] = _mm512_add_ps(mins[r][p], _mm512_mul_ps(_mm512_set1_ps(mw), sa[p]));
+                            }
+                        }
+                    }
+                }
+                for r in 0..R {
+                    for p in 0..P {
+                        for h in 0..2 {
+                            let t = 2 * p + h;
+                            if t >= nt {
+                                continue;
+                            }
+                            let (lanes, m) = if h == 0 {
+                                (_mm512_castps512_ps256(acc[r][p]), _mm512_cvtss_f32(mins[r][p]))
+                            } else {
+                                let hi = _mm512_extractf64x4_pd::<1>(_mm512_castps_pd(acc[r][p]));
+                                let mhi = _mm512_extractf64x4_pd::<1>(_mm512_castps_pd(mins[r][p]));
+                                (_mm256_castpd_ps(hi), _mm256_cvtss_f32(_mm256_castpd_ps(mhi)))
+                            };
+                            let v = if $min { hsum_ps(lanes) + m } else { hsum_ps(lanes) };
+                            // SAFETY: t < nt, r < R: inside `out`.
+                            unsafe { *out.add(t * stride + r) = v };
+                        }
+                    }
+                }
+            }
+
+            $(#[$doc])*
+            ///
+            /// `w` holds `w.len() / n` rows and `a` `a.len() / n` tokens of
+            /// `n` blocks; `out[t · rows + r]` receives row `r` · token `t`,
+            /// bit-identical to the AVX2 dot product of the two (see the
+            /// module documentation).
+            ///
+            /// # Safety
+            /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C.
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+            pub unsafe fn $name(w: &[$W], a: &[$A], n: usize, out: &mut [f32]) {
+                if n == 0 {
+                    return;
+                }
+                let (rows, tokens) = (w.len() / n, a.len() / n);
+                assert!(out.len() >= rows * tokens, "output of {} for {rows} × {tokens}", out.len());
+                let (wp, ap, op) = (w.as_ptr(), a.as_ptr(), out.as_mut_ptr());
+                let mut t = 0;
+                while t < tokens {
+                    let nt = (tokens - t).min(2 * NP);
+                    // Token k of this tile, the last real one repeated.
+                    // SAFETY: t + min(k, nt−1) < tokens.
+                    let at = |k: usize| unsafe { ap.add((t + k.min(nt - 1)) * n) };
+                    let mut r = 0;
+                    while r < rows {
+                        let nr = (rows - r).min(MR);
+                        // SAFETY: rows r..r+nr and tokens t..t+nt exist; the
+                        // output index (t+i)·rows + r + j < tokens·rows.
+                        unsafe {
+                            let (wr, o) = (wp.add(r * n), op.add(t * rows + r));
+                            let one = [[at(0), at(1)]];
+                            let two = [[at(0), at(1)], [at(2), at(3)]];
+                            match (nr, nt > 2) {
+                                (4, true) => $tile::<4, 2>(wr, two, nt, n, o, rows),
+                                (4, false) => $tile::<4, 1>(wr, one, nt, n, o, rows),
+                                (3, true) => $tile::<3, 2>(wr, two, nt, n, o, rows),
+                                (3, false) => $tile::<3, 1>(wr, one, nt, n, o, rows),
+                                (2, true) => $tile::<2, 2>(wr, two, nt, n, o, rows),
+                                (2, false) => $tile::<2, 1>(wr, one, nt, n, o, rows),
+                                (_, true) => $tile::<1, 2>(wr, two, nt, n, o, rows),
+                                (_, false) => $tile::<1, 1>(wr, one, nt, n, o, rows),
+                            }
+                        }
+                        r += nr;
+                    }
+                    t += nt;
+                }
+            }
+        };
+    }
+
+    /// The minimum of a `_1` block, zero for the symmetric types.
+    trait WeightMin {
+        fn min(&self) -> half::f16;
+    }
+    #[inline(always)]
+    fn weight_min<B: WeightMin>(b: &B) -> half::f16 {
+        b.min()
+    }
+    macro_rules! no_min {
+        ($($B:ty),*) => {$(
+            impl WeightMin for $B {
+                #[inline(always)]
+                fn min(&self) -> half::f16 {
+                    half::f16::ZERO
+                }
+            }
+        )*};
+    }
+    no_min!(BlockQ4_0, BlockQ5_0, BlockQ8_0);
+    impl WeightMin for BlockQ4_1 {
+        #[inline(always)]
+        fn min(&self) -> half::f16 {
+            self.m
+        }
+    }
+    impl WeightMin for BlockQ5_1 {
+        #[inline(always)]
+        fn min(&self) -> half::f16 {
+            self.m
+        }
+    }
+
+    vnni_gemm!(
+        /// Products of Q8_0 weight rows with Q8_0 tokens.
+        q8_0_q8_0, tile_q8_0, BlockQ8_0, BlockQ8_0, levels_q8_0, offset: 128, min: false
+    );
+    vnni_gemm!(
+        /// Products of Q4_0 weight rows with Q8_0 tokens.
+        q4_0_q8_0, tile_q4_0, BlockQ4_0, BlockQ8_0, levels_q4_0, offset: 8, min: false
+    );
+    vnni_gemm!(
+        /// Products of Q5_0 weight rows with Q8_0 tokens.
+        q5_0_q8_0, tile_q5_0, BlockQ5_0, BlockQ8_0, levels_q5_0, offset: 16, min: false
+    );
+    vnni_gemm!(
+        /// Products of Q4_1 weight rows with Q8_1 tokens.
+        q4_1_q8_1, tile_q4_1, BlockQ4_1, BlockQ8_1, levels_q4_1, offset: 0, min: true
+    );
+    vnni_gemm!(
+        /// Products of Q5_1 weight rows with Q8_1 tokens.
+        q5_1_q8_1, tile_q5_1, BlockQ5_1, BlockQ8_1, levels_q5_1, offset: 0, min: true
+    );
+}
