@@ -13,6 +13,12 @@
 //!   byte, plain and with an importance matrix collected by quantmix on the
 //!   MoE model (per-expert sums and counts), which llama_model_quantize
 //!   accepts and uses as `quantmix quantize --imatrix` does.
+//!
+//! Against `llama-imatrix` itself (a dev check, not a test: CI does not
+//! build the binary): built for AVX2 (`-DGGML_NATIVE=OFF -DGGML_AVX2=ON`),
+//! on these models' Q8_0 requants (seeds 21 and 22), 4 chunks of the eval
+//! text with `-c 128 -b 128` / `-c 512 -b 512 -fa off`, it writes exactly
+//! our values: all 24 entries, every per-expert sum and count.
 
 mod common;
 #[path = "common/forward.rs"]
