@@ -17,6 +17,9 @@ const HD: u64 = 16;
 const NH: u64 = 2;
 const FF: u64 = 64;
 const V: u64 = 40;
+/// Experts of the MoE models: 4, 2 used, hidden size 32.
+const NX: u64 = 4;
+const FX: u64 = 32;
 
 /// A tiny model of `arch` (F32 weights from a seeded generator), with the
 /// tensors its architecture reads, minus `drop`, plus the metadata `extra`.
@@ -40,7 +43,17 @@ fn tiny(dir: &Path, arch: &str, layers: u64, drop: &str, extra: &[(&str, MetaVal
         m.set(k.replace("ARCH", arch), v.clone());
     }
     let gemma = arch.starts_with("gemma");
-    let qk_norm = arch == "qwen3" || arch == "gemma3";
+    let qk_norm = arch == "qwen3" || arch == "qwen3moe" || arch == "gemma3";
+    // qwen3moe always has experts; llama when `expert_count` is set.
+    let experts = arch == "qwen3moe" || extra.iter().any(|(k, _)| k.ends_with(".expert_count"));
+    if experts {
+        for (k, v) in [("expert_count", NX), ("expert_used_count", 2), ("expert_feed_forward_length", FX)] {
+            if !extra.iter().any(|(e, _)| e.ends_with(k)) {
+                m.set(format!("{arch}.{k}"), MetaValue::U32(v as u32));
+            }
+        }
+    }
+    let ff = if arch == "llama" { FF } else { FX };
     let mut shapes: Vec<(String, Vec<u64>)> =
         vec![("token_embd.weight".into(), vec![E, V]), ("output_norm.weight".into(), vec![E])];
     for i in 0..layers {
@@ -52,10 +65,17 @@ fn tiny(dir: &Path, arch: &str, layers: u64, drop: &str, extra: &[(&str, MetaVal
             (p("attn_v"), vec![E, HD]),
             (p("attn_output"), vec![NH * HD, E]),
             (p("ffn_norm"), vec![E]),
-            (p("ffn_gate"), vec![E, FF]),
-            (p("ffn_up"), vec![E, FF]),
-            (p("ffn_down"), vec![FF, E]),
         ]);
+        if experts {
+            shapes.extend([
+                (p("ffn_gate_inp"), vec![E, NX]),
+                (p("ffn_gate_exps"), vec![E, ff, NX]),
+                (p("ffn_up_exps"), vec![E, ff, NX]),
+                (p("ffn_down_exps"), vec![ff, E, NX]),
+            ]);
+        } else {
+            shapes.extend([(p("ffn_gate"), vec![E, FF]), (p("ffn_up"), vec![E, FF]), (p("ffn_down"), vec![FF, E])]);
+        }
         if qk_norm {
             shapes.extend([(p("attn_q_norm"), vec![HD]), (p("attn_k_norm"), vec![HD])]);
         }
@@ -95,7 +115,8 @@ fn every_architecture_runs() {
         let p = tiny(dir.path(), spec.name, 7, "", &[]);
         let m = LlamaModel::open(&p).unwrap_or_else(|e| panic!("{}: {e}", spec.name));
         assert_eq!(m.hp.spec.name, spec.name);
-        assert_eq!(m.matrices().len(), 1 + 7 * 7, "{}", spec.name);
+        let per_layer = if m.hp.n_expert > 0 { 8 } else { 7 };
+        assert_eq!(m.matrices().len(), 1 + 7 * per_layer, "{}", spec.name);
         let mut cache = m.new_cache(64);
         let tokens: Vec<u32> = (0..50).map(|i| (i * 7 % V) as u32).collect();
         let logits = m.forward(&tokens, &mut cache, 0).unwrap();
@@ -189,5 +210,67 @@ fn unknown_architecture_names_the_supported_ones() {
     assert!(e.contains("`phi3`") && e.contains("not supported"), "{e}");
     for spec in ARCHITECTURES {
         assert!(e.contains(spec.name), "{e}");
+    }
+}
+
+#[test]
+fn llama_with_experts_is_mixtral_style() {
+    let dir = common::tempdir();
+    let p = tiny(dir.path(), "llama", 2, "", &[("ARCH.expert_count", MetaValue::U32(NX as u32))]);
+    let m = LlamaModel::open(&p).unwrap();
+    assert_eq!((m.hp.n_expert, m.hp.n_expert_used, m.hp.n_ff_exp), (NX as usize, 2, FF as usize));
+    let names: Vec<&str> = m.matrices().iter().map(|(n, _)| *n).collect();
+    for t in ["blk.1.ffn_gate_inp.weight", "blk.1.ffn_gate_exps.weight", "blk.1.ffn_down_exps.weight"] {
+        assert!(names.contains(&t), "{names:?}");
+        assert_eq!(m.first_layer_reading(t), Some(1));
+    }
+    let logits = m.forward(&[1, 2, 3, 4, 5], &mut m.new_cache(8), 0).unwrap();
+    assert!(logits.iter().all(|l| l.is_finite()));
+    // Without the count the same llama layout is dense.
+    let dense = tiny(dir.path(), "llama", 2, "", &[]);
+    assert_eq!(LlamaModel::open(&dense).unwrap().hp.n_expert, 0);
+}
+
+/// Architecture, tensor to drop, metadata to set, what the error must say.
+type MoeCase = (&'static str, &'static str, Vec<(&'static str, MetaValue)>, &'static [&'static str]);
+
+#[test]
+fn moe_errors_are_named() {
+    let dir = common::tempdir();
+    let cases: Vec<MoeCase> = vec![
+        ("qwen3moe", "blk.1.ffn_gate_exps.weight", vec![], &["blk.1.ffn_gate_exps.weight", "missing"]),
+        ("qwen3moe", "blk.0.ffn_gate_inp.weight", vec![], &["blk.0.ffn_gate_inp.weight", "missing"]),
+        ("qwen3moe", "blk.0.ffn_down_exps.weight", vec![], &["blk.0.ffn_down_exps.weight", "missing"]),
+        ("qwen3moe", "", vec![("ARCH.expert_used_count", MetaValue::U32(5))], &["qwen3moe.expert_used_count"]),
+        ("qwen3moe", "", vec![("ARCH.expert_count", MetaValue::U32(0))], &["qwen3moe.expert_count", "missing or zero"]),
+        (
+            "qwen3moe",
+            "",
+            vec![("ARCH.expert_feed_forward_length", MetaValue::U32(16))],
+            &["blk.0.ffn_gate_exps.weight", "shape", "[32, 16, 4]"],
+        ),
+        (
+            "qwen3moe",
+            "",
+            vec![(
+                "ARCH.expert_used_count",
+                MetaValue::Array(MetaType::U32, vec![MetaValue::U32(2), MetaValue::U32(2)]),
+            )],
+            &["qwen3moe.expert_used_count", "one count"],
+        ),
+        // The expert tensors are there, the count says dense.
+        ("llama", "", vec![("ARCH.expert_count", MetaValue::U32(0))], &["blk.0.ffn_gate.weight", "expert tensors"]),
+        (
+            "llama",
+            "blk.0.ffn_up_exps.weight",
+            vec![("ARCH.expert_count", MetaValue::U32(NX as u32))],
+            &["blk.0.ffn_up_exps.weight", "missing"],
+        ),
+    ];
+    for (arch, drop, kv, want) in cases {
+        let e = open_err(&tiny(dir.path(), arch, 2, drop, &kv));
+        for w in want {
+            assert!(e.contains(w), "{arch} without {drop:?}, {kv:?}: {e}");
+        }
     }
 }

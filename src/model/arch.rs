@@ -2,7 +2,7 @@
 //! [`ArchSpec`] per `general.architecture` value says what the one forward
 //! pass in [`super::llama`] does differently for it (RoPE pairing, extra
 //! norms, activation, embedding and query scaling, sliding-window layers,
-//! logit soft-capping). Supporting another llama-like architecture is a new
+//! logit soft-capping, a dense or mixture-of-experts feed-forward). Supporting another llama-like architecture is a new
 //! row in [`ARCHITECTURES`] (plus whatever new operation it needs).
 //!
 //! The values follow llama.cpp's graph builders (`src/models/*.cpp`) and
@@ -61,6 +61,31 @@ pub struct SlidingWindow {
     pub local_freq_base: Option<f32>,
 }
 
+/// How the selected experts' weights are made (llama.cpp's `build_moe_ffn`
+/// arguments for the architecture). The router is always a softmax over
+/// `ffn_gate_inp · x`, the top `<arch>.expert_used_count` experts taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MoeSpec {
+    /// The selected probabilities divided by their sum (`norm_w`).
+    pub norm_weights: bool,
+    /// The experts' hidden size is `<arch>.expert_feed_forward_length`
+    /// (default `feed_forward_length / expert_used_count`), not
+    /// `feed_forward_length`.
+    pub expert_ff_key: bool,
+}
+
+/// The feed-forward block of every layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ffn {
+    /// One gated feed-forward (`ffn_gate`, `ffn_up`, `ffn_down`).
+    Dense,
+    /// Experts (`ffn_gate_inp`, `ffn_{gate,up,down}_exps`) when
+    /// `<arch>.expert_count` > 0, else dense (llama: Mixtral-style files).
+    MoeIfExperts(MoeSpec),
+    /// Always experts (`<arch>.expert_count` must be > 0).
+    Moe(MoeSpec),
+}
+
 /// What one architecture's forward pass needs beyond the llama layout
 /// (pre-norm blocks of attention and a gated feed-forward, RMS norms).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -92,7 +117,14 @@ pub struct ArchSpec {
     /// The output matrix is the token embeddings even when the file has an
     /// `output.weight` (llama.cpp's gemma2 loader).
     pub always_tied: bool,
+    /// Dense or mixture-of-experts feed-forward.
+    pub ffn: Ffn,
 }
+
+/// Mixtral (`llama` with experts) and qwen3moe: softmax router, the top-k
+/// weights renormalised; `expert_weights_scale` is not read for either.
+const MIXTRAL: MoeSpec = MoeSpec { norm_weights: true, expert_ff_key: false };
+const QWEN3MOE: MoeSpec = MoeSpec { norm_weights: true, expert_ff_key: true };
 
 const LLAMA: ArchSpec = ArchSpec {
     name: "llama",
@@ -106,15 +138,17 @@ const LLAMA: ArchSpec = ArchSpec {
     attn_softcap: None,
     final_softcap: FinalSoftcap::Never,
     always_tied: false,
+    ffn: Ffn::MoeIfExperts(MIXTRAL),
 };
 
 /// Every architecture the forward pass implements.
 pub const ARCHITECTURES: &[ArchSpec] = &[
     LLAMA,
-    ArchSpec { name: "mistral", ..LLAMA },
+    ArchSpec { name: "mistral", ffn: Ffn::Dense, ..LLAMA },
     // Q/K/V biases are read whenever the file has them.
-    ArchSpec { name: "qwen2", rope: RopeStyle::Neox, ..LLAMA },
-    ArchSpec { name: "qwen3", rope: RopeStyle::Neox, qk_norm: true, ..LLAMA },
+    ArchSpec { name: "qwen2", rope: RopeStyle::Neox, ffn: Ffn::Dense, ..LLAMA },
+    ArchSpec { name: "qwen3", rope: RopeStyle::Neox, qk_norm: true, ffn: Ffn::Dense, ..LLAMA },
+    ArchSpec { name: "qwen3moe", rope: RopeStyle::Neox, qk_norm: true, ffn: Ffn::Moe(QWEN3MOE), ..LLAMA },
     ArchSpec {
         name: "gemma2",
         rope: RopeStyle::Neox,
@@ -126,6 +160,7 @@ pub const ARCHITECTURES: &[ArchSpec] = &[
         attn_softcap: Some(50.0),
         final_softcap: FinalSoftcap::Always { default_cap: 30.0 },
         always_tied: true,
+        ffn: Ffn::Dense,
         ..LLAMA
     },
     ArchSpec {
@@ -138,6 +173,7 @@ pub const ARCHITECTURES: &[ArchSpec] = &[
         query_scale: QueryScale::GemmaQuery { n_layer_27b: 62 },
         sliding_window: Some(SlidingWindow { default_period: 6, default_window: None, local_freq_base: Some(10000.0) }),
         final_softcap: FinalSoftcap::WithoutSlidingWindow,
+        ffn: Ffn::Dense,
         ..LLAMA
     },
 ];

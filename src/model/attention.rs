@@ -22,7 +22,7 @@ use half::f16;
 
 /// Reduce 8 lanes in the order of an AVX horizontal sum.
 #[inline]
-fn hsum8(x: [f32; 8]) -> f32 {
+pub(super) fn hsum8(x: [f32; 8]) -> f32 {
     let y = [x[4] + x[0], x[5] + x[1], x[6] + x[2], x[7] + x[3]];
     (y[0] + y[2]) + (y[1] + y[3])
 }

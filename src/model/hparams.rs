@@ -58,6 +58,9 @@ pub fn check(path: &Path, md: &Metadata, tensors: &[TensorInfo]) -> Result<()> {
         "attention.value_length",
         "rope.dimension_count",
         "context_length",
+        "expert_count",
+        "expert_used_count",
+        "expert_feed_forward_length",
     ] {
         let key = format!("{arch}.{suffix}");
         if let Some(n) = md.get_u64(&key).filter(|&n| n > MAX_DIM) {

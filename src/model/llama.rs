@@ -1,6 +1,6 @@
 //! Llama-family forward pass over a GGUF file's quantized weights, for the
-//! architectures [`super::arch`] describes (llama, mistral, qwen2, qwen3,
-//! gemma2, gemma3), computed the way llama.cpp's CPU backend computes it:
+//! architectures [`super::arch`] describes (llama with or without experts,
+//! mistral, qwen2, qwen3, qwen3moe, gemma2, gemma3), computed the way llama.cpp's CPU backend computes it:
 //!
 //! - token embeddings: one row of `token_embd` dequantized per token (times
 //!   `sqrt(n_embd)` for gemma);
@@ -17,9 +17,10 @@
 //!   rounded to F16 for the products with it, as ggml's F16 `mul_mat` does),
 //!   sliding-window masks on gemma's local layers, gemma2's soft-capped
 //!   scores;
-//! - SwiGLU or GeGLU feed-forward, gemma's norms of the attention and
-//!   feed-forward outputs; output projection or the tied token embeddings,
-//!   optional logit soft-capping.
+//! - SwiGLU or GeGLU feed-forward, or a mixture of experts (qwen3moe,
+//!   Mixtral-style llama: [`super::moe`]), gemma's norms of the attention
+//!   and feed-forward outputs; output projection or the tied token
+//!   embeddings, optional logit soft-capping.
 //!
 //! Every matrix product runs on the quantized weights through
 //! [`crate::quant::matmul`] (activations quantized to the weight type's
@@ -35,6 +36,7 @@ use rayon::prelude::*;
 use super::arch::{self, Activation, ArchSpec, FinalSoftcap, QueryScale};
 use super::attention::{self, to_f16_precision, Scratch};
 use super::error::{ModelError, Result};
+use super::moe::{ExpertObserver, Experts};
 use super::ops::{add_bias, add_into, geglu, rms_norm, rotate, scale, select_rows, softcap, swiglu};
 use crate::gguf::{GgmlType, GgufFile, TensorInfo};
 use crate::quant::matmul::{matmul_quantized, Activations, Weights};
@@ -59,7 +61,14 @@ pub struct HParams {
     pub n_head: usize,
     pub n_head_kv: usize,
     pub head_dim: usize,
+    /// Hidden size of the dense feed-forward (0 when every layer has
+    /// experts and the file does not set it).
     pub n_ff: usize,
+    /// Experts per layer (0: dense feed-forward), experts used per token,
+    /// hidden size of one expert.
+    pub n_expert: usize,
+    pub n_expert_used: usize,
+    pub n_ff_exp: usize,
     pub n_vocab: usize,
     pub n_rot: usize,
     pub n_ctx_train: usize,
@@ -86,12 +95,29 @@ pub struct HParams {
     pub attn_softcap: Option<f32>,
 }
 
-/// A weight matrix in the file: `rows` × `cols` of `info.ty`.
+/// A weight matrix in the file: `rows` × `cols` of `info.ty`, or a stack
+/// of `n_mat` such matrices (the experts of a 3-D tensor, each contiguous).
 #[derive(Clone, Debug)]
-struct Mat {
-    info: TensorInfo,
-    rows: usize,
-    cols: usize,
+pub(super) struct Mat {
+    pub(super) info: TensorInfo,
+    pub(super) rows: usize,
+    pub(super) cols: usize,
+    pub(super) n_mat: usize,
+}
+
+/// A layer's feed-forward weights.
+pub(super) enum FfnWeights {
+    Dense { gate: Mat, up: Mat, down: Mat },
+    Experts(Experts),
+}
+
+impl FfnWeights {
+    fn mats(&self) -> Vec<&Mat> {
+        match self {
+            FfnWeights::Dense { gate, up, down } => vec![gate, up, down],
+            FfnWeights::Experts(e) => vec![&e.router, &e.gate, &e.up, &e.down],
+        }
+    }
 }
 
 struct Layer {
@@ -113,9 +139,16 @@ struct Layer {
     bv: Option<Vec<f32>>,
     bo: Option<Vec<f32>>,
     ffn_norm: Vec<f32>,
-    gate: Mat,
-    up: Mat,
-    down: Mat,
+    ffn: FfnWeights,
+}
+
+impl Layer {
+    /// Every weight matrix of the layer, in the order the pass reads them.
+    fn mats(&self) -> Vec<&Mat> {
+        let mut v = vec![&self.wq, &self.wk, &self.wv, &self.wo];
+        v.extend(self.ffn.mats());
+        v
+    }
 }
 
 /// A llama-family model backed by the memory map of its GGUF file.
@@ -173,7 +206,10 @@ pub type ResidualObserver<'a> = dyn FnMut(usize, &[f32]) + 'a;
 /// Optional instrumentation of [`LlamaModel::forward_with`].
 #[derive(Default)]
 pub struct Hooks<'a> {
+    /// Every ordinary matrix product (the expert routers included).
     pub observer: Option<&'a mut MatmulObserver<'a>>,
+    /// Every product with a 3-D expert tensor (ggml's `MUL_MAT_ID`).
+    pub experts: Option<&'a mut ExpertObserver<'a>>,
     pub overrides: &'a [WeightOverride<'a>],
     pub residual: Option<&'a mut ResidualObserver<'a>>,
 }
@@ -250,14 +286,22 @@ impl LlamaModel {
 
     /// The weights of `m`, or the override of the same name.
     fn weights<'s>(&'s self, m: &'s Mat, overrides: &'s [WeightOverride<'s>]) -> Weights<'s> {
+        self.weights_of(m, 0, overrides)
+    }
+
+    /// The weights of matrix `e` of the stack `m` (expert `e`), or of the
+    /// override of the same name.
+    pub(super) fn weights_of<'s>(&'s self, m: &'s Mat, e: usize, overrides: &'s [WeightOverride<'s>]) -> Weights<'s> {
         let (ty, data) = match overrides.iter().find(|o| o.name == m.info.name) {
             Some(o) => (o.ty, o.data),
             None => (m.info.ty, self.file.tensor_data(&m.info)),
         };
-        Weights::new(ty, m.rows, m.cols, data).expect("types and sizes are checked at load time and for overrides")
+        let bytes = data.len() / m.n_mat.max(1);
+        Weights::new(ty, m.rows, m.cols, &data[e * bytes..(e + 1) * bytes])
+            .expect("types and sizes are checked at load time and for overrides")
     }
 
-    fn matmul(&self, m: &Mat, x: &[f32], n: usize, hooks: &mut Hooks<'_>) -> Vec<f32> {
+    pub(super) fn matmul(&self, m: &Mat, x: &[f32], n: usize, hooks: &mut Hooks<'_>) -> Vec<f32> {
         let [out] = self.matmuls([m], x, n, hooks);
         out
     }
@@ -287,7 +331,7 @@ impl LlamaModel {
     pub fn matrices(&self) -> Vec<(&str, Option<usize>)> {
         let mut v = vec![(self.tok_embd.info.name.as_str(), None)];
         for (il, l) in self.layers.iter().enumerate() {
-            for m in [&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down] {
+            for m in l.mats() {
                 v.push((m.info.name.as_str(), Some(il)));
             }
         }
@@ -308,16 +352,14 @@ impl LlamaModel {
         if name == self.output.info.name {
             return Some(self.hp.n_layer);
         }
-        self.layers
-            .iter()
-            .position(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down].iter().any(|m| m.info.name == name))
+        self.layers.iter().position(|l| l.mats().iter().any(|m| m.info.name == name))
     }
 
     fn check_overrides(&self, overrides: &[WeightOverride<'_>]) -> Result<()> {
         for o in overrides {
             let m = std::iter::once(&self.tok_embd)
                 .chain(std::iter::once(&self.output))
-                .chain(self.layers.iter().flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down]))
+                .chain(self.layers.iter().flat_map(|l| l.mats()))
                 .find(|m| m.info.name == o.name)
                 .ok_or_else(|| ModelError::Invalid(format!("override of `{}`: not a weight matrix", o.name)))?;
             if !crate::quant::caps(o.ty).vec_dot {
@@ -326,7 +368,7 @@ impl LlamaModel {
                     o.name, o.ty
                 )));
             }
-            let want = o.ty.row_bytes(m.cols as u64).map(|b| b * m.rows as u64);
+            let want = o.ty.row_bytes(m.cols as u64).map(|b| b * m.rows as u64 * m.n_mat as u64);
             if want != Some(o.data.len() as u64) {
                 return Err(ModelError::Invalid(format!(
                     "override of `{}`: {} bytes, {} {} needs {:?}",
@@ -514,13 +556,18 @@ impl LlamaModel {
             }
             add_into(&mut x, &o);
             let h = rms_norm(&x, d, hp.eps, &layer.ffn_norm);
-            let [mut g, u] = self.matmuls([&layer.gate, &layer.up], &h, rows, hooks);
-            let act = match hp.spec.activation {
-                Activation::Silu => swiglu,
-                Activation::GeluTanh => geglu,
+            let mut down = match &layer.ffn {
+                FfnWeights::Dense { gate, up, down } => {
+                    let [mut g, u] = self.matmuls([gate, up], &h, rows, hooks);
+                    let act = match hp.spec.activation {
+                        Activation::Silu => swiglu,
+                        Activation::GeluTanh => geglu,
+                    };
+                    g.par_chunks_mut(gate.rows).zip(u.par_chunks(gate.rows)).for_each(|(g, u)| act(g, u));
+                    self.matmul(down, &g, rows, hooks)
+                }
+                FfnWeights::Experts(e) => self.moe_ffn(e, &h, rows, hooks),
             };
-            g.par_chunks_mut(hp.n_ff).zip(u.par_chunks(hp.n_ff)).for_each(|(g, u)| act(g, u));
-            let mut down = self.matmul(&layer.down, &g, rows, hooks);
             if let Some(w) = &layer.post_ffn_norm {
                 down = rms_norm(&down, d, hp.eps, w);
             }

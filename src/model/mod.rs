@@ -5,6 +5,7 @@
 //!   `tokenizer.ggml.*` vocabulary (byte-level BPE and SentencePiece-style).
 //! - [`llama`]: the llama-family forward pass on the quantized weights.
 //! - [`arch`]: the architectures it implements, described as data.
+//! - [`moe`]: the mixture-of-experts feed-forward (router, top-k, experts).
 //! - [`hparams`]: hyper-parameters checked before they are used.
 //! - `ops`: the element-wise and row operations of the forward pass.
 
@@ -13,6 +14,7 @@ pub mod attention;
 pub mod error;
 pub mod hparams;
 pub mod llama;
+pub mod moe;
 mod ops;
 pub mod tokenizer;
 

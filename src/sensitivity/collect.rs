@@ -10,19 +10,27 @@
 //! token replaced by BOS when the vocabulary adds BOS, every row of the last
 //! layer computed (llama-imatrix requests all logits). The file records
 //! `chunk_count` = chunks processed and `chunk_size` = `n_ctx`.
+//!
+//! Expert tensors (ggml's `MUL_MAT_ID`, whatever the batch size) keep one
+//! sum vector and one token count per expert: for every slot of the
+//! selected experts, then every token, the routed row's squared values are
+//! added to its expert's sums and the expert's count goes up by one —
+//! llama-imatrix's loop, in its order (the sums are f32).
 
 use std::collections::BTreeMap;
 
 use super::imatrix::{Entry, Imatrix};
 use super::SensitivityError;
 use crate::eval::ChunkPlan;
+use crate::model::moe::ExpertInput;
 use crate::model::{Hooks, Input, LlamaModel, Outputs};
 
 /// Running per-matrix sums (what llama-imatrix keeps in memory).
 #[derive(Clone, Debug, Default)]
 pub struct Collector {
     pub process_output: bool,
-    stats: BTreeMap<String, (Vec<f32>, u64)>,
+    /// Sums (`cols` per matrix) and counts (one, or one per expert).
+    stats: BTreeMap<String, (Vec<f32>, Vec<u64>)>,
     error: Option<String>,
 }
 
@@ -42,8 +50,8 @@ impl Collector {
             return;
         }
         let cols = x.len() / rows;
-        let (acc, count) = self.stats.entry(name.to_string()).or_insert_with(|| (vec![0f32; cols], 0));
-        if acc.len() != cols {
+        let (acc, count) = self.stats.entry(name.to_string()).or_insert_with(|| (vec![0f32; cols], vec![0]));
+        if acc.len() != cols || count.len() != 1 {
             self.error.get_or_insert_with(|| format!("`{name}`: inconsistent row length {cols} vs {}", acc.len()));
             return;
         }
@@ -52,8 +60,45 @@ impl Collector {
                 *a += v * v;
             }
         }
-        *count += rows as u64;
+        count[0] += rows as u64;
         if acc.iter().any(|v| !v.is_finite()) {
+            self.error.get_or_insert_with(|| format!("non-finite activations in the input of `{name}`"));
+        }
+    }
+
+    /// Add one expert product's input (every one: llama-imatrix collects
+    /// all of `MUL_MAT_ID`'s).
+    pub fn observe_experts(&mut self, inp: &ExpertInput<'_>) {
+        let (cols, n_expert, k) = (inp.cols, inp.n_expert, inp.n_used);
+        if cols == 0 || k == 0 {
+            return;
+        }
+        let n_tokens = inp.ids.len() / k;
+        let name = inp.name;
+        let (acc, counts) =
+            self.stats.entry(name.to_string()).or_insert_with(|| (vec![0f32; cols * n_expert], vec![0; n_expert]));
+        if acc.len() != cols * n_expert || counts.len() != n_expert {
+            self.error.get_or_insert_with(|| {
+                format!("`{name}`: inconsistent shape {cols} × {n_expert} experts vs {} values", acc.len())
+            });
+            return;
+        }
+        let mut touched = vec![false; n_expert];
+        for slot in 0..k {
+            for t in 0..n_tokens {
+                let e = inp.ids[t * k + slot] as usize;
+                let row = if inp.per_slot { t * k + slot } else { t };
+                let x = &inp.x[row * cols..(row + 1) * cols];
+                counts[e] += 1;
+                touched[e] = true;
+                for (a, &v) in acc[e * cols..(e + 1) * cols].iter_mut().zip(x) {
+                    *a += v * v;
+                }
+            }
+        }
+        let bad =
+            touched.iter().enumerate().any(|(e, &t)| t && acc[e * cols..(e + 1) * cols].iter().any(|v| !v.is_finite()));
+        if bad {
             self.error.get_or_insert_with(|| format!("non-finite activations in the input of `{name}`"));
         }
     }
@@ -66,7 +111,9 @@ impl Collector {
         let entries = self
             .stats
             .into_iter()
-            .map(|(name, (sums, count))| (name, Entry { sums, counts: vec![count as f32] }))
+            .map(|(name, (sums, counts))| {
+                (name, Entry { sums, counts: counts.into_iter().map(|c| c as f32).collect() })
+            })
             .collect();
         Ok(Imatrix { entries, datasets, chunk_count, chunk_size, legacy: false })
     }
@@ -104,8 +151,10 @@ pub fn collect(
             batch[0] = b;
         }
         cache.clear();
-        let mut obs = |name: &str, x: &[f32], rows: usize| collector.observe(name, x, rows);
-        let mut hooks = Hooks { observer: Some(&mut obs), ..Default::default() };
+        let collector = std::cell::RefCell::new(&mut collector);
+        let mut obs = |name: &str, x: &[f32], rows: usize| collector.borrow_mut().observe(name, x, rows);
+        let mut exp = |inp: &ExpertInput<'_>| collector.borrow_mut().observe_experts(inp);
+        let mut hooks = Hooks { observer: Some(&mut obs), experts: Some(&mut exp), ..Default::default() };
         model.forward_with(
             Input::Tokens(&batch),
             std::slice::from_mut(&mut cache),

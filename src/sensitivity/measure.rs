@@ -273,7 +273,10 @@ pub fn weights_f32(model: &LlamaModel, t: &TensorInfo) -> Result<Vec<f32>, Sensi
 }
 
 /// Quantize `w` (rows of `row_len`) to `ty` with the importance vector, as
-/// `quantmix quantize` does; returns the bytes and the proxy.
+/// `quantmix quantize` does; returns the bytes and the proxy. An importance
+/// of `n · row_len` values splits `w` into `n` equal stacks of rows (the
+/// experts of a 3-D tensor), each quantized and weighted with its own
+/// vector.
 pub fn quantize_candidate(
     ty: GgmlType,
     w: &[f32],
@@ -283,15 +286,31 @@ pub fn quantize_candidate(
     let row_bytes =
         ty.row_bytes(row_len as u64)
             .ok_or_else(|| SensitivityError::Invalid(format!("{ty} does not fit rows of {row_len}")))? as usize;
-    let mut q = vec![0u8; row_bytes * (w.len() / row_len)];
-    crate::quant::quantize_rows(ty, w, row_len, imp, &mut q)?;
+    let rows = w.len() / row_len;
+    let n_mat = imp.map_or(1, |v| v.len() / row_len.max(1)).max(1);
+    if !rows.is_multiple_of(n_mat) || imp.is_some_and(|v| v.len() != n_mat * row_len) {
+        return Err(SensitivityError::Invalid(format!(
+            "an importance vector of {} values for {rows} rows of {row_len}",
+            imp.map_or(0, |v| v.len())
+        )));
+    }
+    let mat_rows = rows / n_mat;
+    let mut q = vec![0u8; row_bytes * rows];
     let mut back = vec![0f32; w.len()];
-    crate::quant::dequantize_rows(ty, &q, row_len, &mut back)?;
     let mut proxy = 0f64;
-    for (rw, rb) in w.chunks_exact(row_len).zip(back.chunks_exact(row_len)) {
-        for (j, (&a, &b)) in rw.iter().zip(rb).enumerate() {
-            let e = (a - b) as f64;
-            proxy += imp.map_or(1.0, |v| v[j] as f64) * e * e;
+    for (m, (qm, (wm, bm))) in q
+        .chunks_mut(row_bytes * mat_rows)
+        .zip(w.chunks(row_len * mat_rows).zip(back.chunks_mut(row_len * mat_rows)))
+        .enumerate()
+    {
+        let im = imp.map(|v| &v[m * row_len..(m + 1) * row_len]);
+        crate::quant::quantize_rows(ty, wm, row_len, im, qm)?;
+        crate::quant::dequantize_rows(ty, qm, row_len, bm)?;
+        for (rw, rb) in wm.chunks_exact(row_len).zip(bm.chunks_exact(row_len)) {
+            for (j, (&a, &b)) in rw.iter().zip(rb).enumerate() {
+                let e = (a - b) as f64;
+                proxy += im.map_or(1.0, |v| v[j] as f64) * e * e;
+            }
         }
     }
     Ok((q, proxy))
@@ -355,7 +374,9 @@ pub fn measure_target(
 ) -> Result<Vec<Measured>, SensitivityError> {
     let t = &target.info;
     let row_len = t.row_len() as usize;
-    let imp = importance.get(&t.name).map(Vec::as_slice).filter(|v| v.len() == row_len);
+    // One vector, or one per expert of a 3-D tensor (as `quantize` uses it).
+    let n_mat: usize = t.shape.iter().skip(2).map(|&d| d as usize).product();
+    let imp = importance.get(&t.name).map(Vec::as_slice).filter(|v| v.len() == row_len || v.len() == row_len * n_mat);
     let w = weights_f32(models.source, t)?;
     let measured: Vec<GgmlType> = measured_candidates(target, anchors).map(|c| c.ty).collect();
     let mut out = Vec::with_capacity(target.candidates.len());

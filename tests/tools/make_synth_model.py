@@ -7,7 +7,14 @@ usage: make_synth_model.py ARCH OUT.gguf [--vocab-text TEXT] [--seed N] [--n-emb
                            [--n-head N] [--n-head-kv N] [--head-dim N] [--n-ff N] [--n-vocab N]
                            [--sliding-window N] [--final-softcap X] [--attn-softcap X] [--tied]
                            [--rope-base X] [--bos] [--pad-vocab N] [--spread X]
-ARCH: qwen3, gemma2 or gemma3.
+                           [--n-expert N] [--n-expert-used K] [--n-ff-exp N] [--router-scale X]
+ARCH: llama, qwen3, qwen3moe, gemma2 or gemma3.
+
+Experts: qwen3moe always has them (default 8 experts, 2 used), llama when --n-expert N > 0
+(Mixtral-style: `llama.expert_count`, the experts' hidden size is --n-ff). Each layer then has an F32
+router `ffn_gate_inp` (N rows, scaled by --router-scale: larger values give more peaked routing) and
+F16 `ffn_{gate,up,down}_exps` (ne = [n_embd, n_ff_exp, N], [n_ff_exp, n_embd, N]) instead of the dense
+feed-forward; qwen3moe writes `expert_feed_forward_length` = --n-ff-exp (default --n-ff).
 
 --pad-vocab N pads the vocabulary to N tokens with ones no text produces (`<pad_i>`), so that the
 output matrix has a real model's size (a 1.5B-class fixture: 151 936 as Qwen2). --spread X scales every
@@ -72,7 +79,7 @@ def learn_bpe(text, n_merges):
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("arch", choices=["qwen3", "gemma2", "gemma3"])
+    ap.add_argument("arch", choices=["llama", "qwen3", "qwen3moe", "gemma2", "gemma3"])
     ap.add_argument("out")
     ap.add_argument("--vocab-text", default=None)
     ap.add_argument("--seed", type=int, default=1)
@@ -92,7 +99,17 @@ def main() -> int:
     ap.add_argument("--bos", action="store_true", help="add_bos_token = true")
     ap.add_argument("--pad-vocab", type=int, default=0)
     ap.add_argument("--spread", type=float, default=0.0)
+    ap.add_argument("--n-expert", type=int, default=None, help="experts per layer (qwen3moe default 8)")
+    ap.add_argument("--n-expert-used", type=int, default=2)
+    ap.add_argument("--n-ff-exp", type=int, default=0, help="an expert's hidden size (default --n-ff)")
+    ap.add_argument("--router-scale", type=float, default=1.0)
     a = ap.parse_args()
+    n_expert = a.n_expert if a.n_expert is not None else (8 if a.arch == "qwen3moe" else 0)
+    if a.arch == "qwen3moe" and n_expert < 1:
+        raise SystemExit("qwen3moe needs --n-expert >= 1")
+    if n_expert and a.arch not in ("llama", "qwen3moe"):
+        raise SystemExit("--n-expert: only llama and qwen3moe have experts")
+    n_ff_exp = a.n_ff_exp or a.n_ff
     rng = np.random.default_rng(a.seed)
 
     text = open(a.vocab_text, encoding="utf-8").read() if a.vocab_text else "the quick brown fox " * 50
@@ -119,6 +136,11 @@ def main() -> int:
     w.add_uint32(f"{arch}.attention.value_length", D)
     w.add_float32(f"{arch}.rope.freq_base", a.rope_base)
     w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", 1e-6)
+    if n_expert:
+        w.add_uint32(f"{arch}.expert_count", n_expert)
+        w.add_uint32(f"{arch}.expert_used_count", a.n_expert_used)
+        if arch == "qwen3moe":
+            w.add_uint32(f"{arch}.expert_feed_forward_length", n_ff_exp)
     if a.sliding_window:
         w.add_uint32(f"{arch}.attention.sliding_window", a.sliding_window)
     if a.attn_softcap:
@@ -165,14 +187,22 @@ def main() -> int:
         w.add_tensor(p + "attn_k.weight", mat(HKV * D, E, 1 / np.sqrt(E)))
         w.add_tensor(p + "attn_v.weight", mat(HKV * D, E, 1 / np.sqrt(E)))
         w.add_tensor(p + "attn_output.weight", mat(E, H * D, 1 / np.sqrt(H * D)))
-        if arch in ("qwen3", "gemma3"):
+        if arch in ("qwen3", "qwen3moe", "gemma3"):
             # Q/K norms with a spread of gains: some heads attend sharply.
             w.add_tensor(p + "attn_q_norm.weight", norm(D, 0.5))
             w.add_tensor(p + "attn_k_norm.weight", norm(D, 0.5))
         w.add_tensor(p + "ffn_norm.weight", norm(E))
-        w.add_tensor(p + "ffn_gate.weight", mat(F, E, 1 / np.sqrt(E)))
-        w.add_tensor(p + "ffn_up.weight", mat(F, E, 1 / np.sqrt(E)))
-        w.add_tensor(p + "ffn_down.weight", mat(E, F, 1 / np.sqrt(F)))
+        if n_expert:
+            X, FX = n_expert, n_ff_exp
+            w.add_tensor(p + "ffn_gate_inp.weight",
+                         (rng.standard_normal((X, E)) * (a.router_scale / np.sqrt(E))).astype(np.float32))
+            w.add_tensor(p + "ffn_gate_exps.weight", np.stack([mat(FX, E, 1 / np.sqrt(E)) for _ in range(X)]))
+            w.add_tensor(p + "ffn_up_exps.weight", np.stack([mat(FX, E, 1 / np.sqrt(E)) for _ in range(X)]))
+            w.add_tensor(p + "ffn_down_exps.weight", np.stack([mat(E, FX, 1 / np.sqrt(FX)) for _ in range(X)]))
+        else:
+            w.add_tensor(p + "ffn_gate.weight", mat(F, E, 1 / np.sqrt(E)))
+            w.add_tensor(p + "ffn_up.weight", mat(F, E, 1 / np.sqrt(E)))
+            w.add_tensor(p + "ffn_down.weight", mat(E, F, 1 / np.sqrt(F)))
         if arch in ("gemma2", "gemma3"):
             w.add_tensor(p + "post_attention_norm.weight", norm(E))
             w.add_tensor(p + "post_ffw_norm.weight", norm(E))

@@ -4,6 +4,10 @@
 //! use it.
 
 use super::*;
+use crate::model::arch::Ffn;
+
+/// More experts than llama.cpp loads (its `LLAMA_MAX_EXPERTS`).
+const MAX_EXPERTS: usize = 1024;
 
 impl LlamaModel {
     /// Build the model over an already opened file.
@@ -34,7 +38,17 @@ impl LlamaModel {
         let n_layer = req("block_count")?;
         let n_head = req("attention.head_count")?;
         let n_head_kv = meta.arch_u64("attention.head_count_kv").map(|v| v as usize).unwrap_or(n_head);
-        let n_ff = req("feed_forward_length")?;
+        // Experts: the architecture's kind, `<arch>.expert_count` for llama.
+        let n_expert_key = meta.arch_u64("expert_count").unwrap_or(0) as usize;
+        let moe = match spec.ffn {
+            Ffn::Dense => None,
+            Ffn::MoeIfExperts(m) => (n_expert_key > 0).then_some(m),
+            Ffn::Moe(m) => Some(m),
+        };
+        let n_ff = match moe {
+            None => req("feed_forward_length")?,
+            Some(_) => meta.arch_u64("feed_forward_length").map_or(0, |v| v as usize),
+        };
         let head_dim = meta.arch_u64("attention.key_length").map(|v| v as usize).unwrap_or(n_embd / n_head.max(1));
         let n_rot = meta.arch_u64("rope.dimension_count").map(|v| v as usize).unwrap_or(head_dim);
         let n_ctx_train = meta.arch_u64("context_length").map(|v| v as usize).unwrap_or(0);
@@ -134,9 +148,46 @@ impl LlamaModel {
             None => None,
         };
 
+        let (mut n_expert, mut n_expert_used, mut n_ff_exp) = (0usize, 0usize, 0usize);
+        if let Some(m) = moe {
+            n_expert = req("expert_count")?;
+            if n_expert > MAX_EXPERTS {
+                return Err(bad("expert_count", format!("{n_expert} experts (llama.cpp loads at most {MAX_EXPERTS})")));
+            }
+            let key = "expert_used_count";
+            n_expert_used = match meta.get(&format!("{arch}.{key}")) {
+                None => return Err(bad(key, "missing (the number of experts each token uses)".into())),
+                Some(v) => v.as_u64().map(|v| v as usize).ok_or_else(|| {
+                    bad(key, format!("{v:?}: quantmix reads one count for every layer (a positive integer)"))
+                })?,
+            };
+            if n_expert_used == 0 || n_expert_used > n_expert {
+                return Err(bad(key, format!("{n_expert_used} (expected 1 to the {n_expert} experts)")));
+            }
+            if let Some(g) = meta.arch_u64("expert_group_count").filter(|&g| g > 1) {
+                return Err(bad("expert_group_count", format!("{g}: grouped expert selection is not supported")));
+            }
+            n_ff_exp = if m.expert_ff_key {
+                let key = "expert_feed_forward_length";
+                match meta.get(&format!("{arch}.{key}")) {
+                    Some(v) => v.as_u64().filter(|&v| v > 0).map(|v| v as usize).ok_or_else(|| {
+                        bad(key, format!("{v:?}: quantmix reads one size for every layer (a positive integer)"))
+                    })?,
+                    None if n_ff > 0 => n_ff / n_expert_used,
+                    None => return Err(bad(key, "missing (and no feed_forward_length to derive it from)".into())),
+                }
+            } else {
+                req("feed_forward_length")?
+            };
+            if n_ff_exp == 0 || n_ff_exp as u64 > crate::model::hparams::MAX_DIM {
+                return Err(bad("expert_feed_forward_length", format!("an expert hidden size of {n_ff_exp}")));
+            }
+        }
+
         let q_dim = n_head * head_dim;
         let kv_dim = n_head_kv * head_dim;
-        let mat = |name: &str, cols: usize, rows: Option<usize>| -> Result<Mat> {
+        // A matrix `rows × cols` (`n_mat` > 1: a 3-D stack of experts).
+        let mat_n = |name: &str, cols: usize, rows: Option<usize>, n_mat: usize| -> Result<Mat> {
             let info = file.tensor(name).ok_or_else(|| ModelError::Tensor {
                 path: path.clone(),
                 tensor: name.into(),
@@ -149,21 +200,22 @@ impl LlamaModel {
                 offset: Some(file.header.data_offset + info.offset),
                 msg,
             };
-            if info.shape.len() != 2
+            let dims = if n_mat > 1 { 3 } else { 2 };
+            if info.shape.len() != dims
                 || info.shape[0] as usize != cols
                 || rows.is_some_and(|r| info.shape[1] as usize != r)
+                || (n_mat > 1 && info.shape[2] as usize != n_mat)
             {
-                return Err(terr(format!(
-                    "shape {:?}, expected [{cols}, {}]",
-                    info.shape,
-                    rows.map(|r| r.to_string()).unwrap_or_else(|| "n".into())
-                )));
+                let want = rows.map(|r| r.to_string()).unwrap_or_else(|| "n".into());
+                let want = if n_mat > 1 { format!("[{cols}, {want}, {n_mat}]") } else { format!("[{cols}, {want}]") };
+                return Err(terr(format!("shape {:?}, expected {want}", info.shape)));
             }
             if !crate::quant::caps(info.ty).vec_dot {
                 return Err(terr(format!("type {} has no dot-product kernel in quantmix", info.ty)));
             }
-            Ok(Mat { info: info.clone(), rows: info.shape[1] as usize, cols })
+            Ok(Mat { info: info.clone(), rows: info.shape[1] as usize, cols, n_mat })
         };
+        let mat = |name: &str, cols: usize, rows: Option<usize>| -> Result<Mat> { mat_n(name, cols, rows, 1) };
         let vector = |name: &str, len: usize| -> Result<Option<Vec<f32>>> {
             let Some(info) = file.tensor(name) else { return Ok(None) };
             let terr = |msg: String| ModelError::Tensor {
@@ -208,6 +260,71 @@ impl LlamaModel {
                     msg: "fused QKV projections are not supported".into(),
                 });
             }
+            let ffn = match moe {
+                None => {
+                    let gate = p("ffn_gate.weight");
+                    if file.tensor(&gate).is_none() && file.tensor(&p("ffn_gate_exps.weight")).is_some() {
+                        return Err(ModelError::Tensor {
+                            path: path.clone(),
+                            tensor: gate,
+                            offset: None,
+                            msg: format!(
+                                "missing: the file has expert tensors (ffn_gate_exps) but `{arch}.expert_count` is {}",
+                                if n_expert_key > 0 { "ignored by this architecture" } else { "0 or absent" }
+                            ),
+                        });
+                    }
+                    FfnWeights::Dense {
+                        gate: mat(&gate, n_embd, Some(n_ff))?,
+                        up: mat(&p("ffn_up.weight"), n_embd, Some(n_ff))?,
+                        down: mat(&p("ffn_down.weight"), n_ff, Some(n_embd))?,
+                    }
+                }
+                Some(moe_spec) => {
+                    for extra in [
+                        "ffn_gate_inp.bias",
+                        "ffn_gate_exps.scale",
+                        "ffn_up_exps.scale",
+                        "ffn_down_exps.scale",
+                        "ffn_gate_up_exps.weight",
+                        "ffn_up_shexp.weight",
+                        "exp_probs_b.bias",
+                    ] {
+                        if file.tensor(&p(extra)).is_some() {
+                            return Err(ModelError::Tensor {
+                                path: path.clone(),
+                                tensor: p(extra),
+                                offset: None,
+                                msg: "not supported by quantmix's mixture-of-experts forward pass".into(),
+                            });
+                        }
+                    }
+                    let router = mat(&p("ffn_gate_inp.weight"), n_embd, Some(n_expert))?;
+                    let router_f32 = if router.info.ty == GgmlType::F32 {
+                        let mut w = vec![0f32; n_embd * n_expert];
+                        crate::quant::dequantize_row(GgmlType::F32, file.tensor_data(&router.info), &mut w).map_err(
+                            |e| ModelError::Tensor {
+                                path: path.clone(),
+                                tensor: router.info.name.clone(),
+                                offset: Some(file.header.data_offset + router.info.offset),
+                                msg: format!("cannot read: {e}"),
+                            },
+                        )?;
+                        Some(w)
+                    } else {
+                        None
+                    };
+                    FfnWeights::Experts(Experts {
+                        router,
+                        router_f32,
+                        gate: mat_n(&p("ffn_gate_exps.weight"), n_embd, Some(n_ff_exp), n_expert)?,
+                        up: mat_n(&p("ffn_up_exps.weight"), n_embd, Some(n_ff_exp), n_expert)?,
+                        down: mat_n(&p("ffn_down_exps.weight"), n_ff_exp, Some(n_embd), n_expert)?,
+                        n_used: n_expert_used,
+                        spec: moe_spec,
+                    })
+                }
+            };
             let opt_need = |on: bool, name: &str, len: usize| -> Result<Option<Vec<f32>>> {
                 if on {
                     need(&p(name), len).map(Some)
@@ -231,9 +348,7 @@ impl LlamaModel {
                 bv: vector(&p("attn_v.bias"), kv_dim)?,
                 bo: vector(&p("attn_output.bias"), n_embd)?,
                 ffn_norm: need(&p("ffn_norm.weight"), n_embd)?,
-                gate: mat(&p("ffn_gate.weight"), n_embd, Some(n_ff))?,
-                up: mat(&p("ffn_up.weight"), n_embd, Some(n_ff))?,
-                down: mat(&p("ffn_down.weight"), n_ff, Some(n_embd))?,
+                ffn,
             });
         }
         let hp = HParams {
@@ -244,6 +359,9 @@ impl LlamaModel {
             n_head_kv,
             head_dim,
             n_ff,
+            n_expert,
+            n_expert_used,
+            n_ff_exp,
             n_vocab,
             n_rot,
             n_ctx_train,
