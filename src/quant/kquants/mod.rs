@@ -10,6 +10,7 @@
 #[cfg(target_arch = "x86_64")]
 pub mod dequant_avx2;
 pub mod dot;
+pub mod gemm;
 pub mod q2k;
 pub mod q3k;
 pub mod q4k;

@@ -77,7 +77,7 @@ pub(crate) fn scales_q3k(q: &[u8; 12]) -> [u8; 16] {
 /// 2-bit field `shift/2` of every byte.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn crumbs(bits: __m256i, shift: i32) -> __m256i {
+pub(crate) unsafe fn crumbs(bits: __m256i, shift: i32) -> __m256i {
     _mm256_and_si256(_mm256_srl_epi16(bits, _mm_cvtsi32_si128(shift)), _mm256_set1_epi8(3))
 }
 

@@ -1,0 +1,471 @@
+//! AVX-512 VNNI tile kernels for matrix products of k-quant weights (Q2_K,
+//! Q3_K, Q4_K, Q5_K, Q6_K) with several tokens of Q8_K activations.
+//!
+//! The AVX2 dot products ([`super::dot::avx2`]) unpack each 32-value chunk
+//! of a super-block to unsigned levels, multiply them with the activations
+//! by `maddubs` (16-bit pair sums, which cannot saturate for these level
+//! ranges), weight the pairs by the sub-block scale with `madd` and add into
+//! 8 i32 lanes (lane `k` holds the products of bytes `4k..4k+4` of every
+//! chunk), then per super-block convert the lanes and accumulate
+//! `d_w·d_a · lanes` with one FMA; the minimum terms are exact integers
+//! accumulated in scalar float, Q6_K's offset is taken from the lanes by
+//! `madd` of the activation block sums.
+//!
+//! Here one 16-lane register holds the same 8 lanes for two tokens (token
+//! `t` in lanes 0..8, `t+1` in 8..16), `vpdpwssd` fuses the scale `madd`
+//! and the add, and a tile of [`MR`] rows × 2·[`NP`] tokens is computed
+//! together: each weight super-block is unpacked once for all its tokens,
+//! each activation block loaded once for all its rows. The integer lanes
+//! are the AVX2 kernel's exactly (integer sums do not depend on their
+//! order; Q3_K's `−4` of a clear high bit becomes `maddubs(low + 4·high) −
+//! maddubs(4)`, the same pair sums), and every float operation is the AVX2
+//! kernel's in the same order per lane, so every output is bit-identical
+//! to the AVX2 dot product (tests/matmul.rs).
+
+#[cfg(target_arch = "x86_64")]
+pub mod vnni {
+    use crate::quant::blocks::*;
+    use crate::quant::kquants::dot::avx2::{crumbs, scales_mins_k4, scales_q3k};
+    use crate::quant::x86::{hsum_ps, load_16, load_i16x16, load_i8, load_u8, scale_pair};
+    use std::arch::x86_64::*;
+
+    /// Weight rows per register tile.
+    pub const MR: usize = 4;
+    /// Token pairs per register tile.
+    pub const NP: usize = 2;
+
+    /// A weight super-block unpacked for the tile: the 8 chunks of 32
+    /// unsigned levels and their i16 scales (each broadcast to both halves),
+    /// the scales `d` and `dmin`, the per-16-value minimum multipliers
+    /// (Q2_K, Q4_K, Q5_K) and Q6_K's 16 scales as i16.
+    struct Dec {
+        q: [__m512i; 8],
+        sc: [__m512i; 8],
+        d: f32,
+        dmin: f32,
+        mins: __m512i,
+        s6: __m512i,
+    }
+
+    /// How a type's integer lanes and minimum are formed.
+    #[derive(PartialEq, Eq)]
+    enum Kind {
+        /// `d·lanes − dmin·Σ m·bsum` (Q2_K, Q4_K, Q5_K).
+        Mins,
+        /// Levels stored as `low + 4·high`, 4 taken off per value (Q3_K).
+        Q3,
+        /// Levels 0..64, `32·Σ sc·bsum` taken off the lanes (Q6_K).
+        Q6,
+    }
+
+    trait KTile: Sized {
+        const KIND: Kind;
+        /// # Safety
+        /// AVX-512 F/BW, AVX2, FMA and F16C on the running CPU.
+        unsafe fn decode(&self) -> Dec;
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+    fn bcast(v: __m256i) -> __m512i {
+        _mm512_broadcast_i64x4(v)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn f16_f32(a: half::f16, b: half::f16) -> (f32, f32) {
+        // SAFETY: F16C is enabled in this function.
+        unsafe { crate::quant::x86::f16x2_to_f32(a, b) }
+    }
+
+    /// Q4_K/Q5_K: the multipliers of the 16 block sums (`m_{k/2}`) from the
+    /// unpacked scales and mins.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+    unsafe fn mins_k4(sm: &[u8; 16]) -> __m512i {
+        // SAFETY: AVX2 is enabled; `load_16` reads the 16 bytes of `sm`.
+        let m = unsafe { load_16(sm) };
+        let dup = _mm_set_epi8(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8);
+        bcast(_mm256_cvtepu8_epi16(_mm_shuffle_epi8(m, dup)))
+    }
+
+    impl KTile for BlockQ4K {
+        const KIND: Kind = Kind::Mins;
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+        unsafe fn decode(&self) -> Dec {
+            let sm = scales_mins_k4(&self.scales);
+            let m4 = _mm256_set1_epi8(0x0F);
+            let mut q = [_mm512_setzero_si512(); 8];
+            for c in 0..4 {
+                // SAFETY: 32 of the 128 bytes of `qs`.
+                let bits = unsafe { load_u8(&self.qs[32 * c..]) };
+                q[2 * c] = bcast(_mm256_and_si256(bits, m4));
+                q[2 * c + 1] = bcast(_mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4));
+            }
+            let (d, dmin) = f16_f32(self.d, self.dmin);
+            Dec {
+                q,
+                sc: std::array::from_fn(|j| _mm512_set1_epi16(sm[j] as i16)),
+                d,
+                dmin,
+                // SAFETY: the features `mins_k4` needs are enabled here.
+                mins: unsafe { mins_k4(&sm) },
+                s6: _mm512_setzero_si512(),
+            }
+        }
+    }
+
+    impl KTile for BlockQ5K {
+        const KIND: Kind = Kind::Mins;
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+        unsafe fn decode(&self) -> Dec {
+            let sm = scales_mins_k4(&self.scales);
+            let m4 = _mm256_set1_epi8(0x0F);
+            let one = _mm256_set1_epi8(1);
+            // SAFETY: `qh` is 32 bytes.
+            let hbits = unsafe { load_u8(&self.qh) };
+            let mut q = [_mm512_setzero_si512(); 8];
+            for c in 0..4 {
+                // SAFETY: 32 of the 128 bytes of `qs`.
+                let bits = unsafe { load_u8(&self.qs[32 * c..]) };
+                let h_lo = _mm256_and_si256(_mm256_srl_epi16(hbits, _mm_cvtsi32_si128(2 * c as i32)), one);
+                let h_hi = _mm256_and_si256(_mm256_srl_epi16(hbits, _mm_cvtsi32_si128(2 * c as i32 + 1)), one);
+                let lo = _mm256_or_si256(_mm256_and_si256(bits, m4), _mm256_slli_epi16::<4>(h_lo));
+                let hi =
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4), _mm256_slli_epi16::<4>(h_hi));
+                q[2 * c] = bcast(lo);
+                q[2 * c + 1] = bcast(hi);
+            }
+            let (d, dmin) = f16_f32(self.d, self.dmin);
+            Dec {
+                q,
+                sc: std::array::from_fn(|j| _mm512_set1_epi16(sm[j] as i16)),
+                d,
+                dmin,
+                // SAFETY: the features `mins_k4` needs are enabled here.
+                mins: unsafe { mins_k4(&sm) },
+                s6: _mm512_setzero_si512(),
+            }
+        }
+    }
+
+    impl KTile for BlockQ2K {
+        const KIND: Kind = Kind::Mins;
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+        unsafe fn decode(&self) -> Dec {
+            let m4 = _mm_set1_epi8(0x0F);
+            // SAFETY: `scales` is 16 bytes.
+            let raw = unsafe { load_16(&self.scales) };
+            let scales = _mm_and_si128(raw, m4);
+            let mins = _mm_and_si128(_mm_srli_epi16::<4>(raw), m4);
+            let mut q = [_mm512_setzero_si512(); 8];
+            let mut sc = [_mm512_setzero_si512(); 8];
+            for h in 0..2 {
+                // SAFETY: 32 of the 64 bytes of `qs`.
+                let bits = unsafe { load_u8(&self.qs[32 * h..]) };
+                for s in 0..4 {
+                    // SAFETY: AVX2 is enabled here.
+                    unsafe {
+                        q[4 * h + s] = bcast(crumbs(bits, 2 * s as i32));
+                        sc[4 * h + s] = bcast(scale_pair(scales, 4 * h + s));
+                    }
+                }
+            }
+            let (d, dmin) = f16_f32(self.d, self.dmin);
+            Dec { q, sc, d, dmin, mins: bcast(_mm256_cvtepu8_epi16(mins)), s6: _mm512_setzero_si512() }
+        }
+    }
+
+    impl KTile for BlockQ3K {
+        const KIND: Kind = Kind::Q3;
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+        unsafe fn decode(&self) -> Dec {
+            // SAFETY: AVX2 is enabled; 16 bytes.
+            let scales = unsafe { _mm_sub_epi8(load_16(&scales_q3k(&self.scales)), _mm_set1_epi8(32)) };
+            // SAFETY: `hmask` is 32 bytes.
+            let hmask = unsafe { load_u8(&self.hmask) };
+            let four = _mm256_set1_epi8(4);
+            let mut q = [_mm512_setzero_si512(); 8];
+            let mut sc = [_mm512_setzero_si512(); 8];
+            for h in 0..2 {
+                // SAFETY: 32 of the 64 bytes of `qs`.
+                let bits = unsafe { load_u8(&self.qs[32 * h..]) };
+                for s in 0..4 {
+                    let bit = _mm256_set1_epi8((1u8 << (4 * h + s)) as i8);
+                    let set = _mm256_cmpeq_epi8(_mm256_and_si256(hmask, bit), bit);
+                    // SAFETY: AVX2 is enabled here.
+                    unsafe {
+                        let low = crumbs(bits, 2 * s as i32);
+                        q[4 * h + s] = bcast(_mm256_or_si256(low, _mm256_and_si256(set, four)));
+                        sc[4 * h + s] = bcast(scale_pair(scales, 4 * h + s));
+                    }
+                }
+            }
+            let (d, _) = f16_f32(self.d, self.d);
+            let zero = _mm512_setzero_si512();
+            Dec { q, sc, d, dmin: 0.0, mins: zero, s6: zero }
+        }
+    }
+
+    impl KTile for BlockQ6K {
+        const KIND: Kind = Kind::Q6;
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+        unsafe fn decode(&self) -> Dec {
+            let m15 = _mm256_set1_epi8(0x0F);
+            let m3 = _mm256_set1_epi8(0x03);
+            let m12 = _mm256_set1_epi8(0x0C);
+            let m48 = _mm256_set1_epi8(0x30);
+            let m192 = _mm256_set1_epi8(0xC0u8 as i8);
+            // SAFETY: `scales` is 16 bytes.
+            let scales = unsafe { load_16(&self.scales) };
+            let mut q = [_mm512_setzero_si512(); 8];
+            let mut sc = [_mm512_setzero_si512(); 8];
+            for h in 0..2 {
+                // SAFETY: 32-byte slices of `ql` (128 bytes) and `qh` (64).
+                let (b1, b2, hb) = unsafe {
+                    (load_u8(&self.ql[64 * h..]), load_u8(&self.ql[64 * h + 32..]), load_u8(&self.qh[32 * h..]))
+                };
+                let lv = [
+                    _mm256_or_si256(_mm256_and_si256(b1, m15), _mm256_slli_epi16::<4>(_mm256_and_si256(hb, m3))),
+                    _mm256_or_si256(_mm256_and_si256(b2, m15), _mm256_slli_epi16::<2>(_mm256_and_si256(hb, m12))),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(b1), m15), _mm256_and_si256(hb, m48)),
+                    _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16::<4>(b2), m15),
+                        _mm256_srli_epi16::<2>(_mm256_and_si256(hb, m192)),
+                    ),
+                ];
+                for (s, l) in lv.into_iter().enumerate() {
+                    q[4 * h + s] = bcast(l);
+                    // SAFETY: AVX2 is enabled here.
+                    sc[4 * h + s] = bcast(unsafe { scale_pair(scales, 4 * h + s) });
+                }
+            }
+            let (d, _) = f16_f32(self.d, self.d);
+            Dec { q, sc, d, dmin: 0.0, mins: _mm512_setzero_si512(), s6: bcast(_mm256_cvtepi8_epi16(scales)) }
+        }
+    }
+
+    /// A 16-lane register with `a` in lanes 0..8 and `b` in lanes 8..16.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn halves(a: f32, b: f32) -> __m512 {
+        _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(a), _mm512_set1_ps(b))
+    }
+
+    /// The 8-lane sums of four registers of two tokens each: lane `r` holds
+    /// `v[r]`'s sum over lanes 0..8, lane `8 + r` over lanes 8..16.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn row_sums(v: [__m512i; 4]) -> __m512i {
+        let a = _mm512_add_epi32(_mm512_unpacklo_epi32(v[0], v[1]), _mm512_unpackhi_epi32(v[0], v[1]));
+        let b = _mm512_add_epi32(_mm512_unpacklo_epi32(v[2], v[3]), _mm512_unpackhi_epi32(v[2], v[3]));
+        let c = _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b));
+        // 128-bit lanes 0+1 and 2+3.
+        _mm512_add_epi32(c, _mm512_shuffle_i32x4::<0b10_11_00_01>(c, c))
+    }
+
+    /// One register tile: rows `w[r·n..]` (`R` of them) × the token pairs
+    /// `tok[p]` (`P` of them; a pair's two tokens may be the same block row
+    /// when the count is odd), into `out[t·stride + r]` for the `nt` real
+    /// tokens.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C on the running CPU; `w`
+    /// holds `R·n` blocks, every `tok` pointer `n` blocks, `out`
+    /// `(nt−1)·stride + R` values, `nt ≤ 2·P`, `R ≤ 4`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    unsafe fn tile<W: KTile, const R: usize, const P: usize>(
+        w: *const W,
+        tok: [[*const BlockQ8K; 2]; P],
+        nt: usize,
+        n: usize,
+        out: *mut f32,
+        stride: usize,
+    ) {
+        let zero = _mm512_setzero_si512();
+        let four = _mm512_set1_epi8(4);
+        let mut acc = [[_mm512_setzero_ps(); P]; R];
+        let mut macc = [_mm512_setzero_ps(); P];
+        for b in 0..n {
+            let mut act = [[zero; 8]; P];
+            let mut c4 = [[zero; 8]; P];
+            let mut bs = [zero; P];
+            let mut da = [_mm512_setzero_ps(); P];
+            for p in 0..P {
+                // SAFETY: b < n blocks of each token.
+                let (x, y) = unsafe { (&*tok[p][0].add(b), &*tok[p][1].add(b)) };
+                for c in 0..8 {
+                    // SAFETY: 32 of the 256 levels of each.
+                    let (qx, qy) = unsafe { (load_i8(&x.qs[32 * c..]), load_i8(&y.qs[32 * c..])) };
+                    act[p][c] = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(qx), qy);
+                    if W::KIND == Kind::Q3 {
+                        c4[p][c] = _mm512_maddubs_epi16(four, act[p][c]);
+                    }
+                }
+                // SAFETY: the 16 block sums of each.
+                let (sx, sy) = unsafe { (load_i16x16(&x.bsums), load_i16x16(&y.bsums)) };
+                bs[p] = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(sx), sy);
+                da[p] = halves(x.d, y.d);
+            }
+            let mut v = [[zero; 4]; P];
+            let mut dm = [0f32; 4];
+            for r in 0..R {
+                // SAFETY: row r < R, block b < n; the features are enabled.
+                let dec = unsafe { (*w.add(r * n + b)).decode() };
+                let dw = _mm512_set1_ps(dec.d);
+                for p in 0..P {
+                    let mut sumi = zero;
+                    for c in 0..8 {
+                        let mut pr = _mm512_maddubs_epi16(dec.q[c], act[p][c]);
+                        if W::KIND == Kind::Q3 {
+                            pr = _mm512_sub_epi16(pr, c4[p][c]);
+                        }
+                        sumi = _mm512_dpwssd_epi32(sumi, pr, dec.sc[c]);
+                    }
+                    if W::KIND == Kind::Q6 {
+                        let offset = _mm512_slli_epi32::<5>(_mm512_madd_epi16(bs[p], dec.s6));
+                        sumi = _mm512_sub_epi32(sumi, offset);
+                    }
+                    // d_a·d_w per half (the AVX2 kernel's `b.d * xd`).
+                    let d = _mm512_mul_ps(da[p], dw);
+                    acc[r][p] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sumi), acc[r][p]);
+                    if W::KIND == Kind::Mins {
+                        v[p][r] = _mm512_madd_epi16(dec.mins, bs[p]);
+                    }
+                }
+                dm[r] = dec.dmin;
+            }
+            if W::KIND == Kind::Mins {
+                // SAFETY: `dm` is 4 floats.
+                let dmv = _mm512_broadcast_f32x4(unsafe { _mm_loadu_ps(dm.as_ptr()) });
+                for p in 0..P {
+                    let summs = _mm512_cvtepi32_ps(row_sums(v[p]));
+                    // (d_a·dmin_w) · Σ m·bsum, then added: the AVX2 kernel's
+                    // `mins_acc += dmin * summs as f32` per row and token.
+                    macc[p] = _mm512_add_ps(macc[p], _mm512_mul_ps(_mm512_mul_ps(da[p], dmv), summs));
+                }
+            }
+        }
+        for p in 0..P {
+            let mut m = [0f32; 16];
+            // SAFETY: `m` is 16 floats.
+            unsafe { _mm512_storeu_ps(m.as_mut_ptr(), macc[p]) };
+            for r in 0..R {
+                for h in 0..2 {
+                    let t = 2 * p + h;
+                    if t >= nt {
+                        continue;
+                    }
+                    let lanes = if h == 0 {
+                        _mm512_castps512_ps256(acc[r][p])
+                    } else {
+                        _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(acc[r][p])))
+                    };
+                    // SAFETY: AVX2 is enabled here.
+                    let s = unsafe { hsum_ps(lanes) };
+                    let v = if W::KIND == Kind::Mins { s - m[8 * h + r] } else { s };
+                    // SAFETY: t < nt, r < R: inside `out`.
+                    unsafe { *out.add(t * stride + r) = v };
+                }
+            }
+        }
+    }
+
+    /// Products of weight rows with tokens: `w` holds `w.len() / n` rows
+    /// and `a` `a.len() / n` tokens of `n` super-blocks; `out[t · rows + r]`
+    /// receives row `r` · token `t`, bit-identical to the AVX2 dot product
+    /// of the two (see the module documentation).
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    unsafe fn gemm<W: KTile>(w: &[W], a: &[BlockQ8K], n: usize, out: &mut [f32]) {
+        if n == 0 {
+            return;
+        }
+        let (rows, tokens) = (w.len() / n, a.len() / n);
+        assert!(out.len() >= rows * tokens, "output of {} for {rows} × {tokens}", out.len());
+        let (wp, ap, op) = (w.as_ptr(), a.as_ptr(), out.as_mut_ptr());
+        let mut t = 0;
+        while t < tokens {
+            let nt = (tokens - t).min(2 * NP);
+            // Token k of this tile, the last real one repeated.
+            // SAFETY: t + min(k, nt−1) < tokens.
+            let at = |k: usize| unsafe { ap.add((t + k.min(nt - 1)) * n) };
+            let mut r = 0;
+            while r < rows {
+                let nr = (rows - r).min(MR);
+                // SAFETY: rows r..r+nr and tokens t..t+nt exist; the output
+                // index (t+i)·rows + r + j < tokens·rows.
+                unsafe {
+                    let (wr, o) = (wp.add(r * n), op.add(t * rows + r));
+                    let one = [[at(0), at(1)]];
+                    let two = [[at(0), at(1)], [at(2), at(3)]];
+                    match (nr, nt > 2) {
+                        (4, true) => tile::<W, 4, 2>(wr, two, nt, n, o, rows),
+                        (4, false) => tile::<W, 4, 1>(wr, one, nt, n, o, rows),
+                        (3, true) => tile::<W, 3, 2>(wr, two, nt, n, o, rows),
+                        (3, false) => tile::<W, 3, 1>(wr, one, nt, n, o, rows),
+                        (2, true) => tile::<W, 2, 2>(wr, two, nt, n, o, rows),
+                        (2, false) => tile::<W, 2, 1>(wr, one, nt, n, o, rows),
+                        (_, true) => tile::<W, 1, 2>(wr, two, nt, n, o, rows),
+                        (_, false) => tile::<W, 1, 1>(wr, one, nt, n, o, rows),
+                    }
+                }
+                r += nr;
+            }
+            t += nt;
+        }
+    }
+
+    /// Products of Q2_K weight rows with Q8_K tokens ([`gemm`]).
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub unsafe fn q2k_q8k(w: &[BlockQ2K], a: &[BlockQ8K], n: usize, out: &mut [f32]) {
+        gemm(w, a, n, out)
+    }
+
+    /// Products of Q3_K weight rows with Q8_K tokens ([`gemm`]).
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub unsafe fn q3k_q8k(w: &[BlockQ3K], a: &[BlockQ8K], n: usize, out: &mut [f32]) {
+        gemm(w, a, n, out)
+    }
+
+    /// Products of Q4_K weight rows with Q8_K tokens ([`gemm`]).
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub unsafe fn q4k_q8k(w: &[BlockQ4K], a: &[BlockQ8K], n: usize, out: &mut [f32]) {
+        gemm(w, a, n, out)
+    }
+
+    /// Products of Q5_K weight rows with Q8_K tokens ([`gemm`]).
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub unsafe fn q5k_q8k(w: &[BlockQ5K], a: &[BlockQ8K], n: usize, out: &mut [f32]) {
+        gemm(w, a, n, out)
+    }
+
+    /// Products of Q6_K weight rows with Q8_K tokens ([`gemm`]).
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub unsafe fn q6k_q8k(w: &[BlockQ6K], a: &[BlockQ8K], n: usize, out: &mut [f32]) {
+        gemm(w, a, n, out)
+    }
+}
