@@ -23,9 +23,18 @@ if [ ! -d "$SRC" ]; then
 fi
 "$VENV/bin/python" -c "import cmake" 2>/dev/null || "$VENV/bin/pip" install -q cmake >&2
 CMAKE="$("$VENV/bin/python" -c 'import cmake, os; print(os.path.join(cmake.CMAKE_BIN_DIR, "cmake"))')"
-if [ ! -f "$BUILD/CMakeCache.txt" ]; then
-  "$CMAKE" -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
-    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=ON -DBUILD_SHARED_LIBS=OFF >&2
+# Native (what users run), but without AMX where the CPU reports it and the machine cannot run
+# it: in a VM whose hypervisor does not enable the AMX tile state (this Firecracker VM's Xeon
+# lists amx_int8/amx_tile), ggml's AMX matmul dies of a general protection fault at the first
+# tile load (llama-bench and llama-imatrix segfault in ggml_backend_amx_mul_mat). `-mno-amx-*`
+# leaves everything else -march=native enables (AVX-512 F/BW/VNNI/BF16, repacked GEMM).
+NOAMX=""
+if grep -qw amx_tile /proc/cpuinfo 2>/dev/null && ! "$(dirname "$0")/amx_usable.sh"; then
+  NOAMX="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 fi
+# Configured every time (cheap, idempotent): a change of NOAMX reaches an existing build.
+"$CMAKE" -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
+  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=ON -DBUILD_SHARED_LIBS=OFF \
+  -DCMAKE_C_FLAGS="$NOAMX" -DCMAKE_CXX_FLAGS="$NOAMX" >&2
 "$CMAKE" --build "$BUILD" -j "${JOBS:-2}" --target "${targets[@]}" >&2
 echo "$BUILD/bin"
