@@ -8,6 +8,9 @@
 //!   the fused tensors by name as `llama_model_quantize` does (its
 //!   `attn_qkv` rules, the fused `ffn_up` counted as an `ffn_up`, the F32
 //!   rope factors left as they are).
+//! - Token ids equal to llama.cpp's for every `add_special`/`parse_special`
+//!   combination, with the whitespace-swallowing (RSTRIP) special tokens
+//!   llama.cpp's vocabulary loader makes for a model named Phi-3.
 //!
 //! The forward pass (`eval`, `imatrix`, `sensitivity`) does not implement
 //! phi3 yet (issue #12).
@@ -20,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use quantmix::gguf::GgufFile;
+use quantmix::model::Tokenizer;
 
 /// The plain phi3 model, and one with LongRoPE factors, a partial rotary
 /// dimension (48 of 64), an original context of 256 and an attention factor.
@@ -85,6 +89,47 @@ fn phi3_presets_quantize_like_llama_cpp() {
         assert!(g.tensor("blk.0.attn_qkv.weight").is_some() && g.tensor("blk.0.ffn_gate.weight").is_none());
         for preset in ["Q4_K_M", "Q2_K"] {
             quantize_both(&py, &model, preset, dir.path());
+        }
+    }
+}
+
+/// Our token ids equal llama.cpp's on a phi3 file for every combination of
+/// `add_special` and `parse_special`: its vocabulary loader makes special
+/// tokens other than `<unk>`, `<s>` and `<|endoftext|>` (and `</s>`) swallow
+/// the whitespace after them when the model is named Phi-3.
+#[test]
+fn phi3_tokenizer_ids_equal_llama_cpp() {
+    let Some(py) = common::python() else { return };
+    let dir = common::tempdir();
+    let [model, _] = models(&py, dir.path());
+    let texts = serde_json::json!({
+        "rstrip": "hello <|im_start|>  the quick\n<|im_end|>\n\tfox </s>  x",
+        "kept": "<|endoftext|>  the <s> quick <unk>  fox",
+        "end": "the fox<|im_end|>   ",
+        "plain": "The quick brown fox jumps over the lazy dog.\n\n  1234",
+    });
+    let texts_path = dir.path().join("texts.json");
+    std::fs::write(&texts_path, texts.to_string()).unwrap();
+    let out = dir.path().join("ids.json");
+    let o = Command::new(&py)
+        .arg(forward::tool("llama_tokenize.py"))
+        .arg(&model)
+        .arg(&texts_path)
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "llama_tokenize.py: {}", String::from_utf8_lossy(&o.stderr));
+    let theirs: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let f = GgufFile::open(&model).unwrap();
+    let tok = Tokenizer::from_metadata(f.metadata(), &model).expect("tokenizer");
+    for (name, text) in texts.as_object().unwrap() {
+        for add in [false, true] {
+            for parse in [false, true] {
+                let want: Vec<u32> =
+                    serde_json::from_value(theirs[name][add.to_string()][parse.to_string()].clone()).unwrap();
+                let got = tok.encode(text.as_str().unwrap(), add, parse).unwrap();
+                assert_eq!(got, want, "{name}: add_special {add}, parse_special {parse}");
+            }
         }
     }
 }
