@@ -18,7 +18,9 @@
 //!
 //! Special tokens (control, user-defined and unknown types) are split out of
 //! the text before either model runs, longest token text first, as llama.cpp
-//! does; control and unknown tokens only when `parse_special` is set.
+//! does; control and unknown tokens only when `parse_special` is set. For a
+//! model named Phi-3 most special tokens also swallow the whitespace after
+//! them, as llama.cpp's vocabulary loader sets their RSTRIP attribute.
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
@@ -108,6 +110,9 @@ pub struct Tokenizer {
     token_to_id: HashMap<String, u32>,
     /// Control, user-defined and unknown tokens, longest text first.
     special: Vec<u32>,
+    /// Special tokens that swallow the ASCII whitespace after them when
+    /// they are split out (llama.cpp's `LLAMA_TOKEN_ATTR_RSTRIP`).
+    rstrip: Vec<u32>,
     bos: Option<u32>,
     eos: Option<u32>,
     add_bos: bool,
@@ -271,12 +276,35 @@ impl Tokenizer {
         // Longest first; the sort is stable so equal lengths keep id order.
         special.sort_by_key(|&i| std::cmp::Reverse(tokens[i as usize].len()));
 
+        // llama.cpp's vocabulary loader sets RSTRIP by the model's name: for
+        // Phi-3 on every special token and `</s>`, then not on `<unk>`,
+        // `<s>` and `<|endoftext|>` (it refuses the file when one of these
+        // four is missing).
+        let mut rstrip = Vec::new();
+        let name = meta.get_str("general.name").unwrap_or("").to_lowercase();
+        if name.contains("phi-3") || name.contains("phi3") {
+            let id_of = |t: &str| {
+                token_to_id.get(t).copied().ok_or_else(|| {
+                    terr(format!(
+                        "general.name says Phi-3 but the vocabulary has no `{t}` token (llama.cpp refuses it)"
+                    ))
+                })
+            };
+            rstrip = special.clone();
+            rstrip.push(id_of("</s>")?);
+            for t in ["<unk>", "<s>", "<|endoftext|>"] {
+                let id = id_of(t)?;
+                rstrip.retain(|&i| i != id);
+            }
+        }
+
         Ok(Tokenizer {
             kind,
             tokens,
             types,
             token_to_id,
             special,
+            rstrip,
             bos,
             eos,
             add_bos,
@@ -382,6 +410,7 @@ impl Tokenizer {
             if !frags.iter().any(|f| matches!(*f, Fragment::Text(a, b) if text[a..b].contains(pat))) {
                 continue;
             }
+            let strip = self.rstrip.contains(&id);
             let mut next = Vec::with_capacity(frags.len() + 2);
             for f in frags {
                 let Fragment::Text(mut a, b) = f else {
@@ -394,6 +423,12 @@ impl Tokenizer {
                     }
                     next.push(Fragment::Token(id));
                     a += p + pat.len();
+                    if strip {
+                        // C's isspace: space, \t, \n, \v, \f, \r.
+                        while a < b && matches!(text.as_bytes()[a], b' ' | b'\t'..=b'\r') {
+                            a += 1;
+                        }
+                    }
                 }
                 if a < b {
                     next.push(Fragment::Text(a, b));

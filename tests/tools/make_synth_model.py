@@ -8,7 +8,18 @@ usage: make_synth_model.py ARCH OUT.gguf [--vocab-text TEXT] [--seed N] [--n-emb
                            [--sliding-window N] [--final-softcap X] [--attn-softcap X] [--tied]
                            [--rope-base X] [--bos] [--pad-vocab N] [--spread X]
                            [--n-expert N] [--n-expert-used K] [--n-ff-exp N] [--router-scale X]
-ARCH: llama, qwen3, qwen3moe, gemma2 or gemma3.
+                           [--rope-dim N] [--rope-factors] [--rope-orig-ctx N] [--rope-attn-factor X]
+ARCH: llama, qwen3, qwen3moe, gemma2, gemma3 or phi3.
+
+phi3 (llama.cpp's LLM_ARCH_PHI3 loader): a fused `attn_qkv` (rows q, then k, then v) and a fused
+`ffn_up` of 2·n_ff rows (gate first, then up: ggml_swiglu's order) with no `ffn_gate`; head_dim is
+n_embd / n_head (the loader's `attn_output` shape; --head-dim must agree if given). --rope-dim N
+writes `phi3.rope.dimension_count` (a partial rotary dimension, N < head_dim), --rope-factors the
+LongRoPE tensors `rope_factors_long.weight` and `rope_factors_short.weight` (F32, rope_dim/2 values
+each, ≥ 1), --rope-orig-ctx `rope.scaling.original_context_length` (llama.cpp uses the long factors
+when its context is larger), --rope-attn-factor `rope.scaling.attn_factor`. These options
+are refused for other architectures. (No `output.bias`: llama.cpp's phi3 loader does not read one and
+refuses a file that has it.)
 
 Experts: qwen3moe always has them (default 8 experts, 2 used), llama when --n-expert N > 0
 (Mixtral-style: `llama.expert_count`, the experts' hidden size is --n-ff). Each layer then has an F32
@@ -79,7 +90,7 @@ def learn_bpe(text, n_merges):
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("arch", choices=["llama", "qwen3", "qwen3moe", "gemma2", "gemma3"])
+    ap.add_argument("arch", choices=["llama", "qwen3", "qwen3moe", "gemma2", "gemma3", "phi3"])
     ap.add_argument("out")
     ap.add_argument("--vocab-text", default=None)
     ap.add_argument("--seed", type=int, default=1)
@@ -87,7 +98,7 @@ def main() -> int:
     ap.add_argument("--n-layer", type=int, default=4)
     ap.add_argument("--n-head", type=int, default=4)
     ap.add_argument("--n-head-kv", type=int, default=2)
-    ap.add_argument("--head-dim", type=int, default=128)
+    ap.add_argument("--head-dim", type=int, default=None, help="default 128 (phi3: n_embd / n_head)")
     ap.add_argument("--n-ff", type=int, default=512)
     ap.add_argument("--n-vocab", type=int, default=1024)
     ap.add_argument("--sliding-window", type=int, default=0)
@@ -103,7 +114,25 @@ def main() -> int:
     ap.add_argument("--n-expert-used", type=int, default=2)
     ap.add_argument("--n-ff-exp", type=int, default=0, help="an expert's hidden size (default --n-ff)")
     ap.add_argument("--router-scale", type=float, default=1.0)
+    ap.add_argument("--rope-dim", type=int, default=0, help="phi3: <arch>.rope.dimension_count")
+    ap.add_argument("--rope-factors", action="store_true", help="phi3: LongRoPE long/short factor tensors")
+    ap.add_argument("--rope-orig-ctx", type=int, default=0, help="phi3: rope.scaling.original_context_length")
+    ap.add_argument("--rope-attn-factor", type=float, default=0.0, help="phi3: rope.scaling.attn_factor")
     a = ap.parse_args()
+    phi3 = a.arch == "phi3"
+    if not phi3 and (a.rope_dim or a.rope_factors or a.rope_orig_ctx or a.rope_attn_factor):
+        raise SystemExit("--rope-dim, --rope-factors, --rope-orig-ctx, --rope-attn-factor: phi3 only")
+    if phi3:
+        if a.n_embd % a.n_head:
+            raise SystemExit("phi3: --n-embd must be a multiple of --n-head")
+        if a.head_dim is not None and a.head_dim != a.n_embd // a.n_head:
+            raise SystemExit("phi3: head_dim is n_embd / n_head")
+        a.head_dim = a.n_embd // a.n_head
+    elif a.head_dim is None:
+        a.head_dim = 128
+    rope_dim = a.rope_dim or a.head_dim
+    if phi3 and (rope_dim > a.head_dim or rope_dim % 2):
+        raise SystemExit("phi3: --rope-dim must be even and at most head_dim")
     n_expert = a.n_expert if a.n_expert is not None else (8 if a.arch == "qwen3moe" else 0)
     if a.arch == "qwen3moe" and n_expert < 1:
         raise SystemExit("qwen3moe needs --n-expert >= 1")
@@ -114,6 +143,9 @@ def main() -> int:
 
     text = open(a.vocab_text, encoding="utf-8").read() if a.vocab_text else "the quick brown fox " * 50
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    if phi3:
+        # llama.cpp's vocabulary loader sets attributes on these by name when general.name says phi3.
+        specials += ["<s>", "</s>", "<unk>"]
     base, merges = learn_bpe(text, a.n_vocab - 256 - len(specials))
     tokens = base + [l + r for l, r in merges] + specials
     types = [gguf.TokenType.NORMAL] * (len(tokens) - len(specials)) + [gguf.TokenType.CONTROL] * len(specials)
@@ -147,6 +179,12 @@ def main() -> int:
         w.add_float32(f"{arch}.attn_logit_softcapping", a.attn_softcap)
     if a.final_softcap:
         w.add_float32(f"{arch}.final_logit_softcapping", a.final_softcap)
+    if a.rope_dim:
+        w.add_uint32(f"{arch}.rope.dimension_count", a.rope_dim)
+    if a.rope_orig_ctx:
+        w.add_uint32(f"{arch}.rope.scaling.original_context_length", a.rope_orig_ctx)
+    if a.rope_attn_factor:
+        w.add_float32(f"{arch}.rope.scaling.attn_factor", a.rope_attn_factor)
     w.add_uint32("general.file_type", 1)
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre("qwen2")
@@ -180,12 +218,20 @@ def main() -> int:
     w.add_tensor("output_norm.weight", norm(E))
     if not a.tied:
         w.add_tensor("output.weight", mat(n_vocab, E, a.logit_scale / np.sqrt(E)))
+    if a.rope_factors:
+        # LongRoPE: per-frequency divisors ≥ 1, growing towards the low frequencies; the long ones larger.
+        ramp = np.linspace(0.0, 1.0, rope_dim // 2)
+        w.add_tensor("rope_factors_short.weight", (1.0 + 0.5 * ramp + 0.1 * rng.random(rope_dim // 2)).astype(np.float32))
+        w.add_tensor("rope_factors_long.weight", (1.0 + 8.0 * ramp ** 2 + rng.random(rope_dim // 2)).astype(np.float32))
     for i in range(a.n_layer):
         p = f"blk.{i}."
         w.add_tensor(p + "attn_norm.weight", norm(E))
-        w.add_tensor(p + "attn_q.weight", mat(H * D, E, 1 / np.sqrt(E)))
-        w.add_tensor(p + "attn_k.weight", mat(HKV * D, E, 1 / np.sqrt(E)))
-        w.add_tensor(p + "attn_v.weight", mat(HKV * D, E, 1 / np.sqrt(E)))
+        if phi3:
+            w.add_tensor(p + "attn_qkv.weight", mat((H + 2 * HKV) * D, E, 1 / np.sqrt(E)))
+        else:
+            w.add_tensor(p + "attn_q.weight", mat(H * D, E, 1 / np.sqrt(E)))
+            w.add_tensor(p + "attn_k.weight", mat(HKV * D, E, 1 / np.sqrt(E)))
+            w.add_tensor(p + "attn_v.weight", mat(HKV * D, E, 1 / np.sqrt(E)))
         w.add_tensor(p + "attn_output.weight", mat(E, H * D, 1 / np.sqrt(H * D)))
         if arch in ("qwen3", "qwen3moe", "gemma3"):
             # Q/K norms with a spread of gains: some heads attend sharply.
@@ -199,6 +245,9 @@ def main() -> int:
             w.add_tensor(p + "ffn_gate_exps.weight", np.stack([mat(FX, E, 1 / np.sqrt(E)) for _ in range(X)]))
             w.add_tensor(p + "ffn_up_exps.weight", np.stack([mat(FX, E, 1 / np.sqrt(E)) for _ in range(X)]))
             w.add_tensor(p + "ffn_down_exps.weight", np.stack([mat(E, FX, 1 / np.sqrt(FX)) for _ in range(X)]))
+        elif phi3:
+            w.add_tensor(p + "ffn_up.weight", mat(2 * F, E, 1 / np.sqrt(E)))
+            w.add_tensor(p + "ffn_down.weight", mat(E, F, 1 / np.sqrt(F)))
         else:
             w.add_tensor(p + "ffn_gate.weight", mat(F, E, 1 / np.sqrt(E)))
             w.add_tensor(p + "ffn_up.weight", mat(F, E, 1 / np.sqrt(E)))
