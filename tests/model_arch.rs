@@ -43,6 +43,8 @@ fn tiny(dir: &Path, arch: &str, layers: u64, drop: &str, extra: &[(&str, MetaVal
         m.set(k.replace("ARCH", arch), v.clone());
     }
     let gemma = arch.starts_with("gemma");
+    // phi3: fused Q/K/V and gate/up projections.
+    let phi3 = arch == "phi3";
     let qk_norm = arch == "qwen3" || arch == "qwen3moe" || arch == "gemma3";
     // qwen3moe always has experts; llama when `expert_count` is set.
     let experts = arch == "qwen3moe" || extra.iter().any(|(k, _)| k.ends_with(".expert_count"));
@@ -58,15 +60,15 @@ fn tiny(dir: &Path, arch: &str, layers: u64, drop: &str, extra: &[(&str, MetaVal
         vec![("token_embd.weight".into(), vec![E, V]), ("output_norm.weight".into(), vec![E])];
     for i in 0..layers {
         let p = |s: &str| format!("blk.{i}.{s}.weight");
-        shapes.extend([
-            (p("attn_norm"), vec![E]),
-            (p("attn_q"), vec![E, NH * HD]),
-            (p("attn_k"), vec![E, HD]),
-            (p("attn_v"), vec![E, HD]),
-            (p("attn_output"), vec![NH * HD, E]),
-            (p("ffn_norm"), vec![E]),
-        ]);
-        if experts {
+        shapes.extend([(p("attn_norm"), vec![E]), (p("attn_output"), vec![NH * HD, E]), (p("ffn_norm"), vec![E])]);
+        if phi3 {
+            shapes.push((p("attn_qkv"), vec![E, NH * HD + 2 * HD]));
+        } else {
+            shapes.extend([(p("attn_q"), vec![E, NH * HD]), (p("attn_k"), vec![E, HD]), (p("attn_v"), vec![E, HD])]);
+        }
+        if phi3 {
+            shapes.extend([(p("ffn_up"), vec![E, 2 * FF]), (p("ffn_down"), vec![FF, E])]);
+        } else if experts {
             shapes.extend([
                 (p("ffn_gate_inp"), vec![E, NX]),
                 (p("ffn_gate_exps"), vec![E, ff, NX]),
@@ -115,7 +117,11 @@ fn every_architecture_runs() {
         let p = tiny(dir.path(), spec.name, 7, "", &[]);
         let m = LlamaModel::open(&p).unwrap_or_else(|e| panic!("{}: {e}", spec.name));
         assert_eq!(m.hp.spec.name, spec.name);
-        let per_layer = if m.hp.n_expert > 0 { 8 } else { 7 };
+        let per_layer = match (m.hp.n_expert > 0, spec.fused_qkv) {
+            (true, _) => 8,
+            (false, true) => 4,
+            (false, false) => 7,
+        };
         assert_eq!(m.matrices().len(), 1 + 7 * per_layer, "{}", spec.name);
         let mut cache = m.new_cache(64);
         let tokens: Vec<u32> = (0..50).map(|i| (i * 7 % V) as u32).collect();
@@ -165,9 +171,13 @@ fn missing_tensors_are_named() {
         ("gemma3", "blk.1.post_ffw_norm.weight"),
         ("gemma3", "blk.0.attn_q_norm.weight"),
         ("gemma2", "blk.0.post_attention_norm.weight"),
+        ("phi3", "blk.0.ffn_up.weight"),
+        // Without the fused matrix phi3 reads separate ones, as llama.cpp does.
+        ("phi3", "blk.1.attn_qkv.weight"),
     ] {
         let e = open_err(&tiny(dir.path(), arch, 2, t, &[]));
-        assert!(e.contains(t) && e.contains("missing"), "{arch}: {e}");
+        let t = t.replace("attn_qkv", "attn_q");
+        assert!(e.contains(&t) && e.contains("missing"), "{arch}: {e}");
     }
 }
 
@@ -201,13 +211,16 @@ fn bad_settings_are_named() {
         let e = open_err(&tiny(dir.path(), arch, 2, "", &kv));
         assert!(e.contains(key), "{arch}: {e}");
     }
+    // The attention factor multiplies RoPE's cos and sin for every architecture.
+    let e = open_err(&tiny(dir.path(), "qwen3", 2, "", &[("ARCH.rope.scaling.attn_factor", MetaValue::F32(f32::NAN))]));
+    assert!(e.contains("qwen3.rope.scaling.attn_factor"), "{e}");
 }
 
 #[test]
 fn unknown_architecture_names_the_supported_ones() {
     let dir = common::tempdir();
-    let e = open_err(&tiny(dir.path(), "phi3", 1, "", &[]));
-    assert!(e.contains("`phi3`") && e.contains("not supported"), "{e}");
+    let e = open_err(&tiny(dir.path(), "phi2", 1, "", &[]));
+    assert!(e.contains("`phi2`") && e.contains("not supported"), "{e}");
     for spec in ARCHITECTURES {
         assert!(e.contains(spec.name), "{e}");
     }

@@ -93,7 +93,7 @@ pub struct MatmulArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct ModelArgs {
-    /// GGUF files (llama incl. Mixtral-style experts, mistral, qwen2, qwen3, qwen3moe, gemma2, gemma3 architectures).
+    /// GGUF files (llama incl. Mixtral-style experts, mistral, qwen2, qwen3, qwen3moe, gemma2, gemma3, phi3 architectures).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Path of llama.cpp's llama-bench: run it on each file with the same

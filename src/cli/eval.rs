@@ -13,7 +13,7 @@ use quantmix::job::{Cancel, Ctx};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// GGUF files to evaluate (llama incl. Mixtral-style experts, mistral, qwen2, qwen3, qwen3moe, gemma2, gemma3 architectures).
+    /// GGUF files to evaluate (llama incl. Mixtral-style experts, mistral, qwen2, qwen3, qwen3moe, gemma2, gemma3, phi3 architectures).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// UTF-8 text to evaluate on (default: the built-in held-out evaluation

@@ -13,7 +13,7 @@ use quantmix::sensitivity::collect::{run_job, CollectOptions, ImatrixJob};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Model GGUF (llama incl. Mixtral-style experts, mistral, qwen2, qwen3, qwen3moe, gemma2, gemma3).
+    /// Model GGUF (llama incl. Mixtral-style experts, mistral, qwen2, qwen3, qwen3moe, gemma2, gemma3, phi3).
     pub model: PathBuf,
     /// Calibration text files (plain text, or JSONL with a `text` field); default: the shipped set.
     #[arg(long, num_args = 1..)]

@@ -17,7 +17,7 @@ use quantmix::sensitivity::schema::{SensitivityTable, ShardDesc};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Model GGUF (llama incl. Mixtral-style experts, mistral, qwen2, qwen3, qwen3moe, gemma2, gemma3); its own weights are the reference.
+    /// Model GGUF (llama incl. Mixtral-style experts, mistral, qwen2, qwen3, qwen3moe, gemma2, gemma3, phi3); its own weights are the reference.
     #[arg(required_unless_present = "merge")]
     pub model: Option<PathBuf>,
     /// Output: sensitivity.json (with sensitivity.md, sensitivity.svg/.png and, unless --imatrix

@@ -2,7 +2,8 @@
 //! [`ArchSpec`] per `general.architecture` value says what the one forward
 //! pass in [`super::llama`] does differently for it (RoPE pairing, extra
 //! norms, activation, embedding and query scaling, sliding-window layers,
-//! logit soft-capping, a dense or mixture-of-experts feed-forward). Supporting another llama-like architecture is a new
+//! logit soft-capping, a dense or mixture-of-experts feed-forward, fused
+//! projections, LongRoPE factors). Supporting another llama-like architecture is a new
 //! row in [`ARCHITECTURES`] (plus whatever new operation it needs).
 //!
 //! The values follow llama.cpp's graph builders (`src/models/*.cpp`) and
@@ -29,6 +30,9 @@ pub enum QueryScale {
     /// (`1/sqrt(n_embd/n_head)` for the 27B model, which llama.cpp tells by
     /// its layer count `n_layer_27b`) and the scores are not scaled again.
     GemmaQuery { n_layer_27b: usize },
+    /// Phi-3: the query is multiplied by `1/sqrt(head_dim)` after RoPE and
+    /// the scores are not scaled again (`<arch>.attention.scale` is not read).
+    Query,
 }
 
 /// When the logits are soft-capped (`cap · tanh(logit / cap)`, cap from
@@ -119,6 +123,18 @@ pub struct ArchSpec {
     pub always_tied: bool,
     /// Dense or mixture-of-experts feed-forward.
     pub ffn: Ffn,
+    /// Q, K and V may come from one fused `attn_qkv` matrix (rows of Q,
+    /// then K, then V; bias `attn_qkv.bias`), read when the file has it.
+    pub fused_qkv: bool,
+    /// The gate and up projections are one `ffn_up` of `2·n_ff` rows (the
+    /// gate's first, ggml's `swiglu` of one tensor) and there is no
+    /// `ffn_gate`.
+    pub fused_gate_up: bool,
+    /// LongRoPE: `rope_factors_long` divides the RoPE frequencies when the
+    /// context (as llama.cpp pads it, to a multiple of 256) is longer than
+    /// `<arch>.rope.scaling.original_context_length`, `rope_factors_short`
+    /// otherwise (a `rope_freqs` tensor takes precedence over both).
+    pub long_rope: bool,
 }
 
 /// Mixtral (`llama` with experts) and qwen3moe: softmax router, the top-k
@@ -139,6 +155,9 @@ const LLAMA: ArchSpec = ArchSpec {
     final_softcap: FinalSoftcap::Never,
     always_tied: false,
     ffn: Ffn::MoeIfExperts(MIXTRAL),
+    fused_qkv: false,
+    fused_gate_up: false,
+    long_rope: false,
 };
 
 /// Every architecture the forward pass implements.
@@ -174,6 +193,18 @@ pub const ARCHITECTURES: &[ArchSpec] = &[
         sliding_window: Some(SlidingWindow { default_period: 6, default_window: None, local_freq_base: Some(10000.0) }),
         final_softcap: FinalSoftcap::WithoutSlidingWindow,
         ffn: Ffn::Dense,
+        ..LLAMA
+    },
+    // Sliding-window keys are ignored, as llama.cpp does for phi3 (every
+    // layer global); no `output.bias` (llama.cpp does not load one either).
+    ArchSpec {
+        name: "phi3",
+        rope: RopeStyle::Neox,
+        query_scale: QueryScale::Query,
+        ffn: Ffn::Dense,
+        fused_qkv: true,
+        fused_gate_up: true,
+        long_rope: true,
         ..LLAMA
     },
 ];

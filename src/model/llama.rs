@@ -1,23 +1,24 @@
 //! Llama-family forward pass over a GGUF file's quantized weights, for the
 //! architectures [`super::arch`] describes (llama with or without experts,
-//! mistral, qwen2, qwen3, qwen3moe, gemma2, gemma3), computed the way llama.cpp's CPU backend computes it:
+//! mistral, qwen2, qwen3, qwen3moe, gemma2, gemma3, phi3), computed the way llama.cpp's CPU backend computes it:
 //!
 //! - token embeddings: one row of `token_embd` dequantized per token (times
 //!   `sqrt(n_embd)` for gemma);
 //! - RMSNorm (sum of squares in f64, `1/sqrt(mean + eps)` in f32) times the
 //!   norm weight (GGUF stores gemma's norm weights with the 1 already added);
-//! - Q/K/V projections (qwen2 adds biases; qwen3 and gemma3 normalize each
-//!   head of Q and K), RoPE as ggml applies it to GGUF weights: adjacent
+//! - Q/K/V projections, separate or one fused matrix (phi3) (qwen2 adds
+//!   biases; qwen3 and gemma3 normalize each head of Q and K), RoPE as ggml
+//!   applies it to GGUF weights (on the first `n_rot` dimensions): adjacent
 //!   pairs for llama (the converter permuted Q/K), halves (NeoX) for the
 //!   others, angles `pos · base^(-2i/n_rot)` accumulated in f32, optional
-//!   `rope_freqs` factors and linear scaling, gemma3's local layers with
-//!   their own base;
+//!   `rope_freqs` or LongRoPE factors (phi3), linear scaling and the
+//!   attention factor, gemma3's local layers with their own base;
 //! - grouped-query causal attention with a KV cache that stores K and V as
 //!   F16 (llama.cpp's default cache type; Q and the softmax weights are
 //!   rounded to F16 for the products with it, as ggml's F16 `mul_mat` does),
 //!   sliding-window masks on gemma's local layers, gemma2's soft-capped
 //!   scores;
-//! - SwiGLU or GeGLU feed-forward, or a mixture of experts (qwen3moe,
+//! - SwiGLU (gate and up fused in phi3) or GeGLU feed-forward, or a mixture of experts (qwen3moe,
 //!   Mixtral-style llama: [`super::moe`]), gemma's norms of the attention
 //!   and feed-forward outputs; output projection or the tied token
 //!   embeddings, optional logit soft-capping.
@@ -93,6 +94,13 @@ pub struct HParams {
     pub final_softcap: Option<f32>,
     /// `cap · tanh(score / cap)` on the attention scores.
     pub attn_softcap: Option<f32>,
+    /// Multiplier of RoPE's cos and sin (`<arch>.rope.scaling.attn_factor`,
+    /// 1 when absent).
+    pub rope_attn_factor: f32,
+    /// The context the RoPE frequencies were trained for
+    /// (`<arch>.rope.scaling.original_context_length`, else
+    /// `context_length`): LongRoPE's long factors apply beyond it.
+    pub n_ctx_orig: usize,
 }
 
 /// A weight matrix in the file: `rows` × `cols` of `info.ty`, or a stack
@@ -107,7 +115,17 @@ pub(super) struct Mat {
 
 /// A layer's feed-forward weights.
 pub(super) enum FfnWeights {
-    Dense { gate: Mat, up: Mat, down: Mat },
+    Dense {
+        gate: Mat,
+        up: Mat,
+        down: Mat,
+    },
+    /// Gate and up projections in one matrix of `2·n_ff` rows, the gate's
+    /// first (phi3).
+    FusedUp {
+        up: Mat,
+        down: Mat,
+    },
     Experts(Experts),
 }
 
@@ -115,9 +133,21 @@ impl FfnWeights {
     fn mats(&self) -> Vec<&Mat> {
         match self {
             FfnWeights::Dense { gate, up, down } => vec![gate, up, down],
+            FfnWeights::FusedUp { up, down } => vec![up, down],
             FfnWeights::Experts(e) => vec![&e.router, &e.gate, &e.up, &e.down],
         }
     }
+}
+
+/// A layer's Q/K/V projections.
+pub(super) enum Qkv {
+    Separate {
+        wq: Mat,
+        wk: Mat,
+        wv: Mat,
+    },
+    /// One matrix whose rows are Q's, then K's, then V's (phi3).
+    Fused(Mat),
 }
 
 struct Layer {
@@ -130,9 +160,7 @@ struct Layer {
     post_ffn_norm: Option<Vec<f32>>,
     /// A local (sliding-window) layer.
     swa: bool,
-    wq: Mat,
-    wk: Mat,
-    wv: Mat,
+    qkv: Qkv,
     wo: Mat,
     bq: Option<Vec<f32>>,
     bk: Option<Vec<f32>>,
@@ -145,10 +173,29 @@ struct Layer {
 impl Layer {
     /// Every weight matrix of the layer, in the order the pass reads them.
     fn mats(&self) -> Vec<&Mat> {
-        let mut v = vec![&self.wq, &self.wk, &self.wv, &self.wo];
+        let mut v = match &self.qkv {
+            Qkv::Separate { wq, wk, wv } => vec![wq, wk, wv],
+            Qkv::Fused(w) => vec![w],
+        };
+        v.push(&self.wo);
         v.extend(self.ffn.mats());
         v
     }
+}
+
+/// The `rows` rows of `x`, each the concatenation of `widths.len()` parts,
+/// split into one matrix per part.
+fn split_columns<const N: usize>(x: &[f32], rows: usize, widths: [usize; N]) -> [Vec<f32>; N] {
+    let total: usize = widths.iter().sum();
+    let mut start = 0;
+    widths.map(|w| {
+        let mut out = Vec::with_capacity(rows * w);
+        for row in x.chunks_exact(total).take(rows) {
+            out.extend_from_slice(&row[start..start + w]);
+        }
+        start += w;
+        out
+    })
 }
 
 /// A llama-family model backed by the memory map of its GGUF file.
@@ -159,6 +206,9 @@ pub struct LlamaModel {
     output: Mat,
     output_norm: Vec<f32>,
     rope_freqs: Option<Vec<f32>>,
+    /// LongRoPE's factors for long and short contexts (phi3).
+    rope_long: Option<Vec<f32>>,
+    rope_short: Option<Vec<f32>>,
     layers: Vec<Layer>,
 }
 
@@ -475,10 +525,11 @@ impl LlamaModel {
 
         // One table per RoPE base and scale: the global layers', and the
         // local layers' when they differ.
-        let rope_global = self.rope_table(p0, n, hp.freq_base, hp.freq_scale);
+        let factors = self.rope_factors(caches[0].n_ctx);
+        let rope_global = self.rope_table(p0, n, hp.freq_base, hp.freq_scale, factors);
         let rope_local = (self.layers.iter().any(|l| l.swa)
             && (hp.freq_base_swa, hp.freq_scale_swa) != (hp.freq_base, hp.freq_scale))
-            .then(|| self.rope_table(p0, n, hp.freq_base_swa, hp.freq_scale_swa));
+            .then(|| self.rope_table(p0, n, hp.freq_base_swa, hp.freq_scale_swa, factors));
         let last = hp.n_layer - 1;
         let keep: Vec<usize> = (0..n_seq).flat_map(|s| (s * n + out.from)..(s + 1) * n).collect();
         let mut rows = n_seq * n; // rows of `x` still carried (the last layer keeps only `keep`)
@@ -499,7 +550,14 @@ impl LlamaModel {
                 r(il, &x);
             }
             let h = rms_norm(&x, d, hp.eps, &layer.attn_norm);
-            let [mut q, mut k, mut v] = self.matmuls([&layer.wq, &layer.wk, &layer.wv], &h, rows, hooks);
+            let [mut q, mut k, mut v] = match &layer.qkv {
+                Qkv::Separate { wq, wk, wv } => self.matmuls([wq, wk, wv], &h, rows, hooks),
+                Qkv::Fused(w) => {
+                    let qkv = self.matmul(w, &h, rows, hooks);
+                    let kv_dim = hp.n_head_kv * hp.head_dim;
+                    split_columns(&qkv, rows, [hp.n_head * hp.head_dim, kv_dim, kv_dim])
+                }
+            };
             add_bias(&mut q, layer.bq.as_deref());
             add_bias(&mut k, layer.bk.as_deref());
             add_bias(&mut v, layer.bv.as_deref());
@@ -566,6 +624,17 @@ impl LlamaModel {
                     g.par_chunks_mut(gate.rows).zip(u.par_chunks(gate.rows)).for_each(|(g, u)| act(g, u));
                     self.matmul(down, &g, rows, hooks)
                 }
+                FfnWeights::FusedUp { up, down } => {
+                    let gu = self.matmul(up, &h, rows, hooks);
+                    let n_ff = up.rows / 2;
+                    let mut g = vec![0f32; rows * n_ff];
+                    g.par_chunks_mut(n_ff).zip(gu.par_chunks(up.rows)).for_each(|(g, gu)| {
+                        let (gate, up) = gu.split_at(n_ff);
+                        g.copy_from_slice(gate);
+                        swiglu(g, up);
+                    });
+                    self.matmul(down, &g, rows, hooks)
+                }
                 FfnWeights::Experts(e) => self.moe_ffn(e, &h, rows, hooks),
             };
             if let Some(w) = &layer.post_ffn_norm {
@@ -590,19 +659,43 @@ impl LlamaModel {
         Ok(logits)
     }
 
+    /// The frequency factors RoPE divides by for a cache of `n_ctx`
+    /// positions: `rope_freqs`, else LongRoPE's long factors when llama.cpp's
+    /// per-sequence context (`n_ctx` rounded up to a multiple of 256) exceeds
+    /// the original context, else its short ones, else none.
+    fn rope_factors(&self, n_ctx: usize) -> Option<&[f32]> {
+        if let Some(f) = &self.rope_freqs {
+            return Some(f);
+        }
+        if n_ctx.next_multiple_of(256) > self.hp.n_ctx_orig {
+            self.rope_long.as_deref()
+        } else {
+            self.rope_short.as_deref()
+        }
+    }
+
     /// cos/sin of every (position, pair) for the `n` positions from `p0`,
-    /// RoPE base `freq_base`, linear scale `freq_scale`.
-    fn rope_table(&self, p0: usize, n: usize, freq_base: f32, freq_scale: f32) -> Vec<(f32, f32)> {
+    /// RoPE base `freq_base`, linear scale `freq_scale`, frequency factors
+    /// `factors`, both multiplied by the attention factor.
+    fn rope_table(
+        &self,
+        p0: usize,
+        n: usize,
+        freq_base: f32,
+        freq_scale: f32,
+        factors: Option<&[f32]>,
+    ) -> Vec<(f32, f32)> {
         let hp = &self.hp;
         let half = hp.n_rot / 2;
         let theta_scale = freq_base.powf(-2.0 / hp.n_rot as f32);
+        let m = hp.rope_attn_factor;
         let mut table = Vec::with_capacity(n * half);
         for i in 0..n {
             let mut theta = (p0 + i) as f32;
             for j in 0..half {
-                let ff = self.rope_freqs.as_ref().map_or(1.0, |f| f[j]);
+                let ff = factors.map_or(1.0, |f| f[j]);
                 let t = freq_scale * (theta / ff);
-                table.push((t.cos(), t.sin()));
+                table.push((t.cos() * m, t.sin() * m));
                 theta *= theta_scale;
             }
         }

@@ -71,7 +71,9 @@ impl LlamaModel {
         let mut freq_scale = 1.0f32;
         match meta.get_str(&format!("{arch}.rope.scaling.type")) {
             None | Some("none") => {}
-            Some("linear") => {
+            // llama.cpp reads the factor whatever the type; LongRoPE's
+            // factor tensors are applied below.
+            Some(t @ ("linear" | "longrope")) if t == "linear" || spec.long_rope => {
                 if let Some(f) = opt_f("rope.scaling.factor").filter(|&f| f > 0.0) {
                     freq_scale = 1.0 / f as f32;
                 }
@@ -93,7 +95,14 @@ impl LlamaModel {
                 let d = if n_layer == n_layer_27b { n_embd / n_head } else { head_dim };
                 (1.0, Some(1.0 / (d as f32).sqrt()))
             }
+            QueryScale::Query => (1.0, Some(1.0 / (head_dim as f32).sqrt())),
         };
+        let rope_attn_factor = match opt_f("rope.scaling.attn_factor") {
+            None => 1.0,
+            Some(f) if f.is_finite() && f > 0.0 && (f as f32).is_finite() => f as f32,
+            Some(f) => return Err(bad("rope.scaling.attn_factor", format!("{f} (expected a finite number > 0)"))),
+        };
+        let n_ctx_orig = meta.arch_u64("rope.scaling.original_context_length").map_or(n_ctx_train, |v| v as usize);
         let embd_scale = spec.embed_scale.then(|| (n_embd as f32).sqrt());
         let (mut n_swa, mut swa_period) = (0usize, 0usize);
         let (mut freq_base_swa, mut freq_scale_swa) = (freq_base, freq_scale);
@@ -249,18 +258,57 @@ impl LlamaModel {
         };
         let output_norm = need("output_norm.weight", n_embd)?;
         let rope_freqs = vector("rope_freqs.weight", n_rot / 2)?;
+        let (rope_long, rope_short) = if spec.long_rope {
+            (vector("rope_factors_long.weight", n_rot / 2)?, vector("rope_factors_short.weight", n_rot / 2)?)
+        } else {
+            (None, None)
+        };
+        for (name, f) in [
+            ("rope_freqs.weight", &rope_freqs),
+            ("rope_factors_long.weight", &rope_long),
+            ("rope_factors_short.weight", &rope_short),
+        ] {
+            if let Some(i) = f.as_ref().and_then(|f| f.iter().position(|v| !(v.is_finite() && *v > 0.0))) {
+                return Err(ModelError::Tensor {
+                    path: path.clone(),
+                    tensor: name.into(),
+                    offset: None,
+                    msg: format!(
+                        "value {i} is {} (RoPE divides by these factors: expected finite and > 0)",
+                        f.as_ref().unwrap()[i]
+                    ),
+                });
+            }
+        }
         let mut layers = Vec::with_capacity(n_layer);
         for i in 0..n_layer {
             let p = |s: &str| format!("blk.{i}.{s}");
-            if file.tensor(&p("attn_qkv.weight")).is_some() {
+            let fused_qkv = spec.fused_qkv && file.tensor(&p("attn_qkv.weight")).is_some();
+            if !spec.fused_qkv && file.tensor(&p("attn_qkv.weight")).is_some() {
                 return Err(ModelError::Tensor {
                     path: path.clone(),
                     tensor: p("attn_qkv.weight"),
                     offset: None,
-                    msg: "fused QKV projections are not supported".into(),
+                    msg: format!("fused QKV projections are not read for architecture `{arch}`"),
                 });
             }
             let ffn = match moe {
+                None if spec.fused_gate_up => {
+                    if file.tensor(&p("ffn_gate.weight")).is_some() {
+                        return Err(ModelError::Tensor {
+                            path: path.clone(),
+                            tensor: p("ffn_gate.weight"),
+                            offset: None,
+                            msg: format!(
+                                "`{arch}` has the gate inside ffn_up (2·n_ff rows); a separate gate is not read"
+                            ),
+                        });
+                    }
+                    FfnWeights::FusedUp {
+                        up: mat(&p("ffn_up.weight"), n_embd, Some(2 * n_ff))?,
+                        down: mat(&p("ffn_down.weight"), n_ff, Some(n_embd))?,
+                    }
+                }
                 None => {
                     let gate = p("ffn_gate.weight");
                     if file.tensor(&gate).is_none() && file.tensor(&p("ffn_gate_exps.weight")).is_some() {
@@ -332,6 +380,29 @@ impl LlamaModel {
                     Ok(None)
                 }
             };
+            let (qkv, bq, bk, bv) = if fused_qkv {
+                let w = mat(&p("attn_qkv.weight"), n_embd, Some(q_dim + 2 * kv_dim))?;
+                let (bq, bk, bv) = match vector(&p("attn_qkv.bias"), q_dim + 2 * kv_dim)? {
+                    Some(b) => {
+                        let [q, k, v] = split_columns(&b, 1, [q_dim, kv_dim, kv_dim]);
+                        (Some(q), Some(k), Some(v))
+                    }
+                    None => (None, None, None),
+                };
+                (Qkv::Fused(w), bq, bk, bv)
+            } else {
+                let qkv = Qkv::Separate {
+                    wq: mat(&p("attn_q.weight"), n_embd, Some(q_dim))?,
+                    wk: mat(&p("attn_k.weight"), n_embd, Some(kv_dim))?,
+                    wv: mat(&p("attn_v.weight"), n_embd, Some(kv_dim))?,
+                };
+                (
+                    qkv,
+                    vector(&p("attn_q.bias"), q_dim)?,
+                    vector(&p("attn_k.bias"), kv_dim)?,
+                    vector(&p("attn_v.bias"), kv_dim)?,
+                )
+            };
             layers.push(Layer {
                 attn_norm: need(&p("attn_norm.weight"), n_embd)?,
                 q_norm: opt_need(spec.qk_norm, "attn_q_norm.weight", head_dim)?,
@@ -339,13 +410,11 @@ impl LlamaModel {
                 post_attn_norm: opt_need(spec.post_norms, "post_attention_norm.weight", n_embd)?,
                 post_ffn_norm: opt_need(spec.post_norms, "post_ffw_norm.weight", n_embd)?,
                 swa: swa_period > 0 && i % swa_period < swa_period - 1,
-                wq: mat(&p("attn_q.weight"), n_embd, Some(q_dim))?,
-                wk: mat(&p("attn_k.weight"), n_embd, Some(kv_dim))?,
-                wv: mat(&p("attn_v.weight"), n_embd, Some(kv_dim))?,
+                qkv,
                 wo: mat(&p("attn_output.weight"), q_dim, Some(n_embd))?,
-                bq: vector(&p("attn_q.bias"), q_dim)?,
-                bk: vector(&p("attn_k.bias"), kv_dim)?,
-                bv: vector(&p("attn_v.bias"), kv_dim)?,
+                bq,
+                bk,
+                bv,
                 bo: vector(&p("attn_output.bias"), n_embd)?,
                 ffn_norm: need(&p("ffn_norm.weight"), n_embd)?,
                 ffn,
@@ -378,7 +447,9 @@ impl LlamaModel {
             freq_scale_swa,
             final_softcap,
             attn_softcap,
+            rope_attn_factor,
+            n_ctx_orig,
         };
-        Ok(LlamaModel { file, hp, tok_embd, output, output_norm, rope_freqs, layers })
+        Ok(LlamaModel { file, hp, tok_embd, output, output_norm, rope_freqs, rope_long, rope_short, layers })
     }
 }
