@@ -211,6 +211,34 @@ fn simd_equals_scalar_within_rounding() {
     }
 }
 
+/// The batch (tiled-GEMM) dot products of the k-quants: every SIMD path
+/// gives the scalar twin's bits, on random blocks with random scales, and
+/// the result is the dot product of the dequantized operands within
+/// rounding.
+#[test]
+fn batch_dot_simd_equals_scalar_exactly() {
+    let mut checked = 0;
+    for &ty in VEC_DOT_TYPES {
+        let aty = quant::vec_dot_type(ty).unwrap();
+        for seed in 0..12u64 {
+            let mut r = Rng::new(seed * 104_729 + ty.id() as u64);
+            let n = 256 * (1 + seed as usize);
+            let (w, a) = (weights(ty, n, &mut r, Mode::Random), activations(aty, n, &mut r, Mode::Random));
+            let Some(want) = quant::batch_dot_with(Isa::Scalar, ty, n, &w, &a).unwrap() else { continue };
+            checked += 1;
+            let (wd, ad) = (dequantized(ty, &w, n), dequantized(aty, &a, n));
+            let exact: f64 = wd.iter().zip(&ad).map(|(&p, &q)| p as f64 * q as f64).sum();
+            let mag: f64 = wd.iter().zip(&ad).map(|(&p, &q)| (p as f64 * q as f64).abs()).sum();
+            assert!((want as f64 - exact).abs() <= 2e-6 * mag + 1e-30, "{ty}: seed {seed}: {want} vs {exact}");
+            for isa in simd_paths() {
+                let got = quant::batch_dot_with(isa, ty, n, &w, &a).unwrap().unwrap();
+                assert_eq!(got.to_bits(), want.to_bits(), "{ty} {}: seed {seed}", isa.name());
+            }
+        }
+    }
+    assert_eq!(checked, 5 * 12, "the five k-quants have a batch dot product");
+}
+
 #[test]
 fn scalar_equals_dot_of_dequantized() {
     for &ty in VEC_DOT_TYPES {

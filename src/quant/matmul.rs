@@ -1,7 +1,11 @@
 //! Matrix products of a ggml weight matrix with f32 activations, the way
-//! ggml's CPU backend computes `mul_mat`: the activations are quantized once
-//! to the weight type's `vec_dot_type`, then every output is one
-//! [`GgmlBlock::vec_dot`] of a weight row with an activation row. This is
+//! ggml's CPU backend computes `mul_mat` (built for AVX2, weights not
+//! repacked): the activations are quantized once to the weight type's
+//! `vec_dot_type`, then every output is one [`GgmlBlock::vec_dot`] of a
+//! weight row with an activation row — except for k-quant weights in
+//! products of [`super::BATCH_MIN_TOKENS`] or more tokens, which ggml
+//! computes with its tiled GEMM and its own rounding
+//! ([`GgmlBlock::BATCH_DOT`], [`GgmlBlock::batch_dot`]). This is
 //! the one matrix product of the crate: the model's forward pass (and so
 //! sensitivity and imatrix collection) and the benchmarks run it.
 //!
@@ -256,10 +260,15 @@ fn run<B: GgmlBlock>(w: &Weights, acts: &Activations, out: &mut [f32]) {
         });
         return;
     }
+    // A type with a batch arithmetic of its own (k-quants: ggml's tiled
+    // GEMM) uses it from BATCH_MIN_TOKENS tokens on, `vec_dot` below; its
+    // tile kernels compute the batch arithmetic.
+    let batch = B::BATCH_DOT.is_some() && n_tokens >= super::BATCH_MIN_TOKENS;
     #[cfg(target_arch = "x86_64")]
     let tile_kernel = B::GEMM_VNNI
         .filter(|_| super::simd::use_avx512_vnni())
-        .or(B::GEMM_AVX512.filter(|_| super::simd::use_avx512()));
+        .or(B::GEMM_AVX512.filter(|_| super::simd::use_avx512()))
+        .filter(|_| batch || B::BATCH_DOT.is_none());
     #[cfg(target_arch = "x86_64")]
     if let Some(kernel) = tile_kernel {
         return run_tiles(w.rows, w.row_bytes(), n_tokens, out, |tile| {
@@ -281,7 +290,7 @@ fn run<B: GgmlBlock>(w: &Weights, acts: &Activations, out: &mut [f32]) {
         for t in t0..t1 {
             let a = &ab[t * bpr..(t + 1) * bpr];
             for r in r0..r1 {
-                tile.set(t, r, B::vec_dot(&wb[r * bpr..(r + 1) * bpr], a));
+                tile.set(t, r, B::batch_dot(n_tokens, &wb[r * bpr..(r + 1) * bpr], a));
             }
         }
     });

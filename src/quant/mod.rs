@@ -56,6 +56,15 @@ pub enum QuantError {
     BadImatrix { got: usize, expected: usize },
 }
 
+/// The fewest tokens of a product for which ggml's CPU backend multiplies
+/// k-quant weights with its tiled GEMM (`ggml_tiled_min_batch`) instead of
+/// `vec_dot`; see [`GgmlBlock::BATCH_DOT`].
+pub const BATCH_MIN_TOKENS: usize = 8;
+
+/// A scalar dot product of a block type with its activation type
+/// ([`GgmlBlock::BATCH_DOT`]).
+pub type BatchDotFn<B> = fn(&[B], &[<B as GgmlBlock>::VecDot]) -> f32;
+
 /// A dot-product kernel of a block type with its activation type. `unsafe`
 /// because SIMD kernels need CPU features their caller must have checked.
 pub type VecDotKernel<B> = unsafe fn(&[B], &[<B as GgmlBlock>::VecDot]) -> f32;
@@ -97,14 +106,27 @@ pub trait GgmlBlock: Pod + Send + Sync + 'static {
 
     /// The AVX-512 tile kernel for products of several tokens, if this type
     /// has one; it may only run where `simd::use_avx512()` holds, and each
-    /// of its outputs equals [`GgmlBlock::VEC_DOT_AVX2`]'s bit for bit.
+    /// of its outputs equals the batch dot product's bit for bit
+    /// ([`GgmlBlock::batch_dot`]).
     const GEMM_AVX512: Option<GemmKernel<Self>> = None;
 
     /// The AVX-512 VNNI tile kernel for products of several tokens, if this
     /// type has one; it may only run where `simd::use_avx512_vnni()` holds,
-    /// and each of its outputs equals [`GgmlBlock::VEC_DOT_AVX2`]'s bit for
-    /// bit.
+    /// and each of its outputs equals the batch dot product's bit for bit
+    /// ([`GgmlBlock::batch_dot`]).
     const GEMM_VNNI: Option<GemmKernel<Self>> = None;
+
+    /// Products of [`BATCH_MIN_TOKENS`] or more tokens in ggml's other
+    /// arithmetic, if ggml's CPU backend has one for this type: its tiled
+    /// matmul (`ggml-cpu/tiled`), which llama.cpp takes for k-quant weights
+    /// whenever a product has 8 or more tokens (prompt processing) and which
+    /// rounds differently from `vec_dot`. The scalar twin; `None`: batches
+    /// use [`GgmlBlock::vec_dot`].
+    const BATCH_DOT: Option<BatchDotFn<Self>> = None;
+
+    /// The AVX2 + FMA + F16C version of [`GgmlBlock::BATCH_DOT`] (the same
+    /// bits); same conditions as [`GgmlBlock::VEC_DOT_AVX2`].
+    const BATCH_DOT_AVX2: Option<VecDotKernel<Self>> = None;
 
     /// Quantize `src` (`dst.len() * BLCK_SIZE` values). With `imatrix`
     /// (one weight per element of `src`), use ggml's importance-weighted
@@ -173,6 +195,26 @@ pub trait GgmlBlock: Pod + Send + Sync + 'static {
                 Some(unsafe { kernel(x, y) })
             }
         }
+    }
+
+    /// The dot product of a weight row with one of the activation rows of a
+    /// product of `n_tokens` tokens, as ggml computes it there:
+    /// [`GgmlBlock::BATCH_DOT`]'s arithmetic from [`BATCH_MIN_TOKENS`]
+    /// tokens on where the type has one, else [`GgmlBlock::vec_dot`].
+    #[inline]
+    fn batch_dot(n_tokens: usize, x: &[Self], y: &[Self::VecDot]) -> f32 {
+        let Some(scalar) = Self::BATCH_DOT.filter(|_| n_tokens >= BATCH_MIN_TOKENS) else {
+            return Self::vec_dot(x, y);
+        };
+        #[cfg(target_arch = "x86_64")]
+        if let Some(kernel) = Self::BATCH_DOT_AVX2 {
+            if simd::use_avx2() {
+                // SAFETY: `use_avx2` is true only when AVX2, FMA and F16C
+                // were detected on this CPU.
+                return unsafe { kernel(x, y) };
+            }
+        }
+        scalar(x, y)
     }
 
     /// Dot product of a weight row with an activation row of equal length,
@@ -264,6 +306,42 @@ pub fn vec_dot(ty: GgmlType, n: usize, w: &[u8], act: &[u8]) -> Result<f32, Quan
     check_len(aty, n, act.len())?;
     with_block_type!(ty, B => B::vec_dot(&blocks_of::<B>(w), &blocks_of::<<B as GgmlBlock>::VecDot>(act)))
         .ok_or(QuantError::Unsupported { ty, op: "vec_dot" })
+}
+
+/// The dot product of `n` weights of type `ty` with one of the activation
+/// rows of a product of `n_tokens` tokens, as ggml computes it there
+/// ([`GgmlBlock::batch_dot`]): the tiled-GEMM arithmetic for k-quants from
+/// [`BATCH_MIN_TOKENS`] tokens on, else [`vec_dot`].
+pub fn batch_dot(ty: GgmlType, n_tokens: usize, n: usize, w: &[u8], act: &[u8]) -> Result<f32, QuantError> {
+    check_len(ty, n, w.len())?;
+    let aty = vec_dot_type(ty).ok_or(QuantError::Unsupported { ty, op: "vec_dot" })?;
+    check_len(aty, n, act.len())?;
+    with_block_type!(ty, B => B::batch_dot(n_tokens, &blocks_of::<B>(w), &blocks_of::<<B as GgmlBlock>::VecDot>(act)))
+        .ok_or(QuantError::Unsupported { ty, op: "vec_dot" })
+}
+
+/// [`batch_dot`] of a batch of [`BATCH_MIN_TOKENS`] or more on the path
+/// `isa`: `Ok(None)` for a type whose batches use `vec_dot`.
+pub fn batch_dot_with(isa: Isa, ty: GgmlType, n: usize, w: &[u8], act: &[u8]) -> Result<Option<f32>, QuantError> {
+    if !isa.available() {
+        return Err(QuantError::Unsupported { ty, op: "batch dot on this CPU's instruction set" });
+    }
+    let aty = vec_dot_type(ty).ok_or(QuantError::Unsupported { ty, op: "vec_dot" })?;
+    check_len(ty, n, w.len())?;
+    check_len(aty, n, act.len())?;
+    with_block_type!(ty, B => {
+        let (x, y) = (blocks_of::<B>(w), blocks_of::<<B as GgmlBlock>::VecDot>(act));
+        match (isa, B::BATCH_DOT) {
+            (_, None) => Ok(None),
+            (Isa::Scalar, Some(f)) => Ok(Some(f(&x, &y))),
+            (Isa::Avx2, Some(_)) => match B::BATCH_DOT_AVX2 {
+                // SAFETY: `isa.available()` was checked: AVX2, FMA and F16C.
+                Some(k) => Ok(Some(unsafe { k(&x, &y) })),
+                None => Err(QuantError::Unsupported { ty, op: "batch dot on this instruction set" }),
+            },
+        }
+    })
+    .ok_or(QuantError::Unsupported { ty, op: "vec_dot" })?
 }
 
 /// Dot product of `n` weights of type `ty` with `n` activations of its

@@ -5,9 +5,14 @@
 //!
 //! [`scalar`] is the reference; [`avx2`] forms the same integer sums with
 //! AVX2 and accumulates the scaled super-block sums in 8 float lanes (as
-//! ggml's AVX2 kernels do), so its result differs from the scalar one only
-//! by float rounding. Each block type names its kernels in its `GgmlBlock`
-//! impl (`vec_dot_scalar`, `VEC_DOT_AVX2`); the trait picks the best path.
+//! ggml's AVX2 kernels do, bit for bit), so its result differs from the
+//! scalar one only by float rounding. Each block type names its kernels in
+//! its `GgmlBlock` impl (`vec_dot_scalar`, `VEC_DOT_AVX2`); the trait picks
+//! the best path.
+//!
+//! Both also hold the batch dot products (`*_batch`, `BATCH_DOT`): ggml's
+//! tiled-GEMM arithmetic, which llama.cpp uses for products of 8 or more
+//! tokens — the scalar and AVX2 versions give the same bits.
 
 pub mod scalar;
 

@@ -1,32 +1,27 @@
 //! AVX-512 VNNI tile kernels for matrix products of k-quant weights (Q2_K,
-//! Q3_K, Q4_K, Q5_K, Q6_K) with several tokens of Q8_K activations.
+//! Q3_K, Q4_K, Q5_K, Q6_K) with 8 or more tokens of Q8_K activations, in the
+//! arithmetic of ggml's tiled GEMM (what llama.cpp computes these products
+//! with; [`super::dot::scalar::batch_step`]): per super-block the exact
+//! integers `s1 = Σ_j sc_j·Σ q·q8` and `s2 = Σ_j m_j·bsum_j`, then
+//! `res = d_w·s1 − dmin_w·s2` (one FMA) and `acc += res·d_a` (one FMA).
 //!
-//! The AVX2 dot products ([`super::dot::avx2`]) unpack each 32-value chunk
-//! of a super-block to unsigned levels, multiply them with the activations
-//! by `maddubs` (16-bit pair sums, which cannot saturate for these level
-//! ranges), weight the pairs by the sub-block scale with `madd` and add into
-//! 8 i32 lanes (lane `k` holds the products of bytes `4k..4k+4` of every
-//! chunk), then per super-block convert the lanes and accumulate
-//! `d_w·d_a · lanes` with one FMA; the minimum terms are exact integers
-//! accumulated in scalar float, Q6_K's offset is taken from the lanes by
-//! `madd` of the activation block sums.
-//!
-//! Here one 16-lane register holds the same 8 lanes for two tokens (token
-//! `t` in lanes 0..8, `t+1` in 8..16), `vpdpwssd` fuses the scale `madd`
-//! and the add, and a tile of [`MR`] rows × 2·[`NP`] tokens is computed
-//! together: each weight super-block is unpacked once for all its tokens,
-//! each activation block loaded once for all its rows. The integer lanes
-//! are the AVX2 kernel's exactly (integer sums do not depend on their
-//! order; Q3_K's `−4` of a clear high bit becomes `maddubs(low + 4·high) −
-//! maddubs(4)`, the same pair sums), and every float operation is the AVX2
-//! kernel's in the same order per lane, so every output is bit-identical
-//! to the AVX2 dot product (tests/matmul.rs).
+//! Each 32-value chunk of a super-block is unpacked to unsigned levels once
+//! per tile and multiplied with the activations by `maddubs` (16-bit pair
+//! sums, which cannot saturate for these level ranges), `vpdpwssd` weights
+//! the pairs by the sub-block scale and adds them into 8 i32 lanes per token
+//! — one 16-lane register holds two tokens — for a tile of [`MR`] rows ×
+//! 2·[`NP`] tokens; Q3_K's `−4` of a clear high bit is
+//! `maddubs(low + 4·high) − maddubs(4)`, Q6_K's offset `32·Σ sc·bsum` comes
+//! off the lanes. The lanes of 4 rows × 2 tokens are then summed into one
+//! register (lane `8h + r`: row `r`, token `h`), where the float steps run
+//! for all eight at once. Integer sums do not depend on their order, so every
+//! output is bit-identical to the batch dot product (tests/matmul.rs).
 
 #[cfg(target_arch = "x86_64")]
 pub mod vnni {
     use crate::quant::blocks::*;
     use crate::quant::kquants::dot::avx2::{crumbs, scales_mins_k4, scales_q3k};
-    use crate::quant::x86::{hsum_ps, load_16, load_i16x16, load_i8, load_u8, scale_pair};
+    use crate::quant::x86::{load_16, load_i16x16, load_i8, load_u8, scale_pair};
     use std::arch::x86_64::*;
 
     /// Weight rows per register tile.
@@ -36,8 +31,9 @@ pub mod vnni {
 
     /// A weight super-block unpacked for the tile: the 8 chunks of 32
     /// unsigned levels and their i16 scales (each broadcast to both halves),
-    /// the scales `d` and `dmin`, the per-16-value minimum multipliers
-    /// (Q2_K, Q4_K, Q5_K) and Q6_K's 16 scales as i16.
+    /// the scales `d` and `dmin`, the minimum multipliers per 16 values
+    /// (Q2_K, Q4_K, Q5_K; `madd` with the block sums gives ggml's lanes) and
+    /// Q6_K's 16 scales as i16.
     struct Dec {
         q: [__m512i; 8],
         sc: [__m512i; 8],
@@ -50,7 +46,7 @@ pub mod vnni {
     /// How a type's integer lanes and minimum are formed.
     #[derive(PartialEq, Eq)]
     enum Kind {
-        /// `d·lanes − dmin·Σ m·bsum` (Q2_K, Q4_K, Q5_K).
+        /// A minimum term `dmin·Σ m·bsum` (Q2_K, Q4_K, Q5_K).
         Mins,
         /// Levels stored as `low + 4·high`, 4 taken off per value (Q3_K).
         Q3,
@@ -290,8 +286,8 @@ pub mod vnni {
     ) {
         let zero = _mm512_setzero_si512();
         let four = _mm512_set1_epi8(4);
-        let mut acc = [[_mm512_setzero_ps(); P]; R];
-        let mut macc = [_mm512_setzero_ps(); P];
+        // Lane 8h + r: row r, token 2p + h.
+        let mut acc = [_mm512_setzero_ps(); P];
         for b in 0..n {
             let mut act = [[zero; 8]; P];
             let mut c4 = [[zero; 8]; P];
@@ -313,12 +309,12 @@ pub mod vnni {
                 bs[p] = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(sx), sy);
                 da[p] = halves(x.d, y.d);
             }
-            let mut v = [[zero; 4]; P];
-            let mut dm = [0f32; 4];
+            let mut s1 = [[zero; 4]; P];
+            let mut s2 = [[zero; 4]; P];
+            let (mut dw, mut dm) = ([0f32; 4], [0f32; 4]);
             for r in 0..R {
                 // SAFETY: row r < R, block b < n; the features are enabled.
                 let dec = unsafe { (*w.add(r * n + b)).decode() };
-                let dw = _mm512_set1_ps(dec.d);
                 for p in 0..P {
                     let mut sumi = zero;
                     for c in 0..8 {
@@ -332,46 +328,36 @@ pub mod vnni {
                         let offset = _mm512_slli_epi32::<5>(_mm512_madd_epi16(bs[p], dec.s6));
                         sumi = _mm512_sub_epi32(sumi, offset);
                     }
-                    // d_a·d_w per half (the AVX2 kernel's `b.d * xd`).
-                    let d = _mm512_mul_ps(da[p], dw);
-                    acc[r][p] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sumi), acc[r][p]);
+                    s1[p][r] = sumi;
                     if W::KIND == Kind::Mins {
-                        v[p][r] = _mm512_madd_epi16(dec.mins, bs[p]);
+                        s2[p][r] = _mm512_madd_epi16(dec.mins, bs[p]);
                     }
                 }
-                dm[r] = dec.dmin;
+                (dw[r], dm[r]) = (dec.d, dec.dmin);
             }
-            if W::KIND == Kind::Mins {
-                // SAFETY: `dm` is 4 floats.
-                let dmv = _mm512_broadcast_f32x4(unsafe { _mm_loadu_ps(dm.as_ptr()) });
-                for p in 0..P {
-                    let summs = _mm512_cvtepi32_ps(row_sums(v[p]));
-                    // (d_a·dmin_w) · Σ m·bsum, then added: the AVX2 kernel's
-                    // `mins_acc += dmin * summs as f32` per row and token.
-                    macc[p] = _mm512_add_ps(macc[p], _mm512_mul_ps(_mm512_mul_ps(da[p], dmv), summs));
+            // SAFETY: `dw` and `dm` are 4 floats each.
+            let (dwv, dmv) = unsafe {
+                (_mm512_broadcast_f32x4(_mm_loadu_ps(dw.as_ptr())), _mm512_broadcast_f32x4(_mm_loadu_ps(dm.as_ptr())))
+            };
+            for p in 0..P {
+                let mut res = _mm512_mul_ps(dwv, _mm512_cvtepi32_ps(row_sums(s1[p])));
+                if W::KIND == Kind::Mins {
+                    res = _mm512_fnmadd_ps(dmv, _mm512_cvtepi32_ps(row_sums(s2[p])), res);
                 }
+                acc[p] = _mm512_fmadd_ps(res, da[p], acc[p]);
             }
         }
         for p in 0..P {
-            let mut m = [0f32; 16];
-            // SAFETY: `m` is 16 floats.
-            unsafe { _mm512_storeu_ps(m.as_mut_ptr(), macc[p]) };
+            let mut v = [0f32; 16];
+            // SAFETY: `v` is 16 floats.
+            unsafe { _mm512_storeu_ps(v.as_mut_ptr(), acc[p]) };
             for r in 0..R {
                 for h in 0..2 {
                     let t = 2 * p + h;
-                    if t >= nt {
-                        continue;
+                    if t < nt {
+                        // SAFETY: t < nt, r < R: inside `out`.
+                        unsafe { *out.add(t * stride + r) = v[8 * h + r] };
                     }
-                    let lanes = if h == 0 {
-                        _mm512_castps512_ps256(acc[r][p])
-                    } else {
-                        _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(acc[r][p])))
-                    };
-                    // SAFETY: AVX2 is enabled here.
-                    let s = unsafe { hsum_ps(lanes) };
-                    let v = if W::KIND == Kind::Mins { s - m[8 * h + r] } else { s };
-                    // SAFETY: t < nt, r < R: inside `out`.
-                    unsafe { *out.add(t * stride + r) = v };
                 }
             }
         }
@@ -379,7 +365,7 @@ pub mod vnni {
 
     /// Products of weight rows with tokens: `w` holds `w.len() / n` rows
     /// and `a` `a.len() / n` tokens of `n` super-blocks; `out[t · rows + r]`
-    /// receives row `r` · token `t`, bit-identical to the AVX2 dot product
+    /// receives row `r` · token `t`, bit-identical to the batch dot product
     /// of the two (see the module documentation).
     ///
     /// # Safety

@@ -112,6 +112,9 @@ impl GgmlBlock for BlockQ4K {
     const VEC_DOT_AVX2: Option<crate::quant::VecDotKernel<Self>> = Some(super::dot::avx2::q4k_q8k);
     #[cfg(target_arch = "x86_64")]
     const GEMM_VNNI: Option<crate::quant::GemmKernel<Self>> = Some(super::gemm::vnni::q4k_q8k);
+    const BATCH_DOT: Option<crate::quant::BatchDotFn<Self>> = Some(super::dot::scalar::q4k_batch);
+    #[cfg(target_arch = "x86_64")]
+    const BATCH_DOT_AVX2: Option<crate::quant::VecDotKernel<Self>> = Some(super::dot::avx2::q4k_batch);
 
     fn quantize_row(src: &[f32], dst: &mut [Self], imatrix: Option<&[f32]>) {
         let mut l = [0u8; 256];

@@ -4,6 +4,15 @@
 //! sub-block scales with `madd` into 8 exact i32 lanes per super-block, then
 //! converted and scaled in float.
 //!
+//! The lanes and every float operation follow ggml's AVX2 kernels
+//! (`ggml-cpu/arch/x86/quants.c`, as GCC compiles them: scalar `a += b·c`
+//! contracted to one FMA), so each result is bit-identical to the dot
+//! product llama.cpp's AVX2 build computes (tests/matmul.rs): Q6_K's offset
+//! of 32 is taken from the lanes as `32·madd(bsums, scales)`, the minimum
+//! terms are accumulated as ggml does per type — Q2_K in the 8 float lanes of
+//! the main sum (before it, per super-block), Q4_K in 4 float lanes of their
+//! own, Q5_K as one float with FMA — each with `dmin = (−d_y)·dmin_x`.
+//!
 //! # Safety
 //! Every function requires AVX2, FMA and F16C on the running CPU.
 
@@ -42,18 +51,24 @@ pub(crate) fn scales_mins_k4(q: &[u8; 12]) -> [u8; 16] {
     out
 }
 
-/// `Σ_j m_j·(bsum_{2j} + bsum_{2j+1})`, the minimum term of Q4_K/Q5_K, with
+/// The minimum products of Q4_K/Q5_K in ggml's 4 lanes: lane `i` holds
+/// `m_{2i}·s_{2i} + m_{2i+1}·s_{2i+1}` with `s_j = bsum_{2j} + bsum_{2j+1}`,
 /// the 8 mins in bytes 8..16 of `sm`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn mins_dot_bsums(sm: &[u8; 16], bsums: &[i16; 16]) -> i32 {
+unsafe fn mins_prod4(sm: &[u8; 16], bsums: &[i16; 16]) -> __m128i {
     let mins = _mm_cvtepu8_epi16(_mm_unpackhi_epi64(load_16(sm), _mm_setzero_si128()));
     let sums = load_i16x16(bsums);
     // Adjacent pairs: bsum_{2j} + bsum_{2j+1} (≤ 2·16·128 in magnitude).
     let pairs = _mm_hadd_epi16(_mm256_castsi256_si128(sums), _mm256_extracti128_si256::<1>(sums));
-    let p = _mm_madd_epi16(mins, pairs);
-    let p = _mm_add_epi32(p, _mm_unpackhi_epi64(p, p));
-    _mm_cvtsi128_si32(_mm_add_epi32(p, _mm_shuffle_epi32::<0b01>(p)))
+    _mm_madd_epi16(mins, pairs)
+}
+
+/// `a + b·c` with one rounding (what GCC makes of ggml's `a += b * c`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn fma_ss(a: f32, b: f32, c: f32) -> f32 {
+    _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(b), _mm_set_ss(c), _mm_set_ss(a)))
 }
 
 /// The 16 signed scales (-32..31) of a Q3_K super-block (the layout of
@@ -88,28 +103,36 @@ pub(crate) unsafe fn crumbs(bits: __m256i, shift: i32) -> __m256i {
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn q2k_q8k(x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {
     let mut acc = _mm256_setzero_ps();
-    let mut mins_acc = 0.0f32;
     let m4 = _mm_set1_epi8(0x0F);
     for (a, b) in x.iter().zip(y) {
         let raw = load_16(&a.scales);
         let scales = _mm_and_si128(raw, m4);
         let mins = _mm_and_si128(_mm_srli_epi16::<4>(raw), m4);
-        let summs = hsum_epi32(_mm256_madd_epi16(_mm256_cvtepu8_epi16(mins), load_i16x16(&b.bsums)));
-        let mut sumi = _mm256_setzero_si256();
-        for h in 0..2 {
-            let bits = load_u8(&a.qs[32 * h..]);
-            for s in 0..4 {
-                let q = crumbs(bits, 2 * s as i32);
-                let p = _mm256_maddubs_epi16(q, load_i8(&b.qs[128 * h + 32 * s..]));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scale_pair(scales, 4 * h + s), p));
-            }
-        }
         let (xd, xmin) = f16x2_to_f32(a.d, a.dmin);
-        let (d, dmin) = (b.d * xd, b.d * xmin);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
-        mins_acc += dmin * summs as f32;
+        let (d, dmin) = (b.d * xd, -b.d * xmin);
+        // The minimum products first, in the same lanes (ggml's order).
+        let prod = _mm256_madd_epi16(_mm256_cvtepu8_epi16(mins), load_i16x16(&b.bsums));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(prod), acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(lanes_q2k(a, b, scales)), acc);
     }
-    hsum_ps(acc) - mins_acc
+    hsum_ps(acc)
+}
+
+/// The 8 integer lanes `Σ sc·q2·q8` of one Q2_K super-block (`scales`: its
+/// 16 four-bit scales).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn lanes_q2k(a: &BlockQ2K, b: &BlockQ8K, scales: __m128i) -> __m256i {
+    let mut sumi = _mm256_setzero_si256();
+    for h in 0..2 {
+        let bits = load_u8(&a.qs[32 * h..]);
+        for s in 0..4 {
+            let q = crumbs(bits, 2 * s as i32);
+            let p = _mm256_maddubs_epi16(q, load_i8(&b.qs[128 * h + 32 * s..]));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scale_pair(scales, 4 * h + s), p));
+        }
+    }
+    sumi
 }
 
 /// Σ over super-blocks of `d_x·d_y·Σ_j sc_j·Σ q3·q8`, `q3 = low2 − 4·(1 − high)`.
@@ -121,26 +144,34 @@ pub unsafe fn q3k_q8k(x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let four = _mm256_set1_epi8(4);
     for (a, b) in x.iter().zip(y) {
-        let scales = _mm_sub_epi8(load_16(&scales_q3k(&a.scales)), _mm_set1_epi8(32));
-        let hmask = load_u8(&a.hmask);
-        let mut sumi = _mm256_setzero_si256();
-        for h in 0..2 {
-            let bits = load_u8(&a.qs[32 * h..]);
-            for s in 0..4 {
-                let low = crumbs(bits, 2 * s as i32);
-                let bit = _mm256_set1_epi8((1u8 << (4 * h + s)) as i8);
-                // 4 where the high bit is clear: subtracted from the low part.
-                let clear = _mm256_cmpeq_epi8(_mm256_and_si256(hmask, bit), _mm256_setzero_si256());
-                let minus = _mm256_and_si256(clear, four);
-                let q8 = load_i8(&b.qs[128 * h + 32 * s..]);
-                let p = _mm256_sub_epi16(_mm256_maddubs_epi16(low, q8), _mm256_maddubs_epi16(minus, q8));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scale_pair(scales, 4 * h + s), p));
-            }
-        }
+        let sumi = lanes_q3k(a, b, four);
         let d = b.d * f16x2_to_f32(a.d, a.d).0;
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
     }
     hsum_ps(acc)
+}
+
+/// The 8 integer lanes `Σ sc·q3·q8` of one Q3_K super-block.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn lanes_q3k(a: &BlockQ3K, b: &BlockQ8K, four: __m256i) -> __m256i {
+    let scales = _mm_sub_epi8(load_16(&scales_q3k(&a.scales)), _mm_set1_epi8(32));
+    let hmask = load_u8(&a.hmask);
+    let mut sumi = _mm256_setzero_si256();
+    for h in 0..2 {
+        let bits = load_u8(&a.qs[32 * h..]);
+        for s in 0..4 {
+            let low = crumbs(bits, 2 * s as i32);
+            let bit = _mm256_set1_epi8((1u8 << (4 * h + s)) as i8);
+            // 4 where the high bit is clear: subtracted from the low part.
+            let clear = _mm256_cmpeq_epi8(_mm256_and_si256(hmask, bit), _mm256_setzero_si256());
+            let minus = _mm256_and_si256(clear, four);
+            let q8 = load_i8(&b.qs[128 * h + 32 * s..]);
+            let p = _mm256_sub_epi16(_mm256_maddubs_epi16(low, q8), _mm256_maddubs_epi16(minus, q8));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scale_pair(scales, 4 * h + s), p));
+        }
+    }
+    sumi
 }
 
 /// Σ over super-blocks of `d_y·(d_x·Σ_j sc_j·Σ q4·q8 − dmin_x·Σ_j m_j·bsum_j)`.
@@ -150,28 +181,36 @@ pub unsafe fn q3k_q8k(x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn q4k_q8k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
     let mut acc = _mm256_setzero_ps();
-    let mut mins_acc = 0.0f32;
+    let mut acc_m = _mm_setzero_ps();
     let m4 = _mm256_set1_epi8(0x0F);
     for (a, b) in x.iter().zip(y) {
         let sc = scales_mins_k4(&a.scales);
-        let summs = mins_dot_bsums(&sc, &b.bsums);
-        let mut sumi = _mm256_setzero_si256();
-        for c in 0..4 {
-            let bits = load_u8(&a.qs[32 * c..]);
-            let lo = _mm256_and_si256(bits, m4);
-            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
-            let pl = _mm256_maddubs_epi16(lo, load_i8(&b.qs[64 * c..]));
-            let ph = _mm256_maddubs_epi16(hi, load_i8(&b.qs[64 * c + 32..]));
-            let pl = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * c] as i16), pl);
-            let ph = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * c + 1] as i16), ph);
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
-        }
         let (xd, xmin) = f16x2_to_f32(a.d, a.dmin);
-        let (d, dmin) = (b.d * xd, b.d * xmin);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
-        mins_acc += dmin * summs as f32;
+        let (d, dmin) = (b.d * xd, -b.d * xmin);
+        acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(mins_prod4(&sc, &b.bsums)), acc_m);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(lanes_q4k(a, b, &sc, m4)), acc);
     }
-    hsum_ps(acc) - mins_acc
+    let m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
+    hsum_ps(acc) + _mm_cvtss_f32(_mm_add_ss(m, _mm_movehdup_ps(m)))
+}
+
+/// The 8 integer lanes `Σ sc·q4·q8` of one Q4_K super-block (`sc`: its
+/// unpacked scales and mins).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn lanes_q4k(a: &BlockQ4K, b: &BlockQ8K, sc: &[u8; 16], m4: __m256i) -> __m256i {
+    let mut sumi = _mm256_setzero_si256();
+    for c in 0..4 {
+        let bits = load_u8(&a.qs[32 * c..]);
+        let lo = _mm256_and_si256(bits, m4);
+        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
+        let pl = _mm256_maddubs_epi16(lo, load_i8(&b.qs[64 * c..]));
+        let ph = _mm256_maddubs_epi16(hi, load_i8(&b.qs[64 * c + 32..]));
+        let pl = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * c] as i16), pl);
+        let ph = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * c + 1] as i16), ph);
+        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+    }
+    sumi
 }
 
 /// As [`q4k_q8k`] with the fifth bit of each level from `qh`.
@@ -181,33 +220,42 @@ pub unsafe fn q4k_q8k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn q5k_q8k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
     let mut acc = _mm256_setzero_ps();
-    let mut mins_acc = 0.0f32;
+    let mut summs = 0.0f32;
     let m4 = _mm256_set1_epi8(0x0F);
     let one = _mm256_set1_epi8(1);
     for (a, b) in x.iter().zip(y) {
         let sc = scales_mins_k4(&a.scales);
-        let summs = mins_dot_bsums(&sc, &b.bsums);
-        let hbits = load_u8(&a.qh);
-        let mut sumi = _mm256_setzero_si256();
-        for c in 0..4 {
-            let bits = load_u8(&a.qs[32 * c..]);
-            // Bit 2c of qh is the fifth bit of the low nibbles, 2c+1 of the high.
-            let h_lo = _mm256_and_si256(_mm256_srl_epi16(hbits, _mm_cvtsi32_si128(2 * c as i32)), one);
-            let h_hi = _mm256_and_si256(_mm256_srl_epi16(hbits, _mm_cvtsi32_si128(2 * c as i32 + 1)), one);
-            let lo = _mm256_or_si256(_mm256_and_si256(bits, m4), _mm256_slli_epi16::<4>(h_lo));
-            let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4), _mm256_slli_epi16::<4>(h_hi));
-            let pl = _mm256_maddubs_epi16(lo, load_i8(&b.qs[64 * c..]));
-            let ph = _mm256_maddubs_epi16(hi, load_i8(&b.qs[64 * c + 32..]));
-            let pl = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * c] as i16), pl);
-            let ph = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * c + 1] as i16), ph);
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
-        }
         let (xd, xmin) = f16x2_to_f32(a.d, a.dmin);
-        let (d, dmin) = (b.d * xd, b.d * xmin);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
-        mins_acc += dmin * summs as f32;
+        let (d, dmin) = (b.d * xd, -b.d * xmin);
+        let p = mins_prod4(&sc, &b.bsums);
+        let p = _mm_add_epi32(p, _mm_unpackhi_epi64(p, p));
+        let m = _mm_cvtsi128_si32(_mm_add_epi32(p, _mm_shuffle_epi32::<0b01>(p)));
+        summs = fma_ss(summs, dmin, m as f32);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(lanes_q5k(a, b, &sc, m4, one)), acc);
     }
-    hsum_ps(acc) - mins_acc
+    hsum_ps(acc) + summs
+}
+
+/// The 8 integer lanes `Σ sc·q5·q8` of one Q5_K super-block.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn lanes_q5k(a: &BlockQ5K, b: &BlockQ8K, sc: &[u8; 16], m4: __m256i, one: __m256i) -> __m256i {
+    let hbits = load_u8(&a.qh);
+    let mut sumi = _mm256_setzero_si256();
+    for c in 0..4 {
+        let bits = load_u8(&a.qs[32 * c..]);
+        // Bit 2c of qh is the fifth bit of the low nibbles, 2c+1 of the high.
+        let h_lo = _mm256_and_si256(_mm256_srl_epi16(hbits, _mm_cvtsi32_si128(2 * c as i32)), one);
+        let h_hi = _mm256_and_si256(_mm256_srl_epi16(hbits, _mm_cvtsi32_si128(2 * c as i32 + 1)), one);
+        let lo = _mm256_or_si256(_mm256_and_si256(bits, m4), _mm256_slli_epi16::<4>(h_lo));
+        let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4), _mm256_slli_epi16::<4>(h_hi));
+        let pl = _mm256_maddubs_epi16(lo, load_i8(&b.qs[64 * c..]));
+        let ph = _mm256_maddubs_epi16(hi, load_i8(&b.qs[64 * c + 32..]));
+        let pl = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * c] as i16), pl);
+        let ph = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * c + 1] as i16), ph);
+        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+    }
+    sumi
 }
 
 /// Σ over super-blocks of `d_x·d_y·Σ_j sc_j·Σ (q6−32)·q8`, computed as
@@ -218,38 +266,148 @@ pub unsafe fn q5k_q8k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn q6k_q8k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
     let mut acc = _mm256_setzero_ps();
+    for (a, b) in x.iter().zip(y) {
+        let d = b.d * f16x2_to_f32(a.d, a.d).0;
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(lanes_q6k(a, b)), acc);
+    }
+    hsum_ps(acc)
+}
+
+/// The 8 integer lanes `Σ sc·(q6−32)·q8` of one Q6_K super-block, the offset
+/// taken off as `32·madd(bsums, scales)` (ggml's lanes).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn lanes_q6k(a: &BlockQ6K, b: &BlockQ8K) -> __m256i {
     let m15 = _mm256_set1_epi8(0x0F);
     let m3 = _mm256_set1_epi8(0x03);
     let m12 = _mm256_set1_epi8(0x0C);
     let m48 = _mm256_set1_epi8(0x30);
     let m192 = _mm256_set1_epi8(0xC0u8 as i8);
-    for (a, b) in x.iter().zip(y) {
-        let scales = load_16(&a.scales);
-        let offset = _mm256_slli_epi32::<5>(_mm256_madd_epi16(load_i16x16(&b.bsums), _mm256_cvtepi8_epi16(scales)));
-        let mut sumi = _mm256_setzero_si256();
-        for h in 0..2 {
-            let b1 = load_u8(&a.ql[64 * h..]);
-            let b2 = load_u8(&a.ql[64 * h + 32..]);
-            let hb = load_u8(&a.qh[32 * h..]);
-            let q = [
-                _mm256_or_si256(_mm256_and_si256(b1, m15), _mm256_slli_epi16::<4>(_mm256_and_si256(hb, m3))),
-                _mm256_or_si256(_mm256_and_si256(b2, m15), _mm256_slli_epi16::<2>(_mm256_and_si256(hb, m12))),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(b1), m15), _mm256_and_si256(hb, m48)),
-                _mm256_or_si256(
-                    _mm256_and_si256(_mm256_srli_epi16::<4>(b2), m15),
-                    _mm256_srli_epi16::<2>(_mm256_and_si256(hb, m192)),
-                ),
-            ];
-            for (s, qs) in q.into_iter().enumerate() {
-                let p = _mm256_maddubs_epi16(qs, load_i8(&b.qs[128 * h + 32 * s..]));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scale_pair(scales, 4 * h + s), p));
-            }
+    let scales = load_16(&a.scales);
+    let offset = _mm256_slli_epi32::<5>(_mm256_madd_epi16(load_i16x16(&b.bsums), _mm256_cvtepi8_epi16(scales)));
+    let mut sumi = _mm256_setzero_si256();
+    for h in 0..2 {
+        let b1 = load_u8(&a.ql[64 * h..]);
+        let b2 = load_u8(&a.ql[64 * h + 32..]);
+        let hb = load_u8(&a.qh[32 * h..]);
+        let q = [
+            _mm256_or_si256(_mm256_and_si256(b1, m15), _mm256_slli_epi16::<4>(_mm256_and_si256(hb, m3))),
+            _mm256_or_si256(_mm256_and_si256(b2, m15), _mm256_slli_epi16::<2>(_mm256_and_si256(hb, m12))),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(b1), m15), _mm256_and_si256(hb, m48)),
+            _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16::<4>(b2), m15),
+                _mm256_srli_epi16::<2>(_mm256_and_si256(hb, m192)),
+            ),
+        ];
+        for (s, qs) in q.into_iter().enumerate() {
+            let p = _mm256_maddubs_epi16(qs, load_i8(&b.qs[128 * h + 32 * s..]));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scale_pair(scales, 4 * h + s), p));
         }
-        let sumi = _mm256_sub_epi32(sumi, offset);
-        let d = b.d * f16x2_to_f32(a.d, a.d).0;
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
     }
-    hsum_ps(acc)
+    _mm256_sub_epi32(sumi, offset)
+}
+
+// ---- ggml's tiled prompt-GEMM arithmetic (see `super::scalar::batch_step`) ----
+
+/// Sum of the 8 lanes (exact: the lanes of one super-block cannot overflow).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum_epi32(x: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(x), _mm256_extracti128_si256::<1>(x));
+    let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32::<0b01>(s)))
+}
+
+/// `super::scalar::batch_step` with FMA instructions.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn batch_step(acc: f32, d: f32, dmin: Option<f32>, s1: i32, s2: i32, d_y: f32) -> f32 {
+    let mut res = d * s1 as f32;
+    if let Some(m) = dmin {
+        res = fma_ss(res, -m, s2 as f32);
+    }
+    fma_ss(acc, res, d_y)
+}
+
+/// ggml's tiled-GEMM Q2_K dot product (`super::scalar::q2k_batch`).
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q2k_batch(x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {
+    let m4 = _mm_set1_epi8(0x0F);
+    x.iter().zip(y).fold(0.0, |acc, (a, b)| {
+        let raw = load_16(&a.scales);
+        let scales = _mm_and_si128(raw, m4);
+        let mins = _mm_and_si128(_mm_srli_epi16::<4>(raw), m4);
+        let s2 = hsum_epi32(_mm256_madd_epi16(_mm256_cvtepu8_epi16(mins), load_i16x16(&b.bsums)));
+        let s1 = hsum_epi32(lanes_q2k(a, b, scales));
+        let (d, dmin) = f16x2_to_f32(a.d, a.dmin);
+        batch_step(acc, d, Some(dmin), s1, s2, b.d)
+    })
+}
+
+/// ggml's tiled-GEMM Q3_K dot product (`super::scalar::q3k_batch`).
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q3k_batch(x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
+    let four = _mm256_set1_epi8(4);
+    x.iter().zip(y).fold(0.0, |acc, (a, b)| {
+        let s1 = hsum_epi32(lanes_q3k(a, b, four));
+        batch_step(acc, f16x2_to_f32(a.d, a.d).0, None, s1, 0, b.d)
+    })
+}
+
+/// `Σ_j m_j·(bsum_{2j} + bsum_{2j+1})` of Q4_K/Q5_K.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn mins_total(sm: &[u8; 16], bsums: &[i16; 16]) -> i32 {
+    let p = mins_prod4(sm, bsums);
+    let p = _mm_add_epi32(p, _mm_unpackhi_epi64(p, p));
+    _mm_cvtsi128_si32(_mm_add_epi32(p, _mm_shuffle_epi32::<0b01>(p)))
+}
+
+/// ggml's tiled-GEMM Q4_K dot product (`super::scalar::q4k_batch`).
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q4k_batch(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
+    let m4 = _mm256_set1_epi8(0x0F);
+    x.iter().zip(y).fold(0.0, |acc, (a, b)| {
+        let sc = scales_mins_k4(&a.scales);
+        let (s1, s2) = (hsum_epi32(lanes_q4k(a, b, &sc, m4)), mins_total(&sc, &b.bsums));
+        let (d, dmin) = f16x2_to_f32(a.d, a.dmin);
+        batch_step(acc, d, Some(dmin), s1, s2, b.d)
+    })
+}
+
+/// ggml's tiled-GEMM Q5_K dot product (`super::scalar::q5k_batch`).
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q5k_batch(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
+    let (m4, one) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(1));
+    x.iter().zip(y).fold(0.0, |acc, (a, b)| {
+        let sc = scales_mins_k4(&a.scales);
+        let (s1, s2) = (hsum_epi32(lanes_q5k(a, b, &sc, m4, one)), mins_total(&sc, &b.bsums));
+        let (d, dmin) = f16x2_to_f32(a.d, a.dmin);
+        batch_step(acc, d, Some(dmin), s1, s2, b.d)
+    })
+}
+
+/// ggml's tiled-GEMM Q6_K dot product (`super::scalar::q6k_batch`).
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q6k_batch(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
+    x.iter()
+        .zip(y)
+        .fold(0.0, |acc, (a, b)| batch_step(acc, f16x2_to_f32(a.d, a.d).0, None, hsum_epi32(lanes_q6k(a, b)), 0, b.d))
 }
 
 #[cfg(test)]
