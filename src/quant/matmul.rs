@@ -360,7 +360,8 @@ mod tests {
         let view = Weights::new(ty, rows, cols, &w).unwrap();
         let mut out = vec![0f32; n * rows];
         assert!(matmul(&view, &x, &mut out).is_ok());
-        // Reference: the byte-level API, one dot product at a time.
+        // Reference: the byte-level API, one dot product at a time (ggml's
+        // batch arithmetic for k-quants from 8 tokens on).
         let aty = crate::quant::vec_dot_type(ty).unwrap();
         let arb = aty.row_bytes(cols as u64).unwrap() as usize;
         for t in 0..n {
@@ -372,14 +373,14 @@ mod tests {
             .unwrap();
             assert_eq!(a.len(), arb);
             for r in 0..rows {
-                let want = crate::quant::vec_dot(ty, cols, &w[r * rb..(r + 1) * rb], &a).unwrap();
+                let want = crate::quant::batch_dot(ty, n, cols, &w[r * rb..(r + 1) * rb], &a).unwrap();
                 assert_eq!(out[t * rows + r], want, "{ty} t={t} r={r}");
             }
         }
     }
 
     #[test]
-    fn matches_byte_level_vec_dot() {
+    fn matches_byte_level_batch_dot() {
         for ty in [GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::F16, GgmlType::F32] {
             check(ty, 37, 256, 1);
             check(ty, 37, 256, 21);
