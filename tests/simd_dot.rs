@@ -117,6 +117,13 @@ fn weights(ty: GgmlType, n: usize, r: &mut Rng, mode: Mode) -> Vec<u8> {
             };
             blocks!(b(r))
         }
+        GgmlType::IQ4_NL => blocks!(BlockIQ4NL { d: sc16(r, mode), qs: r.bytes() }),
+        GgmlType::IQ4_XS => blocks!(BlockIQ4XS {
+            d: sc16(r, mode),
+            scales_h: u16::from_le_bytes(r.bytes()),
+            scales_l: r.bytes(),
+            qs: r.bytes()
+        }),
         _ => unreachable!("{ty} is not a weight type"),
     }
 }
