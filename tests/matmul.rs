@@ -287,3 +287,43 @@ fn activations_and_dot_products_agree_with_ggml_cpu() {
         assert!((got - theirs).abs() <= 1e-5 * mag, "{ty}: ours {got} vs ggml {theirs} (Σ|w·a| {mag})");
     }
 }
+
+/// IQ4_NL · Q8_0 and IQ4_XS · Q8_K on the AVX2 path give exactly the bits of
+/// libggml-cpu's AVX2 `vec_dot` (even and odd block counts: IQ4_NL's kernel
+/// pairs blocks and adds an odd last one in scalar).
+#[test]
+fn iq4_dot_products_equal_ggml_cpu_bit_for_bit() {
+    let Some(py) = common::python() else { return };
+    if !quant::simd::Isa::Avx2.available() {
+        eprintln!("no AVX2: the exact comparison with ggml's AVX2 kernels is skipped");
+        return;
+    }
+    let dir = common::tempdir();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let cases = [
+        (GgmlType::IQ4_NL, 32),
+        (GgmlType::IQ4_NL, 544),
+        (GgmlType::IQ4_NL, 576),
+        (GgmlType::IQ4_NL, 1536),
+        (GgmlType::IQ4_XS, 256),
+        (GgmlType::IQ4_XS, 1536),
+    ];
+    let (mut jobs, mut ours) = (Vec::new(), Vec::new());
+    for (k, &(ty, n)) in cases.iter().enumerate() {
+        for seed in 0..4u64 {
+            let wq = quantized(ty, &data(500 + 10 * k as u64 + seed, n), n);
+            let aty = vec_dot_type(ty).unwrap();
+            let mut acts = Activations::new();
+            acts.quantize(aty, &data(600 + 10 * k as u64 + seed, n), n).unwrap();
+            let (wf, af) = (path(&format!("w{k}_{seed}")), path(&format!("a{k}_{seed}")));
+            std::fs::write(&wf, &wq).unwrap();
+            std::fs::write(&af, acts.bytes()).unwrap();
+            jobs.push(format!("vec_dot {} {n} {wf} {af}", ty.id()));
+            ours.push((ty, n, quant::vec_dot_with(quant::simd::Isa::Avx2, ty, n, &wq, acts.bytes()).unwrap()));
+        }
+    }
+    for ((ty, n, got), answer) in ours.into_iter().zip(ggml_cpu(&py, &jobs)) {
+        let theirs = answer.trim().parse::<f64>().unwrap() as f32;
+        assert_eq!(got.to_bits(), theirs.to_bits(), "{ty} n={n}: ours {got} ggml {theirs}");
+    }
+}
