@@ -11,6 +11,8 @@ impl GgmlBlock for BlockIQ4NL {
     type VecDot = BlockQ8_0;
     #[cfg(target_arch = "x86_64")]
     const VEC_DOT_AVX2: Option<crate::quant::VecDotKernel<Self>> = Some(super::dot::avx2::iq4nl_q8_0);
+    #[cfg(target_arch = "x86_64")]
+    const DEQUANTIZE_AVX2: Option<crate::quant::DequantizeKernel<Self>> = Some(super::dequant_avx2::iq4nl);
 
     /// ggml's `quantize_iq4_nl` (what `ggml_quantize_chunk` runs, with or
     /// without importance weights).

@@ -6,12 +6,15 @@
 //! - [`iq4xs`]: IQ4_XS, super-blocks of 256 with an f16 scale and a 6-bit
 //!   scale per 32-value sub-block (Q8_K activations).
 //! - [`dot`]: their dot products (scalar reference and AVX2).
+//! - `dequant_avx2`: AVX2 dequantizers, bit-identical to the scalar ones.
 //!
 //! Both quantizers are ggml's `quantize_row_iq4_nl_impl` as
 //! `ggml_quantize_chunk` runs it (`quantize_iq4_nl` / `quantize_iq4_xs`,
 //! ntry = 7), with and without importance weights, in ggml's order of float
 //! operations. ggml needs no importance matrix for either type.
 
+#[cfg(target_arch = "x86_64")]
+pub mod dequant_avx2;
 pub mod dot;
 pub mod iq4nl;
 pub mod iq4xs;

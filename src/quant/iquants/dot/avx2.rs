@@ -19,14 +19,14 @@ use crate::quant::x86::*;
 /// 0..16 (low nibbles) in bytes 0..16, values 16..32 in bytes 16..32.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn levels_32(table: __m256i, qs: &[u8; 16]) -> __m256i {
+pub(crate) unsafe fn levels_32(table: __m256i, qs: &[u8; 16]) -> __m256i {
     _mm256_shuffle_epi8(table, nibbles_32(qs))
 }
 
 /// `kvalues_iq4nl` in both 128-bit lanes (`pshufb` looks up per lane).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn table() -> __m256i {
+pub(crate) unsafe fn table() -> __m256i {
     _mm256_broadcastsi128_si256(load_16(&KVALUES_IQ4NL))
 }
 
