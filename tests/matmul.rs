@@ -51,8 +51,8 @@ fn every_output_is_the_vec_dot_of_its_rows() {
     }
 }
 
-/// The tile kernels of several tokens (AVX-512 VNNI for the legacy types and
-/// the k-quants, where the CPU has it) give every output the AVX2 dot product's bits, for
+/// The tile kernels of several tokens (AVX-512 VNNI for the legacy types,
+/// the k-quants and the IQ4 types, where the CPU has it) give every output the AVX2 dot product's bits, for
 /// every tail of rows and tokens, with weights at the ends of their ranges
 /// (Q8_0 levels ±127 and −128, which files from elsewhere may hold), and for
 /// activations with −128 levels (a block of denormals, whose scale is 0),
@@ -63,7 +63,6 @@ fn tile_kernels_equal_the_dot_product_bit_for_bit() {
     if !quant::simd::avx512_vnni_detected() {
         eprintln!("no AVX-512 VNNI on this CPU: the VNNI tile kernels are not run (the dot products are)");
     }
-    let row_len = 512;
     let types = [
         GgmlType::Q4_0,
         GgmlType::Q4_1,
@@ -75,8 +74,12 @@ fn tile_kernels_equal_the_dot_product_bit_for_bit() {
         GgmlType::Q4_K,
         GgmlType::Q5_K,
         GgmlType::Q6_K,
+        GgmlType::IQ4_NL,
+        GgmlType::IQ4_XS,
     ];
     for ty in types {
+        // IQ4_NL with an odd block count (its kernels pair blocks).
+        let row_len = if ty == GgmlType::IQ4_NL { 544 } else { 512 };
         for rows in 1..=9 {
             let mut wq = quantized(ty, &data(rows as u64, rows * row_len), row_len);
             if ty == GgmlType::Q8_0 {
@@ -85,13 +88,14 @@ fn tile_kernels_equal_the_dot_product_bit_for_bit() {
                     *v = [0x80, 0x81, 0x7F][i % 3];
                 }
             }
-            // A k-quant's last row: random scales, minimums and levels
-            // (every range end), its f16 scales 1.0 / 0.5.
+            // A k-quant's or IQ4 type's last row: random scales, minimums
+            // and levels (every range end), its f16 scales 1.0 / 0.5.
             let f16_at: &[usize] = match ty {
                 GgmlType::Q2_K => &[80, 82],
                 GgmlType::Q3_K => &[108],
                 GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
                 GgmlType::Q6_K => &[208],
+                GgmlType::IQ4_NL | GgmlType::IQ4_XS => &[0],
                 _ => &[],
             };
             if !f16_at.is_empty() {
@@ -100,7 +104,7 @@ fn tile_kernels_equal_the_dot_product_bit_for_bit() {
                 let noise: Vec<u8> =
                     common::uniform01(77 + rows as u64, last.len()).map(|u| (u * 256.0) as u8).collect();
                 last.copy_from_slice(&noise);
-                for blk in last.chunks_exact_mut(ty.row_bytes(256).unwrap() as usize) {
+                for blk in last.chunks_exact_mut(ty.type_size()) {
                     for (k, &o) in f16_at.iter().enumerate() {
                         blk[o..o + 2].copy_from_slice(&[[0x00, 0x3C], [0x00, 0x38]][k]);
                     }

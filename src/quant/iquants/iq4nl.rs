@@ -13,6 +13,8 @@ impl GgmlBlock for BlockIQ4NL {
     const VEC_DOT_AVX2: Option<crate::quant::VecDotKernel<Self>> = Some(super::dot::avx2::iq4nl_q8_0);
     #[cfg(target_arch = "x86_64")]
     const DEQUANTIZE_AVX2: Option<crate::quant::DequantizeKernel<Self>> = Some(super::dequant_avx2::iq4nl);
+    #[cfg(target_arch = "x86_64")]
+    const GEMM_VNNI: Option<crate::quant::GemmKernel<Self>> = Some(super::gemm::vnni::iq4nl_q8_0);
 
     /// ggml's `quantize_iq4_nl` (what `ggml_quantize_chunk` runs, with or
     /// without importance weights).

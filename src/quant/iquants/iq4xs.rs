@@ -22,6 +22,8 @@ impl GgmlBlock for BlockIQ4XS {
     const VEC_DOT_AVX2: Option<crate::quant::VecDotKernel<Self>> = Some(super::dot::avx2::iq4xs_q8k);
     #[cfg(target_arch = "x86_64")]
     const DEQUANTIZE_AVX2: Option<crate::quant::DequantizeKernel<Self>> = Some(super::dequant_avx2::iq4xs);
+    #[cfg(target_arch = "x86_64")]
+    const GEMM_VNNI: Option<crate::quant::GemmKernel<Self>> = Some(super::gemm::vnni::iq4xs_q8k);
 
     /// ggml's `quantize_iq4_xs` (what `ggml_quantize_chunk` runs, with or
     /// without importance weights).

@@ -7,6 +7,8 @@
 //!   scale per 32-value sub-block (Q8_K activations).
 //! - [`dot`]: their dot products (scalar reference and AVX2).
 //! - `dequant_avx2`: AVX2 dequantizers, bit-identical to the scalar ones.
+//! - [`gemm`]: AVX-512 VNNI tile kernels of the dot products for several
+//!   tokens, bit-identical to the AVX2 dot products.
 //!
 //! Both quantizers are ggml's `quantize_row_iq4_nl_impl` as
 //! `ggml_quantize_chunk` runs it (`quantize_iq4_nl` / `quantize_iq4_xs`,
@@ -16,6 +18,7 @@
 #[cfg(target_arch = "x86_64")]
 pub mod dequant_avx2;
 pub mod dot;
+pub mod gemm;
 pub mod iq4nl;
 pub mod iq4xs;
 
