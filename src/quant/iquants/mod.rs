@@ -31,10 +31,47 @@ pub const KVALUES_IQ4NL: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1
 /// first guess (`ntry` of `quantize_iq4_nl` / `quantize_iq4_xs`).
 const NTRY: i32 = 7;
 
+/// [`KVALUES_IQ4NL`] as f32 (exact).
+const KVALUES_F32: [f32; 16] = {
+    let mut v = [0f32; 16];
+    let mut i = 0;
+    while i < 16 {
+        v[i] = KVALUES_IQ4NL[i] as f32;
+        i += 1;
+    }
+    v
+};
+
 /// ggml's `best_index_int8` on [`KVALUES_IQ4NL`]: the index of the level
-/// nearest to `x` (the upper one on a tie; 15 for NaN), by bisection.
+/// nearest to `x` (the upper one on a tie; 0 below the levels, 15 above
+/// them and for NaN).
+///
+/// ggml bisects; between the end levels the bisection ends at the `mu`
+/// with `v[mu−1] ≤ x < v[mu]`, which for increasing levels is the number
+/// of levels `≤ x`, counted here without branches (the search calls this
+/// 16 times per value, and the bisection's branches are unpredictable),
+/// then ggml's final comparison in the same float arithmetic. Outside the
+/// levels that comparison gives ggml's early answers (`x ≤ v[0]`: 0,
+/// `x ≥ v[15]`: 15), infinities included.
 #[inline]
 pub(crate) fn best_index(x: f32) -> u8 {
+    let v = &KVALUES_F32;
+    let mut c = 0usize;
+    for &level in v {
+        c += (level <= x) as usize;
+    }
+    let mu = c.clamp(1, 15);
+    let i = if x - v[mu - 1] < v[mu] - x { mu - 1 } else { mu };
+    if x.is_nan() {
+        15
+    } else {
+        i as u8
+    }
+}
+
+/// ggml's bisection, the reference [`best_index`] is tested against.
+#[cfg(test)]
+fn best_index_bisect(x: f32) -> u8 {
     let v = &KVALUES_IQ4NL;
     if x <= v[0] as f32 {
         return 0;
@@ -117,9 +154,15 @@ pub(crate) fn quantize_superblock(x: &[f32], qw: Option<&[f32]>, out: Iq4Out<'_>
         }
         // One pass of the search with inverse scale `id`: (Σ w·q·x, Σ w·q²).
         let sums = |id: f32| {
+            // The levels first (independent of each other), then the sums
+            // in ggml's order.
+            let mut q = [0f32; 32];
+            for j in 0..32 {
+                q[j] = KVALUES_F32[best_index(id * xb[j]) as usize];
+            }
             let (mut sumqx, mut sumq2) = (0.0f32, 0.0f32);
             for j in 0..32 {
-                let q = values[best_index(id * xb[j]) as usize] as f32;
+                let q = q[j];
                 let w = weight[j];
                 sumqx += w * q * xb[j];
                 sumq2 += w * q * q;
@@ -200,5 +243,21 @@ mod tests {
         // Ties go up (ggml compares with `<`).
         assert_eq!(best_index(-4.5), 8);
         assert_eq!(best_index(f32::NAN), 15);
+    }
+
+    #[test]
+    fn best_index_equals_ggml_bisection() {
+        // Every f32 in [-256, 256] with its low 8 mantissa bits zero (every
+        // level, midpoint and tie is among them), the ends and NaN.
+        let lo = (-256.0f32).to_bits();
+        for bits in (0..=u32::MAX).step_by(256) {
+            let x = f32::from_bits(bits);
+            if x.abs() <= 256.0 || x.is_nan() || bits == lo {
+                assert_eq!(best_index(x), best_index_bisect(x), "{x} ({bits:#010x})");
+            }
+        }
+        for x in [f32::INFINITY, f32::NEG_INFINITY, 1e30, -1e30, 0.0, -0.0] {
+            assert_eq!(best_index(x), best_index_bisect(x), "{x}");
+        }
     }
 }
