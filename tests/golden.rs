@@ -3,6 +3,7 @@
 //! (with the case's importance vector when it has one), and our dequantizer
 //! must decode ggml's bytes bit for bit as gguf-py's numpy decoder does
 //! (k-quant decoding is checked the same way in `golden_kquants.rs`).
+//! IQ4_NL and IQ4_XS are only in `extra-quants.gguf`.
 //!
 //! Golden data: `fixtures/golden/*.gguf` (see fixtures/README.md).
 
@@ -29,6 +30,8 @@ const TYPES: &[(&str, GgmlType)] = &[
     ("q6_k", GgmlType::Q6_K),
     ("f16", GgmlType::F16),
     ("bf16", GgmlType::BF16),
+    ("iq4_nl", GgmlType::IQ4_NL),
+    ("iq4_xs", GgmlType::IQ4_XS),
 ];
 
 /// Check every case of one golden file for the types selected by `want`;
@@ -111,7 +114,14 @@ fn k_quants_match_ggml() {
     run(|t| t.is_k_quant(), 55);
 }
 
-/// Independent decode of the legacy and float golden tensors: gguf-py's numpy
+#[test]
+fn iq4_types_match_ggml() {
+    // Both types in every case whose row length fits, half of them with an
+    // importance vector (extra-quants.gguf only: 37 cases for IQ4_NL, 31 for IQ4_XS).
+    run(|t| matches!(t, GgmlType::IQ4_NL | GgmlType::IQ4_XS), 68);
+}
+
+/// Independent decode of the legacy, float and IQ4 golden tensors: gguf-py's numpy
 /// dequantizers (same float operation order as ggml's `dequantize_row_*`).
 const GGUF_PY_DEQUANT: &str = r#"
 import sys, numpy as np, gguf
@@ -185,5 +195,5 @@ fn legacy_and_float_dequantize_match_gguf_py() {
     }
     assert_eq!(pos, theirs.len(), "gguf-py decoded a different set of tensors");
     assert!(n_tensors >= 200, "only {n_tensors} tensors compared");
-    eprintln!("{n_tensors} legacy/float tensors ({n_values} values) dequantize exactly as gguf-py does");
+    eprintln!("{n_tensors} legacy/float/IQ4 tensors ({n_values} values) dequantize exactly as gguf-py does");
 }

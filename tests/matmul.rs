@@ -39,7 +39,7 @@ fn every_output_is_the_batch_dot_of_its_rows() {
                     let (wr, ar) = (&wq[r * wrb..(r + 1) * wrb], &acts.bytes()[t * arb..(t + 1) * arb]);
                     let want = quant::batch_dot(ty, n_tokens, row_len, wr, ar).unwrap();
                     assert_eq!(out[t * rows + r].to_bits(), want.to_bits(), "{ty}: token {t} row {r}");
-                    if n_tokens < quant::BATCH_MIN_TOKENS {
+                    if quant::batch_from(ty).is_none_or(|from| n_tokens < from) {
                         assert_eq!(want, quant::vec_dot(ty, row_len, wr, ar).unwrap(), "{ty}: small batches");
                     }
                 }
@@ -53,10 +53,10 @@ fn every_output_is_the_batch_dot_of_its_rows() {
     }
 }
 
-/// The tile kernels of several tokens (AVX-512 VNNI for the legacy types and
-/// the k-quants, where the CPU has it) give every output the batch dot
-/// product's bits (the AVX2 dot product's, or for k-quants from 8 tokens on
-/// ggml's tiled-GEMM arithmetic), for
+/// The tile kernels of several tokens (AVX-512 VNNI for the legacy types,
+/// the k-quants and the IQ4 types, where the CPU has it) give every output
+/// the batch dot product's bits (the AVX2 dot product's, or for k-quants
+/// from 8 tokens on ggml's tiled-GEMM arithmetic), for
 /// every tail of rows and tokens, with weights at the ends of their ranges
 /// (Q8_0 levels ±127 and −128, which files from elsewhere may hold), and for
 /// activations with −128 levels (a block of denormals, whose scale is 0),
@@ -67,7 +67,6 @@ fn tile_kernels_equal_the_batch_dot_product_bit_for_bit() {
     if !quant::simd::avx512_vnni_detected() {
         eprintln!("no AVX-512 VNNI on this CPU: the VNNI tile kernels are not run (the dot products are)");
     }
-    let row_len = 512;
     let types = [
         GgmlType::Q4_0,
         GgmlType::Q4_1,
@@ -79,8 +78,12 @@ fn tile_kernels_equal_the_batch_dot_product_bit_for_bit() {
         GgmlType::Q4_K,
         GgmlType::Q5_K,
         GgmlType::Q6_K,
+        GgmlType::IQ4_NL,
+        GgmlType::IQ4_XS,
     ];
     for ty in types {
+        // IQ4_NL with an odd block count (its kernels pair blocks).
+        let row_len = if ty == GgmlType::IQ4_NL { 544 } else { 512 };
         for rows in 1..=9 {
             let mut wq = quantized(ty, &data(rows as u64, rows * row_len), row_len);
             if ty == GgmlType::Q8_0 {
@@ -89,13 +92,14 @@ fn tile_kernels_equal_the_batch_dot_product_bit_for_bit() {
                     *v = [0x80, 0x81, 0x7F][i % 3];
                 }
             }
-            // A k-quant's last row: random scales, minimums and levels
-            // (every range end), its f16 scales 1.0 / 0.5.
+            // A k-quant's or IQ4 type's last row: random scales, minimums
+            // and levels (every range end), its f16 scales 1.0 / 0.5.
             let f16_at: &[usize] = match ty {
                 GgmlType::Q2_K => &[80, 82],
                 GgmlType::Q3_K => &[108],
                 GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
                 GgmlType::Q6_K => &[208],
+                GgmlType::IQ4_NL | GgmlType::IQ4_XS => &[0],
                 _ => &[],
             };
             if !f16_at.is_empty() {
@@ -104,7 +108,7 @@ fn tile_kernels_equal_the_batch_dot_product_bit_for_bit() {
                 let noise: Vec<u8> =
                     common::uniform01(77 + rows as u64, last.len()).map(|u| (u * 256.0) as u8).collect();
                 last.copy_from_slice(&noise);
-                for blk in last.chunks_exact_mut(ty.row_bytes(256).unwrap() as usize) {
+                for blk in last.chunks_exact_mut(ty.type_size()) {
                     for (k, &o) in f16_at.iter().enumerate() {
                         blk[o..o + 2].copy_from_slice(&[[0x00, 0x3C], [0x00, 0x38]][k]);
                     }
@@ -323,6 +327,8 @@ fn products_equal_ggml_mul_mat_bit_for_bit() {
         GgmlType::Q4_K,
         GgmlType::Q5_K,
         GgmlType::Q6_K,
+        GgmlType::IQ4_NL,
+        GgmlType::IQ4_XS,
     ];
     let (rows, row_len) = (37, 1024);
     for (k, ty) in types.into_iter().enumerate() {
@@ -354,5 +360,45 @@ fn products_equal_ggml_mul_mat_bit_for_bit() {
                 assert_eq!(a.to_bits(), b.to_bits(), "{ty}, {n_tokens} tokens, output {i}: ours {a} vs ggml {b}");
             }
         }
+    }
+}
+
+/// IQ4_NL · Q8_0 and IQ4_XS · Q8_K on the AVX2 path give exactly the bits of
+/// libggml-cpu's AVX2 `vec_dot` (even and odd block counts: IQ4_NL's kernel
+/// pairs blocks and adds an odd last one in scalar).
+#[test]
+fn iq4_dot_products_equal_ggml_cpu_bit_for_bit() {
+    let Some(py) = common::python() else { return };
+    if !quant::simd::Isa::Avx2.available() {
+        eprintln!("no AVX2: the exact comparison with ggml's AVX2 kernels is skipped");
+        return;
+    }
+    let dir = common::tempdir();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let cases = [
+        (GgmlType::IQ4_NL, 32),
+        (GgmlType::IQ4_NL, 544),
+        (GgmlType::IQ4_NL, 576),
+        (GgmlType::IQ4_NL, 1536),
+        (GgmlType::IQ4_XS, 256),
+        (GgmlType::IQ4_XS, 1536),
+    ];
+    let (mut jobs, mut ours) = (Vec::new(), Vec::new());
+    for (k, &(ty, n)) in cases.iter().enumerate() {
+        for seed in 0..4u64 {
+            let wq = quantized(ty, &data(500 + 10 * k as u64 + seed, n), n);
+            let aty = vec_dot_type(ty).unwrap();
+            let mut acts = Activations::new();
+            acts.quantize(aty, &data(600 + 10 * k as u64 + seed, n), n).unwrap();
+            let (wf, af) = (path(&format!("w{k}_{seed}")), path(&format!("a{k}_{seed}")));
+            std::fs::write(&wf, &wq).unwrap();
+            std::fs::write(&af, acts.bytes()).unwrap();
+            jobs.push(format!("vec_dot {} {n} {wf} {af}", ty.id()));
+            ours.push((ty, n, quant::vec_dot_with(quant::simd::Isa::Avx2, ty, n, &wq, acts.bytes()).unwrap()));
+        }
+    }
+    for ((ty, n, got), answer) in ours.into_iter().zip(ggml_cpu(&py, &jobs)) {
+        let theirs = answer.trim().parse::<f64>().unwrap() as f32;
+        assert_eq!(got.to_bits(), theirs.to_bits(), "{ty} n={n}: ours {got} ggml {theirs}");
     }
 }

@@ -1,8 +1,9 @@
 //! llama.cpp's presets reproduced exactly: for both reference models and
-//! all 12 presets, quantmix chooses the same type for every tensor as
+//! all 14 presets, quantmix chooses the same type for every tensor as
 //! llama-quantize did, and (without an imatrix) writes byte-identical
 //! tensor data. Reference: fixtures/presets/*-presets.json (made with
-//! llama-quantize of llama.cpp 0c1e570; see fixtures/README.md).
+//! llama-quantize of llama.cpp 0c1e570; see fixtures/README.md; the IQ4_NL
+//! and IQ4_XS entries were added with tests/tools/preset_reference.py).
 
 mod common;
 
@@ -51,7 +52,7 @@ fn plan_for(g: &GgufFile, preset: Preset) -> Plan {
 fn check_types(model: &Path, json: &str) {
     let g = GgufFile::open(model).unwrap();
     let expected = load(json);
-    assert_eq!(expected.len(), 12);
+    assert_eq!(expected.len(), 14);
     for (name, e) in &expected {
         let p = plan_for(&g, Preset::from_name(name).unwrap());
         let mut bad = Vec::new();
@@ -99,8 +100,10 @@ fn check_bytes(model: &Path, json: &str, presets: &[&str]) {
     }
 }
 
-const ALL: &[&str] =
-    &["Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "Q8_0", "Q4_0", "Q5_1"];
+const ALL: &[&str] = &[
+    "Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "Q8_0", "Q4_0", "Q5_1",
+    "IQ4_NL", "IQ4_XS",
+];
 
 #[test]
 fn synth12_types_match_llama_quantize() {

@@ -160,20 +160,22 @@ fn bad_input_fails_cleanly() {
 #[test]
 fn recipe_command_writes_an_equivalent_explicit_recipe() {
     let model = common::fixture("presets/synth12-llama-f16.gguf");
-    let dir = common::tempdir();
-    let r = dir.path().join("q4km.toml");
-    let o = quantmix(&["recipe", "--preset", "Q4_K_M", s(&model), "-o", s(&r)]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let text = std::fs::read_to_string(&r).unwrap();
-    assert!(text.contains("[[rule]]") && text.contains("Q6_K"), "{text}");
-    // Quantizing with the explicit recipe and with the preset gives the same tensors.
-    let (a, b) = (dir.path().join("a.gguf"), dir.path().join("b.gguf"));
-    assert!(quantmix(&["quantize", s(&model), "--recipe", s(&r), "-o", s(&a), "-q"]).status.success());
-    assert!(quantmix(&["quantize", s(&model), "--preset", "Q4_K_M", "-o", s(&b), "-q"]).status.success());
-    let (ga, gb) = (GgufFile::open(&a).unwrap(), GgufFile::open(&b).unwrap());
-    for (x, y) in ga.tensors().iter().zip(gb.tensors()) {
-        assert_eq!((&x.name, x.ty), (&y.name, y.ty));
-        assert!(ga.tensor_data(x) == gb.tensor_data(y), "{}", x.name);
+    for (preset, bumped) in [("Q4_K_M", "Q6_K"), ("IQ4_XS", "Q5_K")] {
+        let dir = common::tempdir();
+        let r = dir.path().join("recipe.toml");
+        let o = quantmix(&["recipe", "--preset", preset, s(&model), "-o", s(&r)]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let text = std::fs::read_to_string(&r).unwrap();
+        assert!(text.contains("[[rule]]") && text.contains(bumped), "{text}");
+        // Quantizing with the explicit recipe and with the preset gives the same tensors.
+        let (a, b) = (dir.path().join("a.gguf"), dir.path().join("b.gguf"));
+        assert!(quantmix(&["quantize", s(&model), "--recipe", s(&r), "-o", s(&a), "-q"]).status.success());
+        assert!(quantmix(&["quantize", s(&model), "--preset", preset, "-o", s(&b), "-q"]).status.success());
+        let (ga, gb) = (GgufFile::open(&a).unwrap(), GgufFile::open(&b).unwrap());
+        for (x, y) in ga.tensors().iter().zip(gb.tensors()) {
+            assert_eq!((&x.name, x.ty), (&y.name, y.ty));
+            assert!(ga.tensor_data(x) == gb.tensor_data(y), "{preset}: {}", x.name);
+        }
     }
 }
 

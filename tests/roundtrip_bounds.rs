@@ -27,6 +27,8 @@ const TYPES: &[GgmlType] = &[
     GgmlType::Q3_K,
     GgmlType::Q4_0,
     GgmlType::Q4_K,
+    GgmlType::IQ4_XS,
+    GgmlType::IQ4_NL,
     GgmlType::Q4_1,
     GgmlType::Q5_0,
     GgmlType::Q5_K,
@@ -86,6 +88,8 @@ const BOUNDS: &[(GgmlType, Dist, f64, f64)] = {
         (T::Q3_K, D::Gaussian, 0.17,     0.14),
         (T::Q4_0, D::Gaussian, 0.0961,   0.082),
         (T::Q4_K, D::Gaussian, 0.0798,   0.0652),
+        (T::IQ4_XS, D::Gaussian, 0.0861,   0.0741),
+        (T::IQ4_NL, D::Gaussian, 0.0855,   0.0731),
         (T::Q4_1, D::Gaussian, 0.0874,   0.0639),
         (T::Q5_0, D::Gaussian, 0.0478,   0.0405),
         (T::Q5_K, D::Gaussian, 0.0404,   0.0338),
@@ -98,6 +102,8 @@ const BOUNDS: &[(GgmlType, Dist, f64, f64)] = {
         (T::Q3_K, D::Laplace,  0.198,    0.162),
         (T::Q4_0, D::Laplace,  0.12,     0.102),
         (T::Q4_K, D::Laplace,  0.0953,   0.0755),
+        (T::IQ4_XS, D::Laplace,  0.0993,   0.0836),
+        (T::IQ4_NL, D::Laplace,  0.0984,   0.0823),
         (T::Q4_1, D::Laplace,  0.104,    0.0735),
         (T::Q5_0, D::Laplace,  0.0601,   0.0515),
         (T::Q5_K, D::Laplace,  0.0482,   0.0394),
@@ -110,6 +116,8 @@ const BOUNDS: &[(GgmlType, Dist, f64, f64)] = {
         (T::Q3_K, D::Outliers, 0.165,    0.128),
         (T::Q4_0, D::Outliers, 0.166,    0.129),
         (T::Q4_K, D::Outliers, 0.11,     0.0776),
+        (T::IQ4_XS, D::Outliers, 0.139,    0.102),
+        (T::IQ4_NL, D::Outliers, 0.136,    0.0984),
         (T::Q4_1, D::Outliers, 0.122,    0.0746),
         (T::Q5_0, D::Outliers, 0.0994,   0.0776),
         (T::Q5_K, D::Outliers, 0.0558,   0.0407),
@@ -122,6 +130,8 @@ const BOUNDS: &[(GgmlType, Dist, f64, f64)] = {
         (T::Q3_K, D::Uniform,  0.14,     0.108),
         (T::Q4_0, D::Uniform,  0.073,    0.057),
         (T::Q4_K, D::Uniform,  0.0611,   0.048),
+        (T::IQ4_XS, D::Uniform,  0.0725,   0.0598),
+        (T::IQ4_NL, D::Uniform,  0.0718,   0.0589),
         (T::Q4_1, D::Uniform,  0.0679,   0.0473),
         (T::Q5_0, D::Uniform,  0.035,    0.027),
         (T::Q5_K, D::Uniform,  0.0309,   0.0245),
@@ -134,6 +144,8 @@ const BOUNDS: &[(GgmlType, Dist, f64, f64)] = {
         (T::Q3_K, D::Smollm2,  0.178,    0.147),
         (T::Q4_0, D::Smollm2,  0.102,    0.0832),
         (T::Q4_K, D::Smollm2,  0.0293,   0.0244),
+        (T::IQ4_XS, D::Smollm2,  0.0883,   0.0722),
+        (T::IQ4_NL, D::Smollm2,  0.0875,   0.0709),
         (T::Q4_1, D::Smollm2,  0.0225,   0.0163),
         (T::Q5_0, D::Smollm2,  0.0513,   0.0421),
         (T::Q5_K, D::Smollm2,  0.024,    0.0194),
@@ -396,16 +408,17 @@ fn bounds_table_is_exact() {
 /// Sanity: on Gaussian rows the error strictly decreases as bits per weight
 /// grow along Q2_K < Q3_K < Q4_K < Q5_K < Q6_K < Q8_0 < BF16 ≤ F16 (same
 /// size, F16 has 3 more mantissa bits), and
-/// within the legacy family Q4_0 < Q4_1 < Q5_0 < Q5_1 < Q8_0 — with and
-/// without the importance vector.
+/// within the legacy family Q4_0 < Q4_1 < Q5_0 < Q5_1 < Q8_0, and
+/// Q3_K < IQ4_XS < IQ4_NL < Q5_K — with and without the importance vector.
 #[test]
 fn error_decreases_with_bits_per_weight() {
     let ms = measurements();
     let get = |ty: GgmlType| ms.iter().find(|m| m.ty == ty && m.dist == Dist::Gaussian).unwrap();
     use GgmlType as T;
-    let chains: [&[GgmlType]; 2] = [
+    let chains: [&[GgmlType]; 3] = [
         &[T::Q2_K, T::Q3_K, T::Q4_K, T::Q5_K, T::Q6_K, T::Q8_0, T::BF16, T::F16],
         &[T::Q4_0, T::Q4_1, T::Q5_0, T::Q5_1, T::Q8_0],
+        &[T::Q3_K, T::IQ4_XS, T::IQ4_NL, T::Q5_K],
     ];
     for chain in chains {
         for pair in chain.windows(2) {

@@ -309,3 +309,39 @@ fn bad_arguments_fail_cleanly() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("README.md"));
 }
+
+/// `--types` takes the IQ4 types: every tensor of the fixture (rows of 256
+/// and 768) gets both as candidates, each measured by a forward pass with
+/// a positive divergence, IQ4_NL costing more bytes than IQ4_XS.
+#[test]
+fn iq4_types_are_measured_candidates() {
+    let dir = common::tempdir();
+    let out = dir.path().join("iq4.json");
+    let model = common::fixture(MODEL);
+    ok(&quantmix(&[
+        "sensitivity",
+        s(&model),
+        "-o",
+        s(&out),
+        "--imatrix-chunks",
+        "2",
+        "--ctx",
+        "32",
+        "--chunks",
+        "2",
+        "--types",
+        "IQ4_XS,IQ4_NL",
+        "--exhaustive",
+        "--quiet",
+    ]));
+    let t = SensitivityTable::load(&out).unwrap();
+    assert!(!t.tensors.is_empty());
+    for x in &t.tensors {
+        let get = |ty: &str| {
+            x.candidates.iter().find(|c| c.ty == ty).unwrap_or_else(|| panic!("{}: no {ty} candidate", x.name))
+        };
+        let (xs, nl) = (get("IQ4_XS"), get("IQ4_NL"));
+        assert!(xs.kld > 0.0 && nl.kld > 0.0, "{}: {} / {}", x.name, xs.kld, nl.kld);
+        assert!(nl.bytes > xs.bytes, "{}", x.name);
+    }
+}

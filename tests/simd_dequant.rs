@@ -80,6 +80,8 @@ fn random_blocks(ty: GgmlType, nb: usize, r: &mut Rng) -> Vec<u8> {
         GgmlType::Q5_K => blocks(nb, r, |b: &mut BlockQ5K, r| (b.d, b.dmin) = (r.f16(), r.f16())),
         GgmlType::Q6_K => blocks(nb, r, |b: &mut BlockQ6K, r| b.d = r.f16()),
         GgmlType::Q8_K => blocks(nb, r, |b: &mut BlockQ8K, r| b.d = r.f32()),
+        GgmlType::IQ4_NL => blocks(nb, r, |b: &mut BlockIQ4NL, r| b.d = r.f16()),
+        GgmlType::IQ4_XS => blocks(nb, r, |b: &mut BlockIQ4XS, r| b.d = r.f16()),
         _ => unreachable!("{ty} is not implemented"),
     }
 }

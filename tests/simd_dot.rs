@@ -117,6 +117,13 @@ fn weights(ty: GgmlType, n: usize, r: &mut Rng, mode: Mode) -> Vec<u8> {
             };
             blocks!(b(r))
         }
+        GgmlType::IQ4_NL => blocks!(BlockIQ4NL { d: sc16(r, mode), qs: r.bytes() }),
+        GgmlType::IQ4_XS => blocks!(BlockIQ4XS {
+            d: sc16(r, mode),
+            scales_h: u16::from_le_bytes(r.bytes()),
+            scales_l: r.bytes(),
+            qs: r.bytes()
+        }),
         _ => unreachable!("{ty} is not a weight type"),
     }
 }
@@ -211,7 +218,8 @@ fn simd_equals_scalar_within_rounding() {
     }
 }
 
-/// The batch (tiled-GEMM) dot products of the k-quants: every SIMD path
+/// The batch dot products (tiled GEMM, tinyBLAS) of the k-quants and the
+/// IQ4 types: every SIMD path
 /// gives the scalar twin's bits, on random blocks with random scales, and
 /// the result is the dot product of the dequantized operands within
 /// rounding.
@@ -236,7 +244,7 @@ fn batch_dot_simd_equals_scalar_exactly() {
             }
         }
     }
-    assert_eq!(checked, 5 * 12, "the five k-quants have a batch dot product");
+    assert_eq!(checked, 7 * 12, "the five k-quants, IQ4_NL and IQ4_XS have a batch dot product");
 }
 
 #[test]

@@ -26,6 +26,8 @@ const WEIGHT_TYPES: &[GgmlType] = &[
     GgmlType::Q4_K,
     GgmlType::Q5_K,
     GgmlType::Q6_K,
+    GgmlType::IQ4_NL,
+    GgmlType::IQ4_XS,
 ];
 
 fn quantized(ty: GgmlType, x: &[f32]) -> Vec<u8> {

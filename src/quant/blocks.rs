@@ -13,6 +13,8 @@ pub const QK5_0: usize = 32;
 pub const QK5_1: usize = 32;
 pub const QK8_0: usize = 32;
 pub const QK8_1: usize = 32;
+/// Elements in an IQ4_NL block.
+pub const QK4_NL: usize = 32;
 /// Bytes of packed 6-bit scales in Q4_K/Q5_K, and of Q3_K scales.
 pub const K_SCALE_SIZE: usize = 12;
 
@@ -119,6 +121,28 @@ pub struct BlockQ8K {
     pub bsums: [i16; QK_K / 16],
 }
 
+/// IQ4_NL: one f16 scale and 32 4-bit indices into ggml's non-linear
+/// table `kvalues_iq4nl` (low nibbles values 0..16, high nibbles 16..32).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+pub struct BlockIQ4NL {
+    pub d: f16,
+    pub qs: [u8; QK4_NL / 2],
+}
+
+/// IQ4_XS: a super-block of 256 values in 8 sub-blocks of 32, each with a
+/// 6-bit scale offset by 32 (low 4 bits in `scales_l`, two per byte; high 2
+/// bits in `scales_h`, two bits per sub-block), and 4-bit indices into
+/// `kvalues_iq4nl` packed as IQ4_NL's.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+pub struct BlockIQ4XS {
+    pub d: f16,
+    pub scales_h: u16,
+    pub scales_l: [u8; QK_K / 64],
+    pub qs: [u8; QK_K / 2],
+}
+
 const _: () = assert!(std::mem::size_of::<BlockQ4_0>() == 18);
 const _: () = assert!(std::mem::size_of::<BlockQ4_1>() == 20);
 const _: () = assert!(std::mem::size_of::<BlockQ5_0>() == 22);
@@ -131,3 +155,5 @@ const _: () = assert!(std::mem::size_of::<BlockQ4K>() == 144);
 const _: () = assert!(std::mem::size_of::<BlockQ5K>() == 176);
 const _: () = assert!(std::mem::size_of::<BlockQ6K>() == 210);
 const _: () = assert!(std::mem::size_of::<BlockQ8K>() == 292);
+const _: () = assert!(std::mem::size_of::<BlockIQ4NL>() == 18);
+const _: () = assert!(std::mem::size_of::<BlockIQ4XS>() == 136);

@@ -2,9 +2,10 @@
 //! ggml's CPU backend computes `mul_mat` (built for AVX2, weights not
 //! repacked): the activations are quantized once to the weight type's
 //! `vec_dot_type`, then every output is one [`GgmlBlock::vec_dot`] of a
-//! weight row with an activation row — except for k-quant weights in
-//! products of [`super::BATCH_MIN_TOKENS`] or more tokens, which ggml
-//! computes with its tiled GEMM and its own rounding
+//! weight row with an activation row — except for k-quant and IQ4_XS
+//! weights in products of [`super::BATCH_MIN_TOKENS`] or more tokens, which
+//! ggml computes with its tiled GEMM, and IQ4_NL weights in products of 2 or
+//! more, which it gives to llamafile's tinyBLAS, each with its own rounding
 //! ([`GgmlBlock::BATCH_DOT`], [`GgmlBlock::batch_dot`]). This is
 //! the one matrix product of the crate: the model's forward pass (and so
 //! sensitivity and imatrix collection) and the benchmarks run it.
@@ -260,10 +261,11 @@ fn run<B: GgmlBlock>(w: &Weights, acts: &Activations, out: &mut [f32]) {
         });
         return;
     }
-    // A type with a batch arithmetic of its own (k-quants: ggml's tiled
-    // GEMM) uses it from BATCH_MIN_TOKENS tokens on, `vec_dot` below; its
-    // tile kernels compute the batch arithmetic.
-    let batch = B::BATCH_DOT.is_some() && n_tokens >= super::BATCH_MIN_TOKENS;
+    // A type with a batch arithmetic of its own (k-quants and IQ4_XS:
+    // ggml's tiled GEMM, IQ4_NL: tinyBLAS) uses it from B::BATCH_FROM
+    // tokens on, `vec_dot` below; its tile kernels compute the batch
+    // arithmetic.
+    let batch = B::BATCH_DOT.is_some() && n_tokens >= B::BATCH_FROM;
     #[cfg(target_arch = "x86_64")]
     let tile_kernel = B::GEMM_VNNI
         .filter(|_| super::simd::use_avx512_vnni())

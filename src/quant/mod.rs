@@ -5,6 +5,7 @@
 //! - [`float`]: F32, F16, BF16.
 //! - [`legacy`]: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1.
 //! - [`kquants`]: Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K.
+//! - [`iquants`]: IQ4_NL, IQ4_XS (4-bit indices into a non-linear table).
 //! - [`search`]: the scale searches ggml's quantizers share.
 //! - [`registry`]: the one list of implemented types
 //!   ([`with_block_type!`](crate::with_block_type)) and their capabilities
@@ -24,6 +25,7 @@
 
 pub mod blocks;
 pub mod float;
+pub mod iquants;
 pub mod kquants;
 pub mod legacy;
 pub mod matmul;
@@ -57,8 +59,8 @@ pub enum QuantError {
 }
 
 /// The fewest tokens of a product for which ggml's CPU backend multiplies
-/// k-quant weights with its tiled GEMM (`ggml_tiled_min_batch`) instead of
-/// `vec_dot`; see [`GgmlBlock::BATCH_DOT`].
+/// k-quant and IQ4_XS weights with its tiled GEMM (`ggml_tiled_min_batch`)
+/// instead of `vec_dot`; see [`GgmlBlock::BATCH_DOT`].
 pub const BATCH_MIN_TOKENS: usize = 8;
 
 /// A scalar dot product of a block type with its activation type
@@ -116,13 +118,18 @@ pub trait GgmlBlock: Pod + Send + Sync + 'static {
     /// ([`GgmlBlock::batch_dot`]).
     const GEMM_VNNI: Option<GemmKernel<Self>> = None;
 
-    /// Products of [`BATCH_MIN_TOKENS`] or more tokens in ggml's other
-    /// arithmetic, if ggml's CPU backend has one for this type: its tiled
-    /// matmul (`ggml-cpu/tiled`), which llama.cpp takes for k-quant weights
-    /// whenever a product has 8 or more tokens (prompt processing) and which
-    /// rounds differently from `vec_dot`. The scalar twin; `None`: batches
+    /// Products of [`GgmlBlock::BATCH_FROM`] or more tokens in ggml's
+    /// other arithmetic, if ggml's CPU backend has one for this type: its
+    /// tiled matmul (`ggml-cpu/tiled`), which llama.cpp takes for k-quant and
+    /// IQ4_XS weights whenever a product has 8 or more tokens (prompt
+    /// processing), or llamafile's tinyBLAS (IQ4_NL, from 2 tokens on); both
+    /// round differently from `vec_dot`. The scalar twin; `None`: batches
     /// use [`GgmlBlock::vec_dot`].
     const BATCH_DOT: Option<BatchDotFn<Self>> = None;
+
+    /// The fewest tokens of a product computed with
+    /// [`GgmlBlock::BATCH_DOT`].
+    const BATCH_FROM: usize = BATCH_MIN_TOKENS;
 
     /// The AVX2 + FMA + F16C version of [`GgmlBlock::BATCH_DOT`] (the same
     /// bits); same conditions as [`GgmlBlock::VEC_DOT_AVX2`].
@@ -199,11 +206,11 @@ pub trait GgmlBlock: Pod + Send + Sync + 'static {
 
     /// The dot product of a weight row with one of the activation rows of a
     /// product of `n_tokens` tokens, as ggml computes it there:
-    /// [`GgmlBlock::BATCH_DOT`]'s arithmetic from [`BATCH_MIN_TOKENS`]
+    /// [`GgmlBlock::BATCH_DOT`]'s arithmetic from [`GgmlBlock::BATCH_FROM`]
     /// tokens on where the type has one, else [`GgmlBlock::vec_dot`].
     #[inline]
     fn batch_dot(n_tokens: usize, x: &[Self], y: &[Self::VecDot]) -> f32 {
-        let Some(scalar) = Self::BATCH_DOT.filter(|_| n_tokens >= BATCH_MIN_TOKENS) else {
+        let Some(scalar) = Self::BATCH_DOT.filter(|_| n_tokens >= Self::BATCH_FROM) else {
             return Self::vec_dot(x, y);
         };
         #[cfg(target_arch = "x86_64")]
@@ -320,8 +327,16 @@ pub fn batch_dot(ty: GgmlType, n_tokens: usize, n: usize, w: &[u8], act: &[u8]) 
         .ok_or(QuantError::Unsupported { ty, op: "vec_dot" })
 }
 
-/// [`batch_dot`] of a batch of [`BATCH_MIN_TOKENS`] or more on the path
-/// `isa`: `Ok(None)` for a type whose batches use `vec_dot`.
+/// The fewest tokens of a product for which ggml computes `ty` with its
+/// batch arithmetic ([`GgmlBlock::BATCH_DOT`]); `None` when it always uses
+/// `vec_dot`.
+pub fn batch_from(ty: GgmlType) -> Option<usize> {
+    with_block_type!(ty, B => B::BATCH_DOT.map(|_| B::BATCH_FROM)).flatten()
+}
+
+/// [`batch_dot`] of a batch large enough for the batch arithmetic
+/// ([`batch_from`]) on the path `isa`: `Ok(None)` for a type whose batches
+/// use `vec_dot`.
 pub fn batch_dot_with(isa: Isa, ty: GgmlType, n: usize, w: &[u8], act: &[u8]) -> Result<Option<f32>, QuantError> {
     if !isa.available() {
         return Err(QuantError::Unsupported { ty, op: "batch dot on this CPU's instruction set" });

@@ -32,6 +32,8 @@ macro_rules! __block_types {
             Q5_K => $crate::quant::blocks::BlockQ5K,
             Q6_K => $crate::quant::blocks::BlockQ6K,
             Q8_K => $crate::quant::blocks::BlockQ8K,
+            IQ4_NL => $crate::quant::blocks::BlockIQ4NL,
+            IQ4_XS => $crate::quant::blocks::BlockIQ4XS,
         }
     };
 }

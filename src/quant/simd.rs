@@ -9,8 +9,8 @@
 //! Beside the per-row kernels, float weights have an AVX-512 tile kernel
 //! for matrix products of several tokens ([`use_avx512`]); its results equal
 //! the AVX2 dot product's bit for bit. Legacy quantized weights (Q4_0, Q4_1,
-//! Q5_0, Q5_1, Q8_0) have AVX-512 VNNI tile kernels ([`use_avx512_vnni`]),
-//! equally bit-identical. `QUANTMIX_SIMD=avx2` turns both off.
+//! Q5_0, Q5_1, Q8_0), the k-quants and IQ4_NL/IQ4_XS have AVX-512 VNNI tile
+//! kernels ([`use_avx512_vnni`]), equally bit-identical. `QUANTMIX_SIMD=avx2` turns both off.
 //!
 //! Each block type names its kernels per level in its
 //! [`GgmlBlock`](super::GgmlBlock) impl (dot product and dequantizer);

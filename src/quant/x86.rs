@@ -15,6 +15,16 @@ pub unsafe fn hsum_ps(x: __m256) -> f32 {
     _mm_cvtss_f32(s)
 }
 
+/// Sum of the 8 lanes (wrapping).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn hsum_epi32(x: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(x), _mm256_extracti128_si256::<1>(x));
+    let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+    _mm_cvtsi128_si32(s)
+}
+
 /// Four f16 values converted at once into lanes 0..4. The bits travel
 /// through a general register and `vmovq`, which zeroes the rest of the
 /// vector: a lone scalar conversion would let the compiler insert into

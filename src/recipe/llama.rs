@@ -3,7 +3,8 @@
 //! the fallback for row lengths a type's block does not divide.
 //!
 //! Read from llama.cpp's `src/llama-quant.cpp` (commit 0c1e570); only the
-//! presets quantmix offers are modelled (no IQ/TQ/MXFP4 branches).
+//! presets quantmix offers are modelled (of the IQ presets only IQ4_NL and
+//! IQ4_XS; no TQ/MXFP4 branches).
 
 use super::layers::use_more_bits;
 use crate::gguf::{GgmlType, Metadata, TensorInfo};
@@ -30,6 +31,8 @@ pub enum Preset {
     Q5_K_S,
     Q5_K_M,
     Q6_K,
+    IQ4_NL,
+    IQ4_XS,
 }
 
 impl Preset {
@@ -52,6 +55,8 @@ impl Preset {
         Preset::Q5_K_S,
         Preset::Q5_K_M,
         Preset::Q6_K,
+        Preset::IQ4_NL,
+        Preset::IQ4_XS,
     ];
 
     /// llama.cpp's name (`Q4_K_M`, …).
@@ -75,6 +80,8 @@ impl Preset {
             Preset::Q5_K_S => "Q5_K_S",
             Preset::Q5_K_M => "Q5_K_M",
             Preset::Q6_K => "Q6_K",
+            Preset::IQ4_NL => "IQ4_NL",
+            Preset::IQ4_XS => "IQ4_XS",
         }
     }
 
@@ -112,6 +119,8 @@ impl Preset {
             Preset::Q5_K_M => 17,
             Preset::Q6_K => 18,
             Preset::Q2_K_S => 21,
+            Preset::IQ4_NL => 25,
+            Preset::IQ4_XS => 30,
             Preset::BF16 => 32,
         }
     }
@@ -132,6 +141,8 @@ impl Preset {
             Preset::Q4_K_S | Preset::Q4_K_M => GgmlType::Q4_K,
             Preset::Q5_K_S | Preset::Q5_K_M => GgmlType::Q5_K,
             Preset::Q6_K => GgmlType::Q6_K,
+            Preset::IQ4_NL => GgmlType::IQ4_NL,
+            Preset::IQ4_XS => GgmlType::IQ4_XS,
         }
     }
 }
@@ -152,6 +163,8 @@ pub fn ftype_for_type(ty: GgmlType) -> u32 {
         GgmlType::Q4_K => Preset::Q4_K_M,
         GgmlType::Q5_K => Preset::Q5_K_M,
         GgmlType::Q6_K => Preset::Q6_K,
+        GgmlType::IQ4_NL => Preset::IQ4_NL,
+        GgmlType::IQ4_XS => Preset::IQ4_XS,
         _ => Preset::F32,
     };
     p.ftype()
@@ -400,6 +413,7 @@ impl<'a> PresetState<'a> {
                 P::Q2_K_S if m.n_gqa() >= 4 => new_type = T::Q4_K,
                 P::Q3_K_M => new_type = if i < 2 { T::Q5_K } else { T::Q4_K },
                 P::Q3_K_L => new_type = T::Q5_K,
+                P::IQ4_NL | P::IQ4_XS if m.n_gqa() >= 4 => new_type = T::Q5_K,
                 P::Q4_K_M | P::Q5_K_M if use_more_bits(i, n) => new_type = T::Q6_K,
                 P::Q4_K_S if i < 4 => new_type = T::Q5_K,
                 _ => {}
@@ -445,6 +459,7 @@ impl<'a> PresetState<'a> {
                         new_type = T::Q6_K;
                     }
                 }
+                P::IQ4_NL | P::IQ4_XS if i < n / 8 && !self.has_imatrix => new_type = T::Q5_K,
                 P::Q5_K_M if use_more_bits(i, n) => new_type = T::Q6_K,
                 P::Q4_K_S if !falcon && i < n / 8 => new_type = T::Q5_K,
                 P::Q4_0 | P::Q5_0 if self.has_imatrix && i < n / 8 => {
@@ -456,7 +471,8 @@ impl<'a> PresetState<'a> {
         } else if cat == Category::AttnOutput {
             if !falcon {
                 if m.n_expert == 8 {
-                    if matches!(ftype, P::Q2_K | P::Q3_K_S | P::Q3_K_M | P::Q4_K_S | P::Q4_K_M) {
+                    if matches!(ftype, P::Q2_K | P::Q3_K_S | P::Q3_K_M | P::Q4_K_S | P::Q4_K_M | P::IQ4_NL | P::IQ4_XS)
+                    {
                         new_type = T::Q5_K;
                     }
                 } else {

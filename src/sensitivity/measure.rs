@@ -465,6 +465,8 @@ mod tests {
         assert_eq!(effective_type(GgmlType::Q2_K, 576), GgmlType::Q4_0);
         assert_eq!(effective_type(GgmlType::Q6_K, 576), GgmlType::Q8_0);
         assert_eq!(effective_type(GgmlType::Q8_0, 48), GgmlType::F16);
+        assert_eq!(effective_type(GgmlType::IQ4_XS, 576), GgmlType::IQ4_NL);
+        assert_eq!(effective_type(GgmlType::IQ4_NL, 576), GgmlType::IQ4_NL);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generate fixtures/golden/extra-quants.gguf: seeded input rows and the bytes
 ggml's own quantizer (`ggml_quantize_chunk` in libggml-base, called through
-ctypes) produces for them, for the 12 types quantmix must match byte for byte.
+ctypes) produces for them, for the 14 types quantmix must match byte for byte.
 
 Layout (same as golden/ggml-quants.gguf): the string array `golden.cases`
 names the cases; for each case `<case>.input` (F32, rows x n_per_row),
@@ -43,7 +43,7 @@ Q = gguf.GGMLQuantizationType
 TYPES = [
     ("q8_0", Q.Q8_0), ("q4_0", Q.Q4_0), ("q4_1", Q.Q4_1), ("q5_0", Q.Q5_0), ("q5_1", Q.Q5_1),
     ("q2_k", Q.Q2_K), ("q3_k", Q.Q3_K), ("q4_k", Q.Q4_K), ("q5_k", Q.Q5_K), ("q6_k", Q.Q6_K),
-    ("f16", Q.F16), ("bf16", Q.BF16),
+    ("f16", Q.F16), ("bf16", Q.BF16), ("iq4_nl", Q.IQ4_NL), ("iq4_xs", Q.IQ4_XS),
 ]
 
 lib = ctypes.CDLL(str(Path(llama_cpp.__file__).parent / "lib" / "libggml-base.so"))

@@ -257,7 +257,7 @@ pub mod vnni {
     /// `v[r]`'s sum over lanes 0..8, lane `8 + r` over lanes 8..16.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw")]
-    fn row_sums(v: [__m512i; 4]) -> __m512i {
+    pub(crate) fn row_sums(v: [__m512i; 4]) -> __m512i {
         let a = _mm512_add_epi32(_mm512_unpacklo_epi32(v[0], v[1]), _mm512_unpackhi_epi32(v[0], v[1]));
         let b = _mm512_add_epi32(_mm512_unpacklo_epi32(v[2], v[3]), _mm512_unpackhi_epi32(v[2], v[3]));
         let c = _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b));

@@ -309,15 +309,6 @@ unsafe fn lanes_q6k(a: &BlockQ6K, b: &BlockQ8K) -> __m256i {
 
 // ---- ggml's tiled prompt-GEMM arithmetic (see `super::scalar::batch_step`) ----
 
-/// Sum of the 8 lanes (exact: the lanes of one super-block cannot overflow).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn hsum_epi32(x: __m256i) -> i32 {
-    let s = _mm_add_epi32(_mm256_castsi256_si128(x), _mm256_extracti128_si256::<1>(x));
-    let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
-    _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32::<0b01>(s)))
-}
-
 /// `super::scalar::batch_step` with FMA instructions.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]

@@ -1,0 +1,50 @@
+//! AVX2 dequantizers of IQ4_NL and IQ4_XS: the 32 table levels of a
+//! (sub-)block looked up with `pshufb`, converted to f32 eight at a time
+//! and multiplied by the block scale, one product per value as the scalar
+//! references (`dequantize_row_scalar`) do, so the outputs are
+//! bit-identical.
+//!
+//! # Safety
+//! Every function requires AVX2, FMA and F16C on the running CPU.
+
+use std::arch::x86_64::*;
+
+use super::dot::avx2::{levels_32, table};
+use super::iq4xs::sub_scale;
+use crate::quant::blocks::*;
+use crate::quant::x86::*;
+
+/// `d · level` for the 32 levels of `qs`, stored to `y[..32]`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn store_block(y: &mut [f32], table: __m256i, qs: &[u8; 16], d: __m256) {
+    let v = i8x32_to_ps(levels_32(table, qs));
+    for (k, v) in v.into_iter().enumerate() {
+        store_ps(&mut y[8 * k..], _mm256_mul_ps(d, v));
+    }
+}
+
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn iq4nl(src: &[BlockIQ4NL], dst: &mut [f32]) {
+    let table = table();
+    for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK4_NL)) {
+        store_block(y, table, &b.qs, f16_splat(b.d));
+    }
+}
+
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn iq4xs(src: &[BlockIQ4XS], dst: &mut [f32]) {
+    let table = table();
+    for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
+        let d = b.d.to_f32();
+        for ib in 0..8 {
+            let dl = _mm256_set1_ps(d * sub_scale(b, ib) as f32);
+            let qs: &[u8; 16] = b.qs[16 * ib..16 * ib + 16].try_into().unwrap();
+            store_block(&mut y[32 * ib..32 * ib + 32], table, qs, dl);
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! Scalar reference dot products, in the float order of ggml's generic C
+//! kernels (`ggml_vec_dot_iq4_nl_q8_0_generic`,
+//! `ggml_vec_dot_iq4_xs_q8_K_generic`).
+
+use crate::quant::blocks::*;
+use crate::quant::iquants::iq4xs::sub_scale;
+use crate::quant::iquants::KVALUES_IQ4NL;
+
+/// Σ of `level(q4)·q8` over 32 values: 16 bytes of nibbles (low: values
+/// 0..16, high: 16..32) against 32 activation levels.
+#[inline(always)]
+fn block_sum(qs: &[u8], q8: &[i8]) -> i32 {
+    let (mut s1, mut s2) = (0i32, 0i32);
+    for j in 0..16 {
+        s1 += q8[j] as i32 * KVALUES_IQ4NL[(qs[j] & 0x0F) as usize] as i32;
+        s2 += q8[j + 16] as i32 * KVALUES_IQ4NL[(qs[j] >> 4) as usize] as i32;
+    }
+    s1 + s2
+}
+
+/// Σ over blocks of `d_x·d_y·Σ level·q8`.
+pub fn iq4nl_q8_0(x: &[BlockIQ4NL], y: &[BlockQ8_0]) -> f32 {
+    let mut sumf = 0.0f32;
+    for (a, b) in x.iter().zip(y) {
+        let d = b.d.to_f32() * a.d.to_f32();
+        sumf += d * block_sum(&a.qs, &b.qs) as f32;
+    }
+    sumf
+}
+
+/// Σ over super-blocks and sub-blocks of `d_x·d_y·(ls−32)·Σ level·q8`.
+pub fn iq4xs_q8k(x: &[BlockIQ4XS], y: &[BlockQ8K]) -> f32 {
+    let mut sumf = 0.0f32;
+    for (a, b) in x.iter().zip(y) {
+        let d4d8 = a.d.to_f32() * b.d;
+        for ib in 0..8 {
+            let dl = d4d8 * sub_scale(a, ib) as f32;
+            sumf += dl * block_sum(&a.qs[16 * ib..16 * ib + 16], &b.qs[32 * ib..32 * ib + 32]) as f32;
+        }
+    }
+    sumf
+}
+
+/// llamafile's tinyBLAS IQ4_NL product (llama.cpp's products of 2 or more
+/// tokens): per block 8 integer lanes of 4 consecutive products (values
+/// 0..16 from the low nibbles, 16..32 from the high ones, as the AVX2
+/// kernels lay them out), each accumulated as `lane = fma(d_x·d_y, sum,
+/// lane)` over all blocks, then ggml's 8-lane horizontal sum.
+pub fn iq4nl_batch(x: &[BlockIQ4NL], y: &[BlockQ8_0]) -> f32 {
+    let mut acc = [0f32; 8];
+    for (a, b) in x.iter().zip(y) {
+        let d = a.d.to_f32() * b.d.to_f32();
+        for (k, l) in acc.iter_mut().enumerate() {
+            let s: i32 = (4 * k..4 * k + 4)
+                .map(|v| {
+                    let q = if v < 16 { a.qs[v] & 0x0F } else { a.qs[v - 16] >> 4 };
+                    KVALUES_IQ4NL[q as usize] as i32 * b.qs[v] as i32
+                })
+                .sum();
+            *l = d.mul_add(s as f32, *l);
+        }
+    }
+    let h: [f32; 4] = std::array::from_fn(|i| acc[i + 4] + acc[i]);
+    (h[0] + h[2]) + (h[1] + h[3])
+}
+
+/// ggml's tiled-GEMM IQ4_XS product (llama.cpp's products of 8 or more
+/// tokens): per super-block the exact `s = Σ_ib (ls_ib−32)·Σ level·q8`, then
+/// `acc = fma(d_x·s, d_y, acc)`.
+pub fn iq4xs_batch(x: &[BlockIQ4XS], y: &[BlockQ8K]) -> f32 {
+    x.iter().zip(y).fold(0.0, |acc, (a, b)| {
+        let s: i32 = (0..8)
+            .map(|ib| sub_scale(a, ib) * block_sum(&a.qs[16 * ib..16 * ib + 16], &b.qs[32 * ib..32 * ib + 32]))
+            .sum();
+        (a.d.to_f32() * s as f32).mul_add(b.d, acc)
+    })
+}
