@@ -8,13 +8,7 @@ use crate::quant::kquants::{get_scale_min_k4, q3k, q6k, unpack_2bit};
 pub fn q2k_q8k(x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {
     let mut sumf = 0.0f32;
     for (a, b) in x.iter().zip(y) {
-        let mut summs = 0i32;
-        let mut isum = 0i32;
-        for j in 0..16 {
-            summs += b.bsums[j] as i32 * (a.scales[j] >> 4) as i32;
-            let s: i32 = (16 * j..16 * j + 16).map(|i| unpack_2bit(&a.qs, i) as i32 * b.qs[i] as i32).sum();
-            isum += (a.scales[j] & 0x0F) as i32 * s;
-        }
+        let (isum, summs) = q2k_sums(a, b);
         let dall = b.d * a.d.to_f32();
         let dmin = b.d * a.dmin.to_f32();
         sumf += dall * isum as f32 - dmin * summs as f32;
@@ -26,11 +20,7 @@ pub fn q2k_q8k(x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {
 pub fn q3k_q8k(x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
     let mut sumf = 0.0f32;
     for (a, b) in x.iter().zip(y) {
-        let mut isum = 0i32;
-        for j in 0..16 {
-            let s: i32 = (16 * j..16 * j + 16).map(|i| q3k::get_q(a, i) * b.qs[i] as i32).sum();
-            isum += q3k::get_scale(j, &a.scales) * s;
-        }
+        let isum = q3k_sums(a, b).0;
         sumf += a.d.to_f32() * b.d * isum as f32;
     }
     sumf
@@ -39,13 +29,7 @@ pub fn q3k_q8k(x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
 /// Shared by Q4_K and Q5_K: `level(i)` gives the unsigned level of value `i`.
 #[inline(always)]
 fn dot_k4(d: f32, dmin: f32, scales: &[u8; 12], b: &BlockQ8K, level: impl Fn(usize) -> i32) -> f32 {
-    let (mut isum, mut summs) = (0i32, 0i32);
-    for j in 0..8 {
-        let (sc, m) = get_scale_min_k4(j, scales);
-        let s: i32 = (32 * j..32 * j + 32).map(|i| level(i) * b.qs[i] as i32).sum();
-        isum += sc as i32 * s;
-        summs += m as i32 * (b.bsums[2 * j] as i32 + b.bsums[2 * j + 1] as i32);
-    }
+    let (isum, summs) = k4_sums(scales, b, level);
     d * b.d * isum as f32 - dmin * b.d * summs as f32
 }
 
@@ -78,11 +62,7 @@ pub fn q5k_q8k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
 pub fn q6k_q8k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
     let mut sumf = 0.0f32;
     for (a, b) in x.iter().zip(y) {
-        let mut isum = 0i32;
-        for j in 0..16 {
-            let s: i32 = (16 * j..16 * j + 16).map(|i| q6k::get_q(a, i) * b.qs[i] as i32).sum();
-            isum += a.scales[j] as i32 * s;
-        }
+        let isum = q6k_sums(a, b).0;
         sumf += a.d.to_f32() * b.d * isum as f32;
     }
     sumf
