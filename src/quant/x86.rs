@@ -15,6 +15,13 @@ pub unsafe fn hsum_ps(x: __m256) -> f32 {
     _mm_cvtss_f32(s)
 }
 
+/// `a + b·c` with one rounding (what GCC makes of ggml's `a += b * c`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn fma_ss(a: f32, b: f32, c: f32) -> f32 {
+    _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(b), _mm_set_ss(c), _mm_set_ss(a)))
+}
+
 /// Sum of the 8 lanes (wrapping).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]

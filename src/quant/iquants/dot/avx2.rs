@@ -126,7 +126,7 @@ pub unsafe fn iq4xs_batch(x: &[BlockIQ4XS], y: &[BlockQ8K]) -> f32 {
             sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, _mm256_set1_epi16(sub_scale(a, ib) as i16)));
         }
         let res = a.d.to_f32() * hsum_epi32(sumi) as f32;
-        acc = _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(res), _mm_set_ss(b.d), _mm_set_ss(acc)));
+        acc = fma_ss(acc, res, b.d);
     }
     acc
 }

@@ -64,13 +64,6 @@ unsafe fn mins_prod4(sm: &[u8; 16], bsums: &[i16; 16]) -> __m128i {
     _mm_madd_epi16(mins, pairs)
 }
 
-/// `a + b·c` with one rounding (what GCC makes of ggml's `a += b * c`).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn fma_ss(a: f32, b: f32, c: f32) -> f32 {
-    _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(b), _mm_set_ss(c), _mm_set_ss(a)))
-}
-
 /// The 16 signed scales (-32..31) of a Q3_K super-block (the layout of
 /// [`crate::quant::kquants::q3k::get_scale`]): low 4 bits in the nibbles of bytes 0..8 (sub-blocks
 /// 0..8 low nibbles, 8..16 high), top 2 bits in bytes 8..12, two bits per
