@@ -3,7 +3,7 @@
 //! (with the case's importance vector when it has one), and our dequantizer
 //! must decode ggml's bytes bit for bit as gguf-py's numpy decoder does
 //! (k-quant decoding is checked the same way in `golden_kquants.rs`).
-//! IQ4_NL and IQ4_XS are only in `extra-quants.gguf`.
+//! Every `fixtures/golden/*.gguf` is checked; IQ4_NL and IQ4_XS are only in `extra-quants.gguf`.
 //!
 //! Golden data: `fixtures/golden/*.gguf` (see fixtures/README.md).
 
@@ -78,12 +78,16 @@ fn check_file(path: &std::path::Path, want: impl Fn(GgmlType) -> bool) -> (usize
     (checked, bad)
 }
 
+/// Every golden file in `fixtures/golden/` (one per generator run, see fixtures/README.md).
 fn golden_files() -> Vec<std::path::PathBuf> {
-    ["golden/ggml-quants.gguf", "golden/extra-quants.gguf"]
-        .iter()
-        .map(|p| common::fixture(p))
-        .filter(|p| p.exists())
-        .collect()
+    let dir = common::fixture("golden");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "gguf"))
+        .collect();
+    files.sort();
+    files
 }
 
 fn run(want: impl Fn(GgmlType) -> bool + Copy, min_checked: usize) {

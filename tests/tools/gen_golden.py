@@ -34,17 +34,28 @@ _args.add_argument("out", nargs="?", type=Path,
                    default=Path(__file__).resolve().parents[2] / "fixtures/golden/extra-quants.gguf")
 _args.add_argument("--seed", type=int, default=20261125)
 _args.add_argument("--scale", type=float, default=1.0)
+_args.add_argument("--types", default=None,
+                   help="comma-separated type suffixes (default: the 14 of extra-quants.gguf)")
 ARGS = _args.parse_args()
 SEED = ARGS.seed
 OUT = ARGS.out
 SMOLLM2 = Path(os.environ.get("QUANTMIX_CACHE", Path.home() / ".cache/quantmix")) / "models/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 Q = gguf.GGMLQuantizationType
-TYPES = [
-    ("q8_0", Q.Q8_0), ("q4_0", Q.Q4_0), ("q4_1", Q.Q4_1), ("q5_0", Q.Q5_0), ("q5_1", Q.Q5_1),
-    ("q2_k", Q.Q2_K), ("q3_k", Q.Q3_K), ("q4_k", Q.Q4_K), ("q5_k", Q.Q5_K), ("q6_k", Q.Q6_K),
-    ("f16", Q.F16), ("bf16", Q.BF16), ("iq4_nl", Q.IQ4_NL), ("iq4_xs", Q.IQ4_XS),
-]
+# suffix -> (ggml type id, values per block, bytes per block). ggml's ids and sizes (ggml.h,
+# ggml-common.h); gguf-py 0.19.0 does not know every newer type, so they are spelled out here.
+ALL_TYPES = {
+    "q8_0": (8, 32, 34), "q4_0": (2, 32, 18), "q4_1": (3, 32, 20), "q5_0": (6, 32, 22), "q5_1": (7, 32, 24),
+    "q2_k": (10, 256, 84), "q3_k": (11, 256, 110), "q4_k": (12, 256, 144), "q5_k": (13, 256, 176),
+    "q6_k": (14, 256, 210), "f16": (1, 1, 2), "bf16": (30, 1, 2), "iq4_nl": (20, 32, 18), "iq4_xs": (23, 256, 136),
+    "iq2_xxs": (16, 256, 66), "iq2_xs": (17, 256, 74), "iq3_xxs": (18, 256, 98), "iq1_s": (19, 256, 50),
+    "iq3_s": (21, 256, 110), "iq2_s": (22, 256, 82), "iq1_m": (29, 256, 56), "tq1_0": (34, 256, 54),
+    "tq2_0": (35, 256, 66), "mxfp4": (39, 32, 17), "q1_0": (41, 128, 18), "q2_0": (42, 64, 18),
+}
+# The default: the 14 types of fixtures/golden/extra-quants.gguf (rerunning without --types
+# reproduces it byte for byte). Other files are made with --types and their own output path.
+DEFAULT_TYPES = "q8_0,q4_0,q4_1,q5_0,q5_1,q2_k,q3_k,q4_k,q5_k,q6_k,f16,bf16,iq4_nl,iq4_xs"
+TYPES = [(t, ALL_TYPES[t]) for t in (ARGS.types or DEFAULT_TYPES).split(",")]
 
 lib = ctypes.CDLL(str(Path(llama_cpp.__file__).parent / "lib" / "libggml-base.so"))
 lib.ggml_quantize_chunk.restype = ctypes.c_size_t
@@ -57,12 +68,13 @@ lib.ggml_quantize_requires_imatrix.restype = ctypes.c_bool
 
 
 def ggml_quantize(qtype, x, imatrix):
-    """ggml's bytes for rows `x` (float32, rows x n) with optional per-column imatrix."""
+    """ggml's bytes for rows `x` (float32, rows x n) with optional per-column imatrix;
+    qtype = (ggml id, block values, block bytes)."""
     rows, n = x.shape
-    blck, tsize = gguf.GGML_QUANT_SIZES[qtype]
+    qtype, blck, tsize = qtype
     row_bytes = n // blck * tsize
-    assert not lib.ggml_quantize_requires_imatrix(int(qtype))
-    lib.ggml_quantize_init(int(qtype))  # a no-op for these types, as ggml_quantize_chunk itself calls it
+    assert imatrix is not None or not lib.ggml_quantize_requires_imatrix(qtype)
+    lib.ggml_quantize_init(qtype)  # builds the i-quant grids once (ggml_quantize_chunk calls it too)
     x = np.ascontiguousarray(x, dtype=np.float32)
     dst = np.zeros(rows * row_bytes, dtype=np.uint8)
     w = None if imatrix is None else np.ascontiguousarray(imatrix, dtype=np.float32)
@@ -348,11 +360,15 @@ def main():
         if imatrix is not None:
             w.add_tensor(f"{name}.imatrix", imatrix)
         for suffix, qt in TYPES:
-            blck = gguf.GGML_QUANT_SIZES[qt][0]
-            if n % blck != 0 or (qt in (Q.F16, Q.BF16) and name not in FLOAT_CASES):
+            if x.shape[1] % qt[1] != 0 or (suffix in ("f16", "bf16") and name not in FLOAT_CASES):
                 continue
+            if imatrix is None and lib.ggml_quantize_requires_imatrix(qt[0]):
+                continue  # ggml refuses these types without an importance matrix
             q = ggml_quantize(qt, x, imatrix)
-            w.add_tensor(f"{name}.{suffix}", q, raw_dtype=qt)
+            if qt[0] in [int(v) for v in Q]:
+                w.add_tensor(f"{name}.{suffix}", q, raw_dtype=Q(qt[0]))
+            else:  # a type gguf-py does not know: its bytes as a U8 tensor of the same size
+                w.add_tensor(f"{name}.{suffix}", q)
     w.add_array("golden.cases", names)
     w.write_header_to_file()
     w.write_kv_data_to_file()
