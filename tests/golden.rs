@@ -32,6 +32,11 @@ const TYPES: &[(&str, GgmlType)] = &[
     ("bf16", GgmlType::BF16),
     ("iq4_nl", GgmlType::IQ4_NL),
     ("iq4_xs", GgmlType::IQ4_XS),
+    ("q1_0", GgmlType::Q1_0),
+    ("q2_0", GgmlType::Q2_0),
+    ("tq1_0", GgmlType::TQ1_0),
+    ("tq2_0", GgmlType::TQ2_0),
+    ("mxfp4", GgmlType::MXFP4),
 ];
 
 /// Check every case of one golden file for the types selected by `want`;
@@ -125,7 +130,15 @@ fn iq4_types_match_ggml() {
     run(|t| matches!(t, GgmlType::IQ4_NL | GgmlType::IQ4_XS), 68);
 }
 
-/// Independent decode of the legacy, float and IQ4 golden tensors: gguf-py's numpy
+#[test]
+fn low_bit_types_match_ggml() {
+    // lowbit-quants.gguf: every case whose row length fits (all 37 for Q2_0
+    // and MXFP4, 32-value rows aside), with and without importance vectors
+    // (ggml ignores them for these five types).
+    run(|t| matches!(t, GgmlType::Q1_0 | GgmlType::Q2_0 | GgmlType::TQ1_0 | GgmlType::TQ2_0 | GgmlType::MXFP4), 150);
+}
+
+/// Independent decode of the legacy, float, IQ4, ternary and MXFP4 golden tensors: gguf-py's numpy
 /// dequantizers (same float operation order as ggml's `dequantize_row_*`).
 const GGUF_PY_DEQUANT: &str = r#"
 import sys, numpy as np, gguf
@@ -147,7 +160,12 @@ out.close()
 #[test]
 fn legacy_and_float_dequantize_match_gguf_py() {
     let Some(py) = common::python() else { return };
-    let types: Vec<(&str, GgmlType)> = TYPES.iter().copied().filter(|(_, t)| !t.is_k_quant()).collect();
+    // gguf-py 0.19.0 has no Q1_0/Q2_0 decoder: those are checked against ggml below.
+    let types: Vec<(&str, GgmlType)> = TYPES
+        .iter()
+        .copied()
+        .filter(|(_, t)| !t.is_k_quant() && !matches!(t, GgmlType::Q1_0 | GgmlType::Q2_0))
+        .collect();
     let suffixes: Vec<&str> = types.iter().map(|(s, _)| *s).collect();
     let files = golden_files();
     let dir = common::tempdir();
@@ -199,5 +217,45 @@ fn legacy_and_float_dequantize_match_gguf_py() {
     }
     assert_eq!(pos, theirs.len(), "gguf-py decoded a different set of tensors");
     assert!(n_tensors >= 200, "only {n_tensors} tensors compared");
-    eprintln!("{n_tensors} legacy/float/IQ4 tensors ({n_values} values) dequantize exactly as gguf-py does");
+    eprintln!("{n_tensors} legacy/float/IQ4/TQ/MXFP4 tensors ({n_values} values) dequantize exactly as gguf-py does");
+}
+
+/// Q1_0 and Q2_0 golden tensors decode exactly as ggml's own `to_float`
+/// (`dequantize_row_q1_0` / `_q2_0` of libggml-base, through
+/// `tests/tools/ggml_cpu.py`).
+#[test]
+fn q1_0_and_q2_0_dequantize_match_ggml() {
+    let Some(py) = common::python() else { return };
+    let dir = common::tempdir();
+    let mut jobs = Vec::new();
+    let mut ours = Vec::new();
+    for file in golden_files() {
+        let g = GgufFile::open(&file).expect("golden file");
+        for t in g.tensors() {
+            let Some((case, suffix)) = t.name.rsplit_once('.') else { continue };
+            let ty = match suffix {
+                "q1_0" => GgmlType::Q1_0,
+                "q2_0" => GgmlType::Q2_0,
+                _ => continue,
+            };
+            let n = g.tensor(&format!("{case}.input")).expect("input").row_len() as usize;
+            let data = g.tensor_data(t);
+            let mut v = vec![0f32; data.len() / ty.type_size() * ty.block_size()];
+            quant::dequantize_rows(ty, data, n, &mut v).expect("dequantize");
+            let (inp, out) =
+                (dir.path().join(format!("{}.in", jobs.len())), dir.path().join(format!("{}.out", jobs.len())));
+            std::fs::write(&inp, data).unwrap();
+            jobs.push(format!("to_float {} {n} {} {}", ty.id(), inp.display(), out.display()));
+            ours.push((t.name.clone(), v, out));
+        }
+    }
+    assert!(jobs.len() >= 60, "only {} Q1_0/Q2_0 golden tensors", jobs.len());
+    common::ggml_cpu(&py, &jobs);
+    for (name, v, out) in ours {
+        let theirs = f32s(&std::fs::read(out).unwrap());
+        assert_eq!(v.len(), theirs.len(), "{name}");
+        if let Some(i) = v.iter().zip(&theirs).position(|(a, b)| a.to_bits() != b.to_bits()) {
+            panic!("{name} value {i}: ours {} ggml {}", v[i], theirs[i]);
+        }
+    }
 }

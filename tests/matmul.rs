@@ -218,25 +218,7 @@ fn shapes_are_checked() {
     assert!(acts.quantize(GgmlType::Q4_0, &[0.0; 32], 32).is_err());
 }
 
-/// Run the jobs (one per line) through `tests/tools/ggml_cpu.py`; one
-/// answer per job.
-fn ggml_cpu(py: &std::path::Path, jobs: &[String]) -> Vec<String> {
-    use std::io::Write;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/ggml_cpu.py");
-    let mut child = std::process::Command::new(py)
-        .arg(script)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run python");
-    child.stdin.take().unwrap().write_all(jobs.join("\n").as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "ggml_cpu.py: {}", String::from_utf8_lossy(&out.stderr));
-    let answers: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect();
-    assert_eq!(answers.len(), jobs.len());
-    answers
-}
+use common::ggml_cpu;
 
 #[test]
 fn activations_and_dot_products_agree_with_ggml_cpu() {
@@ -329,6 +311,11 @@ fn products_equal_ggml_mul_mat_bit_for_bit() {
         GgmlType::Q6_K,
         GgmlType::IQ4_NL,
         GgmlType::IQ4_XS,
+        GgmlType::Q1_0,
+        GgmlType::Q2_0,
+        GgmlType::TQ1_0,
+        GgmlType::TQ2_0,
+        GgmlType::MXFP4,
     ];
     let (rows, row_len) = (37, 1024);
     for (k, ty) in types.into_iter().enumerate() {
@@ -363,11 +350,12 @@ fn products_equal_ggml_mul_mat_bit_for_bit() {
     }
 }
 
-/// IQ4_NL · Q8_0 and IQ4_XS · Q8_K on the AVX2 path give exactly the bits of
-/// libggml-cpu's AVX2 `vec_dot` (even and odd block counts: IQ4_NL's kernel
-/// pairs blocks and adds an odd last one in scalar).
+/// IQ4_NL · Q8_0, IQ4_XS · Q8_K, MXFP4 · Q8_0 and the low-bit types on the
+/// AVX2 path give exactly the bits of libggml-cpu's AVX2 `vec_dot` on short
+/// rows and odd block counts (the IQ4_NL and MXFP4 kernels pair blocks and
+/// add an odd last one in scalar).
 #[test]
-fn iq4_dot_products_equal_ggml_cpu_bit_for_bit() {
+fn short_and_odd_dot_products_equal_ggml_cpu_bit_for_bit() {
     let Some(py) = common::python() else { return };
     if !quant::simd::Isa::Avx2.available() {
         eprintln!("no AVX2: the exact comparison with ggml's AVX2 kernels is skipped");
@@ -382,6 +370,16 @@ fn iq4_dot_products_equal_ggml_cpu_bit_for_bit() {
         (GgmlType::IQ4_NL, 1536),
         (GgmlType::IQ4_XS, 256),
         (GgmlType::IQ4_XS, 1536),
+        (GgmlType::MXFP4, 32),
+        (GgmlType::MXFP4, 544),
+        (GgmlType::MXFP4, 576),
+        (GgmlType::Q1_0, 128),
+        (GgmlType::Q1_0, 640),
+        (GgmlType::Q2_0, 64),
+        (GgmlType::Q2_0, 576),
+        (GgmlType::TQ1_0, 256),
+        (GgmlType::TQ2_0, 256),
+        (GgmlType::TQ2_0, 768),
     ];
     let (mut jobs, mut ours) = (Vec::new(), Vec::new());
     for (k, &(ty, n)) in cases.iter().enumerate() {

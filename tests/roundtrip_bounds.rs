@@ -23,12 +23,17 @@ use std::sync::OnceLock;
 
 /// Types checked, lowest to highest bits per weight within each family.
 const TYPES: &[GgmlType] = &[
+    GgmlType::Q1_0,
+    GgmlType::TQ1_0,
+    GgmlType::TQ2_0,
+    GgmlType::Q2_0,
     GgmlType::Q2_K,
     GgmlType::Q3_K,
     GgmlType::Q4_0,
     GgmlType::Q4_K,
     GgmlType::IQ4_XS,
     GgmlType::IQ4_NL,
+    GgmlType::MXFP4,
     GgmlType::Q4_1,
     GgmlType::Q5_0,
     GgmlType::Q5_K,
@@ -79,11 +84,21 @@ impl Dist {
 /// ~10-15% margin. Tightening one is always fine; a bound loosened later
 /// must say why in a comment on its line (which quantizer change made the
 /// error grow and why that is acceptable).
+///
+/// The 1–2-bit Q1_0, TQ1_0, TQ2_0 and Q2_0 lose most of a continuous
+/// distribution by design (TQ: the scale is the block maximum, so most
+/// values round to 0; they are meant for ternary-trained weights, where
+/// they are exact): their bounds only pin ggml's behaviour down.
 #[rustfmt::skip]
 const BOUNDS: &[(GgmlType, Dist, f64, f64)] = {
     use Dist as D;
     use GgmlType as T;
     &[
+        (T::Q1_0, D::Gaussian, 0.661, 0.663),
+        (T::TQ1_0, D::Gaussian, 0.888, 0.891),
+        (T::TQ2_0, D::Gaussian, 0.888, 0.891),
+        (T::Q2_0, D::Gaussian, 0.791, 0.800),
+        (T::MXFP4, D::Gaussian, 0.127, 0.128),
         (T::Q2_K, D::Gaussian, 0.332,    0.231),
         (T::Q3_K, D::Gaussian, 0.17,     0.14),
         (T::Q4_0, D::Gaussian, 0.0961,   0.082),
@@ -98,6 +113,11 @@ const BOUNDS: &[(GgmlType, Dist, f64, f64)] = {
         (T::Q8_0, D::Gaussian, 0.006,    0.00611),
         (T::BF16, D::Gaussian, 0.00187,  0.00188),
         (T::F16,  D::Gaussian, 0.000233, 0.00023),
+        (T::Q1_0, D::Laplace, 0.776, 0.772),
+        (T::TQ1_0, D::Laplace, 0.914, 0.915),
+        (T::TQ2_0, D::Laplace, 0.914, 0.915),
+        (T::Q2_0, D::Laplace, 0.798, 0.802),
+        (T::MXFP4, D::Laplace, 0.139, 0.138),
         (T::Q2_K, D::Laplace,  0.386,    0.249),
         (T::Q3_K, D::Laplace,  0.198,    0.162),
         (T::Q4_0, D::Laplace,  0.12,     0.102),
@@ -112,6 +132,11 @@ const BOUNDS: &[(GgmlType, Dist, f64, f64)] = {
         (T::Q8_0, D::Laplace,  0.00756,  0.00755),
         (T::BF16, D::Laplace,  0.00186,  0.00187),
         (T::F16,  D::Laplace,  0.000232, 0.000231),
+        (T::Q1_0, D::Outliers, 0.997, 0.99), // weighted 0.928: a 10% margin would exceed 1
+        (T::TQ1_0, D::Outliers, 0.578, 0.509),
+        (T::TQ2_0, D::Outliers, 0.578, 0.509),
+        (T::Q2_0, D::Outliers, 0.444, 0.342),
+        (T::MXFP4, D::Outliers, 0.187, 0.172),
         (T::Q2_K, D::Outliers, 0.281,    0.19),
         (T::Q3_K, D::Outliers, 0.165,    0.128),
         (T::Q4_0, D::Outliers, 0.166,    0.129),
@@ -126,6 +151,11 @@ const BOUNDS: &[(GgmlType, Dist, f64, f64)] = {
         (T::Q8_0, D::Outliers, 0.0128,   0.0103),
         (T::BF16, D::Outliers, 0.00187,  0.0018),
         (T::F16,  D::Outliers, 0.000239, 0.000214),
+        (T::Q1_0, D::Uniform, 0.550, 0.545),
+        (T::TQ1_0, D::Uniform, 0.544, 0.541),
+        (T::TQ2_0, D::Uniform, 0.544, 0.541),
+        (T::Q2_0, D::Uniform, 0.535, 0.531),
+        (T::MXFP4, D::Uniform, 0.159, 0.158),
         (T::Q2_K, D::Uniform,  0.262,    0.184),
         (T::Q3_K, D::Uniform,  0.14,     0.108),
         (T::Q4_0, D::Uniform,  0.073,    0.057),
@@ -140,6 +170,11 @@ const BOUNDS: &[(GgmlType, Dist, f64, f64)] = {
         (T::Q8_0, D::Uniform,  0.00422,  0.00419),
         (T::BF16, D::Uniform,  0.00166,  0.00167),
         (T::F16,  D::Uniform,  0.000207, 0.000207),
+        (T::Q1_0, D::Smollm2, 0.695, 0.695),
+        (T::TQ1_0, D::Smollm2, 0.896, 0.894),
+        (T::TQ2_0, D::Smollm2, 0.896, 0.894),
+        (T::Q2_0, D::Smollm2, 0.792, 0.792),
+        (T::MXFP4, D::Smollm2, 0.133, 0.132),
         (T::Q2_K, D::Smollm2,  0.349,    0.238),
         (T::Q3_K, D::Smollm2,  0.178,    0.147),
         (T::Q4_0, D::Smollm2,  0.102,    0.0832),
@@ -441,14 +476,25 @@ fn error_decreases_with_bits_per_weight() {
 }
 
 /// Sanity: where ggml's quantizer uses the importance vector (every type
-/// here but Q8_0, BF16 and F16), the importance-weighted run has a smaller
+/// here but Q8_0, BF16, F16, MXFP4 and the 1-/2-bit Q1_0, Q2_0, TQ1_0,
+/// TQ2_0), the importance-weighted run has a smaller
 /// importance-weighted error than the reference quantizer on every
 /// distribution; where it ignores it, the two runs are identical.
 #[test]
 fn importance_vector_lowers_weighted_error() {
     let mut bad = Vec::new();
     for m in measurements() {
-        let uses_imatrix = !matches!(m.ty, GgmlType::Q8_0 | GgmlType::BF16 | GgmlType::F16);
+        let uses_imatrix = !matches!(
+            m.ty,
+            GgmlType::Q8_0
+                | GgmlType::BF16
+                | GgmlType::F16
+                | GgmlType::Q1_0
+                | GgmlType::Q2_0
+                | GgmlType::TQ1_0
+                | GgmlType::TQ2_0
+                | GgmlType::MXFP4
+        );
         let ok = if uses_imatrix {
             m.weighted_imat < m.weighted_ref
         } else {

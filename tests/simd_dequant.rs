@@ -82,6 +82,11 @@ fn random_blocks(ty: GgmlType, nb: usize, r: &mut Rng) -> Vec<u8> {
         GgmlType::Q8_K => blocks(nb, r, |b: &mut BlockQ8K, r| b.d = r.f32()),
         GgmlType::IQ4_NL => blocks(nb, r, |b: &mut BlockIQ4NL, r| b.d = r.f16()),
         GgmlType::IQ4_XS => blocks(nb, r, |b: &mut BlockIQ4XS, r| b.d = r.f16()),
+        GgmlType::Q1_0 => blocks(nb, r, |b: &mut BlockQ1_0, r| b.d = r.f16()),
+        GgmlType::Q2_0 => blocks(nb, r, |b: &mut BlockQ2_0, r| b.d = r.f16()),
+        GgmlType::TQ1_0 => blocks(nb, r, |b: &mut BlockTQ1_0, r| b.d = r.f16()),
+        GgmlType::TQ2_0 => blocks(nb, r, |b: &mut BlockTQ2_0, r| b.d = r.f16()),
+        GgmlType::MXFP4 => blocks(nb, r, |b: &mut BlockMXFP4, r| b.e = (r.f32().to_bits() % 256) as u8),
         _ => unreachable!("{ty} is not implemented"),
     }
 }

@@ -124,6 +124,17 @@ fn weights(ty: GgmlType, n: usize, r: &mut Rng, mode: Mode) -> Vec<u8> {
             scales_l: r.bytes(),
             qs: r.bytes()
         }),
+        GgmlType::Q1_0 => blocks!(BlockQ1_0 { d: sc16(r, mode), qs: r.bytes() }),
+        GgmlType::Q2_0 => blocks!(BlockQ2_0 { d: sc16(r, mode), qs: r.bytes() }),
+        GgmlType::TQ1_0 => blocks!(BlockTQ1_0 { qs: r.bytes(), qh: r.bytes(), d: sc16(r, mode) }),
+        GgmlType::TQ2_0 => blocks!(BlockTQ2_0 { qs: r.bytes(), d: sc16(r, mode) }),
+        GgmlType::MXFP4 => blocks!(BlockMXFP4 {
+            e: match mode {
+                Mode::Unit => 128,
+                Mode::Random => 100 + r.byte() % 50,
+            },
+            qs: r.bytes()
+        }),
         _ => unreachable!("{ty} is not a weight type"),
     }
 }

@@ -28,6 +28,11 @@ const WEIGHT_TYPES: &[GgmlType] = &[
     GgmlType::Q6_K,
     GgmlType::IQ4_NL,
     GgmlType::IQ4_XS,
+    GgmlType::Q1_0,
+    GgmlType::Q2_0,
+    GgmlType::TQ1_0,
+    GgmlType::TQ2_0,
+    GgmlType::MXFP4,
 ];
 
 fn quantized(ty: GgmlType, x: &[f32]) -> Vec<u8> {

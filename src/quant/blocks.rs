@@ -13,6 +13,12 @@ pub const QK5_0: usize = 32;
 pub const QK5_1: usize = 32;
 pub const QK8_0: usize = 32;
 pub const QK8_1: usize = 32;
+/// Elements in a Q1_0 block.
+pub const QK1_0: usize = 128;
+/// Elements in a Q2_0 block.
+pub const QK2_0: usize = 64;
+/// Elements in an MXFP4 block.
+pub const QK_MXFP4: usize = 32;
 /// Elements in an IQ4_NL block.
 pub const QK4_NL: usize = 32;
 /// Bytes of packed 6-bit scales in Q4_K/Q5_K, and of Q3_K scales.
@@ -143,6 +149,60 @@ pub struct BlockIQ4XS {
     pub qs: [u8; QK_K / 2],
 }
 
+/// Q1_0: one f16 scale and one sign bit per value (bit set: `+d`, clear:
+/// `−d`; value `j` in bit `j % 8` of byte `j / 8`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+pub struct BlockQ1_0 {
+    pub d: f16,
+    pub qs: [u8; QK1_0 / 8],
+}
+
+/// Q2_0: one f16 scale and 2-bit codes `q` for the values `(q − 1)·d`
+/// (−d, 0, d, 2d; value `j` in bits `2·(j % 4)` of byte `j / 4`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+pub struct BlockQ2_0 {
+    pub d: f16,
+    pub qs: [u8; QK2_0 / 4],
+}
+
+/// TQ1_0: a super-block of 256 ternary values (−1, 0, 1 times the f16
+/// scale), five trits per byte in `qs` (values 0..240) and four per byte in
+/// `qh` (240..256), each byte a fixed-point fraction of 3^5.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+pub struct BlockTQ1_0 {
+    pub qs: [u8; (QK_K - 4 * QK_K / 64) / 5],
+    pub qh: [u8; QK_K / 64],
+    pub d: f16,
+}
+
+/// TQ2_0: a super-block of 256 ternary values as 2-bit codes `q` for
+/// `(q − 1)·d` (byte `m` of each 32-byte group holds values `m + 32·l`,
+/// `l` = 0..4, in bits `2l`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+pub struct BlockTQ2_0 {
+    pub qs: [u8; QK_K / 4],
+    pub d: f16,
+}
+
+/// MXFP4 (OCP microscaling FP4): 32 E2M1 values as 4-bit codes (low
+/// nibbles values 0..16, high nibbles 16..32) sharing one E8M0 power-of-two
+/// exponent `e`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+pub struct BlockMXFP4 {
+    pub e: u8,
+    pub qs: [u8; QK_MXFP4 / 2],
+}
+
+const _: () = assert!(std::mem::size_of::<BlockQ1_0>() == 18);
+const _: () = assert!(std::mem::size_of::<BlockQ2_0>() == 18);
+const _: () = assert!(std::mem::size_of::<BlockTQ1_0>() == 54);
+const _: () = assert!(std::mem::size_of::<BlockTQ2_0>() == 66);
+const _: () = assert!(std::mem::size_of::<BlockMXFP4>() == 17);
 const _: () = assert!(std::mem::size_of::<BlockQ4_0>() == 18);
 const _: () = assert!(std::mem::size_of::<BlockQ4_1>() == 20);
 const _: () = assert!(std::mem::size_of::<BlockQ5_0>() == 22);

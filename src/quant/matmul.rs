@@ -242,6 +242,9 @@ fn run<B: GgmlBlock>(w: &Weights, acts: &Activations, out: &mut [f32]) {
     let wb = blocks_of::<B>(w.data);
     let ab = blocks_of::<B::VecDot>(acts.bytes());
     let bpr = w.row_len / B::BLCK_SIZE;
+    // Activation blocks per row: more than `bpr` where a weight block spans
+    // several activation blocks (Q1_0: four Q8_0 blocks, Q2_0: two).
+    let apr = w.row_len / <B::VecDot as GgmlBlock>::BLCK_SIZE;
     let (rows, n_tokens) = (w.rows, acts.n_tokens);
     if rows == 0 || n_tokens == 0 {
         return;
@@ -250,7 +253,7 @@ fn run<B: GgmlBlock>(w: &Weights, acts: &Activations, out: &mut [f32]) {
         // One token (generation): runs of whole rows, several per thread.
         // With the weights streaming from memory this measured ~5% faster
         // than the tiles below, which win when several tokens share a tile.
-        let a = &ab[..bpr];
+        let a = &ab[..apr];
         let rows_per_task = rows.div_ceil(rayon::current_num_threads().max(1) * ROW_RUNS_PER_THREAD).clamp(1, 256);
         out.par_chunks_mut(rows_per_task).enumerate().for_each(|(run, o)| {
             let r0 = run * rows_per_task;
@@ -273,6 +276,8 @@ fn run<B: GgmlBlock>(w: &Weights, acts: &Activations, out: &mut [f32]) {
         .filter(|_| batch || B::BATCH_DOT.is_none());
     #[cfg(target_arch = "x86_64")]
     if let Some(kernel) = tile_kernel {
+        // Every type with a tile kernel pairs one activation block with each weight block.
+        debug_assert_eq!(apr, bpr);
         return run_tiles(w.rows, w.row_bytes(), n_tokens, out, |tile| {
             let (r0, r1, t0, t1) = tile.bounds();
             let mut buf = vec![0f32; (r1 - r0) * (t1 - t0)];
@@ -290,7 +295,7 @@ fn run<B: GgmlBlock>(w: &Weights, acts: &Activations, out: &mut [f32]) {
     run_tiles(w.rows, w.row_bytes(), n_tokens, out, |tile| {
         let (r0, r1, t0, t1) = tile.bounds();
         for t in t0..t1 {
-            let a = &ab[t * bpr..(t + 1) * bpr];
+            let a = &ab[t * apr..(t + 1) * apr];
             for r in r0..r1 {
                 tile.set(t, r, B::batch_dot(n_tokens, &wb[r * bpr..(r + 1) * bpr], a));
             }

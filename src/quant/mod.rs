@@ -3,9 +3,11 @@
 //! the same results.
 //!
 //! - [`float`]: F32, F16, BF16.
-//! - [`legacy`]: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1.
+//! - [`legacy`]: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, and the newer Q1_0, Q2_0.
 //! - [`kquants`]: Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K.
 //! - [`iquants`]: IQ4_NL, IQ4_XS (4-bit indices into a non-linear table).
+//! - [`ternary`]: TQ1_0, TQ2_0 (values −1, 0, 1 times a scale).
+//! - [`fp4`]: MXFP4 (E2M1 values with a shared power-of-two exponent).
 //! - [`search`]: the scale searches ggml's quantizers share.
 //! - [`registry`]: the one list of implemented types
 //!   ([`with_block_type!`](crate::with_block_type)) and their capabilities
@@ -25,6 +27,7 @@
 
 pub mod blocks;
 pub mod float;
+pub mod fp4;
 pub mod iquants;
 pub mod kquants;
 pub mod legacy;
@@ -32,6 +35,7 @@ pub mod matmul;
 pub mod registry;
 pub mod search;
 pub mod simd;
+pub mod ternary;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86;
 

@@ -34,6 +34,11 @@ macro_rules! __block_types {
             Q8_K => $crate::quant::blocks::BlockQ8K,
             IQ4_NL => $crate::quant::blocks::BlockIQ4NL,
             IQ4_XS => $crate::quant::blocks::BlockIQ4XS,
+            TQ1_0 => $crate::quant::blocks::BlockTQ1_0,
+            TQ2_0 => $crate::quant::blocks::BlockTQ2_0,
+            MXFP4 => $crate::quant::blocks::BlockMXFP4,
+            Q1_0 => $crate::quant::blocks::BlockQ1_0,
+            Q2_0 => $crate::quant::blocks::BlockQ2_0,
         }
     };
 }

@@ -111,3 +111,23 @@ impl Rng {
         (self.next() % n.max(1) as u64) as usize
     }
 }
+
+/// Run jobs (one per line) through `tests/tools/ggml_cpu.py` (ggml's CPU
+/// kernels from llama-cpp-python's libraries); one answer per job.
+pub fn ggml_cpu(py: &std::path::Path, jobs: &[String]) -> Vec<String> {
+    use std::io::Write;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/ggml_cpu.py");
+    let mut child = std::process::Command::new(py)
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run python");
+    child.stdin.take().unwrap().write_all(jobs.join("\n").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "ggml_cpu.py: {}", String::from_utf8_lossy(&out.stderr));
+    let answers: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect();
+    assert_eq!(answers.len(), jobs.len());
+    answers
+}

@@ -367,8 +367,8 @@ def main():
             q = ggml_quantize(qt, x, imatrix)
             if qt[0] in [int(v) for v in Q]:
                 w.add_tensor(f"{name}.{suffix}", q, raw_dtype=Q(qt[0]))
-            else:  # a type gguf-py does not know: its bytes as a U8 tensor of the same size
-                w.add_tensor(f"{name}.{suffix}", q)
+            else:  # a type gguf-py does not know: its bytes as an I8 tensor of the same size
+                w.add_tensor(f"{name}.{suffix}", q.view(np.int8))
     w.add_array("golden.cases", names)
     w.write_header_to_file()
     w.write_kv_data_to_file()

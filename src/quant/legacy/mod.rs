@@ -5,6 +5,8 @@
 //! - [`q5`]: Q5_0 and Q5_1 (a fifth bit per value in `qh`).
 //! - [`q8`]: Q8_0 (weights and activations) and Q8_1 (activations of the
 //!   `_1` types, carrying `d · Σq`).
+//! - [`q1`]: Q1_0 (signs only, blocks of 128) and Q2_0 (2-bit codes,
+//!   blocks of 64), ggml's newer low-bit types with Q8_0 activations.
 //! - [`dot`]: their dot products with Q8_0 / Q8_1 activations.
 //! - [`gemm`]: AVX-512 VNNI tile kernels of those products for several
 //!   tokens, bit-identical to the AVX2 dot products.
@@ -17,6 +19,7 @@
 pub mod dequant_avx2;
 pub mod dot;
 pub mod gemm;
+pub mod q1;
 pub mod q4;
 pub mod q5;
 pub mod q8;

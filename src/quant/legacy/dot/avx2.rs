@@ -100,3 +100,82 @@ pub unsafe fn q8_0_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
     }
     hsum_ps(acc)
 }
+
+/// Σ over Q1_0 blocks as ggml's AVX2 `ggml_vec_dot_q1_0_q8_0`: per Q8_0
+/// block the 32 activation levels negated where the sign bit is clear,
+/// summed in 8 i32 lanes of 4 consecutive values, scaled by `d_y` into a
+/// per-block float vector (`mul` for the first Q8_0 block, `fma` for the
+/// next three), then `acc = fma(d_x, block, acc)`.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q1_0_q8_0(x: &[BlockQ1_0], y: &[BlockQ8_0]) -> f32 {
+    let ones_8 = _mm256_set1_epi8(1);
+    let ones_16 = _mm256_set1_epi16(1);
+    let byte_of_bit = _mm256_setr_epi8(
+        0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3,
+    );
+    let bit_masks = _mm256_set1_epi64x(i64::from_le_bytes([1, 2, 4, 8, 16, 32, 64, 128]));
+    let mut acc = _mm256_setzero_ps();
+    for (a, b4) in x.iter().zip(y.chunks_exact(4)) {
+        let mut block = _mm256_setzero_ps();
+        for (k, b) in b4.iter().enumerate() {
+            let bits = i32::from_le_bytes(a.qs[4 * k..4 * k + 4].try_into().unwrap());
+            let spread = _mm256_shuffle_epi8(_mm256_set1_epi32(bits), byte_of_bit);
+            // 0xFF where the bit is clear: those levels are negated (wrapping, as ggml).
+            let clear = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit_masks), _mm256_setzero_si256());
+            let signed = _mm256_sub_epi8(_mm256_xor_si256(load_i8(&b.qs), clear), clear);
+            let s = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(ones_8, signed), ones_16));
+            let dy = _mm256_set1_ps(b.d.to_f32());
+            block = if k == 0 { _mm256_mul_ps(dy, s) } else { _mm256_fmadd_ps(dy, s, block) };
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(a.d.to_f32()), block, acc);
+    }
+    hsum_ps(acc)
+}
+
+/// Σ over Q2_0 blocks: ggml has no x86 kernel for Q2_0 and runs its generic
+/// C code, compiled with FMA; the integer sums here come from SIMD (exact:
+/// `Σ code·q8 − Σ q8`, with the codes 0..3 unsigned), the float steps are
+/// that code's, each `a += b·c` fused as GCC fuses it.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q2_0_q8_0(x: &[BlockQ2_0], y: &[BlockQ8_0]) -> f32 {
+    let ones = _mm256_set1_epi8(1);
+    // Value j of a half block comes from its byte j/4, bits 2·(j%4).
+    let byte_of_value = _mm256_setr_epi8(
+        0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7,
+    );
+    let mut sumf = 0.0f32;
+    for (a, b2) in x.iter().zip(y.chunks_exact(2)) {
+        let mut sumi = 0.0f32;
+        for (k, b) in b2.iter().enumerate() {
+            let packed = i64::from_le_bytes(a.qs[8 * k..8 * k + 8].try_into().unwrap());
+            let codes = codes_2bit(_mm256_shuffle_epi8(_mm256_set1_epi64x(packed), byte_of_value));
+            let q = load_i8(&b.qs);
+            let s = hsum_epi32(_mm256_sub_epi32(dot_u8_i8(codes, q), dot_u8_i8(ones, q)));
+            sumi = fma_ss(sumi, b.d.to_f32(), s as f32);
+        }
+        sumf = fma_ss(sumf, a.d.to_f32(), sumi);
+    }
+    sumf
+}
+
+/// The 2-bit field `(byte >> 2·(j%4)) & 3` of every byte `j` of `spread`
+/// (AVX2 has no per-byte shift: four constant shifts, blended by `j % 4`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn codes_2bit(spread: __m256i) -> __m256i {
+    let three = _mm256_set1_epi8(3);
+    let pos = _mm256_setr_epi8(
+        0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3,
+    );
+    let at = |p: i8| _mm256_cmpeq_epi8(pos, _mm256_set1_epi8(p));
+    let r = _mm256_and_si256(spread, three);
+    let r = _mm256_blendv_epi8(r, _mm256_and_si256(_mm256_srli_epi16::<2>(spread), three), at(1));
+    let r = _mm256_blendv_epi8(r, _mm256_and_si256(_mm256_srli_epi16::<4>(spread), three), at(2));
+    _mm256_blendv_epi8(r, _mm256_and_si256(_mm256_srli_epi16::<6>(spread), three), at(3))
+}
