@@ -21,86 +21,11 @@ mod common;
 #[path = "common/forward.rs"]
 mod forward;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 const N_CTX: usize = 512;
 const N_CHUNKS: usize = 2;
 
-fn quantize(model: &Path, ty: &str, dir: &Path) -> PathBuf {
-    let out = dir.join(format!("{ty}.gguf"));
-    let o = Command::new(env!("CARGO_BIN_EXE_quantmix"))
-        .arg("quantize")
-        .arg(model)
-        .arg("-o")
-        .arg(&out)
-        .args(["--type", ty, "-q"])
-        .output()
-        .expect("run quantmix quantize");
-    assert!(o.status.success(), "quantmix quantize --type {ty}: {}", String::from_utf8_lossy(&o.stderr));
-    out
-}
-
-/// llama.cpp's figures without weight repacking.
-fn llama_cpp_norepack(py: &Path, model: &Path, out: &Path) -> forward::Scored {
-    let st = Command::new(py)
-        .arg(forward::tool("llama_perplexity_norepack.py"))
-        .arg("ppl")
-        .arg(model)
-        .arg(forward::data("eval.txt"))
-        .args([N_CTX.to_string(), N_CHUNKS.to_string()])
-        .arg(out)
-        .status()
-        .expect("run llama_perplexity_norepack.py");
-    assert!(st.success(), "llama_perplexity_norepack.py failed on {}", model.display());
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap();
-    forward::Scored {
-        ppl: v["ppl"].as_f64().unwrap(),
-        argmax: v["argmax"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect(),
-    }
-}
-
-/// `(relative PPL difference, fraction of positions with the same top token)`.
-fn agreement(ours: &forward::Scored, theirs: &forward::Scored) -> (f64, f64) {
-    assert_eq!(ours.argmax.len(), theirs.argmax.len(), "scored positions");
-    let same = ours.argmax.iter().zip(&theirs.argmax).filter(|(a, b)| a == b).count();
-    ((ours.ppl / theirs.ppl - 1.0).abs(), same as f64 / ours.argmax.len() as f64)
-}
-
 fn check(ty: &str, expect: &[&str]) {
-    let (Some(model), Some(py)) = (common::smollm2(), common::python()) else { return };
-    let dir = common::tempdir();
-    let q = quantize(&model, ty, dir.path());
-    let g = quantmix::gguf::GgufFile::open(&q).unwrap();
-    for name in expect {
-        assert!(g.tensors().iter().any(|t| t.ty.name() == *name), "{ty} file has no {name} tensor");
-    }
-    let text = forward::data("eval.txt");
-    let body = std::fs::read_to_string(&text).unwrap();
-    let ours = forward::ours(&q, &body, N_CTX, N_CHUNKS);
-    let cli = forward::cli_ppl(&q, &text, N_CTX, N_CHUNKS);
-    let repack = forward::llama_cpp(&py, &q, &text, N_CTX, N_CHUNKS, &dir.path().join("llama.json"));
-    let plain = llama_cpp_norepack(&py, &q, &dir.path().join("norepack.json"));
-    let (rel_r, same_r) = agreement(&ours, &repack);
-    let (rel_p, same_p) = agreement(&ours, &plain);
-    let (rel_rp, same_rp) = agreement(&plain, &repack);
-    eprintln!(
-        "{ty}: PPL quantmix {:.6} (eval CLI {cli:.6}); llama.cpp {:.6} (rel {rel_r:.2e}, same top {:.2}%); \
-         without repacking {:.6} (rel {rel_p:.2e}, same top {:.2}%); llama.cpp with vs without repacking: rel {rel_rp:.2e}, same top {:.2}%",
-        ours.ppl,
-        repack.ppl,
-        100.0 * same_r,
-        plain.ppl,
-        100.0 * same_p,
-        100.0 * same_rp
-    );
-    assert!((cli / ours.ppl - 1.0).abs() < 1e-9, "quantmix eval PPL {cli} differs from the library's {}", ours.ppl);
-    assert!(rel_r < 0.005, "PPL differs from llama.cpp's by {:.3}%", rel_r * 100.0);
-    assert!(
-        rel_p < 1e-6 && same_p == 1.0,
-        "without repacking llama.cpp should agree to rounding: rel {rel_p:.2e}, same top {:.2}%",
-        100.0 * same_p
-    );
+    forward::check_smollm2_quantized(ty, expect, N_CTX, N_CHUNKS);
 }
 
 #[test]

@@ -345,3 +345,41 @@ fn iq4_types_are_measured_candidates() {
         assert!(nl.bytes > xs.bytes, "{}", x.name);
     }
 }
+
+/// `--types` takes the low-bit types and MXFP4: every tensor of the fixture
+/// gets each as a measured candidate (positive divergence), their sizes in
+/// the order of their bits per weight, and the 1-bit type hurts more than
+/// MXFP4 on every tensor.
+#[test]
+fn low_bit_types_are_measured_candidates() {
+    let dir = common::tempdir();
+    let out = dir.path().join("lowbit.json");
+    let model = common::fixture(MODEL);
+    ok(&quantmix(&[
+        "sensitivity",
+        s(&model),
+        "-o",
+        s(&out),
+        "--imatrix-chunks",
+        "2",
+        "--ctx",
+        "32",
+        "--chunks",
+        "2",
+        "--types",
+        "Q1_0,TQ1_0,TQ2_0,Q2_0,MXFP4",
+        "--exhaustive",
+        "--quiet",
+    ]));
+    let t = SensitivityTable::load(&out).unwrap();
+    assert!(!t.tensors.is_empty());
+    for x in &t.tensors {
+        let get = |ty: &str| {
+            x.candidates.iter().find(|c| c.ty == ty).unwrap_or_else(|| panic!("{}: no {ty} candidate", x.name))
+        };
+        let c: Vec<_> = ["Q1_0", "TQ1_0", "TQ2_0", "Q2_0", "MXFP4"].iter().map(|ty| get(ty)).collect();
+        assert!(c.iter().all(|c| c.kld > 0.0), "{}", x.name);
+        assert!(c.windows(2).all(|w| w[0].bytes < w[1].bytes), "{}: sizes out of order", x.name);
+        assert!(c[0].kld > c[4].kld, "{}: Q1_0 {} vs MXFP4 {}", x.name, c[0].kld, c[4].kld);
+    }
+}

@@ -133,9 +133,10 @@ pub enum PlanError {
 }
 
 /// Types whose quantizer reads importance weights (ggml ignores them for
-/// the float types and Q8_0).
+/// the float types, Q8_0, Q1_0, Q2_0, TQ1_0, TQ2_0 and MXFP4).
 pub fn imatrix_matters(ty: GgmlType) -> bool {
-    ty.is_quantized() && ty != GgmlType::Q8_0
+    use GgmlType as T;
+    ty.is_quantized() && !matches!(ty, T::Q8_0 | T::Q1_0 | T::Q2_0 | T::TQ1_0 | T::TQ2_0 | T::MXFP4)
 }
 
 /// llama-quantize walks the tensors in the order of its weights map: by

@@ -4,7 +4,12 @@
 //!
 //! Read from llama.cpp's `src/llama-quant.cpp` (commit 0c1e570); only the
 //! presets quantmix offers are modelled (of the IQ presets only IQ4_NL and
-//! IQ4_XS; no TQ/MXFP4 branches).
+//! IQ4_XS; TQ1_0, TQ2_0, Q1_0, Q2_0 and MXFP4_MOE with their branches).
+//!
+//! One difference: llama-quantize stops with "no tensor type fallback" when
+//! Q1_0's block of 128 does not divide a tensor's rows (SmolLM2's 576);
+//! quantmix writes such a tensor in F16, as llama.cpp does for a 32-value
+//! type that does not fit.
 
 use super::layers::use_more_bits;
 use crate::gguf::{GgmlType, Metadata, TensorInfo};
@@ -33,6 +38,11 @@ pub enum Preset {
     Q6_K,
     IQ4_NL,
     IQ4_XS,
+    TQ1_0,
+    TQ2_0,
+    Q1_0,
+    Q2_0,
+    MXFP4_MOE,
 }
 
 impl Preset {
@@ -57,6 +67,11 @@ impl Preset {
         Preset::Q6_K,
         Preset::IQ4_NL,
         Preset::IQ4_XS,
+        Preset::TQ1_0,
+        Preset::TQ2_0,
+        Preset::Q1_0,
+        Preset::Q2_0,
+        Preset::MXFP4_MOE,
     ];
 
     /// llama.cpp's name (`Q4_K_M`, …).
@@ -82,6 +97,11 @@ impl Preset {
             Preset::Q6_K => "Q6_K",
             Preset::IQ4_NL => "IQ4_NL",
             Preset::IQ4_XS => "IQ4_XS",
+            Preset::TQ1_0 => "TQ1_0",
+            Preset::TQ2_0 => "TQ2_0",
+            Preset::Q1_0 => "Q1_0",
+            Preset::Q2_0 => "Q2_0",
+            Preset::MXFP4_MOE => "MXFP4_MOE",
         }
     }
 
@@ -122,6 +142,11 @@ impl Preset {
             Preset::IQ4_NL => 25,
             Preset::IQ4_XS => 30,
             Preset::BF16 => 32,
+            Preset::TQ1_0 => 36,
+            Preset::TQ2_0 => 37,
+            Preset::MXFP4_MOE => 38,
+            Preset::Q1_0 => 40,
+            Preset::Q2_0 => 41,
         }
     }
 
@@ -143,6 +168,11 @@ impl Preset {
             Preset::Q6_K => GgmlType::Q6_K,
             Preset::IQ4_NL => GgmlType::IQ4_NL,
             Preset::IQ4_XS => GgmlType::IQ4_XS,
+            Preset::TQ1_0 => GgmlType::TQ1_0,
+            Preset::TQ2_0 => GgmlType::TQ2_0,
+            Preset::Q1_0 => GgmlType::Q1_0,
+            Preset::Q2_0 => GgmlType::Q2_0,
+            Preset::MXFP4_MOE => GgmlType::MXFP4,
         }
     }
 }
@@ -165,6 +195,11 @@ pub fn ftype_for_type(ty: GgmlType) -> u32 {
         GgmlType::Q6_K => Preset::Q6_K,
         GgmlType::IQ4_NL => Preset::IQ4_NL,
         GgmlType::IQ4_XS => Preset::IQ4_XS,
+        GgmlType::TQ1_0 => Preset::TQ1_0,
+        GgmlType::TQ2_0 => Preset::TQ2_0,
+        GgmlType::Q1_0 => Preset::Q1_0,
+        GgmlType::Q2_0 => Preset::Q2_0,
+        GgmlType::MXFP4 => Preset::MXFP4_MOE,
         _ => Preset::F32,
     };
     p.ftype()
@@ -330,7 +365,7 @@ pub fn allows_quantization(name: &str, n_dims: usize) -> Result<(), &'static str
 /// does not divide the row ends at F16 as in llama.cpp).
 pub fn default_fallback(ty: GgmlType) -> Option<GgmlType> {
     match ty {
-        GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::TQ1_0 | GgmlType::TQ2_0 => Some(GgmlType::Q4_0),
+        GgmlType::Q2_0 | GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::TQ1_0 | GgmlType::TQ2_0 => Some(GgmlType::Q4_0),
         GgmlType::Q4_K => Some(GgmlType::Q5_0),
         GgmlType::Q5_K => Some(GgmlType::Q5_1),
         GgmlType::Q6_K => Some(GgmlType::Q8_0),
@@ -399,13 +434,18 @@ impl<'a> PresetState<'a> {
         let falcon = m.is_falcon();
         if cat == Category::Output || (m.tied_embeddings && cat == Category::TokenEmbd) {
             let nx = t.shape[0];
-            if falcon || !nx.is_multiple_of(new_type.block_size() as u64) {
+            if ftype == P::MXFP4_MOE || falcon || !nx.is_multiple_of(new_type.block_size() as u64) {
                 new_type = T::Q8_0;
             } else if new_type != T::Q8_0 {
                 new_type = T::Q6_K;
             }
+        } else if ftype == P::MXFP4_MOE {
+            // Expert tensors (3-D) in MXFP4, everything else in Q8_0.
+            new_type = if t.shape.get(2).is_some_and(|&n| n > 1) { T::MXFP4 } else { T::Q8_0 };
         } else if cat == Category::TokenEmbd {
-            // The presets modelled here keep the default type.
+            if matches!(ftype, P::TQ1_0 | P::TQ2_0 | P::Q2_0) {
+                new_type = T::Q4_K;
+            }
         } else if cat.is_attn_v() {
             let (i, n) = (self.i_attention_wv, self.n_attention_wv);
             match ftype {

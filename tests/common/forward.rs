@@ -146,3 +146,100 @@ pub fn compare_with(
     assert!(frac >= min_same, "top token agrees on {same}/{} (want ≥ {min_same})", o.argmax.len());
     (o.ppl, theirs.ppl, frac)
 }
+/// `quantmix quantize MODEL --type TY` into `dir`.
+pub fn quantize_type(model: &Path, ty: &str, dir: &Path) -> PathBuf {
+    let out = dir.join(format!("{ty}.gguf"));
+    let o = Command::new(env!("CARGO_BIN_EXE_quantmix"))
+        .arg("quantize")
+        .arg(model)
+        .arg("-o")
+        .arg(&out)
+        .args(["--type", ty, "-q"])
+        .output()
+        .expect("run quantmix quantize");
+    assert!(o.status.success(), "quantmix quantize --type {ty}: {}", String::from_utf8_lossy(&o.stderr));
+    out
+}
+
+/// llama.cpp's figures without weight repacking.
+pub fn llama_cpp_norepack(py: &Path, model: &Path, n_ctx: usize, n_chunks: usize, out: &Path) -> Scored {
+    let st = Command::new(py)
+        .arg(tool("llama_perplexity_norepack.py"))
+        .arg("ppl")
+        .arg(model)
+        .arg(data("eval.txt"))
+        .args([n_ctx.to_string(), n_chunks.to_string()])
+        .arg(out)
+        .status()
+        .expect("run llama_perplexity_norepack.py");
+    assert!(st.success(), "llama_perplexity_norepack.py failed on {}", model.display());
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap();
+    Scored {
+        ppl: v["ppl"].as_f64().unwrap(),
+        argmax: v["argmax"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect(),
+    }
+}
+
+/// `(relative PPL difference, fraction of positions with the same top token)`.
+pub fn agreement(ours: &Scored, theirs: &Scored) -> (f64, f64) {
+    assert_eq!(ours.argmax.len(), theirs.argmax.len(), "scored positions");
+    let same = ours.argmax.iter().zip(&theirs.argmax).filter(|(a, b)| a == b).count();
+    ((ours.ppl / theirs.ppl - 1.0).abs(), same as f64 / ours.argmax.len() as f64)
+}
+
+/// SmolLM2 quantized by `quantmix quantize --type TY` against llama.cpp:
+/// see [`check_quantized`] (with the bar against llama.cpp's default).
+pub fn check_smollm2_quantized(ty: &str, expect: &[&str], n_ctx: usize, n_chunks: usize) {
+    let (Some(model), Some(py)) = (super::common::smollm2(), super::common::python()) else { return };
+    check_quantized(&py, &model, ty, expect, n_ctx, n_chunks, true);
+}
+
+/// `model` quantized by `quantmix quantize --type TY` (the file must hold
+/// tensors of every type in `expect`) against llama.cpp: equal to rounding
+/// with every top token the same when llama.cpp multiplies the weights as
+/// the file stores them, and — with `default_bar` — within 0.5% in
+/// perplexity of its default (weights repacked where it repacks them, which
+/// sums in another order). Both are printed either way.
+pub fn check_quantized(
+    py: &Path,
+    model: &Path,
+    ty: &str,
+    expect: &[&str],
+    n_ctx: usize,
+    n_chunks: usize,
+    default_bar: bool,
+) {
+    let dir = super::common::tempdir();
+    let q = quantize_type(model, ty, dir.path());
+    let g = quantmix::gguf::GgufFile::open(&q).unwrap();
+    for name in expect {
+        assert!(g.tensors().iter().any(|t| t.ty.name() == *name), "{ty} file has no {name} tensor");
+    }
+    let text = data("eval.txt");
+    let body = std::fs::read_to_string(&text).unwrap();
+    let ours = ours(&q, &body, n_ctx, n_chunks);
+    let cli = cli_ppl(&q, &text, n_ctx, n_chunks);
+    let repack = llama_cpp(py, &q, &text, n_ctx, n_chunks, &dir.path().join("llama.json"));
+    let plain = llama_cpp_norepack(py, &q, n_ctx, n_chunks, &dir.path().join("norepack.json"));
+    let (rel_r, same_r) = agreement(&ours, &repack);
+    let (rel_p, same_p) = agreement(&ours, &plain);
+    let (rel_rp, same_rp) = agreement(&plain, &repack);
+    eprintln!(
+        "{} {ty}: PPL quantmix {:.6} (eval CLI {cli:.6}); llama.cpp {:.6} (rel {rel_r:.2e}, same top {:.2}%); \
+         without repacking {:.6} (rel {rel_p:.2e}, same top {:.2}%); llama.cpp with vs without repacking: rel {rel_rp:.2e}, same top {:.2}%",
+        model.display(),
+        ours.ppl,
+        repack.ppl,
+        100.0 * same_r,
+        plain.ppl,
+        100.0 * same_p,
+        100.0 * same_rp
+    );
+    assert!((cli / ours.ppl - 1.0).abs() < 1e-9, "quantmix eval PPL {cli} differs from the library's {}", ours.ppl);
+    assert!(!default_bar || rel_r < 0.005, "PPL differs from llama.cpp's by {:.3}%", rel_r * 100.0);
+    assert!(
+        rel_p < 1e-6 && same_p == 1.0,
+        "without repacking llama.cpp should agree to rounding: rel {rel_p:.2e}, same top {:.2}%",
+        100.0 * same_p
+    );
+}

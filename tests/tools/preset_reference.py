@@ -15,7 +15,22 @@ import subprocess
 import sys
 import tempfile
 
+import gguf
 from gguf import GGUFReader
+
+# gguf-py 0.19.0 predates GGML_TYPE_Q2_0 (id 42: blocks of 64 values in 18 bytes) and cannot read
+# a file holding it; teach its enum and size table that one type.
+_Q = gguf.GGMLQuantizationType
+if 42 not in [int(v) for v in _Q]:
+    def _missing(cls, value):
+        if value == 42:
+            m = int.__new__(cls, 42)
+            m._name_, m._value_ = "Q2_0", 42
+            cls._value2member_map_[42] = m
+            gguf.GGML_QUANT_SIZES[m] = (64, 18)
+            return m
+        return None
+    _Q._missing_ = classmethod(_missing)
 
 
 def entry(path):
