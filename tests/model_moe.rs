@@ -181,6 +181,8 @@ fn moe_presets_and_imatrix_quantize_like_llama_cpp() {
             quantize_both(&py, &model, preset, None, dir.path());
             quantize_both(&py, &model, preset, Some(&im), dir.path());
         }
+        // MXFP4 experts, Q8_0 everything else (ggml ignores the importance matrix for both).
+        quantize_both(&py, &model, "MXFP4_MOE", None, dir.path());
     }
 }
 
