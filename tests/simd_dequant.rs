@@ -86,7 +86,7 @@ fn random_blocks(ty: GgmlType, nb: usize, r: &mut Rng) -> Vec<u8> {
         GgmlType::Q2_0 => blocks(nb, r, |b: &mut BlockQ2_0, r| b.d = r.f16()),
         GgmlType::TQ1_0 => blocks(nb, r, |b: &mut BlockTQ1_0, r| b.d = r.f16()),
         GgmlType::TQ2_0 => blocks(nb, r, |b: &mut BlockTQ2_0, r| b.d = r.f16()),
-        GgmlType::MXFP4 => blocks(nb, r, |b: &mut BlockMXFP4, r| b.e = (r.f32().to_bits() % 256) as u8),
+        GgmlType::MXFP4 => blocks(nb, r, |b: &mut BlockMXFP4, r| b.e = 1 + (r.f32().to_bits() % 250) as u8),
         _ => unreachable!("{ty} is not implemented"),
     }
 }
@@ -116,7 +116,7 @@ fn the_slow_types_have_avx2_dequantizers() {
         return;
     }
     use GgmlType::*;
-    for ty in [Q6_K, Q3_K, Q2_K, Q5_0, Q4_1, Q5_1, Q5_K] {
+    for ty in [Q6_K, Q3_K, Q2_K, Q5_0, Q4_1, Q5_1, Q5_K, Q1_0, Q2_0, TQ1_0, TQ2_0, MXFP4] {
         assert!(caps(ty).dequantize_avx2 && caps(ty).dequantize_on(Isa::Avx2), "{ty}");
     }
 }

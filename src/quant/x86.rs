@@ -202,3 +202,14 @@ pub unsafe fn store_ps(dst: &mut [f32], v: __m256) {
     // SAFETY: `dst` has at least 8 values (checked above).
     _mm256_storeu_ps(dst.as_mut_ptr(), v)
 }
+
+/// `d · q_j` for the 32 signed bytes of `q`, each product rounded once (as
+/// the scalar `q as f32 * d`), stored to `dst[..32]`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn store_scaled_i8x32(dst: &mut [f32], q: __m256i, d: __m256) {
+    assert!(dst.len() >= 32);
+    for (k, v) in i8x32_to_ps(q).into_iter().enumerate() {
+        store_ps(&mut dst[8 * k..], _mm256_mul_ps(d, v));
+    }
+}

@@ -62,12 +62,25 @@ for P in $PRESETS; do
   "$QM" quantize --recipe "$W/plan-$P.toml" "$SRC" -o "$W/quantmix-$P.gguf" --quiet --threads "$THREADS" > /dev/null
 done
 
-# (5) KLD against the F16 source on the held-out eval text, by llama.cpp.
-[ -s "$W/base.kld" ] || "$BIN/llama-perplexity" -m "$SRC" -f "$EVAL_TEXT" -c 512 -t "$THREADS" --kl-divergence-base "$W/base.kld" > "$W/ppl-base.log" 2>&1
+# (5) KLD against the F16 source on the held-out eval text, by llama.cpp. Its tools log through an
+# asynchronous thread that sometimes loses the last lines at exit (rc 0, no "Final estimate" / no
+# KLD summary): a log without the line this script parses is run again (up to 3 times).
+run_until() {  # run_until LOG PATTERN CMD...: CMD > LOG until LOG holds PATTERN
+  local log="$1" pat="$2"; shift 2
+  grep -Eq "$pat" "$log" 2>/dev/null && return 0
+  for _ in 1 2 3; do
+    "$@" > "$log" 2>&1 || true
+    grep -Eq "$pat" "$log" && return 0
+    echo "$log: no '$pat' (llama.cpp's log lost its last lines?), running again" >&2
+  done
+  echo "$log: still no '$pat' after 3 runs" >&2; return 1
+}
+[ -s "$W/base.kld" ] && grep -q "Final estimate" "$W/ppl-base.log" 2>/dev/null \
+  || run_until "$W/ppl-base.log" "Final estimate" "$BIN/llama-perplexity" -m "$SRC" -f "$EVAL_TEXT" -c 512 -t "$THREADS" --kl-divergence-base "$W/base.kld"
 files=()
 for P in $PRESETS; do files+=("$P" "$P-imatrix" "quantmix-$P"); done
 for f in "${files[@]}"; do
-  [ -s "$W/kld-$f.log" ] || "$BIN/llama-perplexity" -m "$W/$f.gguf" -c 512 -t "$THREADS" --kl-divergence-base "$W/base.kld" --kl-divergence > "$W/kld-$f.log" 2>&1
+  run_until "$W/kld-$f.log" "Mean +KLD:" "$BIN/llama-perplexity" -m "$W/$f.gguf" -c 512 -t "$THREADS" --kl-divergence-base "$W/base.kld" --kl-divergence
 done
 # (6) The picture: size vs mean KLD against the F16 source for every file, measured by quantmix eval
 # (held-out text, PLOT_CHUNKS chunks of 512; throughput not measured), Pareto front drawn.

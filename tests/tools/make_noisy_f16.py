@@ -4,7 +4,8 @@
 Requantizing SmolLM2's published Q4_1 file says little about allocation (keeping Q4_1 is lossless),
 so the sensitivity/allocation benchmarks start from an F16 model made by adding, to every
 dequantized weight, uniform noise over its quantization cell: width = the scale `d` of the weight's
-block, centred on the dequantized value, so the noisy value rounds back to the same code.
+block (Q4_K/Q6_K: of its sub-block, `d·scale`), centred on the dequantized value, so the noisy value
+rounds back to the same code.
 F32 tensors (norms) are copied unchanged. Fixed seed: the output is reproducible.
 
 usage: make_noisy_f16.py IN.gguf OUT.gguf [--seed 1234]
@@ -25,6 +26,30 @@ BLOCKS = {
     gguf.GGMLQuantizationType.Q5_1: (32, 24, 0),
     gguf.GGMLQuantizationType.Q8_0: (32, 34, 0),
 }
+
+
+def q4k_steps(data):
+    """Q4_K (256 values, 144 bytes): the cell width of each 32-value sub-block, d·sc_j, with
+    the 6-bit scales packed as ggml's get_scale_min_k4 reads them."""
+    raw = data.reshape(-1, 144)
+    d = raw[:, 0:2].copy().view(np.float16).astype(np.float32)
+    q = raw[:, 4:16].astype(np.int32)
+    sc = np.empty((raw.shape[0], 8), dtype=np.float32)
+    for j in range(8):
+        sc[:, j] = (q[:, j] & 63) if j < 4 else ((q[:, j + 4] & 0xF) | ((q[:, j - 4] >> 6) << 4))
+    return 256, d * sc
+
+
+def q6k_steps(data):
+    """Q6_K (256 values, 210 bytes): the cell width of each 16-value sub-block, d·scale_j (the
+    i-th group of 16 values uses scales[i])."""
+    raw = data.reshape(-1, 210)
+    sc = raw[:, 192:208].copy().view(np.int8).astype(np.float32)
+    d = raw[:, 208:210].copy().view(np.float16).astype(np.float32)
+    return 256, d * sc
+
+
+KQUANT_STEPS = {gguf.GGMLQuantizationType.Q4_K: q4k_steps, gguf.GGMLQuantizationType.Q6_K: q6k_steps}
 
 
 def main() -> int:
@@ -51,14 +76,19 @@ def main() -> int:
         if t.tensor_type == gguf.GGMLQuantizationType.F32:
             w.add_tensor(t.name, np.asarray(t.data, dtype=np.float32).reshape(list(reversed(shape))))
             continue
-        if t.tensor_type not in BLOCKS:
+        if t.tensor_type in BLOCKS:
+            bs, nbytes, off = BLOCKS[t.tensor_type]
+            raw = np.asarray(t.data, dtype=np.uint8).reshape(-1, nbytes)
+            step = raw[:, off:off + 2].copy().view(np.float16).astype(np.float32).reshape(-1, 1)
+        elif t.tensor_type in KQUANT_STEPS:
+            bs, step = KQUANT_STEPS[t.tensor_type](np.asarray(t.data, dtype=np.uint8))
+        else:
             print(f"{a.src}: tensor {t.name}: unsupported source type {t.tensor_type.name}", file=sys.stderr)
             return 1
-        bs, nbytes, off = BLOCKS[t.tensor_type]
-        raw = np.asarray(t.data, dtype=np.uint8).reshape(-1, nbytes)
-        d = raw[:, off:off + 2].copy().view(np.float16).astype(np.float32).reshape(-1)
         x = dequantize(np.asarray(t.data), t.tensor_type).astype(np.float32).reshape(-1, bs)
-        noise = (rng.random(x.shape, dtype=np.float32) - 0.5) * np.abs(d)[:, None]
+        # step: one cell width per block (legacy) or per sub-block (k-quants), broadcast over its values
+        step = np.repeat(np.abs(step), bs // step.shape[1], axis=1)
+        noise = (rng.random(x.shape, dtype=np.float32) - 0.5) * step
         y = (x + noise).astype(np.float16).reshape(list(reversed(shape)))
         w.add_tensor(t.name, y)
     w.write_header_to_file()

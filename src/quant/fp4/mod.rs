@@ -13,6 +13,8 @@
 //! generic C code, the AVX2 kernel its AVX2 kernel (levels looked up with
 //! `pshufb`, blocks in pairs into two float accumulators).
 
+#[cfg(target_arch = "x86_64")]
+pub mod dequant_avx2;
 pub mod dot;
 
 use crate::quant::blocks::{BlockMXFP4, BlockQ8_0, QK_MXFP4};
@@ -64,6 +66,8 @@ impl GgmlBlock for BlockMXFP4 {
     type VecDot = BlockQ8_0;
     #[cfg(target_arch = "x86_64")]
     const VEC_DOT_AVX2: Option<crate::quant::VecDotKernel<Self>> = Some(dot::avx2::mxfp4_q8_0);
+    #[cfg(target_arch = "x86_64")]
+    const DEQUANTIZE_AVX2: Option<crate::quant::DequantizeKernel<Self>> = Some(dequant_avx2::mxfp4);
 
     fn quantize_row(src: &[f32], dst: &mut [Self], _imatrix: Option<&[f32]>) {
         for (x, y) in src.chunks_exact(QK_MXFP4).zip(dst.iter_mut()) {

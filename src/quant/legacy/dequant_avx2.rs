@@ -12,16 +12,6 @@ use std::arch::x86_64::*;
 use crate::quant::blocks::*;
 use crate::quant::x86::*;
 
-/// `q · d` for the 32 levels `q`, stored to `y[..32]`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn store_scaled(y: &mut [f32], q: __m256i, d: __m256) {
-    let v = i8x32_to_ps(q);
-    for (k, v) in v.into_iter().enumerate() {
-        store_ps(&mut y[8 * k..], _mm256_mul_ps(v, d));
-    }
-}
-
 /// `q · d + m` for the 32 levels `q`, stored to `y[..32]`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -48,7 +38,7 @@ pub unsafe fn q5_0(x: &[BlockQ5_0], dst: &mut [f32]) {
     let sixteen = _mm256_set1_epi8(16);
     for (b, y) in x.iter().zip(dst.chunks_exact_mut(QK5_0)) {
         let q = _mm256_sub_epi8(levels5(&b.qs, &b.qh), sixteen);
-        store_scaled(y, q, f16_splat(b.d));
+        store_scaled_i8x32(y, q, f16_splat(b.d));
     }
 }
 
@@ -71,5 +61,39 @@ pub unsafe fn q5_1(x: &[BlockQ5_1], dst: &mut [f32]) {
 pub unsafe fn q4_1(x: &[BlockQ4_1], dst: &mut [f32]) {
     for (b, y) in x.iter().zip(dst.chunks_exact_mut(QK4_1)) {
         store_affine(y, nibbles_32(&b.qs), f16_splat(b.d), f16_splat(b.m));
+    }
+}
+
+/// Q1_0: `+d` where the sign bit is set, `−d` where it is clear.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q1_0(x: &[BlockQ1_0], dst: &mut [f32]) {
+    let bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    for (b, y) in x.iter().zip(dst.chunks_exact_mut(QK1_0)) {
+        let d = f16_splat(b.d);
+        let neg = _mm256_xor_ps(d, _mm256_set1_ps(-0.0)); // −d, sign flipped as the scalar `-d`
+        for (k, &byte) in b.qs.iter().enumerate() {
+            let set = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(byte as i32), bit), bit);
+            store_ps(&mut y[8 * k..], _mm256_blendv_ps(neg, d, _mm256_castsi256_ps(set)));
+        }
+    }
+}
+
+/// Q2_0: `(code − 1) · d`.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q2_0(x: &[BlockQ2_0], dst: &mut [f32]) {
+    let byte_of_value = super::dot::avx2::q2_0_byte_of_value();
+    let one = _mm256_set1_epi8(1);
+    for (b, y) in x.iter().zip(dst.chunks_exact_mut(QK2_0)) {
+        let d = f16_splat(b.d);
+        for k in 0..2 {
+            let q = _mm256_sub_epi8(super::dot::avx2::q2_0_codes(b, k, byte_of_value), one);
+            store_scaled_i8x32(&mut y[32 * k..32 * k + 32], q, d);
+        }
     }
 }

@@ -21,6 +21,8 @@ impl GgmlBlock for BlockQ1_0 {
     type VecDot = BlockQ8_0;
     #[cfg(target_arch = "x86_64")]
     const VEC_DOT_AVX2: Option<crate::quant::VecDotKernel<Self>> = Some(super::dot::avx2::q1_0_q8_0);
+    #[cfg(target_arch = "x86_64")]
+    const DEQUANTIZE_AVX2: Option<crate::quant::DequantizeKernel<Self>> = Some(super::dequant_avx2::q1_0);
 
     fn quantize_row(src: &[f32], dst: &mut [Self], _imatrix: Option<&[f32]>) {
         for (x, y) in src.chunks_exact(QK1_0).zip(dst.iter_mut()) {
@@ -58,6 +60,8 @@ impl GgmlBlock for BlockQ2_0 {
     type VecDot = BlockQ8_0;
     #[cfg(target_arch = "x86_64")]
     const VEC_DOT_AVX2: Option<crate::quant::VecDotKernel<Self>> = Some(super::dot::avx2::q2_0_q8_0);
+    #[cfg(target_arch = "x86_64")]
+    const DEQUANTIZE_AVX2: Option<crate::quant::DequantizeKernel<Self>> = Some(super::dequant_avx2::q2_0);
 
     fn quantize_row(src: &[f32], dst: &mut [Self], _imatrix: Option<&[f32]>) {
         for (x, y) in src.chunks_exact(QK2_0).zip(dst.iter_mut()) {

@@ -6,11 +6,14 @@
 //!   a power of 3 and taking the top of `3·byte`), four in the last bytes.
 //! - [`tq2_0`]: TQ2_0, 2.0625 bits per value: 2-bit codes `trit + 1`.
 //! - [`dot`]: their dot products (scalar reference and AVX2).
+//! - `dequant_avx2`: AVX2 dequantizers, bit-identical to the scalar ones.
 //!
 //! Both quantizers are ggml's reference ones (`quantize_row_tq{1,2}_0_ref`):
 //! the scale is the block's largest magnitude, every value rounds to the
 //! nearest of −d, 0, d. ggml ignores importance weights for both.
 
+#[cfg(target_arch = "x86_64")]
+pub mod dequant_avx2;
 pub mod dot;
 pub mod tq1_0;
 pub mod tq2_0;

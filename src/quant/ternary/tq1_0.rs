@@ -33,6 +33,8 @@ impl GgmlBlock for BlockTQ1_0 {
     type VecDot = BlockQ8K;
     #[cfg(target_arch = "x86_64")]
     const VEC_DOT_AVX2: Option<crate::quant::VecDotKernel<Self>> = Some(super::dot::avx2::tq1_0_q8k);
+    #[cfg(target_arch = "x86_64")]
+    const DEQUANTIZE_AVX2: Option<crate::quant::DequantizeKernel<Self>> = Some(super::dequant_avx2::tq1_0);
 
     fn quantize_row(src: &[f32], dst: &mut [Self], _imatrix: Option<&[f32]>) {
         for (x, y) in src.chunks_exact(QK_K).zip(dst.iter_mut()) {

@@ -145,16 +145,12 @@ pub unsafe fn q1_0_q8_0(x: &[BlockQ1_0], y: &[BlockQ8_0]) -> f32 {
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn q2_0_q8_0(x: &[BlockQ2_0], y: &[BlockQ8_0]) -> f32 {
     let ones = _mm256_set1_epi8(1);
-    // Value j of a half block comes from its byte j/4, bits 2·(j%4).
-    let byte_of_value = _mm256_setr_epi8(
-        0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7,
-    );
+    let byte_of_value = q2_0_byte_of_value();
     let mut sumf = 0.0f32;
     for (a, b2) in x.iter().zip(y.chunks_exact(2)) {
         let mut sumi = 0.0f32;
         for (k, b) in b2.iter().enumerate() {
-            let packed = i64::from_le_bytes(a.qs[8 * k..8 * k + 8].try_into().unwrap());
-            let codes = codes_2bit(_mm256_shuffle_epi8(_mm256_set1_epi64x(packed), byte_of_value));
+            let codes = q2_0_codes(a, k, byte_of_value);
             let q = load_i8(&b.qs);
             let s = hsum_epi32(_mm256_sub_epi32(dot_u8_i8(codes, q), dot_u8_i8(ones, q)));
             sumi = fma_ss(sumi, b.d.to_f32(), s as f32);
@@ -164,11 +160,27 @@ pub unsafe fn q2_0_q8_0(x: &[BlockQ2_0], y: &[BlockQ8_0]) -> f32 {
     sumf
 }
 
+/// The 32 codes (0..4) of half `k` of a Q2_0 block, in value order.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn q2_0_codes(a: &BlockQ2_0, k: usize, byte_of_value: __m256i) -> __m256i {
+    let packed = i64::from_le_bytes(a.qs[8 * k..8 * k + 8].try_into().unwrap());
+    codes_2bit(_mm256_shuffle_epi8(_mm256_set1_epi64x(packed), byte_of_value))
+}
+
+/// `_mm256_shuffle_epi8` indices sending byte `j / 4` of an 8-byte half
+/// block to every value `j` of it.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn q2_0_byte_of_value() -> __m256i {
+    _mm256_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7)
+}
+
 /// The 2-bit field `(byte >> 2·(j%4)) & 3` of every byte `j` of `spread`
 /// (AVX2 has no per-byte shift: four constant shifts, blended by `j % 4`).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn codes_2bit(spread: __m256i) -> __m256i {
+pub(crate) unsafe fn codes_2bit(spread: __m256i) -> __m256i {
     let three = _mm256_set1_epi8(3);
     let pos = _mm256_setr_epi8(
         0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3,
