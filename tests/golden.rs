@@ -3,7 +3,8 @@
 //! (with the case's importance vector when it has one), and our dequantizer
 //! must decode ggml's bytes bit for bit as gguf-py's numpy decoder does
 //! (k-quant decoding is checked the same way in `golden_kquants.rs`).
-//! Every `fixtures/golden/*.gguf` is checked; IQ4_NL and IQ4_XS are only in `extra-quants.gguf`.
+//! Every `fixtures/golden/*.gguf` is checked; IQ4_NL and IQ4_XS are only in `extra-quants.gguf`,
+//! IQ3_XXS and IQ3_S only in `iq3-quants.gguf`.
 //!
 //! Golden data: `fixtures/golden/*.gguf` (see fixtures/README.md).
 
@@ -32,6 +33,8 @@ const TYPES: &[(&str, GgmlType)] = &[
     ("bf16", GgmlType::BF16),
     ("iq4_nl", GgmlType::IQ4_NL),
     ("iq4_xs", GgmlType::IQ4_XS),
+    ("iq3_xxs", GgmlType::IQ3_XXS),
+    ("iq3_s", GgmlType::IQ3_S),
 ];
 
 /// Check every case of one golden file for the types selected by `want`;
@@ -125,7 +128,15 @@ fn iq4_types_match_ggml() {
     run(|t| matches!(t, GgmlType::IQ4_NL | GgmlType::IQ4_XS), 68);
 }
 
-/// Independent decode of the legacy, float and IQ4 golden tensors: gguf-py's numpy
+#[test]
+fn iq3_types_match_ggml() {
+    // Both types in every case of iq3-quants.gguf whose row length fits (31 cases,
+    // 15 with an importance vector); `extreme` and `extreme_imat` are left out
+    // because ggml aborts on them (tests/tools/gen_golden.py).
+    run(|t| matches!(t, GgmlType::IQ3_XXS | GgmlType::IQ3_S), 62);
+}
+
+/// Independent decode of the legacy, float, IQ3 and IQ4 golden tensors: gguf-py's numpy
 /// dequantizers (same float operation order as ggml's `dequantize_row_*`).
 const GGUF_PY_DEQUANT: &str = r#"
 import sys, numpy as np, gguf
@@ -199,5 +210,5 @@ fn legacy_and_float_dequantize_match_gguf_py() {
     }
     assert_eq!(pos, theirs.len(), "gguf-py decoded a different set of tensors");
     assert!(n_tensors >= 200, "only {n_tensors} tensors compared");
-    eprintln!("{n_tensors} legacy/float/IQ4 tensors ({n_values} values) dequantize exactly as gguf-py does");
+    eprintln!("{n_tensors} legacy/float/IQ3/IQ4 tensors ({n_values} values) dequantize exactly as gguf-py does");
 }

@@ -34,6 +34,8 @@ macro_rules! __block_types {
             Q8_K => $crate::quant::blocks::BlockQ8K,
             IQ4_NL => $crate::quant::blocks::BlockIQ4NL,
             IQ4_XS => $crate::quant::blocks::BlockIQ4XS,
+            IQ3_XXS => $crate::quant::blocks::BlockIQ3XXS,
+            IQ3_S => $crate::quant::blocks::BlockIQ3S,
         }
     };
 }

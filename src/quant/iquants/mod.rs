@@ -19,6 +19,10 @@
 pub mod dequant_avx2;
 pub mod dot;
 pub mod gemm;
+pub mod iq3;
+pub mod iq3_tables;
+pub mod iq3s;
+pub mod iq3xxs;
 pub mod iq4nl;
 pub mod iq4xs;
 
