@@ -82,6 +82,8 @@ fn random_blocks(ty: GgmlType, nb: usize, r: &mut Rng) -> Vec<u8> {
         GgmlType::Q8_K => blocks(nb, r, |b: &mut BlockQ8K, r| b.d = r.f32()),
         GgmlType::IQ4_NL => blocks(nb, r, |b: &mut BlockIQ4NL, r| b.d = r.f16()),
         GgmlType::IQ4_XS => blocks(nb, r, |b: &mut BlockIQ4XS, r| b.d = r.f16()),
+        GgmlType::IQ3_XXS => blocks(nb, r, |b: &mut BlockIQ3XXS, r| b.d = r.f16()),
+        GgmlType::IQ3_S => blocks(nb, r, |b: &mut BlockIQ3S, r| b.d = r.f16()),
         _ => unreachable!("{ty} is not implemented"),
     }
 }

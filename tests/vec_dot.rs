@@ -28,6 +28,8 @@ const WEIGHT_TYPES: &[GgmlType] = &[
     GgmlType::Q6_K,
     GgmlType::IQ4_NL,
     GgmlType::IQ4_XS,
+    GgmlType::IQ3_XXS,
+    GgmlType::IQ3_S,
 ];
 
 fn quantized(ty: GgmlType, x: &[f32]) -> Vec<u8> {
