@@ -3,8 +3,9 @@
 //! the fallback for row lengths a type's block does not divide.
 //!
 //! Read from llama.cpp's `src/llama-quant.cpp` (commit 0c1e570); only the
-//! presets quantmix offers are modelled (of the IQ presets only IQ4_NL and
-//! IQ4_XS; no TQ/MXFP4 branches).
+//! presets quantmix offers are modelled (of the IQ presets IQ4_NL, IQ4_XS,
+//! IQ3_XS, IQ3_S and IQ3_M; not IQ3_XXS, which needs IQ2_S; no TQ/MXFP4
+//! branches).
 
 use super::layers::use_more_bits;
 use crate::gguf::{GgmlType, Metadata, TensorInfo};
@@ -33,6 +34,9 @@ pub enum Preset {
     Q6_K,
     IQ4_NL,
     IQ4_XS,
+    IQ3_XS,
+    IQ3_S,
+    IQ3_M,
 }
 
 impl Preset {
@@ -57,6 +61,9 @@ impl Preset {
         Preset::Q6_K,
         Preset::IQ4_NL,
         Preset::IQ4_XS,
+        Preset::IQ3_XS,
+        Preset::IQ3_S,
+        Preset::IQ3_M,
     ];
 
     /// llama.cpp's name (`Q4_K_M`, …).
@@ -82,6 +89,9 @@ impl Preset {
             Preset::Q6_K => "Q6_K",
             Preset::IQ4_NL => "IQ4_NL",
             Preset::IQ4_XS => "IQ4_XS",
+            Preset::IQ3_XS => "IQ3_XS",
+            Preset::IQ3_S => "IQ3_S",
+            Preset::IQ3_M => "IQ3_M",
         }
     }
 
@@ -121,6 +131,9 @@ impl Preset {
             Preset::Q2_K_S => 21,
             Preset::IQ4_NL => 25,
             Preset::IQ4_XS => 30,
+            Preset::IQ3_XS => 22,
+            Preset::IQ3_S => 26,
+            Preset::IQ3_M => 27,
             Preset::BF16 => 32,
         }
     }
@@ -143,6 +156,7 @@ impl Preset {
             Preset::Q6_K => GgmlType::Q6_K,
             Preset::IQ4_NL => GgmlType::IQ4_NL,
             Preset::IQ4_XS => GgmlType::IQ4_XS,
+            Preset::IQ3_XS | Preset::IQ3_S | Preset::IQ3_M => GgmlType::IQ3_S,
         }
     }
 }
@@ -165,6 +179,8 @@ pub fn ftype_for_type(ty: GgmlType) -> u32 {
         GgmlType::Q6_K => Preset::Q6_K,
         GgmlType::IQ4_NL => Preset::IQ4_NL,
         GgmlType::IQ4_XS => Preset::IQ4_XS,
+        GgmlType::IQ3_S => Preset::IQ3_S,
+        GgmlType::IQ3_XXS => return 23, // LLAMA_FTYPE_MOSTLY_IQ3_XXS (a preset quantmix does not offer)
         _ => Preset::F32,
     };
     p.ftype()
@@ -346,6 +362,19 @@ pub fn default_fallback(ty: GgmlType) -> Option<GgmlType> {
     }
 }
 
+/// Whether llama-quantize refuses to write `ty` into tensor `name` without
+/// an importance vector (`tensor_requires_imatrix`: the very-low-bit
+/// i-quants, except in the token embeddings and the output projection).
+pub fn requires_imatrix(name: &str, ty: GgmlType) -> bool {
+    if matches!(Category::of(name), Category::TokenEmbd | Category::Output) {
+        return false;
+    }
+    matches!(
+        ty,
+        GgmlType::IQ3_XXS | GgmlType::IQ2_XXS | GgmlType::IQ2_XS | GgmlType::IQ2_S | GgmlType::IQ1_M | GgmlType::IQ1_S
+    )
+}
+
 /// The running state of llama.cpp's preset logic over a model's tensors
 /// (it counts attn_v and ffn_down tensors as it goes).
 pub struct PresetState<'a> {
@@ -413,6 +442,8 @@ impl<'a> PresetState<'a> {
                 P::Q2_K_S if m.n_gqa() >= 4 => new_type = T::Q4_K,
                 P::Q3_K_M => new_type = if i < 2 { T::Q5_K } else { T::Q4_K },
                 P::Q3_K_L => new_type = T::Q5_K,
+                P::IQ3_XS | P::IQ3_S if m.n_gqa() >= 4 => new_type = T::Q4_K,
+                P::IQ3_M => new_type = T::Q4_K,
                 P::IQ4_NL | P::IQ4_XS if m.n_gqa() >= 4 => new_type = T::Q5_K,
                 P::Q4_K_M | P::Q5_K_M if use_more_bits(i, n) => new_type = T::Q6_K,
                 P::Q4_K_S if i < 4 => new_type = T::Q5_K,
@@ -428,9 +459,13 @@ impl<'a> PresetState<'a> {
         } else if cat == Category::AttnK {
             if m.n_expert == 8 {
                 new_type = T::Q8_0;
+            } else if ftype == P::IQ3_XS {
+                new_type = T::IQ3_XXS;
             }
         } else if cat == Category::AttnQ {
-            // Only IQ presets change attn_q.
+            if ftype == P::IQ3_XS {
+                new_type = T::IQ3_XXS;
+            }
         } else if cat == Category::FfnDown {
             let (i, n) = self.layer_info(self.i_ffn_down, &t.name);
             match ftype {
@@ -445,6 +480,7 @@ impl<'a> PresetState<'a> {
                         T::Q3_K
                     }
                 }
+                P::IQ3_M if i < n / 8 || (m.n_expert == 8 && use_more_bits(i, n)) => new_type = T::Q4_K,
                 P::Q3_K_L => new_type = if falcon { T::Q4_K } else { T::Q5_K },
                 P::Q4_K_M => {
                     if falcon {
@@ -471,8 +507,19 @@ impl<'a> PresetState<'a> {
         } else if cat == Category::AttnOutput {
             if !falcon {
                 if m.n_expert == 8 {
-                    if matches!(ftype, P::Q2_K | P::Q3_K_S | P::Q3_K_M | P::Q4_K_S | P::Q4_K_M | P::IQ4_NL | P::IQ4_XS)
-                    {
+                    if matches!(
+                        ftype,
+                        P::Q2_K
+                            | P::Q3_K_S
+                            | P::Q3_K_M
+                            | P::Q4_K_S
+                            | P::Q4_K_M
+                            | P::IQ4_NL
+                            | P::IQ4_XS
+                            | P::IQ3_XS
+                            | P::IQ3_S
+                            | P::IQ3_M
+                    ) {
                         new_type = T::Q5_K;
                     }
                 } else {
@@ -480,6 +527,7 @@ impl<'a> PresetState<'a> {
                         P::Q2_K => new_type = T::Q3_K,
                         P::Q3_K_M => new_type = T::Q4_K,
                         P::Q3_K_L => new_type = T::Q5_K,
+                        P::IQ3_M => new_type = T::Q4_K,
                         _ => {}
                     }
                 }
@@ -487,8 +535,16 @@ impl<'a> PresetState<'a> {
                 new_type = T::Q4_K;
             }
         } else if cat == Category::FfnGate {
+            let (i, n) = self.layer_info(self.i_ffn_gate, &t.name);
+            if ftype == P::IQ3_XS && i >= n / 8 && i < 7 * n / 8 {
+                new_type = T::IQ3_XXS;
+            }
             self.i_ffn_gate += 1;
         } else if cat == Category::FfnUp {
+            let (i, n) = self.layer_info(self.i_ffn_up, &t.name);
+            if ftype == P::IQ3_XS && i >= n / 8 && i < 7 * n / 8 {
+                new_type = T::IQ3_XXS;
+            }
             self.i_ffn_up += 1;
         }
         new_type
