@@ -3,7 +3,8 @@
 //! (with the case's importance vector when it has one), and our dequantizer
 //! must decode ggml's bytes bit for bit as gguf-py's numpy decoder does
 //! (k-quant decoding is checked the same way in `golden_kquants.rs`).
-//! Every `fixtures/golden/*.gguf` is checked; IQ4_NL and IQ4_XS are only in `extra-quants.gguf`.
+//! Every `fixtures/golden/*.gguf` is checked; IQ4_NL and IQ4_XS are only in `extra-quants.gguf`,
+//! IQ3_XXS and IQ3_S only in `iq3-quants.gguf`.
 //!
 //! Golden data: `fixtures/golden/*.gguf` (see fixtures/README.md).
 
@@ -37,6 +38,8 @@ const TYPES: &[(&str, GgmlType)] = &[
     ("tq1_0", GgmlType::TQ1_0),
     ("tq2_0", GgmlType::TQ2_0),
     ("mxfp4", GgmlType::MXFP4),
+    ("iq3_xxs", GgmlType::IQ3_XXS),
+    ("iq3_s", GgmlType::IQ3_S),
 ];
 
 /// Check every case of one golden file for the types selected by `want`;
@@ -138,7 +141,15 @@ fn low_bit_types_match_ggml() {
     run(|t| matches!(t, GgmlType::Q1_0 | GgmlType::Q2_0 | GgmlType::TQ1_0 | GgmlType::TQ2_0 | GgmlType::MXFP4), 150);
 }
 
-/// Independent decode of the legacy, float, IQ4, ternary and MXFP4 golden tensors: gguf-py's numpy
+#[test]
+fn iq3_types_match_ggml() {
+    // Both types in every case of iq3-quants.gguf whose row length fits (31 cases,
+    // 15 with an importance vector); `extreme` and `extreme_imat` are left out
+    // because ggml aborts on them (tests/tools/gen_golden.py).
+    run(|t| matches!(t, GgmlType::IQ3_XXS | GgmlType::IQ3_S), 62);
+}
+
+/// Independent decode of the legacy, float, IQ3, IQ4, ternary and MXFP4 golden tensors: gguf-py's numpy
 /// dequantizers (same float operation order as ggml's `dequantize_row_*`).
 const GGUF_PY_DEQUANT: &str = r#"
 import sys, numpy as np, gguf
@@ -217,7 +228,7 @@ fn legacy_and_float_dequantize_match_gguf_py() {
     }
     assert_eq!(pos, theirs.len(), "gguf-py decoded a different set of tensors");
     assert!(n_tensors >= 200, "only {n_tensors} tensors compared");
-    eprintln!("{n_tensors} legacy/float/IQ4/TQ/MXFP4 tensors ({n_values} values) dequantize exactly as gguf-py does");
+    eprintln!("{n_tensors} legacy/float/IQ3/IQ4/TQ/MXFP4 tensors ({n_values} values) dequantize exactly as gguf-py does");
 }
 
 /// Q1_0 and Q2_0 golden tensors decode exactly as ggml's own `to_float`

@@ -31,7 +31,9 @@ fn imatrix_quantization_matches_llama_quantize() {
     }
     let imat = dir.path().join("synth12.imatrix.gguf");
     m.save_gguf(&imat).unwrap();
-    for preset in ["Q4_K_M", "Q2_K", "Q3_K_S", "Q5_K_S", "Q4_0", "Q5_1", "Q6_K", "IQ4_NL", "IQ4_XS"] {
+    for preset in
+        ["Q4_K_M", "Q2_K", "Q3_K_S", "Q5_K_S", "Q4_0", "Q5_1", "Q6_K", "IQ4_NL", "IQ4_XS", "IQ3_XS", "IQ3_S", "IQ3_M"]
+    {
         let ours = dir.path().join(format!("ours-{preset}.gguf"));
         let theirs = dir.path().join(format!("llama-{preset}.gguf"));
         let o = Command::new(env!("CARGO_BIN_EXE_quantmix"))
@@ -65,4 +67,34 @@ fn imatrix_quantization_matches_llama_quantize() {
         assert!(bad.is_empty(), "{preset} with imatrix differs from llama-quantize: {}", bad.join(", "));
         eprintln!("{preset} + imatrix: {} tensors identical to llama-quantize", a.tensors().len());
     }
+}
+
+/// Without an importance matrix llama-quantize refuses IQ3_XS on synth12
+/// (IQ3_XXS on its 256-wide attention and feed-forward rows), and so does
+/// quantmix, naming the tensor.
+#[test]
+fn iq3_xs_without_imatrix_is_refused_like_llama_quantize() {
+    let Some(py) = common::python() else { return };
+    let model = common::fixture("presets/synth12-llama-f16.gguf");
+    let dir = common::tempdir();
+    let o = Command::new(&py)
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/llama_quantize.py"))
+        .arg(&model)
+        .arg(dir.path().join("llama.gguf"))
+        .arg("IQ3_XS")
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "llama-quantize made IQ3_XS without an imatrix");
+    let o = Command::new(env!("CARGO_BIN_EXE_quantmix"))
+        .args(["quantize", "--preset", "IQ3_XS"])
+        .arg(&model)
+        .arg("-o")
+        .arg(dir.path().join("ours.gguf"))
+        .arg("-q")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("IQ3_XXS requires an importance matrix") && err.contains("`blk.0.attn_"), "{err}");
+    assert!(!dir.path().join("ours.gguf").exists());
 }

@@ -54,7 +54,8 @@ fn every_output_is_the_batch_dot_of_its_rows() {
 }
 
 /// The tile kernels of several tokens (AVX-512 VNNI for the legacy types,
-/// the k-quants and the IQ4 types, where the CPU has it) give every output
+/// the k-quants and the IQ4 types, where the CPU has it; the IQ3 types have
+/// none and run their batch dot product) give every output
 /// the batch dot product's bits (the AVX2 dot product's, or for k-quants
 /// from 8 tokens on ggml's tiled-GEMM arithmetic), for
 /// every tail of rows and tokens, with weights at the ends of their ranges
@@ -80,6 +81,8 @@ fn tile_kernels_equal_the_batch_dot_product_bit_for_bit() {
         GgmlType::Q6_K,
         GgmlType::IQ4_NL,
         GgmlType::IQ4_XS,
+        GgmlType::IQ3_XXS,
+        GgmlType::IQ3_S,
     ];
     for ty in types {
         // IQ4_NL with an odd block count (its kernels pair blocks).
@@ -99,7 +102,7 @@ fn tile_kernels_equal_the_batch_dot_product_bit_for_bit() {
                 GgmlType::Q3_K => &[108],
                 GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
                 GgmlType::Q6_K => &[208],
-                GgmlType::IQ4_NL | GgmlType::IQ4_XS => &[0],
+                GgmlType::IQ4_NL | GgmlType::IQ4_XS | GgmlType::IQ3_XXS | GgmlType::IQ3_S => &[0],
                 _ => &[],
             };
             if !f16_at.is_empty() {
@@ -316,6 +319,8 @@ fn products_equal_ggml_mul_mat_bit_for_bit() {
         GgmlType::TQ1_0,
         GgmlType::TQ2_0,
         GgmlType::MXFP4,
+        GgmlType::IQ3_XXS,
+        GgmlType::IQ3_S,
     ];
     let (rows, row_len) = (37, 1024);
     for (k, ty) in types.into_iter().enumerate() {
@@ -350,10 +355,10 @@ fn products_equal_ggml_mul_mat_bit_for_bit() {
     }
 }
 
-/// IQ4_NL · Q8_0, IQ4_XS · Q8_K, MXFP4 · Q8_0 and the low-bit types on the
-/// AVX2 path give exactly the bits of libggml-cpu's AVX2 `vec_dot` on short
-/// rows and odd block counts (the IQ4_NL and MXFP4 kernels pair blocks and
-/// add an odd last one in scalar).
+/// IQ4_NL · Q8_0, IQ4_XS · Q8_K, IQ3_XXS · Q8_K, IQ3_S · Q8_K, MXFP4 · Q8_0
+/// and the low-bit types on the AVX2 path give exactly the bits of
+/// libggml-cpu's AVX2 `vec_dot` on short rows and odd block counts (the
+/// IQ4_NL and MXFP4 kernels pair blocks and add an odd last one in scalar).
 #[test]
 fn short_and_odd_dot_products_equal_ggml_cpu_bit_for_bit() {
     let Some(py) = common::python() else { return };
@@ -380,6 +385,10 @@ fn short_and_odd_dot_products_equal_ggml_cpu_bit_for_bit() {
         (GgmlType::TQ1_0, 256),
         (GgmlType::TQ2_0, 256),
         (GgmlType::TQ2_0, 768),
+        (GgmlType::IQ3_XXS, 256),
+        (GgmlType::IQ3_XXS, 1536),
+        (GgmlType::IQ3_S, 256),
+        (GgmlType::IQ3_S, 1536),
     ];
     let (mut jobs, mut ours) = (Vec::new(), Vec::new());
     for (k, &(ty, n)) in cases.iter().enumerate() {

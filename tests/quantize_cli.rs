@@ -160,7 +160,7 @@ fn bad_input_fails_cleanly() {
 #[test]
 fn recipe_command_writes_an_equivalent_explicit_recipe() {
     let model = common::fixture("presets/synth12-llama-f16.gguf");
-    for (preset, bumped) in [("Q4_K_M", "Q6_K"), ("IQ4_XS", "Q5_K")] {
+    for (preset, bumped) in [("Q4_K_M", "Q6_K"), ("IQ4_XS", "Q5_K"), ("IQ3_M", "Q4_K")] {
         let dir = common::tempdir();
         let r = dir.path().join("recipe.toml");
         let o = quantmix(&["recipe", "--preset", preset, s(&model), "-o", s(&r)]);

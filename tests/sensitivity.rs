@@ -346,6 +346,43 @@ fn iq4_types_are_measured_candidates() {
     }
 }
 
+/// `--types` takes the IQ3 types: every tensor of the fixture (rows of 256
+/// and 768) gets both as candidates, each measured by a forward pass with
+/// a positive divergence, IQ3_S costing more bytes than IQ3_XXS (measured
+/// with the importance matrix the run collects, as IQ3_XXS requires).
+#[test]
+fn iq3_types_are_measured_candidates() {
+    let dir = common::tempdir();
+    let out = dir.path().join("iq3.json");
+    let model = common::fixture(MODEL);
+    ok(&quantmix(&[
+        "sensitivity",
+        s(&model),
+        "-o",
+        s(&out),
+        "--imatrix-chunks",
+        "2",
+        "--ctx",
+        "32",
+        "--chunks",
+        "2",
+        "--types",
+        "IQ3_XXS,IQ3_S",
+        "--exhaustive",
+        "--quiet",
+    ]));
+    let t = SensitivityTable::load(&out).unwrap();
+    assert!(!t.tensors.is_empty());
+    for x in &t.tensors {
+        let get = |ty: &str| {
+            x.candidates.iter().find(|c| c.ty == ty).unwrap_or_else(|| panic!("{}: no {ty} candidate", x.name))
+        };
+        let (xxs, s3) = (get("IQ3_XXS"), get("IQ3_S"));
+        assert!(xxs.kld > 0.0 && s3.kld > 0.0, "{}: {} / {}", x.name, xxs.kld, s3.kld);
+        assert!(s3.bytes > xxs.bytes, "{}", x.name);
+    }
+}
+
 /// `--types` takes the low-bit types and MXFP4: every tensor of the fixture
 /// gets each as a measured candidate (positive divergence), their sizes in
 /// the order of their bits per weight, and the 1-bit type hurts more than

@@ -135,6 +135,10 @@ fn weights(ty: GgmlType, n: usize, r: &mut Rng, mode: Mode) -> Vec<u8> {
             },
             qs: r.bytes()
         }),
+        GgmlType::IQ3_XXS => blocks!(BlockIQ3XXS { d: sc16(r, mode), qs: r.bytes() }),
+        GgmlType::IQ3_S => {
+            blocks!(BlockIQ3S { d: sc16(r, mode), qs: r.bytes(), qh: r.bytes(), signs: r.bytes(), scales: r.bytes() })
+        }
         _ => unreachable!("{ty} is not a weight type"),
     }
 }
@@ -196,7 +200,9 @@ fn simd_integer_sums_equal_scalar_exactly() {
             let n = 256 * (1 + seed as usize % 2);
             let (w, a) = (weights(ty, n, &mut r, Mode::Unit), activations(aty, n, &mut r, Mode::Unit));
             let want = vec_dot_with(Isa::Scalar, ty, n, &w, &a).unwrap();
-            assert_eq!(want, want.round(), "{ty}: unit-scale result is not an integer");
+            // IQ3_XXS's dot product is a quarter of its integer sum.
+            let q = if ty == GgmlType::IQ3_XXS { 4.0 } else { 1.0 };
+            assert_eq!(want * q, (want * q).round(), "{ty}: unit-scale result is not an integer");
             for isa in simd_paths() {
                 let got = vec_dot_with(isa, ty, n, &w, &a).unwrap();
                 assert_eq!(got, want, "{ty} {}: seed {seed}", isa.name());
@@ -230,7 +236,7 @@ fn simd_equals_scalar_within_rounding() {
 }
 
 /// The batch dot products (tiled GEMM, tinyBLAS) of the k-quants and the
-/// IQ4 types: every SIMD path
+/// IQ4 and IQ3 types: every SIMD path
 /// gives the scalar twin's bits, on random blocks with random scales, and
 /// the result is the dot product of the dequantized operands within
 /// rounding.
@@ -255,7 +261,7 @@ fn batch_dot_simd_equals_scalar_exactly() {
             }
         }
     }
-    assert_eq!(checked, 7 * 12, "the five k-quants, IQ4_NL and IQ4_XS have a batch dot product");
+    assert_eq!(checked, 9 * 12, "the five k-quants, IQ4_NL, IQ4_XS, IQ3_XXS and IQ3_S have a batch dot product");
 }
 
 #[test]

@@ -33,6 +33,8 @@ const WEIGHT_TYPES: &[GgmlType] = &[
     GgmlType::TQ1_0,
     GgmlType::TQ2_0,
     GgmlType::MXFP4,
+    GgmlType::IQ3_XXS,
+    GgmlType::IQ3_S,
 ];
 
 fn quantized(ty: GgmlType, x: &[f32]) -> Vec<u8> {

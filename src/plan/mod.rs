@@ -318,6 +318,13 @@ fn tensor_plan(
         Some(m) => m.vector_for(t)?,
         None => None,
     };
+    if converts && vector.is_none() && llama::requires_imatrix(&t.name, ty) {
+        return Err(err(format!(
+            "tensor `{}`: type {ty} requires an importance matrix (llama-quantize refuses it without one); \
+             pass --imatrix or choose another type",
+            t.name
+        )));
+    }
     Ok(TensorPlan {
         name: t.name.clone(),
         shape: t.shape.clone(),

@@ -203,6 +203,31 @@ const _: () = assert!(std::mem::size_of::<BlockQ2_0>() == 18);
 const _: () = assert!(std::mem::size_of::<BlockTQ1_0>() == 54);
 const _: () = assert!(std::mem::size_of::<BlockTQ2_0>() == 66);
 const _: () = assert!(std::mem::size_of::<BlockMXFP4>() == 17);
+/// IQ3_XXS: a super-block of 256 values in 8 sub-blocks of 32; `qs[..64]`
+/// holds 8 grid indices per sub-block (each 4 magnitudes of
+/// `iq3xxs_grid`), `qs[64..]` one little-endian u32 per sub-block: four
+/// 7-bit sign indices (`ksigns_iq2xs`) and the 4-bit scale in the top bits.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+pub struct BlockIQ3XXS {
+    pub d: f16,
+    pub qs: [u8; 3 * QK_K / 8],
+}
+
+/// IQ3_S: a super-block of 256 values in 8 sub-blocks of 32; 9-bit indices
+/// into `iq3s_grid` (low 8 bits in `qs`, the 9th in `qh`, one byte per
+/// sub-block), one sign bit per value, and a 4-bit scale per sub-block
+/// (two per byte).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+pub struct BlockIQ3S {
+    pub d: f16,
+    pub qs: [u8; QK_K / 4],
+    pub qh: [u8; QK_K / 32],
+    pub signs: [u8; QK_K / 8],
+    pub scales: [u8; QK_K / 64],
+}
+
 const _: () = assert!(std::mem::size_of::<BlockQ4_0>() == 18);
 const _: () = assert!(std::mem::size_of::<BlockQ4_1>() == 20);
 const _: () = assert!(std::mem::size_of::<BlockQ5_0>() == 22);
@@ -217,3 +242,5 @@ const _: () = assert!(std::mem::size_of::<BlockQ6K>() == 210);
 const _: () = assert!(std::mem::size_of::<BlockQ8K>() == 292);
 const _: () = assert!(std::mem::size_of::<BlockIQ4NL>() == 18);
 const _: () = assert!(std::mem::size_of::<BlockIQ4XS>() == 136);
+const _: () = assert!(std::mem::size_of::<BlockIQ3XXS>() == 98);
+const _: () = assert!(std::mem::size_of::<BlockIQ3S>() == 110);

@@ -39,6 +39,8 @@ macro_rules! __block_types {
             MXFP4 => $crate::quant::blocks::BlockMXFP4,
             Q1_0 => $crate::quant::blocks::BlockQ1_0,
             Q2_0 => $crate::quant::blocks::BlockQ2_0,
+            IQ3_XXS => $crate::quant::blocks::BlockIQ3XXS,
+            IQ3_S => $crate::quant::blocks::BlockIQ3S,
         }
     };
 }

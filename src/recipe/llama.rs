@@ -3,8 +3,9 @@
 //! the fallback for row lengths a type's block does not divide.
 //!
 //! Read from llama.cpp's `src/llama-quant.cpp` (commit 0c1e570); only the
-//! presets quantmix offers are modelled (of the IQ presets only IQ4_NL and
-//! IQ4_XS; TQ1_0, TQ2_0, Q1_0, Q2_0 and MXFP4_MOE with their branches).
+//! presets quantmix offers are modelled (of the IQ presets IQ4_NL, IQ4_XS,
+//! IQ3_XS, IQ3_S and IQ3_M; not IQ3_XXS, which needs IQ2_S), and TQ1_0,
+//! TQ2_0, Q1_0, Q2_0 and MXFP4_MOE with their branches.
 //!
 //! One difference: llama-quantize stops with "no tensor type fallback" when
 //! Q1_0's block of 128 does not divide a tensor's rows (SmolLM2's 576);
@@ -43,6 +44,9 @@ pub enum Preset {
     Q1_0,
     Q2_0,
     MXFP4_MOE,
+    IQ3_XS,
+    IQ3_S,
+    IQ3_M,
 }
 
 impl Preset {
@@ -72,6 +76,9 @@ impl Preset {
         Preset::Q1_0,
         Preset::Q2_0,
         Preset::MXFP4_MOE,
+        Preset::IQ3_XS,
+        Preset::IQ3_S,
+        Preset::IQ3_M,
     ];
 
     /// llama.cpp's name (`Q4_K_M`, …).
@@ -102,6 +109,9 @@ impl Preset {
             Preset::Q1_0 => "Q1_0",
             Preset::Q2_0 => "Q2_0",
             Preset::MXFP4_MOE => "MXFP4_MOE",
+            Preset::IQ3_XS => "IQ3_XS",
+            Preset::IQ3_S => "IQ3_S",
+            Preset::IQ3_M => "IQ3_M",
         }
     }
 
@@ -141,6 +151,9 @@ impl Preset {
             Preset::Q2_K_S => 21,
             Preset::IQ4_NL => 25,
             Preset::IQ4_XS => 30,
+            Preset::IQ3_XS => 22,
+            Preset::IQ3_S => 26,
+            Preset::IQ3_M => 27,
             Preset::BF16 => 32,
             Preset::TQ1_0 => 36,
             Preset::TQ2_0 => 37,
@@ -173,6 +186,7 @@ impl Preset {
             Preset::Q1_0 => GgmlType::Q1_0,
             Preset::Q2_0 => GgmlType::Q2_0,
             Preset::MXFP4_MOE => GgmlType::MXFP4,
+            Preset::IQ3_XS | Preset::IQ3_S | Preset::IQ3_M => GgmlType::IQ3_S,
         }
     }
 }
@@ -200,6 +214,8 @@ pub fn ftype_for_type(ty: GgmlType) -> u32 {
         GgmlType::Q1_0 => Preset::Q1_0,
         GgmlType::Q2_0 => Preset::Q2_0,
         GgmlType::MXFP4 => Preset::MXFP4_MOE,
+        GgmlType::IQ3_S => Preset::IQ3_S,
+        GgmlType::IQ3_XXS => return 23, // LLAMA_FTYPE_MOSTLY_IQ3_XXS (a preset quantmix does not offer)
         _ => Preset::F32,
     };
     p.ftype()
@@ -381,6 +397,19 @@ pub fn default_fallback(ty: GgmlType) -> Option<GgmlType> {
     }
 }
 
+/// Whether llama-quantize refuses to write `ty` into tensor `name` without
+/// an importance vector (`tensor_requires_imatrix`: the very-low-bit
+/// i-quants, except in the token embeddings and the output projection).
+pub fn requires_imatrix(name: &str, ty: GgmlType) -> bool {
+    if matches!(Category::of(name), Category::TokenEmbd | Category::Output) {
+        return false;
+    }
+    matches!(
+        ty,
+        GgmlType::IQ3_XXS | GgmlType::IQ2_XXS | GgmlType::IQ2_XS | GgmlType::IQ2_S | GgmlType::IQ1_M | GgmlType::IQ1_S
+    )
+}
+
 /// The running state of llama.cpp's preset logic over a model's tensors
 /// (it counts attn_v and ffn_down tensors as it goes).
 pub struct PresetState<'a> {
@@ -453,6 +482,8 @@ impl<'a> PresetState<'a> {
                 P::Q2_K_S if m.n_gqa() >= 4 => new_type = T::Q4_K,
                 P::Q3_K_M => new_type = if i < 2 { T::Q5_K } else { T::Q4_K },
                 P::Q3_K_L => new_type = T::Q5_K,
+                P::IQ3_XS | P::IQ3_S if m.n_gqa() >= 4 => new_type = T::Q4_K,
+                P::IQ3_M => new_type = T::Q4_K,
                 P::IQ4_NL | P::IQ4_XS if m.n_gqa() >= 4 => new_type = T::Q5_K,
                 P::Q4_K_M | P::Q5_K_M if use_more_bits(i, n) => new_type = T::Q6_K,
                 P::Q4_K_S if i < 4 => new_type = T::Q5_K,
@@ -468,9 +499,13 @@ impl<'a> PresetState<'a> {
         } else if cat == Category::AttnK {
             if m.n_expert == 8 {
                 new_type = T::Q8_0;
+            } else if ftype == P::IQ3_XS {
+                new_type = T::IQ3_XXS;
             }
         } else if cat == Category::AttnQ {
-            // Only IQ presets change attn_q.
+            if ftype == P::IQ3_XS {
+                new_type = T::IQ3_XXS;
+            }
         } else if cat == Category::FfnDown {
             let (i, n) = self.layer_info(self.i_ffn_down, &t.name);
             match ftype {
@@ -485,6 +520,7 @@ impl<'a> PresetState<'a> {
                         T::Q3_K
                     }
                 }
+                P::IQ3_M if i < n / 8 || (m.n_expert == 8 && use_more_bits(i, n)) => new_type = T::Q4_K,
                 P::Q3_K_L => new_type = if falcon { T::Q4_K } else { T::Q5_K },
                 P::Q4_K_M => {
                     if falcon {
@@ -511,8 +547,19 @@ impl<'a> PresetState<'a> {
         } else if cat == Category::AttnOutput {
             if !falcon {
                 if m.n_expert == 8 {
-                    if matches!(ftype, P::Q2_K | P::Q3_K_S | P::Q3_K_M | P::Q4_K_S | P::Q4_K_M | P::IQ4_NL | P::IQ4_XS)
-                    {
+                    if matches!(
+                        ftype,
+                        P::Q2_K
+                            | P::Q3_K_S
+                            | P::Q3_K_M
+                            | P::Q4_K_S
+                            | P::Q4_K_M
+                            | P::IQ4_NL
+                            | P::IQ4_XS
+                            | P::IQ3_XS
+                            | P::IQ3_S
+                            | P::IQ3_M
+                    ) {
                         new_type = T::Q5_K;
                     }
                 } else {
@@ -520,6 +567,7 @@ impl<'a> PresetState<'a> {
                         P::Q2_K => new_type = T::Q3_K,
                         P::Q3_K_M => new_type = T::Q4_K,
                         P::Q3_K_L => new_type = T::Q5_K,
+                        P::IQ3_M => new_type = T::Q4_K,
                         _ => {}
                     }
                 }
@@ -527,8 +575,16 @@ impl<'a> PresetState<'a> {
                 new_type = T::Q4_K;
             }
         } else if cat == Category::FfnGate {
+            let (i, n) = self.layer_info(self.i_ffn_gate, &t.name);
+            if ftype == P::IQ3_XS && i >= n / 8 && i < 7 * n / 8 {
+                new_type = T::IQ3_XXS;
+            }
             self.i_ffn_gate += 1;
         } else if cat == Category::FfnUp {
+            let (i, n) = self.layer_info(self.i_ffn_up, &t.name);
+            if ftype == P::IQ3_XS && i >= n / 8 && i < 7 * n / 8 {
+                new_type = T::IQ3_XXS;
+            }
             self.i_ffn_up += 1;
         }
         new_type

@@ -467,6 +467,8 @@ mod tests {
         assert_eq!(effective_type(GgmlType::Q8_0, 48), GgmlType::F16);
         assert_eq!(effective_type(GgmlType::IQ4_XS, 576), GgmlType::IQ4_NL);
         assert_eq!(effective_type(GgmlType::IQ4_NL, 576), GgmlType::IQ4_NL);
+        assert_eq!(effective_type(GgmlType::IQ3_XXS, 576), GgmlType::IQ4_NL);
+        assert_eq!(effective_type(GgmlType::IQ3_S, 1536), GgmlType::IQ3_S);
     }
 
     #[test]

@@ -84,6 +84,37 @@ def ggml_quantize(qtype, x, imatrix):
     return dst.reshape(rows, row_bytes)
 
 
+# ggml's grid-search i-quants abort the process (GGML_ASSERT in iq3_find_best_neighbour and its
+# siblings) on inputs whose search meets only infinite or NaN distances (values near 3e38).
+ABORTING = {"iq3_xxs", "iq3_s", "iq2_xxs", "iq2_xs", "iq2_s", "iq1_s", "iq1_m"}
+
+
+def ggml_quantize_or_none(suffix, qtype, x, imatrix):
+    """ggml_quantize, in a forked child for the types in ABORTING: None when ggml aborts
+    on this input (the case is then left out for that type)."""
+    if suffix not in ABORTING:
+        return ggml_quantize(qtype, x, imatrix)
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(rfd)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)  # ggml's abort prints a backtrace
+        os.dup2(devnull, 2)
+        q = ggml_quantize(qtype, x, imatrix).tobytes()
+        with os.fdopen(wfd, "wb") as f:
+            f.write(q)
+        os._exit(0)
+    os.close(wfd)
+    with os.fdopen(rfd, "rb") as f:
+        data = f.read()
+    _, status = os.waitpid(pid, 0)
+    if status != 0:
+        return None
+    rows, n = x.shape
+    return np.frombuffer(data, dtype=np.uint8).reshape(rows, n // qtype[1] * qtype[2]).copy()
+
+
 rng = np.random.default_rng(SEED)
 
 
@@ -364,7 +395,10 @@ def main():
                 continue
             if imatrix is None and lib.ggml_quantize_requires_imatrix(qt[0]):
                 continue  # ggml refuses these types without an importance matrix
-            q = ggml_quantize(qt, x, imatrix)
+            q = ggml_quantize_or_none(suffix, qt, x, imatrix)
+            if q is None:
+                print(f"{name}.{suffix}: ggml aborts on this input, left out", file=sys.stderr)
+                continue
             if qt[0] in [int(v) for v in Q]:
                 w.add_tensor(f"{name}.{suffix}", q, raw_dtype=Q(qt[0]))
             else:  # a type gguf-py does not know: its bytes as an I8 tensor of the same size

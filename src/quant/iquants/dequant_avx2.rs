@@ -1,5 +1,6 @@
-//! AVX2 dequantizers of IQ4_NL and IQ4_XS: the 32 table levels of a
-//! (sub-)block looked up with `pshufb`, converted to f32 eight at a time
+//! AVX2 dequantizers of IQ4_NL, IQ4_XS, IQ3_XXS and IQ3_S: the 32 table
+//! levels of a (sub-)block looked up with `pshufb` (IQ3: grid entries
+//! gathered, signs flipped afterwards), converted to f32 eight at a time
 //! and multiplied by the block scale, one product per value as the scalar
 //! references (`dequantize_row_scalar`) do, so the outputs are
 //! bit-identical.
@@ -9,7 +10,7 @@
 
 use std::arch::x86_64::*;
 
-use super::dot::avx2::{levels_32, table};
+use super::dot::avx2::{entries, levels_32, sign_mask, table};
 use super::iq4xs::sub_scale;
 use crate::quant::blocks::*;
 use crate::quant::x86::*;
@@ -45,6 +46,49 @@ pub unsafe fn iq4xs(src: &[BlockIQ4XS], dst: &mut [f32]) {
             let dl = _mm256_set1_ps(d * sub_scale(b, ib) as f32);
             let qs: &[u8; 16] = b.qs[16 * ib..16 * ib + 16].try_into().unwrap();
             store_block(&mut y[32 * ib..32 * ib + 32], table, qs, dl);
+        }
+    }
+}
+
+/// `±(db · level)` for the 32 magnitudes of `grid`, negated (sign bit
+/// flipped, as the scalar `-v`) where `mask` is 0xFF, stored to `y[..32]`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn store_signed(y: &mut [f32], grid: __m256i, mask: __m256i, db: __m256) {
+    let v = i8x32_to_ps(grid);
+    let m = _mm256_and_si256(mask, _mm256_set1_epi8(i8::MIN));
+    let m = i8x32_to_ps(m).map(|f| _mm256_and_ps(f, _mm256_set1_ps(-0.0)));
+    for k in 0..4 {
+        store_ps(&mut y[8 * k..], _mm256_xor_ps(_mm256_mul_ps(db, v[k]), m[k]));
+    }
+}
+
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn iq3xxs(src: &[BlockIQ3XXS], dst: &mut [f32]) {
+    use super::iq3xxs::{aux, entry, signs};
+    for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
+        let d = b.d.to_f32();
+        for ib in 0..8 {
+            let db = _mm256_set1_ps(d * (0.5 + (aux(b, ib) >> 28) as f32) * 0.5);
+            let grid = entries(|k| entry(b, ib, k));
+            store_signed(&mut y[32 * ib..32 * ib + 32], grid, sign_mask(signs(b, ib)), db);
+        }
+    }
+}
+
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn iq3s(src: &[BlockIQ3S], dst: &mut [f32]) {
+    use super::iq3s::{entry, scale, signs};
+    for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
+        let d = b.d.to_f32();
+        for ib in 0..8 {
+            let db = _mm256_set1_ps(d * scale(b, ib) as f32);
+            let grid = entries(|k| entry(b, ib, k));
+            store_signed(&mut y[32 * ib..32 * ib + 32], grid, sign_mask(signs(b, ib)), db);
         }
     }
 }

@@ -1,10 +1,13 @@
-//! ggml's 4-bit non-linear i-quants: values are 4-bit indices into the
-//! fixed table [`KVALUES_IQ4NL`] (16 levels, denser near zero), times a
-//! block scale.
+//! ggml's i-quants. The 4-bit non-linear ones: values are 4-bit indices
+//! into the fixed table [`KVALUES_IQ4NL`] (16 levels, denser near zero),
+//! times a block scale.
 //!
 //! - [`iq4nl`]: IQ4_NL, blocks of 32 with one f16 scale (Q8_0 activations).
 //! - [`iq4xs`]: IQ4_XS, super-blocks of 256 with an f16 scale and a 6-bit
 //!   scale per 32-value sub-block (Q8_K activations).
+//! - [`iq3xxs`], [`iq3s`]: IQ3_XXS and IQ3_S, super-blocks of 256 whose
+//!   groups of 4 magnitudes are points of ggml's 3-bit grids
+//!   ([`iq3_tables`]), signs stored apart; [`iq3`] is their shared search.
 //! - [`dot`]: their dot products (scalar reference and AVX2).
 //! - `dequant_avx2`: AVX2 dequantizers, bit-identical to the scalar ones.
 //! - [`gemm`]: AVX-512 VNNI tile kernels of the dot products for several
@@ -19,6 +22,10 @@
 pub mod dequant_avx2;
 pub mod dot;
 pub mod gemm;
+pub mod iq3;
+pub mod iq3_tables;
+pub mod iq3s;
+pub mod iq3xxs;
 pub mod iq4nl;
 pub mod iq4xs;
 

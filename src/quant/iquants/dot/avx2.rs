@@ -5,6 +5,11 @@
 //! 16-bit pair sums of `maddubs` (≤ 2·127·128) cannot saturate and every
 //! integer sum is exact.
 //!
+//! IQ3_XXS and IQ3_S (`ggml_vec_dot_iq3_xxs_q8_K`, `ggml_vec_dot_iq3_s_q8_K`):
+//! the 8 grid entries of a sub-block gathered into one vector of unsigned
+//! magnitudes, the signs moved onto the activations, the same `maddubs` /
+//! `madd` by the sub-block scale.
+//!
 //! # Safety
 //! Every function requires AVX2, FMA and F16C on the running CPU.
 
@@ -126,6 +131,144 @@ pub unsafe fn iq4xs_batch(x: &[BlockIQ4XS], y: &[BlockQ8K]) -> f32 {
             sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, _mm256_set1_epi16(sub_scale(a, ib) as i16)));
         }
         let res = a.d.to_f32() * hsum_epi32(sumi) as f32;
+        acc = fma_ss(acc, res, b.d);
+    }
+    acc
+}
+
+/// The 8 grid entries (4 magnitudes each) of an IQ3 sub-block, entry `k` in
+/// i32 lane `k`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn entries(e: impl Fn(usize) -> u32) -> __m256i {
+    _mm256_setr_epi32(
+        e(0) as i32,
+        e(1) as i32,
+        e(2) as i32,
+        e(3) as i32,
+        e(4) as i32,
+        e(5) as i32,
+        e(6) as i32,
+        e(7) as i32,
+    )
+}
+
+/// 0xFF in byte `i` where bit `i` of `signs` is set, else 0 (ggml's
+/// IQ3_S sign expansion: each sign byte broadcast to 8 bytes, one bit
+/// tested per byte).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn sign_mask(signs: u32) -> __m256i {
+    let spread = _mm256_setr_epi8(
+        0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3,
+    );
+    let bits = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+    let v = _mm256_and_si256(_mm256_shuffle_epi8(_mm256_set1_epi32(signs as i32), spread), bits);
+    _mm256_cmpeq_epi8(v, bits)
+}
+
+/// `q8` negated (wrapping, as ggml's `sign_epi8` / `xor`-`sub`) where
+/// `mask` is set.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn apply_signs(q8: __m256i, mask: __m256i) -> __m256i {
+    _mm256_sub_epi8(_mm256_xor_si256(q8, mask), mask)
+}
+
+/// The 8 i32 lanes `ls·Σ level·sign·q8` of one IQ3 sub-block: lane `k`
+/// holds grid entry `k`'s 4 products (maddubs of the unsigned magnitudes
+/// ≤ 62 with the signed activations cannot saturate).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn iq3_lanes(grid: __m256i, signs: u32, q8: &[i8], ls: i32) -> __m256i {
+    let q8s = apply_signs(load_i8(q8), sign_mask(signs));
+    _mm256_madd_epi16(_mm256_maddubs_epi16(grid, q8s), _mm256_set1_epi16(ls as i16))
+}
+
+/// The 8 lanes of an IQ3_XXS super-block's scaled sums.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn iq3xxs_lanes(a: &BlockIQ3XXS, b: &BlockQ8K) -> __m256i {
+    use crate::quant::iquants::iq3xxs::{aux, entry, signs};
+    let (mut sumi1, mut sumi2) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+    for ib in (0..8).step_by(2) {
+        let ls = |ib| 2 * (aux(a, ib) >> 28) as i32 + 1;
+        let p1 = iq3_lanes(entries(|k| entry(a, ib, k)), signs(a, ib), &b.qs[32 * ib..], ls(ib));
+        let p2 = iq3_lanes(entries(|k| entry(a, ib + 1, k)), signs(a, ib + 1), &b.qs[32 * ib + 32..], ls(ib + 1));
+        sumi1 = _mm256_add_epi32(sumi1, p1);
+        sumi2 = _mm256_add_epi32(sumi2, p2);
+    }
+    _mm256_add_epi32(sumi1, sumi2)
+}
+
+/// The 8 lanes of an IQ3_S super-block's scaled sums.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn iq3s_lanes(a: &BlockIQ3S, b: &BlockQ8K) -> __m256i {
+    use crate::quant::iquants::iq3s::{entry, scale, signs};
+    let (mut sumi1, mut sumi2) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+    for ib in (0..8).step_by(2) {
+        let p1 = iq3_lanes(entries(|k| entry(a, ib, k)), signs(a, ib), &b.qs[32 * ib..], scale(a, ib));
+        let p2 = iq3_lanes(entries(|k| entry(a, ib + 1, k)), signs(a, ib + 1), &b.qs[32 * ib + 32..], scale(a, ib + 1));
+        sumi1 = _mm256_add_epi32(sumi1, p1);
+        sumi2 = _mm256_add_epi32(sumi2, p2);
+    }
+    _mm256_add_epi32(sumi1, sumi2)
+}
+
+/// ggml's AVX2 `ggml_vec_dot_iq3_xxs_q8_K`: per super-block the 8 lanes of
+/// scaled integer sums multiply-added into 8 float lanes with `d_x·d_y`,
+/// summed at the end and times 0.25.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn iq3xxs_q8k(x: &[BlockIQ3XXS], y: &[BlockQ8K]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    for (a, b) in x.iter().zip(y) {
+        let d = _mm256_set1_ps(a.d.to_f32() * b.d);
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(iq3xxs_lanes(a, b)), acc);
+    }
+    0.25 * hsum_ps(acc)
+}
+
+/// ggml's AVX2 `ggml_vec_dot_iq3_s_q8_K` (as [`iq3xxs_q8k`], no 0.25).
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn iq3s_q8k(x: &[BlockIQ3S], y: &[BlockQ8K]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    for (a, b) in x.iter().zip(y) {
+        let d = _mm256_set1_ps(a.d.to_f32() * b.d);
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(iq3s_lanes(a, b)), acc);
+    }
+    hsum_ps(acc)
+}
+
+/// ggml's tiled-GEMM IQ3_XXS product (`super::scalar::iq3xxs_batch`).
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn iq3xxs_batch(x: &[BlockIQ3XXS], y: &[BlockQ8K]) -> f32 {
+    let mut acc = 0.0f32;
+    for (a, b) in x.iter().zip(y) {
+        let res = a.d.to_f32() * 0.25 * hsum_epi32(iq3xxs_lanes(a, b)) as f32;
+        acc = fma_ss(acc, res, b.d);
+    }
+    acc
+}
+
+/// ggml's tiled-GEMM IQ3_S product (`super::scalar::iq3s_batch`).
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn iq3s_batch(x: &[BlockIQ3S], y: &[BlockQ8K]) -> f32 {
+    let mut acc = 0.0f32;
+    for (a, b) in x.iter().zip(y) {
+        let res = a.d.to_f32() * hsum_epi32(iq3s_lanes(a, b)) as f32;
         acc = fma_ss(acc, res, b.d);
     }
     acc

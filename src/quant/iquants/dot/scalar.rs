@@ -1,10 +1,12 @@
 //! Scalar reference dot products, in the float order of ggml's generic C
 //! kernels (`ggml_vec_dot_iq4_nl_q8_0_generic`,
-//! `ggml_vec_dot_iq4_xs_q8_K_generic`).
+//! `ggml_vec_dot_iq4_xs_q8_K_generic`, `ggml_vec_dot_iq3_xxs_q8_K_generic`,
+//! `ggml_vec_dot_iq3_s_q8_K_generic`), and the batch products.
 
 use crate::quant::blocks::*;
 use crate::quant::iquants::iq4xs::sub_scale;
 use crate::quant::iquants::KVALUES_IQ4NL;
+use crate::quant::iquants::{iq3s, iq3xxs};
 
 /// Σ of `level(q4)·q8` over 32 values: 16 bytes of nibbles (low: values
 /// 0..16, high: 16..32) against 32 activation levels.
@@ -72,6 +74,57 @@ pub fn iq4xs_batch(x: &[BlockIQ4XS], y: &[BlockQ8K]) -> f32 {
         let s: i32 = (0..8)
             .map(|ib| sub_scale(a, ib) * block_sum(&a.qs[16 * ib..16 * ib + 16], &b.qs[32 * ib..32 * ib + 32]))
             .sum();
+        (a.d.to_f32() * s as f32).mul_add(b.d, acc)
+    })
+}
+
+/// `Σ_ib (2·ls+1)·Σ level·sign·q8` of an IQ3 super-block: exact integers.
+#[inline(always)]
+fn iq3_sum(sub_block: impl Fn(usize) -> ([i8; 32], i32), q8: &[i8]) -> i32 {
+    (0..8)
+        .map(|ib| {
+            let (v, ls) = sub_block(ib);
+            let s: i32 = v.iter().zip(&q8[32 * ib..32 * ib + 32]).map(|(&a, &b)| a as i32 * b as i32).sum();
+            s * ls
+        })
+        .sum()
+}
+
+/// ggml's generic IQ3_XXS·Q8_K: `0.25·Σ d_x·d_y·Σ_ib (2·ls+1)·Σ level·q8`.
+pub fn iq3xxs_q8k(x: &[BlockIQ3XXS], y: &[BlockQ8K]) -> f32 {
+    let mut sumf = 0.0f32;
+    for (a, b) in x.iter().zip(y) {
+        let d = a.d.to_f32() * b.d;
+        sumf += d * iq3_sum(|ib| iq3xxs::sub_block(a, ib), &b.qs) as f32;
+    }
+    0.25 * sumf
+}
+
+/// ggml's generic IQ3_S·Q8_K: `Σ d_x·d_y·Σ_ib (1+2·ls)·Σ level·q8`.
+pub fn iq3s_q8k(x: &[BlockIQ3S], y: &[BlockQ8K]) -> f32 {
+    let mut sumf = 0.0f32;
+    for (a, b) in x.iter().zip(y) {
+        let d = a.d.to_f32() * b.d;
+        sumf += d * iq3_sum(|ib| iq3s::sub_block(a, ib), &b.qs) as f32;
+    }
+    sumf
+}
+
+/// ggml's tiled-GEMM IQ3_XXS product (8 or more tokens): per super-block
+/// the exact integer sum `s`, then `acc = fma(d_x/4·s, d_y, acc)` (the tile
+/// stores `d_x·0.25`).
+pub fn iq3xxs_batch(x: &[BlockIQ3XXS], y: &[BlockQ8K]) -> f32 {
+    x.iter().zip(y).fold(0.0, |acc, (a, b)| {
+        let s = iq3_sum(|ib| iq3xxs::sub_block(a, ib), &b.qs);
+        (a.d.to_f32() * 0.25 * s as f32).mul_add(b.d, acc)
+    })
+}
+
+/// ggml's tiled-GEMM IQ3_S product (8 or more tokens): per super-block the
+/// exact integer sum `s`, then `acc = fma(d_x·s, d_y, acc)`.
+pub fn iq3s_batch(x: &[BlockIQ3S], y: &[BlockQ8K]) -> f32 {
+    x.iter().zip(y).fold(0.0, |acc, (a, b)| {
+        let s = iq3_sum(|ib| iq3s::sub_block(a, ib), &b.qs);
         (a.d.to_f32() * s as f32).mul_add(b.d, acc)
     })
 }
