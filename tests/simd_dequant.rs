@@ -84,6 +84,7 @@ fn random_blocks(ty: GgmlType, nb: usize, r: &mut Rng) -> Vec<u8> {
         GgmlType::IQ4_XS => blocks(nb, r, |b: &mut BlockIQ4XS, r| b.d = r.f16()),
         GgmlType::IQ3_XXS => blocks(nb, r, |b: &mut BlockIQ3XXS, r| b.d = r.f16()),
         GgmlType::IQ3_S => blocks(nb, r, |b: &mut BlockIQ3S, r| b.d = r.f16()),
+        GgmlType::IQ2_S => blocks(nb, r, |b: &mut BlockIQ2S, r| b.d = r.f16()),
         _ => unreachable!("{ty} is not implemented"),
     }
 }

@@ -30,6 +30,7 @@ const WEIGHT_TYPES: &[GgmlType] = &[
     GgmlType::IQ4_XS,
     GgmlType::IQ3_XXS,
     GgmlType::IQ3_S,
+    GgmlType::IQ2_S,
 ];
 
 fn quantized(ty: GgmlType, x: &[f32]) -> Vec<u8> {

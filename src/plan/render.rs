@@ -63,7 +63,12 @@ mod tests {
         let g = GgufFile::open(std::path::Path::new(path)).unwrap();
         let info = ModelInfo::from_metadata(g.metadata(), g.tensors());
         for &p in Preset::ALL {
-            let plan = super::super::resolve(&Recipe::preset(p), &info, g.tensors(), None).unwrap();
+            let plan = match super::super::resolve(&Recipe::preset(p), &info, g.tensors(), None) {
+                Ok(plan) => plan,
+                // IQ3_XS puts IQ3_XXS on synth12's 256-wide rows: refused without an imatrix.
+                Err(e) if p == Preset::IQ3_XS && e.to_string().contains("requires an importance matrix") => continue,
+                Err(e) => panic!("{}: {e}", p.name()),
+            };
             let text = super::explicit_recipe(&plan, "test");
             let again = Recipe::from_toml_str(&text, "generated").unwrap();
             let check = super::super::resolve(&again, &info, g.tensors(), None).unwrap();

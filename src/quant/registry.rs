@@ -36,6 +36,7 @@ macro_rules! __block_types {
             IQ4_XS => $crate::quant::blocks::BlockIQ4XS,
             IQ3_XXS => $crate::quant::blocks::BlockIQ3XXS,
             IQ3_S => $crate::quant::blocks::BlockIQ3S,
+            IQ2_S => $crate::quant::blocks::BlockIQ2S,
         }
     };
 }

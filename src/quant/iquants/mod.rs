@@ -22,6 +22,8 @@
 pub mod dequant_avx2;
 pub mod dot;
 pub mod gemm;
+pub mod iq2_tables;
+pub mod iq2s;
 pub mod iq3;
 pub mod iq3_tables;
 pub mod iq3s;
