@@ -157,7 +157,7 @@ const BOUNDS: &[(GgmlType, Dist, f64, f64)] = {
         (T::F16,  D::Uniform,  0.000207, 0.000207),
         (T::Q2_K, D::Smollm2,  0.349,    0.238),
         (T::Q3_K, D::Smollm2,  0.178,    0.147),
-        (T::IQ2_S, D::Smollm2,  0.318,   0.244),
+        (T::IQ2_S, D::Smollm2,  0.319,   0.244),
         (T::IQ3_XXS, D::Smollm2,  0.252,   0.152),
         (T::IQ3_S, D::Smollm2,  0.196,   0.125),
         (T::Q4_0, D::Smollm2,  0.102,    0.0832),
