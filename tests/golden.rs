@@ -4,7 +4,7 @@
 //! must decode ggml's bytes bit for bit as gguf-py's numpy decoder does
 //! (k-quant decoding is checked the same way in `golden_kquants.rs`).
 //! Every `fixtures/golden/*.gguf` is checked; IQ4_NL and IQ4_XS are only in `extra-quants.gguf`,
-//! IQ3_XXS and IQ3_S only in `iq3-quants.gguf`.
+//! IQ3_XXS and IQ3_S only in `iq3-quants.gguf`, IQ2_S only in `iq2s-quants.gguf`.
 //!
 //! Golden data: `fixtures/golden/*.gguf` (see fixtures/README.md).
 
@@ -40,6 +40,7 @@ const TYPES: &[(&str, GgmlType)] = &[
     ("mxfp4", GgmlType::MXFP4),
     ("iq3_xxs", GgmlType::IQ3_XXS),
     ("iq3_s", GgmlType::IQ3_S),
+    ("iq2_s", GgmlType::IQ2_S),
 ];
 
 /// Check every case of one golden file for the types selected by `want`;
@@ -149,7 +150,14 @@ fn iq3_types_match_ggml() {
     run(|t| matches!(t, GgmlType::IQ3_XXS | GgmlType::IQ3_S), 62);
 }
 
-/// Independent decode of the legacy, float, IQ3, IQ4, ternary and MXFP4 golden tensors: gguf-py's numpy
+#[test]
+fn iq2_s_matches_ggml() {
+    // Every case of iq2s-quants.gguf whose row length is a multiple of 256 but
+    // `extreme` and `extreme_imat`, on which ggml aborts (tests/tools/gen_golden.py).
+    run(|t| t == GgmlType::IQ2_S, 31);
+}
+
+/// Independent decode of the legacy, float, IQ2_S, IQ3, IQ4, ternary and MXFP4 golden tensors: gguf-py's numpy
 /// dequantizers (same float operation order as ggml's `dequantize_row_*`).
 const GGUF_PY_DEQUANT: &str = r#"
 import sys, numpy as np, gguf
@@ -228,7 +236,7 @@ fn legacy_and_float_dequantize_match_gguf_py() {
     }
     assert_eq!(pos, theirs.len(), "gguf-py decoded a different set of tensors");
     assert!(n_tensors >= 200, "only {n_tensors} tensors compared");
-    eprintln!("{n_tensors} legacy/float/IQ3/IQ4/TQ/MXFP4 tensors ({n_values} values) dequantize exactly as gguf-py does");
+    eprintln!("{n_tensors} legacy/float/IQ2_S/IQ3/IQ4/TQ/MXFP4 tensors ({n_values} values) dequantize exactly as gguf-py does");
 }
 
 /// Q1_0 and Q2_0 golden tensors decode exactly as ggml's own `to_float`

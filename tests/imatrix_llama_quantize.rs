@@ -31,9 +31,10 @@ fn imatrix_quantization_matches_llama_quantize() {
     }
     let imat = dir.path().join("synth12.imatrix.gguf");
     m.save_gguf(&imat).unwrap();
-    for preset in
-        ["Q4_K_M", "Q2_K", "Q3_K_S", "Q5_K_S", "Q4_0", "Q5_1", "Q6_K", "IQ4_NL", "IQ4_XS", "IQ3_XS", "IQ3_S", "IQ3_M"]
-    {
+    for preset in [
+        "Q4_K_M", "Q2_K", "Q3_K_S", "Q5_K_S", "Q4_0", "Q5_1", "Q6_K", "IQ4_NL", "IQ4_XS", "IQ3_XS", "IQ3_S", "IQ3_M",
+        "IQ3_XXS", "IQ2_M",
+    ] {
         let ours = dir.path().join(format!("ours-{preset}.gguf"));
         let theirs = dir.path().join(format!("llama-{preset}.gguf"));
         let o = Command::new(env!("CARGO_BIN_EXE_quantmix"))

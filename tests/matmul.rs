@@ -83,6 +83,7 @@ fn tile_kernels_equal_the_batch_dot_product_bit_for_bit() {
         GgmlType::IQ4_XS,
         GgmlType::IQ3_XXS,
         GgmlType::IQ3_S,
+        GgmlType::IQ2_S,
     ];
     for ty in types {
         // IQ4_NL with an odd block count (its kernels pair blocks).
@@ -102,7 +103,7 @@ fn tile_kernels_equal_the_batch_dot_product_bit_for_bit() {
                 GgmlType::Q3_K => &[108],
                 GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
                 GgmlType::Q6_K => &[208],
-                GgmlType::IQ4_NL | GgmlType::IQ4_XS | GgmlType::IQ3_XXS | GgmlType::IQ3_S => &[0],
+                GgmlType::IQ4_NL | GgmlType::IQ4_XS | GgmlType::IQ3_XXS | GgmlType::IQ3_S | GgmlType::IQ2_S => &[0],
                 _ => &[],
             };
             if !f16_at.is_empty() {
@@ -321,6 +322,7 @@ fn products_equal_ggml_mul_mat_bit_for_bit() {
         GgmlType::MXFP4,
         GgmlType::IQ3_XXS,
         GgmlType::IQ3_S,
+        GgmlType::IQ2_S,
     ];
     let (rows, row_len) = (37, 1024);
     for (k, ty) in types.into_iter().enumerate() {
@@ -355,10 +357,10 @@ fn products_equal_ggml_mul_mat_bit_for_bit() {
     }
 }
 
-/// IQ4_NL · Q8_0, IQ4_XS · Q8_K, IQ3_XXS · Q8_K, IQ3_S · Q8_K, MXFP4 · Q8_0
-/// and the low-bit types on the AVX2 path give exactly the bits of
-/// libggml-cpu's AVX2 `vec_dot` on short rows and odd block counts (the
-/// IQ4_NL and MXFP4 kernels pair blocks and add an odd last one in scalar).
+/// IQ4_NL · Q8_0, IQ4_XS, IQ3_XXS, IQ3_S, IQ2_S · Q8_K, MXFP4 · Q8_0 and the
+/// low-bit types on the AVX2 path give exactly the bits of libggml-cpu's
+/// AVX2 `vec_dot` on short rows and odd block counts (the IQ4_NL and MXFP4
+/// kernels pair blocks and add an odd last one in scalar).
 #[test]
 fn short_and_odd_dot_products_equal_ggml_cpu_bit_for_bit() {
     let Some(py) = common::python() else { return };
@@ -389,6 +391,8 @@ fn short_and_odd_dot_products_equal_ggml_cpu_bit_for_bit() {
         (GgmlType::IQ3_XXS, 1536),
         (GgmlType::IQ3_S, 256),
         (GgmlType::IQ3_S, 1536),
+        (GgmlType::IQ2_S, 256),
+        (GgmlType::IQ2_S, 1536),
     ];
     let (mut jobs, mut ours) = (Vec::new(), Vec::new());
     for (k, &(ty, n)) in cases.iter().enumerate() {

@@ -1,10 +1,11 @@
 //! The forward pass on IQ4_NL / IQ4_XS / IQ3_S / IQ3_XXS weights against
 //! llama.cpp (llama-cpp-python 0.3.36): SmolLM2-135M quantized by `quantmix
 //! quantize --type IQ4_XS` (IQ4_XS where rows divide by 256, llama.cpp's
-//! IQ4_NL fallback on the 576-wide rows), `--type IQ4_NL`, `--type IQ3_S`
-//! and `--type IQ3_XXS` (with a synthetic importance matrix: llama-quantize
-//! and quantmix refuse IQ3_XXS without one), both with IQ4_NL on the
-//! 576-wide rows; perplexity on `tests/data/eval.txt` (`-c 512`, 2 chunks).
+//! IQ4_NL fallback on the 576-wide rows), `--type IQ4_NL`, `--type IQ3_S`,
+//! `--type IQ3_XXS` and `--type IQ2_S` (the last two with a synthetic
+//! importance matrix: llama-quantize and quantmix refuse them without one),
+//! all with IQ4_NL on the 576-wide rows; perplexity on `tests/data/eval.txt`
+//! (`-c 512`, 2 chunks).
 //!
 //! Against llama.cpp with the weights as the file stores them
 //! (`tests/tools/llama_perplexity_norepack.py`) the perplexity agrees to
@@ -81,4 +82,9 @@ fn smollm2_iq3_s_matches_llama_cpp() {
 #[test]
 fn smollm2_iq3_xxs_matches_llama_cpp() {
     check_with("IQ3_XXS", &["IQ3_XXS", "IQ4_NL"], true);
+}
+
+#[test]
+fn smollm2_iq2_s_matches_llama_cpp() {
+    check_with("IQ2_S", &["IQ2_S", "IQ4_NL"], true);
 }

@@ -1,13 +1,14 @@
 //! llama.cpp's presets reproduced exactly: for both reference models and
-//! all their presets (16 on synth12, 17 on SmolLM2), quantmix chooses the
+//! all their presets (16 on synth12, 18 on SmolLM2), quantmix chooses the
 //! same type for every tensor as llama-quantize did, and (without an
 //! imatrix) writes byte-identical tensor data. Reference:
 //! fixtures/presets/*-presets.json (made with llama-quantize of llama.cpp
 //! 0c1e570; see fixtures/README.md; the IQ4 and IQ3 entries were added with
-//! tests/tools/preset_reference.py). IQ3_XS puts IQ3_XXS on synth12's
-//! attention and feed-forward matrices, which llama-quantize refuses
-//! without an importance matrix (tests/imatrix_llama_quantize.rs covers it
-//! there); on SmolLM2 those rows fall back to IQ4_NL, so it needs none.
+//! tests/tools/preset_reference.py). IQ3_XS and IQ3_XXS put IQ3_XXS / IQ2_S
+//! on synth12's attention and feed-forward matrices, which llama-quantize
+//! refuses without an importance matrix (tests/imatrix_llama_quantize.rs
+//! covers them there, with IQ2_M); on SmolLM2 those rows fall back to
+//! IQ4_NL, so they need none. IQ2_M needs one on both models.
 
 mod common;
 
@@ -151,6 +152,7 @@ const SMOLLM2: &[&str] = &[
     "IQ3_XS",
     "IQ3_S",
     "IQ3_M",
+    "IQ3_XXS",
     "TQ1_0",
     "TQ2_0",
     "Q2_0",
@@ -188,4 +190,7 @@ fn iq3_xxs_tensors_require_an_imatrix() {
     let info = ModelInfo::from_metadata(g.metadata(), g.tensors());
     let e = plan::resolve(&Recipe::preset(Preset::IQ3_XS), &info, g.tensors(), None).unwrap_err().to_string();
     assert!(e.contains("IQ3_XXS requires an importance matrix") && e.contains("`blk.0.attn_"), "{e}");
+    // IQ2_M: IQ2_S on the attention and feed-forward rows.
+    let e = plan::resolve(&Recipe::preset(Preset::IQ2_M), &info, g.tensors(), None).unwrap_err().to_string();
+    assert!(e.contains("IQ2_S requires an importance matrix"), "{e}");
 }

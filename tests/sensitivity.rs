@@ -346,10 +346,11 @@ fn iq4_types_are_measured_candidates() {
     }
 }
 
-/// `--types` takes the IQ3 types: every tensor of the fixture (rows of 256
-/// and 768) gets both as candidates, each measured by a forward pass with
-/// a positive divergence, IQ3_S costing more bytes than IQ3_XXS (measured
-/// with the importance matrix the run collects, as IQ3_XXS requires).
+/// `--types` takes the IQ3 types and IQ2_S: every tensor of the fixture
+/// (rows of 256 and 768) gets all three as candidates, each measured by a
+/// forward pass with a positive divergence, IQ2_S < IQ3_XXS < IQ3_S in bytes
+/// (measured with the importance matrix the run collects, as IQ3_XXS and
+/// IQ2_S require).
 #[test]
 fn iq3_types_are_measured_candidates() {
     let dir = common::tempdir();
@@ -367,7 +368,7 @@ fn iq3_types_are_measured_candidates() {
         "--chunks",
         "2",
         "--types",
-        "IQ3_XXS,IQ3_S",
+        "IQ2_S,IQ3_XXS,IQ3_S",
         "--exhaustive",
         "--quiet",
     ]));
@@ -377,9 +378,9 @@ fn iq3_types_are_measured_candidates() {
         let get = |ty: &str| {
             x.candidates.iter().find(|c| c.ty == ty).unwrap_or_else(|| panic!("{}: no {ty} candidate", x.name))
         };
-        let (xxs, s3) = (get("IQ3_XXS"), get("IQ3_S"));
-        assert!(xxs.kld > 0.0 && s3.kld > 0.0, "{}: {} / {}", x.name, xxs.kld, s3.kld);
-        assert!(s3.bytes > xxs.bytes, "{}", x.name);
+        let (s2, xxs, s3) = (get("IQ2_S"), get("IQ3_XXS"), get("IQ3_S"));
+        assert!(s2.kld > 0.0 && xxs.kld > 0.0 && s3.kld > 0.0, "{}: {} / {} / {}", x.name, s2.kld, xxs.kld, s3.kld);
+        assert!(s3.bytes > xxs.bytes && xxs.bytes > s2.bytes, "{}", x.name);
     }
 }
 

@@ -89,6 +89,7 @@ fn random_blocks(ty: GgmlType, nb: usize, r: &mut Rng) -> Vec<u8> {
         GgmlType::MXFP4 => blocks(nb, r, |b: &mut BlockMXFP4, r| b.e = 1 + (r.f32().to_bits() % 250) as u8),
         GgmlType::IQ3_XXS => blocks(nb, r, |b: &mut BlockIQ3XXS, r| b.d = r.f16()),
         GgmlType::IQ3_S => blocks(nb, r, |b: &mut BlockIQ3S, r| b.d = r.f16()),
+        GgmlType::IQ2_S => blocks(nb, r, |b: &mut BlockIQ2S, r| b.d = r.f16()),
         _ => unreachable!("{ty} is not implemented"),
     }
 }

@@ -139,6 +139,9 @@ fn weights(ty: GgmlType, n: usize, r: &mut Rng, mode: Mode) -> Vec<u8> {
         GgmlType::IQ3_S => {
             blocks!(BlockIQ3S { d: sc16(r, mode), qs: r.bytes(), qh: r.bytes(), signs: r.bytes(), scales: r.bytes() })
         }
+        GgmlType::IQ2_S => {
+            blocks!(BlockIQ2S { d: sc16(r, mode), qs: r.bytes(), qh: r.bytes(), scales: r.bytes() })
+        }
         _ => unreachable!("{ty} is not a weight type"),
     }
 }
@@ -200,8 +203,12 @@ fn simd_integer_sums_equal_scalar_exactly() {
             let n = 256 * (1 + seed as usize % 2);
             let (w, a) = (weights(ty, n, &mut r, Mode::Unit), activations(aty, n, &mut r, Mode::Unit));
             let want = vec_dot_with(Isa::Scalar, ty, n, &w, &a).unwrap();
-            // IQ3_XXS's dot product is a quarter of its integer sum.
-            let q = if ty == GgmlType::IQ3_XXS { 4.0 } else { 1.0 };
+            // IQ3_XXS's and IQ2_S's dot products are a quarter / an eighth of their integer sums.
+            let q = match ty {
+                GgmlType::IQ3_XXS => 4.0,
+                GgmlType::IQ2_S => 8.0,
+                _ => 1.0,
+            };
             assert_eq!(want * q, (want * q).round(), "{ty}: unit-scale result is not an integer");
             for isa in simd_paths() {
                 let got = vec_dot_with(isa, ty, n, &w, &a).unwrap();
@@ -261,7 +268,11 @@ fn batch_dot_simd_equals_scalar_exactly() {
             }
         }
     }
-    assert_eq!(checked, 9 * 12, "the five k-quants, IQ4_NL, IQ4_XS, IQ3_XXS and IQ3_S have a batch dot product");
+    assert_eq!(
+        checked,
+        10 * 12,
+        "the five k-quants, IQ4_NL, IQ4_XS, IQ3_XXS, IQ3_S and IQ2_S have a batch dot product"
+    );
 }
 
 #[test]

@@ -35,6 +35,7 @@ const WEIGHT_TYPES: &[GgmlType] = &[
     GgmlType::MXFP4,
     GgmlType::IQ3_XXS,
     GgmlType::IQ3_S,
+    GgmlType::IQ2_S,
 ];
 
 fn quantized(ty: GgmlType, x: &[f32]) -> Vec<u8> {

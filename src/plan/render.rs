@@ -65,8 +65,14 @@ mod tests {
         for &p in Preset::ALL {
             let plan = match super::super::resolve(&Recipe::preset(p), &info, g.tensors(), None) {
                 Ok(plan) => plan,
-                // IQ3_XS puts IQ3_XXS on synth12's 256-wide rows: refused without an imatrix.
-                Err(e) if p == Preset::IQ3_XS && e.to_string().contains("requires an importance matrix") => continue,
+                // IQ3_XS, IQ3_XXS and IQ2_M put IQ3_XXS / IQ2_S on synth12's 256-wide rows: refused
+                // without an imatrix.
+                Err(e)
+                    if matches!(p, Preset::IQ3_XS | Preset::IQ3_XXS | Preset::IQ2_M)
+                        && e.to_string().contains("requires an importance matrix") =>
+                {
+                    continue
+                }
                 Err(e) => panic!("{}: {e}", p.name()),
             };
             let text = super::explicit_recipe(&plan, "test");

@@ -228,6 +228,20 @@ pub struct BlockIQ3S {
     pub scales: [u8; QK_K / 64],
 }
 
+/// IQ2_S: a super-block of 256 values in 32 groups of 8; `qs[..32]` holds
+/// the low 8 bits of each group's 10-bit index into `iq2s_grid` (8
+/// magnitudes), `qs[32..]` its 8 sign bits, `qh` the high 2 bits (four
+/// groups per byte), and `scales` a 4-bit scale per 16 values (two per
+/// byte).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+pub struct BlockIQ2S {
+    pub d: f16,
+    pub qs: [u8; QK_K / 4],
+    pub qh: [u8; QK_K / 32],
+    pub scales: [u8; QK_K / 32],
+}
+
 const _: () = assert!(std::mem::size_of::<BlockQ4_0>() == 18);
 const _: () = assert!(std::mem::size_of::<BlockQ4_1>() == 20);
 const _: () = assert!(std::mem::size_of::<BlockQ5_0>() == 22);
@@ -244,3 +258,4 @@ const _: () = assert!(std::mem::size_of::<BlockIQ4NL>() == 18);
 const _: () = assert!(std::mem::size_of::<BlockIQ4XS>() == 136);
 const _: () = assert!(std::mem::size_of::<BlockIQ3XXS>() == 98);
 const _: () = assert!(std::mem::size_of::<BlockIQ3S>() == 110);
+const _: () = assert!(std::mem::size_of::<BlockIQ2S>() == 82);

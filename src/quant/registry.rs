@@ -41,6 +41,7 @@ macro_rules! __block_types {
             Q2_0 => $crate::quant::blocks::BlockQ2_0,
             IQ3_XXS => $crate::quant::blocks::BlockIQ3XXS,
             IQ3_S => $crate::quant::blocks::BlockIQ3S,
+            IQ2_S => $crate::quant::blocks::BlockIQ2S,
         }
     };
 }

@@ -4,8 +4,9 @@
 //!
 //! Read from llama.cpp's `src/llama-quant.cpp` (commit 0c1e570); only the
 //! presets quantmix offers are modelled (of the IQ presets IQ4_NL, IQ4_XS,
-//! IQ3_XS, IQ3_S and IQ3_M; not IQ3_XXS, which needs IQ2_S), and TQ1_0,
-//! TQ2_0, Q1_0, Q2_0 and MXFP4_MOE with their branches.
+//! IQ3_XXS, IQ3_XS, IQ3_S, IQ3_M and IQ2_M; not IQ2_XXS/IQ2_XS/IQ2_S/IQ1_*,
+//! whose types quantmix does not write yet), and TQ1_0, TQ2_0, Q1_0, Q2_0
+//! and MXFP4_MOE with their branches.
 //!
 //! One difference: llama-quantize stops with "no tensor type fallback" when
 //! Q1_0's block of 128 does not divide a tensor's rows (SmolLM2's 576);
@@ -47,6 +48,8 @@ pub enum Preset {
     IQ3_XS,
     IQ3_S,
     IQ3_M,
+    IQ3_XXS,
+    IQ2_M,
 }
 
 impl Preset {
@@ -79,6 +82,8 @@ impl Preset {
         Preset::IQ3_XS,
         Preset::IQ3_S,
         Preset::IQ3_M,
+        Preset::IQ3_XXS,
+        Preset::IQ2_M,
     ];
 
     /// llama.cpp's name (`Q4_K_M`, …).
@@ -112,6 +117,8 @@ impl Preset {
             Preset::IQ3_XS => "IQ3_XS",
             Preset::IQ3_S => "IQ3_S",
             Preset::IQ3_M => "IQ3_M",
+            Preset::IQ3_XXS => "IQ3_XXS",
+            Preset::IQ2_M => "IQ2_M",
         }
     }
 
@@ -154,6 +161,8 @@ impl Preset {
             Preset::IQ3_XS => 22,
             Preset::IQ3_S => 26,
             Preset::IQ3_M => 27,
+            Preset::IQ3_XXS => 23,
+            Preset::IQ2_M => 29,
             Preset::BF16 => 32,
             Preset::TQ1_0 => 36,
             Preset::TQ2_0 => 37,
@@ -187,6 +196,8 @@ impl Preset {
             Preset::Q2_0 => GgmlType::Q2_0,
             Preset::MXFP4_MOE => GgmlType::MXFP4,
             Preset::IQ3_XS | Preset::IQ3_S | Preset::IQ3_M => GgmlType::IQ3_S,
+            Preset::IQ3_XXS => GgmlType::IQ3_XXS,
+            Preset::IQ2_M => GgmlType::IQ2_S,
         }
     }
 }
@@ -215,7 +226,8 @@ pub fn ftype_for_type(ty: GgmlType) -> u32 {
         GgmlType::Q2_0 => Preset::Q2_0,
         GgmlType::MXFP4 => Preset::MXFP4_MOE,
         GgmlType::IQ3_S => Preset::IQ3_S,
-        GgmlType::IQ3_XXS => return 23, // LLAMA_FTYPE_MOSTLY_IQ3_XXS (a preset quantmix does not offer)
+        GgmlType::IQ3_XXS => Preset::IQ3_XXS,
+        GgmlType::IQ2_S => return 28, // LLAMA_FTYPE_MOSTLY_IQ2_S (a preset quantmix does not offer)
         _ => Preset::F32,
     };
     p.ftype()
@@ -465,6 +477,8 @@ impl<'a> PresetState<'a> {
             let nx = t.shape[0];
             if ftype == P::MXFP4_MOE || falcon || !nx.is_multiple_of(new_type.block_size() as u64) {
                 new_type = T::Q8_0;
+            } else if matches!(ftype, P::IQ3_XXS | P::IQ2_M) {
+                new_type = T::Q5_K;
             } else if new_type != T::Q8_0 {
                 new_type = T::Q6_K;
             }
@@ -474,6 +488,24 @@ impl<'a> PresetState<'a> {
         } else if cat == Category::TokenEmbd {
             if matches!(ftype, P::TQ1_0 | P::TQ2_0 | P::Q2_0) {
                 new_type = T::Q4_K;
+            } else if matches!(ftype, P::IQ3_XXS | P::IQ2_M) {
+                new_type = T::IQ3_S;
+            }
+        } else if ftype == P::IQ2_M {
+            // llama.cpp's branch for its 1- and 2-bit presets (of which
+            // quantmix offers IQ2_M): it replaces the rules below.
+            if cat.is_attn_v() {
+                new_type = if m.n_gqa() >= 4 || m.n_expert >= 4 { T::Q4_K } else { T::IQ3_S };
+                self.i_attention_wv += 1;
+            } else if m.n_expert == 8 && cat == Category::AttnK {
+                new_type = T::Q4_K;
+            } else if cat == Category::FfnDown {
+                if self.i_ffn_down < m.n_layer as i64 / 8 {
+                    new_type = T::IQ3_S;
+                }
+                self.i_ffn_down += 1;
+            } else if cat == Category::AttnOutput {
+                new_type = if m.n_expert == 8 { T::Q5_K } else { T::IQ3_S };
             }
         } else if cat.is_attn_v() {
             let (i, n) = (self.i_attention_wv, self.n_attention_wv);
@@ -482,6 +514,15 @@ impl<'a> PresetState<'a> {
                 P::Q2_K_S if m.n_gqa() >= 4 => new_type = T::Q4_K,
                 P::Q3_K_M => new_type = if i < 2 { T::Q5_K } else { T::Q4_K },
                 P::Q3_K_L => new_type = T::Q5_K,
+                P::IQ3_XXS => {
+                    new_type = if m.n_gqa() >= 4 {
+                        T::Q4_K
+                    } else if !self.has_imatrix {
+                        T::IQ3_S
+                    } else {
+                        T::IQ3_XXS
+                    }
+                }
                 P::IQ3_XS | P::IQ3_S if m.n_gqa() >= 4 => new_type = T::Q4_K,
                 P::IQ3_M => new_type = T::Q4_K,
                 P::IQ4_NL | P::IQ4_XS if m.n_gqa() >= 4 => new_type = T::Q5_K,
@@ -501,10 +542,14 @@ impl<'a> PresetState<'a> {
                 new_type = T::Q8_0;
             } else if ftype == P::IQ3_XS {
                 new_type = T::IQ3_XXS;
+            } else if ftype == P::IQ3_XXS {
+                new_type = T::IQ2_S;
             }
         } else if cat == Category::AttnQ {
             if ftype == P::IQ3_XS {
                 new_type = T::IQ3_XXS;
+            } else if ftype == P::IQ3_XXS {
+                new_type = T::IQ2_S;
             }
         } else if cat == Category::FfnDown {
             let (i, n) = self.layer_info(self.i_ffn_down, &t.name);
@@ -520,6 +565,7 @@ impl<'a> PresetState<'a> {
                         T::Q3_K
                     }
                 }
+                P::IQ3_XXS if !self.has_imatrix => new_type = if i < n / 8 { T::Q4_K } else { T::Q3_K },
                 P::IQ3_M if i < n / 8 || (m.n_expert == 8 && use_more_bits(i, n)) => new_type = T::Q4_K,
                 P::Q3_K_L => new_type = if falcon { T::Q4_K } else { T::Q5_K },
                 P::Q4_K_M => {
@@ -557,6 +603,7 @@ impl<'a> PresetState<'a> {
                             | P::IQ4_NL
                             | P::IQ4_XS
                             | P::IQ3_XS
+                            | P::IQ3_XXS
                             | P::IQ3_S
                             | P::IQ3_M
                     ) {
@@ -568,6 +615,7 @@ impl<'a> PresetState<'a> {
                         P::Q3_K_M => new_type = T::Q4_K,
                         P::Q3_K_L => new_type = T::Q5_K,
                         P::IQ3_M => new_type = T::Q4_K,
+                        P::IQ3_XXS => new_type = T::IQ3_S,
                         _ => {}
                     }
                 }

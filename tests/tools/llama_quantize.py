@@ -19,7 +19,8 @@ from gguf import GGUFReader
 FTYPES = {"Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "Q5_0": 8, "Q5_1": 9, "Q2_K": 10, "Q3_K_S": 11, "Q3_K_M": 12,
           "Q3_K_L": 13, "Q4_K_S": 14, "Q4_K_M": 15, "Q5_K_S": 16, "Q5_K_M": 17, "Q6_K": 18, "F16": 1,
           "Q3_K": 12, "Q4_K": 15, "Q5_K": 17, "IQ4_NL": 25, "IQ4_XS": 30, "IQ3_XS": 22, "IQ3_XXS": 23,
-          "IQ3_S": 26, "IQ3_M": 27, "TQ1_0": 36, "TQ2_0": 37, "MXFP4_MOE": 38, "Q1_0": 40, "Q2_0": 41}
+          "IQ3_S": 26, "IQ3_M": 27, "IQ2_M": 29, "TQ1_0": 36, "TQ2_0": 37, "MXFP4_MOE": 38, "Q1_0": 40,
+          "Q2_0": 41}
 
 
 class ImatrixData(ctypes.Structure):

@@ -50,14 +50,21 @@ pub unsafe fn iq4xs(src: &[BlockIQ4XS], dst: &mut [f32]) {
     }
 }
 
+/// The 32 magnitudes of `grid` as f32 and, per value, the sign bit to flip
+/// (`-0.0` where `mask` is 0xFF, else `0.0`), 8 at a time.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn signed_ps(grid: __m256i, mask: __m256i) -> ([__m256; 4], [__m256; 4]) {
+    let m = _mm256_and_si256(mask, _mm256_set1_epi8(i8::MIN));
+    (i8x32_to_ps(grid), i8x32_to_ps(m).map(|f| _mm256_and_ps(f, _mm256_set1_ps(-0.0))))
+}
+
 /// `±(db · level)` for the 32 magnitudes of `grid`, negated (sign bit
 /// flipped, as the scalar `-v`) where `mask` is 0xFF, stored to `y[..32]`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn store_signed(y: &mut [f32], grid: __m256i, mask: __m256i, db: __m256) {
-    let v = i8x32_to_ps(grid);
-    let m = _mm256_and_si256(mask, _mm256_set1_epi8(i8::MIN));
-    let m = i8x32_to_ps(m).map(|f| _mm256_and_ps(f, _mm256_set1_ps(-0.0)));
+    let (v, m) = signed_ps(grid, mask);
     for k in 0..4 {
         store_ps(&mut y[8 * k..], _mm256_xor_ps(_mm256_mul_ps(db, v[k]), m[k]));
     }
@@ -89,6 +96,28 @@ pub unsafe fn iq3s(src: &[BlockIQ3S], dst: &mut [f32]) {
             let db = _mm256_set1_ps(d * scale(b, ib) as f32);
             let grid = entries(|k| entry(b, ib, k));
             store_signed(&mut y[32 * ib..32 * ib + 32], grid, sign_mask(signs(b, ib)), db);
+        }
+    }
+}
+
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn iq2s(src: &[BlockIQ2S], dst: &mut [f32]) {
+    use super::iq2s::{entry, signs};
+    for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
+        let d = b.d.to_f32();
+        for ib32 in 0..8 {
+            let g = |l: usize| entry(b, 4 * ib32 + l) as i64;
+            let grid = _mm256_setr_epi64x(g(0), g(1), g(2), g(3));
+            let mask = sign_mask(signs(b, ib32));
+            let db = |h: u8| d * (0.5 + ((b.scales[ib32] >> (4 * h)) & 0x0F) as f32) * 0.25;
+            let (v, m) = signed_ps(grid, mask);
+            let y = &mut y[32 * ib32..32 * ib32 + 32];
+            for k in 0..4 {
+                let dl = _mm256_set1_ps(db((k / 2) as u8));
+                store_ps(&mut y[8 * k..], _mm256_xor_ps(_mm256_mul_ps(dl, v[k]), m[k]));
+            }
         }
     }
 }

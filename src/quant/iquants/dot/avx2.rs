@@ -273,3 +273,56 @@ pub unsafe fn iq3s_batch(x: &[BlockIQ3S], y: &[BlockQ8K]) -> f32 {
     }
     acc
 }
+
+/// The 8 i32 lanes of an IQ2_S super-block's scaled sums: per 32 values
+/// the 4 grid entries (8 magnitudes each), signs on the activations, lanes
+/// 0..4 scaled by the first 16 values' scale and lanes 4..8 by the
+/// second's, as ggml's `ggml_vec_dot_iq2_s_q8_K`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn iq2s_lanes(a: &BlockIQ2S, b: &BlockQ8K) -> __m256i {
+    use crate::quant::iquants::iq2s::{entry, scale, signs};
+    let lanes = |ib32: usize| {
+        let g = |l: usize| entry(a, 4 * ib32 + l) as i64;
+        let grid = _mm256_setr_epi64x(g(0), g(1), g(2), g(3));
+        let q8s = apply_signs(load_i8(&b.qs[32 * ib32..]), sign_mask(signs(a, ib32)));
+        let (s0, s1) = (scale(a, 2 * ib32) as i16, scale(a, 2 * ib32 + 1) as i16);
+        let sc = _mm256_setr_epi16(s0, s0, s0, s0, s0, s0, s0, s0, s1, s1, s1, s1, s1, s1, s1, s1);
+        _mm256_madd_epi16(_mm256_maddubs_epi16(grid, q8s), sc)
+    };
+    let (mut sumi1, mut sumi2) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+    for ib32 in (0..8).step_by(2) {
+        sumi1 = _mm256_add_epi32(sumi1, lanes(ib32));
+        sumi2 = _mm256_add_epi32(sumi2, lanes(ib32 + 1));
+    }
+    _mm256_add_epi32(sumi1, sumi2)
+}
+
+/// ggml's AVX2 `ggml_vec_dot_iq2_s_q8_K`: the lanes multiply-added into 8
+/// float lanes with `d_x·d_y`, summed at the end and times 0.125.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn iq2s_q8k(x: &[BlockIQ2S], y: &[BlockQ8K]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    for (a, b) in x.iter().zip(y) {
+        let d = _mm256_set1_ps(a.d.to_f32() * b.d);
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(iq2s_lanes(a, b)), acc);
+    }
+    0.125 * hsum_ps(acc)
+}
+
+/// ggml's tiled-GEMM IQ2_S product (`super::scalar::iq2s_batch`).
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn iq2s_batch(x: &[BlockIQ2S], y: &[BlockQ8K]) -> f32 {
+    let mut acc = 0.0f32;
+    for (a, b) in x.iter().zip(y) {
+        let res = a.d.to_f32() * 0.125 * hsum_epi32(iq2s_lanes(a, b)) as f32;
+        acc = fma_ss(acc, res, b.d);
+    }
+    acc
+}

@@ -6,7 +6,7 @@
 use crate::quant::blocks::*;
 use crate::quant::iquants::iq4xs::sub_scale;
 use crate::quant::iquants::KVALUES_IQ4NL;
-use crate::quant::iquants::{iq3s, iq3xxs};
+use crate::quant::iquants::{iq2s, iq3s, iq3xxs};
 
 /// Σ of `level(q4)·q8` over 32 values: 16 bytes of nibbles (low: values
 /// 0..16, high: 16..32) against 32 activation levels.
@@ -126,5 +126,38 @@ pub fn iq3s_batch(x: &[BlockIQ3S], y: &[BlockQ8K]) -> f32 {
     x.iter().zip(y).fold(0.0, |acc, (a, b)| {
         let s = iq3_sum(|ib| iq3s::sub_block(a, ib), &b.qs);
         (a.d.to_f32() * s as f32).mul_add(b.d, acc)
+    })
+}
+
+/// `Σ_ib16 (2·ls+1)·Σ level·sign·q8` of an IQ2_S super-block: exact integers.
+#[inline(always)]
+fn iq2s_sum(a: &BlockIQ2S, q8: &[i8]) -> i32 {
+    (0..8)
+        .map(|ib32| {
+            let v = iq2s::values(a, ib32);
+            let half =
+                |h: usize| -> i32 { (16 * h..16 * h + 16).map(|i| v[i] as i32 * q8[32 * ib32 + i] as i32).sum() };
+            iq2s::scale(a, 2 * ib32) * half(0) + iq2s::scale(a, 2 * ib32 + 1) * half(1)
+        })
+        .sum()
+}
+
+/// ggml's generic IQ2_S·Q8_K: `0.125·Σ d_x·d_y·Σ_ib16 (2·ls+1)·Σ level·q8`.
+pub fn iq2s_q8k(x: &[BlockIQ2S], y: &[BlockQ8K]) -> f32 {
+    let mut sumf = 0.0f32;
+    for (a, b) in x.iter().zip(y) {
+        let d = a.d.to_f32() * b.d;
+        sumf += d * iq2s_sum(a, &b.qs) as f32;
+    }
+    0.125 * sumf
+}
+
+/// ggml's tiled-GEMM IQ2_S product (8 or more tokens): per super-block the
+/// exact integer sum `s`, then `acc = fma(d_x/8·s, d_y, acc)` (the tile
+/// stores `d_x·0.125`).
+pub fn iq2s_batch(x: &[BlockIQ2S], y: &[BlockQ8K]) -> f32 {
+    x.iter().zip(y).fold(0.0, |acc, (a, b)| {
+        let s = iq2s_sum(a, &b.qs);
+        (a.d.to_f32() * 0.125 * s as f32).mul_add(b.d, acc)
     })
 }

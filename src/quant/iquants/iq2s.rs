@@ -1,0 +1,346 @@
+//! IQ2_S: super-blocks of 256 values in 32 groups of 8; per group a 10-bit
+//! index into [`IQ2S_GRID`] (8 magnitudes of 3 levels) and 8 sign bits, and
+//! a 4-bit scale `ls` per 16 values: value = `d·(0.5 + ls)·0.25·level·sign`.
+//!
+//! The quantizer is ggml's `quantize_row_iq2_s_impl` as `ggml_quantize_chunk`
+//! runs it, with and without importance weights, in ggml's float order
+//! (libggml-base has no FMA contraction). Its view of a grid point is the 8
+//! level indices `l` (0..3, the rank of each byte among the table's 3
+//! values), `2l+1` in the search; a point off the grid is replaced by the
+//! best of its nearest grid points (ggml's `iq2xs_init_impl` with
+//! `nwant = 1`: every grid point at the smallest squared distance, by
+//! index). Where ggml aborts (every neighbour at an infinite or NaN
+//! distance) the first neighbour is taken.
+
+use std::sync::OnceLock;
+
+use super::iq2_tables::IQ2S_GRID;
+use crate::quant::blocks::{BlockIQ2S, BlockQ8K, QK_K};
+use crate::quant::search::nearest_int;
+use crate::quant::{GgmlBlock, GgmlType};
+
+/// ggml's `GROUP_MAX_EPS_IQ2_S`: groups of 16 below it are zero.
+const GROUP_MAX_EPS_IQ2_S: f32 = 1e-8;
+/// Levels per coordinate the search uses (`kMaxQ`).
+const KMAXQ: i32 = 3;
+
+/// The grid as the quantizer sees it.
+struct Grid {
+    /// The 8 odd levels `2l+1` of each grid point.
+    points: Vec<[i8; 8]>,
+    /// Packed level indices (`Σ l_i << 2i`) → grid index, or
+    /// `-(offset + 1)` into `neighbours` for points off the grid.
+    map: Vec<i32>,
+    /// For each point off the grid: its count, then the grid indices.
+    neighbours: Vec<u16>,
+}
+
+impl Grid {
+    fn get() -> &'static Grid {
+        static GRID: OnceLock<Grid> = OnceLock::new();
+        GRID.get_or_init(Grid::build)
+    }
+
+    fn build() -> Grid {
+        let mut values: Vec<u8> = IQ2S_GRID.iter().flat_map(|g| g.to_le_bytes()).collect();
+        values.sort_unstable();
+        values.dedup();
+        let level = |b: u8| values.iter().position(|&v| v == b).unwrap_or(0) as i32;
+        let points: Vec<[i8; 8]> =
+            IQ2S_GRID.iter().map(|g| g.to_le_bytes().map(|b| (2 * level(b) + 1) as i8)).collect();
+        let mut map = vec![-1i32; 1 << 16];
+        for (i, p) in points.iter().enumerate() {
+            let u: usize = (0..8).map(|k| (((p[k] - 1) / 2) as usize) << (2 * k)).sum();
+            map[u] = i as i32;
+        }
+        // Only points whose levels the search can produce (0..KMAXQ) are
+        // ever looked up off the grid.
+        let mut neighbours = Vec::new();
+        for u in 0..map.len() {
+            let l: [i32; 8] = std::array::from_fn(|k| ((u >> (2 * k)) & 3) as i32);
+            if map[u] >= 0 || l.iter().any(|&l| l >= KMAXQ) {
+                continue;
+            }
+            let d2 = |p: &[i8; 8]| -> i32 { (0..8).map(|k| (p[k] as i32 - (2 * l[k] + 1)).pow(2)).sum() };
+            let best = points.iter().map(d2).min().unwrap_or(0);
+            map[u] = -(neighbours.len() as i32 + 1);
+            let start = neighbours.len();
+            neighbours.push(0);
+            neighbours.extend(points.iter().enumerate().filter(|(_, p)| d2(p) == best).map(|(j, _)| j as u16));
+            neighbours[start] = (neighbours.len() - start - 1) as u16;
+        }
+        Grid { points, map, neighbours }
+    }
+
+    fn lookup(&self, l: &[i8]) -> i32 {
+        let u: usize = (0..8).map(|i| (l[i] as usize) << (2 * i)).sum();
+        self.map[u]
+    }
+
+    /// ggml's `iq2_find_best_neighbour` for the point at map entry `m < 0`.
+    fn best_neighbour(&self, m: i32, xval: &[f32], weight: &[f32], scale: f32, l: &mut [i8]) -> usize {
+        let start = (-m - 1) as usize;
+        let n = self.neighbours[start] as usize;
+        let list = &self.neighbours[start + 1..start + 1 + n];
+        let mut best_d2 = f32::MAX;
+        let mut best = None;
+        for &j in list {
+            let pg = &self.points[j as usize];
+            let mut d2 = 0.0f32;
+            for i in 0..8 {
+                let diff = scale * pg[i] as f32 - xval[i];
+                d2 += weight[i] * diff * diff;
+            }
+            if d2 < best_d2 {
+                best_d2 = d2;
+                best = Some(j as usize);
+            }
+        }
+        let index = best.unwrap_or(list[0] as usize);
+        let pg = &self.points[index];
+        for i in 0..8 {
+            l[i] = (pg[i] - 1) / 2;
+        }
+        index
+    }
+}
+
+/// C's `MAX(a, b)`.
+#[inline]
+fn cmax(a: f32, b: f32) -> f32 {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+/// (Σ w·x·q, Σ w·q²) over 16 values with `q = 2l+1`.
+fn sums(weight: &[f32; 16], xval: &[f32; 16], l: &[i8; 16]) -> (f32, f32) {
+    let (mut sumqx, mut sumq2) = (0.0f32, 0.0f32);
+    for i in 0..16 {
+        let w = weight[i];
+        let q = (2 * l[i] as i32 + 1) as f32;
+        sumqx += w * xval[i] * q;
+        sumq2 += w * q * q;
+    }
+    (sumqx, sumq2)
+}
+
+/// ggml's `quantize_row_iq2_s_impl` on one super-block.
+fn quantize_block(x: &[f32], qw: Option<&[f32]>, y: &mut BlockIQ2S) {
+    let grid = Grid::get();
+    *y = bytemuck::Zeroable::zeroed();
+    let mut sumx2 = 0.0f32;
+    for &v in x {
+        sumx2 += v * v;
+    }
+    let sigma2 = 2.0 * sumx2 / QK_K as f32;
+    let mut scales = [0f32; 16];
+    let mut max_scale = 0.0f32;
+    for ib in 0..16 {
+        let xb = &x[16 * ib..16 * ib + 16];
+        let weight: [f32; 16] = std::array::from_fn(|i| match qw {
+            Some(qw) => qw[16 * ib + i] * (sigma2 + xb[i] * xb[i]).sqrt(),
+            None => 0.25 * sigma2 + xb[i] * xb[i],
+        });
+        let waux: [f32; 16] = std::array::from_fn(|i| weight[i].sqrt());
+        let mut xval = [0f32; 16];
+        let mut signs = [0u8; 2];
+        for k in 0..2 {
+            for i in 0..8 {
+                let v = xb[8 * k + i];
+                if v >= 0.0 {
+                    xval[8 * k + i] = v;
+                } else {
+                    xval[8 * k + i] = -v;
+                    signs[k] |= 1 << i;
+                }
+            }
+        }
+        let mut max = xval[0];
+        for &v in &xval[1..] {
+            max = cmax(max, v);
+        }
+        if max < GROUP_MAX_EPS_IQ2_S {
+            scales[ib] = 0.0;
+            continue;
+        }
+        let mut l = [0i8; 16];
+        let mut laux = [0i8; 16];
+        let mut best = 0.0f32;
+        let mut scale = max / (2 * KMAXQ - 1) as f32;
+        let mut on_grid = [true; 2];
+        let mut on_grid_aux = [true; 2];
+        for is in -9..=9 {
+            let id = ((2 * KMAXQ - 1) as f32 + is as f32 * 0.1) / max;
+            let this_scale = 1.0 / id;
+            for k in 0..2 {
+                for i in 0..8 {
+                    laux[8 * k + i] = nearest_int(0.5 * (id * xval[8 * k + i] - 1.0)).clamp(0, KMAXQ - 1) as i8;
+                }
+                let g = grid.lookup(&laux[8 * k..8 * k + 8]);
+                on_grid_aux[k] = g >= 0;
+                if g < 0 {
+                    let (xv, wa) = (&xval[8 * k..8 * k + 8], &waux[8 * k..8 * k + 8]);
+                    grid.best_neighbour(g, xv, wa, this_scale, &mut laux[8 * k..8 * k + 8]);
+                }
+            }
+            let (sumqx, sumq2) = sums(&weight, &xval, &laux);
+            if sumq2 > 0.0 && sumqx * sumqx > best * sumq2 {
+                scale = sumqx / sumq2;
+                best = scale * sumqx;
+                l = laux;
+                on_grid = on_grid_aux;
+            }
+        }
+        if on_grid.iter().any(|&g| !g) && scale > 0.0 {
+            let id = 1.0 / scale;
+            for k in 0..2 {
+                if on_grid[k] {
+                    continue;
+                }
+                for i in 0..8 {
+                    l[8 * k + i] = nearest_int(0.5 * (id * xval[8 * k + i] - 1.0)).clamp(0, KMAXQ - 1) as i8;
+                }
+                let g = grid.lookup(&l[8 * k..8 * k + 8]);
+                if g < 0 {
+                    let (xv, wa) = (&xval[8 * k..8 * k + 8], &waux[8 * k..8 * k + 8]);
+                    grid.best_neighbour(g, xv, wa, scale, &mut l[8 * k..8 * k + 8]);
+                }
+            }
+            let (sumqx, sumq2) = sums(&weight, &xval, &l);
+            if sumq2 > 0.0 {
+                scale = sumqx / sumq2;
+            }
+        }
+        if scale < 0.0 {
+            scale = -scale;
+            signs = signs.map(|s| !s);
+        }
+        for k in 0..2 {
+            // Every level set is a grid point here (ggml aborts otherwise).
+            let g = grid.lookup(&l[8 * k..8 * k + 8]).max(0) as usize;
+            let i8 = 2 * ib + k;
+            y.qs[i8] = (g & 255) as u8;
+            y.qh[i8 / 4] |= ((g >> 8) as u8) << (2 * (i8 % 4));
+            y.qs[32 + i8] = signs[k];
+        }
+        scales[ib] = scale;
+        max_scale = cmax(max_scale, scale);
+    }
+    if max_scale == 0.0 {
+        return;
+    }
+    let d = max_scale / 31.0;
+    y.d = half::f16::from_f32(d * 0.9875);
+    let id = 1.0 / d;
+    for ib in 0..16 {
+        let l = nearest_int(0.5 * (id * scales[ib] - 1.0)).clamp(0, 15) as u8;
+        y.scales[ib / 2] |= l << (4 * (ib % 2));
+    }
+}
+
+/// The odd scale `2·ls + 1` of the 16 values `ib16` (0..16).
+#[inline(always)]
+pub(crate) fn scale(b: &BlockIQ2S, ib16: usize) -> i32 {
+    2 * ((b.scales[ib16 / 2] >> (4 * (ib16 % 2))) & 0x0F) as i32 + 1
+}
+
+/// The grid entry of group `g` (0..32): 8 magnitudes.
+#[inline(always)]
+pub(crate) fn entry(b: &BlockIQ2S, g: usize) -> u64 {
+    IQ2S_GRID[b.qs[g] as usize | (((b.qh[g / 4] >> (2 * (g % 4))) & 3) as usize) << 8]
+}
+
+/// The sign bytes of the 32 values `ib32` (0..8) as one little-endian word.
+#[inline(always)]
+pub(crate) fn signs(b: &BlockIQ2S, ib32: usize) -> u32 {
+    u32::from_le_bytes(b.qs[32 + 4 * ib32..36 + 4 * ib32].try_into().unwrap_or([0; 4]))
+}
+
+/// The 32 signed levels of values `32·ib32..32·ib32 + 32`.
+#[inline(always)]
+pub(crate) fn values(b: &BlockIQ2S, ib32: usize) -> [i8; 32] {
+    let s = signs(b, ib32);
+    let mut v = [0i8; 32];
+    for l in 0..4 {
+        let g = entry(b, 4 * ib32 + l).to_le_bytes();
+        for j in 0..8 {
+            let i = 8 * l + j;
+            v[i] = if (s >> i) & 1 == 1 { -(g[j] as i8) } else { g[j] as i8 };
+        }
+    }
+    v
+}
+
+impl GgmlBlock for BlockIQ2S {
+    const TYPE: GgmlType = GgmlType::IQ2_S;
+    const BLCK_SIZE: usize = QK_K;
+    type VecDot = BlockQ8K;
+    #[cfg(target_arch = "x86_64")]
+    const VEC_DOT_AVX2: Option<crate::quant::VecDotKernel<Self>> = Some(super::dot::avx2::iq2s_q8k);
+    #[cfg(target_arch = "x86_64")]
+    const DEQUANTIZE_AVX2: Option<crate::quant::DequantizeKernel<Self>> = Some(super::dequant_avx2::iq2s);
+    const BATCH_DOT: Option<crate::quant::BatchDotFn<Self>> = Some(super::dot::scalar::iq2s_batch);
+    #[cfg(target_arch = "x86_64")]
+    const BATCH_DOT_AVX2: Option<crate::quant::VecDotKernel<Self>> = Some(super::dot::avx2::iq2s_batch);
+
+    /// ggml's `quantize_iq2_s` (what `ggml_quantize_chunk` runs, with or
+    /// without importance weights; ggml needs none for this type).
+    fn quantize_row(src: &[f32], dst: &mut [Self], imatrix: Option<&[f32]>) {
+        for (i, (x, y)) in src.chunks_exact(QK_K).zip(dst.iter_mut()).enumerate() {
+            quantize_block(x, imatrix.map(|w| &w[QK_K * i..QK_K * (i + 1)]), y);
+        }
+    }
+
+    fn dequantize_row_scalar(src: &[Self], dst: &mut [f32]) {
+        for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
+            let d = b.d.to_f32();
+            for ib32 in 0..8 {
+                let s = signs(b, ib32);
+                for l in 0..4 {
+                    let ls = (b.scales[ib32] >> (4 * (l / 2))) & 0x0F;
+                    let dl = d * (0.5 + ls as f32) * 0.25;
+                    let g = entry(b, 4 * ib32 + l).to_le_bytes();
+                    for j in 0..8 {
+                        let i = 8 * l + j;
+                        let v = dl * g[j] as f32;
+                        y[32 * ib32 + i] = if (s >> i) & 1 == 1 { -v } else { v };
+                    }
+                }
+            }
+        }
+    }
+
+    fn vec_dot_scalar(x: &[Self], y: &[BlockQ8K]) -> f32 {
+        super::dot::scalar::iq2s_q8k(x, y)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grid_has_its_points_and_neighbour_lists() {
+        let g = Grid::get();
+        assert_eq!(g.points.len(), 1024);
+        assert_eq!(g.map.iter().filter(|&&m| m >= 0).count(), 1024);
+        for u in 0..g.map.len() {
+            let l: [i8; 8] = std::array::from_fn(|i| ((u >> (2 * i)) & 3) as i8);
+            if l.iter().all(|&l| l < 3) {
+                let m = g.lookup(&l);
+                assert!(m >= 0 || g.neighbours[(-m - 1) as usize] > 0, "{u}");
+            }
+        }
+    }
+
+    #[test]
+    fn huge_values_do_not_panic() {
+        let x: Vec<f32> = (0..256).map(|i| if i % 2 == 0 { 3e38 } else { -2.9e38 }).collect();
+        let mut b: BlockIQ2S = bytemuck::Zeroable::zeroed();
+        quantize_block(&x, None, &mut b);
+        quantize_block(&x, Some(&[1.0; 256]), &mut b);
+    }
+}
