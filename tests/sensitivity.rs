@@ -310,77 +310,67 @@ fn bad_arguments_fail_cleanly() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("README.md"));
 }
 
+/// `sensitivity --types TYPES --exhaustive` on the fixture (short
+/// sequences): for every tensor, its candidates of `types` in that order
+/// (each must be there).
+fn measured_candidates(types: &[&str]) -> Vec<(String, Vec<quantmix::sensitivity::schema::SensCandidate>)> {
+    let dir = common::tempdir();
+    let out = dir.path().join("types.json");
+    let model = common::fixture(MODEL);
+    let list = types.join(",");
+    ok(&quantmix(&[
+        "sensitivity",
+        s(&model),
+        "-o",
+        s(&out),
+        "--imatrix-chunks",
+        "2",
+        "--ctx",
+        "32",
+        "--chunks",
+        "2",
+        "--types",
+        &list,
+        "--exhaustive",
+        "--quiet",
+    ]));
+    let t = SensitivityTable::load(&out).unwrap();
+    assert!(!t.tensors.is_empty());
+    t.tensors
+        .iter()
+        .map(|x| {
+            let get = |ty: &str| {
+                x.candidates
+                    .iter()
+                    .find(|c| c.ty == ty)
+                    .unwrap_or_else(|| panic!("{}: no {ty} candidate", x.name))
+                    .clone()
+            };
+            (x.name.clone(), types.iter().map(|ty| get(ty)).collect())
+        })
+        .collect()
+}
+
 /// `--types` takes the IQ4 types: every tensor of the fixture (rows of 256
 /// and 768) gets both as candidates, each measured by a forward pass with
 /// a positive divergence, IQ4_NL costing more bytes than IQ4_XS.
 #[test]
 fn iq4_types_are_measured_candidates() {
-    let dir = common::tempdir();
-    let out = dir.path().join("iq4.json");
-    let model = common::fixture(MODEL);
-    ok(&quantmix(&[
-        "sensitivity",
-        s(&model),
-        "-o",
-        s(&out),
-        "--imatrix-chunks",
-        "2",
-        "--ctx",
-        "32",
-        "--chunks",
-        "2",
-        "--types",
-        "IQ4_XS,IQ4_NL",
-        "--exhaustive",
-        "--quiet",
-    ]));
-    let t = SensitivityTable::load(&out).unwrap();
-    assert!(!t.tensors.is_empty());
-    for x in &t.tensors {
-        let get = |ty: &str| {
-            x.candidates.iter().find(|c| c.ty == ty).unwrap_or_else(|| panic!("{}: no {ty} candidate", x.name))
-        };
-        let (xs, nl) = (get("IQ4_XS"), get("IQ4_NL"));
-        assert!(xs.kld > 0.0 && nl.kld > 0.0, "{}: {} / {}", x.name, xs.kld, nl.kld);
-        assert!(nl.bytes > xs.bytes, "{}", x.name);
+    for (name, c) in measured_candidates(&["IQ4_XS", "IQ4_NL"]) {
+        assert!(c[0].kld > 0.0 && c[1].kld > 0.0, "{name}: {} / {}", c[0].kld, c[1].kld);
+        assert!(c[1].bytes > c[0].bytes, "{name}");
     }
 }
 
 /// `--types` takes the IQ3 types and IQ2_S: every tensor of the fixture
-/// (rows of 256 and 768) gets all three as candidates, each measured by a
-/// forward pass with a positive divergence, IQ2_S < IQ3_XXS < IQ3_S in bytes
-/// (measured with the importance matrix the run collects, as IQ3_XXS and
-/// IQ2_S require).
+/// gets all three as candidates, each measured by a forward pass with a
+/// positive divergence, in the order of their sizes (measured with the
+/// importance matrix the run collects, as IQ3_XXS and IQ2_S require).
 #[test]
 fn iq3_types_are_measured_candidates() {
-    let dir = common::tempdir();
-    let out = dir.path().join("iq3.json");
-    let model = common::fixture(MODEL);
-    ok(&quantmix(&[
-        "sensitivity",
-        s(&model),
-        "-o",
-        s(&out),
-        "--imatrix-chunks",
-        "2",
-        "--ctx",
-        "32",
-        "--chunks",
-        "2",
-        "--types",
-        "IQ2_S,IQ3_XXS,IQ3_S",
-        "--exhaustive",
-        "--quiet",
-    ]));
-    let t = SensitivityTable::load(&out).unwrap();
-    assert!(!t.tensors.is_empty());
-    for x in &t.tensors {
-        let get = |ty: &str| {
-            x.candidates.iter().find(|c| c.ty == ty).unwrap_or_else(|| panic!("{}: no {ty} candidate", x.name))
-        };
-        let (s2, xxs, s3) = (get("IQ2_S"), get("IQ3_XXS"), get("IQ3_S"));
-        assert!(s2.kld > 0.0 && xxs.kld > 0.0 && s3.kld > 0.0, "{}: {} / {} / {}", x.name, s2.kld, xxs.kld, s3.kld);
-        assert!(s3.bytes > xxs.bytes && xxs.bytes > s2.bytes, "{}", x.name);
+    for (name, c) in measured_candidates(&["IQ2_S", "IQ3_XXS", "IQ3_S"]) {
+        assert!(c.iter().all(|c| c.kld > 0.0), "{name}");
+        assert!(c[2].bytes > c[1].bytes && c[1].bytes > c[0].bytes, "{name}");
     }
 }
 
@@ -390,34 +380,9 @@ fn iq3_types_are_measured_candidates() {
 /// MXFP4 on every tensor.
 #[test]
 fn low_bit_types_are_measured_candidates() {
-    let dir = common::tempdir();
-    let out = dir.path().join("lowbit.json");
-    let model = common::fixture(MODEL);
-    ok(&quantmix(&[
-        "sensitivity",
-        s(&model),
-        "-o",
-        s(&out),
-        "--imatrix-chunks",
-        "2",
-        "--ctx",
-        "32",
-        "--chunks",
-        "2",
-        "--types",
-        "Q1_0,TQ1_0,TQ2_0,Q2_0,MXFP4",
-        "--exhaustive",
-        "--quiet",
-    ]));
-    let t = SensitivityTable::load(&out).unwrap();
-    assert!(!t.tensors.is_empty());
-    for x in &t.tensors {
-        let get = |ty: &str| {
-            x.candidates.iter().find(|c| c.ty == ty).unwrap_or_else(|| panic!("{}: no {ty} candidate", x.name))
-        };
-        let c: Vec<_> = ["Q1_0", "TQ1_0", "TQ2_0", "Q2_0", "MXFP4"].iter().map(|ty| get(ty)).collect();
-        assert!(c.iter().all(|c| c.kld > 0.0), "{}", x.name);
-        assert!(c.windows(2).all(|w| w[0].bytes < w[1].bytes), "{}: sizes out of order", x.name);
-        assert!(c[0].kld > c[4].kld, "{}: Q1_0 {} vs MXFP4 {}", x.name, c[0].kld, c[4].kld);
+    for (name, c) in measured_candidates(&["Q1_0", "TQ1_0", "TQ2_0", "Q2_0", "MXFP4"]) {
+        assert!(c.iter().all(|c| c.kld > 0.0), "{name}");
+        assert!(c.windows(2).all(|w| w[0].bytes < w[1].bytes), "{name}: sizes out of order");
+        assert!(c[0].kld > c[4].kld, "{name}: Q1_0 {} vs MXFP4 {}", c[0].kld, c[4].kld);
     }
 }
