@@ -19,10 +19,7 @@ use crate::quant::x86::*;
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn store_block(y: &mut [f32], table: __m256i, qs: &[u8; 16], d: __m256) {
-    let v = i8x32_to_ps(levels_32(table, qs));
-    for (k, v) in v.into_iter().enumerate() {
-        store_ps(&mut y[8 * k..], _mm256_mul_ps(d, v));
-    }
+    store_scaled_i8x32(y, levels_32(table, qs), d);
 }
 
 /// # Safety

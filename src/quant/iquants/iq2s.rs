@@ -82,21 +82,7 @@ impl Grid {
         let start = (-m - 1) as usize;
         let n = self.neighbours[start] as usize;
         let list = &self.neighbours[start + 1..start + 1 + n];
-        let mut best_d2 = f32::MAX;
-        let mut best = None;
-        for &j in list {
-            let pg = &self.points[j as usize];
-            let mut d2 = 0.0f32;
-            for i in 0..8 {
-                let diff = scale * pg[i] as f32 - xval[i];
-                d2 += weight[i] * diff * diff;
-            }
-            if d2 < best_d2 {
-                best_d2 = d2;
-                best = Some(j as usize);
-            }
-        }
-        let index = best.unwrap_or(list[0] as usize);
+        let index = super::nearest_neighbour(list, &self.points, xval, weight, scale);
         let pg = &self.points[index];
         for i in 0..8 {
             l[i] = (pg[i] - 1) / 2;

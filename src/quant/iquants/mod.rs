@@ -239,6 +239,35 @@ pub(crate) fn quantize_superblock(x: &[f32], qw: Option<&[f32]>, out: Iq4Out<'_>
     }
 }
 
+/// ggml's `iq{2,3}_find_best_neighbour` search: among the grid points
+/// `list` (indices into `points`, the doubled odd levels `2·l + 1`), the
+/// one nearest to `xval` at `scale` in weighted squared distance, the first
+/// on a tie; the first of `list` where no distance is below `f32::MAX`
+/// (ggml aborts there).
+pub(crate) fn nearest_neighbour<const N: usize>(
+    list: &[u16],
+    points: &[[i8; N]],
+    xval: &[f32],
+    weight: &[f32],
+    scale: f32,
+) -> usize {
+    let mut best_d2 = f32::MAX;
+    let mut best = None;
+    for &j in list {
+        let pg = &points[j as usize];
+        let mut d2 = 0.0f32;
+        for i in 0..N {
+            let diff = scale * pg[i] as f32 - xval[i];
+            d2 += weight[i] * diff * diff;
+        }
+        if d2 < best_d2 {
+            best_d2 = d2;
+            best = Some(j as usize);
+        }
+    }
+    best.unwrap_or(list[0] as usize)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
