@@ -62,6 +62,8 @@ pub enum QuantError {
     BadLength { ty: GgmlType, got: usize, expected: usize },
     #[error("importance matrix has {got} values, expected {expected} (one per column)")]
     BadImatrix { got: usize, expected: usize },
+    #[error("{ty} requires an importance matrix (ggml quantizes it only with one)")]
+    NeedsImatrix { ty: GgmlType },
 }
 
 /// The fewest tokens of a product for which ggml's CPU backend multiplies
@@ -140,6 +142,11 @@ pub trait GgmlBlock: Pod + Send + Sync + 'static {
     /// The AVX2 + FMA + F16C version of [`GgmlBlock::BATCH_DOT`] (the same
     /// bits); same conditions as [`GgmlBlock::VEC_DOT_AVX2`].
     const BATCH_DOT_AVX2: Option<VecDotKernel<Self>> = None;
+
+    /// ggml quantizes this type only with importance weights
+    /// (`ggml_quantize_requires_imatrix`); [`quantize_row`] and
+    /// [`quantize_rows`] refuse it without them.
+    const REQUIRES_IMATRIX: bool = false;
 
     /// Quantize `src` (`dst.len() * BLCK_SIZE` values). With `imatrix`
     /// (one weight per element of `src`), use ggml's importance-weighted
@@ -286,6 +293,9 @@ pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8], imatrix: Option<&
             return Err(QuantError::BadImatrix { got: w.len(), expected: src.len() });
         }
     }
+    if imatrix.is_none() && caps(ty).requires_imatrix {
+        return Err(QuantError::NeedsImatrix { ty });
+    }
     with_block_type!(ty, B => quantize_into::<B>(src, dst, imatrix))
         .ok_or(QuantError::Unsupported { ty, op: "quantization" })
 }
@@ -406,6 +416,9 @@ pub fn quantize_rows(
     }
     if !caps(ty).quantize {
         return Err(QuantError::Unsupported { ty, op: "quantization" });
+    }
+    if imatrix.is_none() && caps(ty).requires_imatrix {
+        return Err(QuantError::NeedsImatrix { ty });
     }
     if let Some(w) = imatrix {
         if w.len() != n_per_row {

@@ -97,6 +97,9 @@ pub struct Caps {
     pub vec_dot_avx2: bool,
     /// Its dequantizer has an AVX2 kernel.
     pub dequantize_avx2: bool,
+    /// It is quantized only with an importance matrix
+    /// ([`GgmlBlock::REQUIRES_IMATRIX`]).
+    pub requires_imatrix: bool,
 }
 
 impl Caps {
@@ -111,6 +114,7 @@ impl Caps {
             vec_dot_type: Some(<B::VecDot as GgmlBlock>::TYPE),
             vec_dot_avx2: B::VEC_DOT_AVX2.is_some(),
             dequantize_avx2: B::DEQUANTIZE_AVX2.is_some(),
+            requires_imatrix: B::REQUIRES_IMATRIX,
         }
     }
 
@@ -125,6 +129,7 @@ impl Caps {
             vec_dot_type: None,
             vec_dot_avx2: false,
             dequantize_avx2: false,
+            requires_imatrix: false,
         }
     }
 

@@ -411,8 +411,13 @@ pub fn default_fallback(ty: GgmlType) -> Option<GgmlType> {
 
 /// Whether llama-quantize refuses to write `ty` into tensor `name` without
 /// an importance vector (`tensor_requires_imatrix`: the very-low-bit
-/// i-quants, except in the token embeddings and the output projection).
+/// i-quants, except in the token embeddings and the output projection), or
+/// ggml cannot quantize it without one at all (IQ2_XXS, IQ2_XS, IQ1_S in
+/// any tensor: `ggml_quantize_requires_imatrix`).
 pub fn requires_imatrix(name: &str, ty: GgmlType) -> bool {
+    if crate::quant::caps(ty).requires_imatrix {
+        return true;
+    }
     if matches!(Category::of(name), Category::TokenEmbd | Category::Output) {
         return false;
     }
