@@ -16,7 +16,10 @@ fn data(seed: u64, n: usize) -> Vec<f32> {
 fn quantized(ty: GgmlType, x: &[f32], row_len: usize) -> Vec<u8> {
     let rows = x.len() / row_len;
     let mut q = vec![0u8; rows * ty.row_bytes(row_len as u64).unwrap() as usize];
-    quant::quantize_rows(ty, x, row_len, None, &mut q).unwrap();
+    // The types ggml makes only with an importance vector get a flat one.
+    let ones = vec![1.0; row_len];
+    let imatrix = quant::caps(ty).requires_imatrix.then_some(&ones[..]);
+    quant::quantize_rows(ty, x, row_len, imatrix, &mut q).unwrap();
     q
 }
 
@@ -84,6 +87,8 @@ fn tile_kernels_equal_the_batch_dot_product_bit_for_bit() {
         GgmlType::IQ3_XXS,
         GgmlType::IQ3_S,
         GgmlType::IQ2_S,
+        GgmlType::IQ2_XXS,
+        GgmlType::IQ2_XS,
     ];
     for ty in types {
         // IQ4_NL with an odd block count (its kernels pair blocks).
@@ -103,7 +108,13 @@ fn tile_kernels_equal_the_batch_dot_product_bit_for_bit() {
                 GgmlType::Q3_K => &[108],
                 GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
                 GgmlType::Q6_K => &[208],
-                GgmlType::IQ4_NL | GgmlType::IQ4_XS | GgmlType::IQ3_XXS | GgmlType::IQ3_S | GgmlType::IQ2_S => &[0],
+                GgmlType::IQ4_NL
+                | GgmlType::IQ4_XS
+                | GgmlType::IQ3_XXS
+                | GgmlType::IQ3_S
+                | GgmlType::IQ2_S
+                | GgmlType::IQ2_XXS
+                | GgmlType::IQ2_XS => &[0],
                 _ => &[],
             };
             if !f16_at.is_empty() {
@@ -210,7 +221,7 @@ fn shapes_are_checked() {
     assert!(Weights::new(GgmlType::Q8_0, 2, 32, &wq).is_ok());
     assert!(Weights::new(GgmlType::Q8_0, 2, 32, &wq[..67]).is_err());
     assert!(Weights::new(GgmlType::Q8_0, 2, 33, &wq).is_err());
-    assert!(Weights::new(GgmlType::IQ2_XXS, 1, 256, &[0; 66]).is_err());
+    assert!(Weights::new(GgmlType::NVFP4, 1, 256, &[0; 144]).is_err());
     let w = Weights::new(GgmlType::Q8_0, 2, 32, &wq).unwrap();
     let mut out = vec![0f32; 2];
     assert!(matmul(&w, &[0.0; 31], &mut out).is_err());
@@ -323,6 +334,8 @@ fn products_equal_ggml_mul_mat_bit_for_bit() {
         GgmlType::IQ3_XXS,
         GgmlType::IQ3_S,
         GgmlType::IQ2_S,
+        GgmlType::IQ2_XXS,
+        GgmlType::IQ2_XS,
     ];
     let (rows, row_len) = (37, 1024);
     for (k, ty) in types.into_iter().enumerate() {
@@ -393,6 +406,10 @@ fn short_and_odd_dot_products_equal_ggml_cpu_bit_for_bit() {
         (GgmlType::IQ3_S, 1536),
         (GgmlType::IQ2_S, 256),
         (GgmlType::IQ2_S, 1536),
+        (GgmlType::IQ2_XXS, 256),
+        (GgmlType::IQ2_XXS, 1536),
+        (GgmlType::IQ2_XS, 256),
+        (GgmlType::IQ2_XS, 1536),
     ];
     let (mut jobs, mut ours) = (Vec::new(), Vec::new());
     for (k, &(ty, n)) in cases.iter().enumerate() {

@@ -2,7 +2,7 @@
 //! llama.cpp (llama-cpp-python 0.3.36): SmolLM2-135M quantized by `quantmix
 //! quantize --type IQ4_XS` (IQ4_XS where rows divide by 256, llama.cpp's
 //! IQ4_NL fallback on the 576-wide rows), `--type IQ4_NL`, `--type IQ3_S`,
-//! `--type IQ3_XXS` and `--type IQ2_S` (the last two with a synthetic
+//! `--type IQ3_XXS`, `--type IQ2_S`, `--type IQ2_XS` and `--type IQ2_XXS` (the last four with a synthetic
 //! importance matrix: llama-quantize and quantmix refuse them without one),
 //! all with IQ4_NL on the 576-wide rows; perplexity on `tests/data/eval.txt`
 //! (`-c 512`, 2 chunks).
@@ -87,4 +87,14 @@ fn smollm2_iq3_xxs_matches_llama_cpp() {
 #[test]
 fn smollm2_iq2_s_matches_llama_cpp() {
     check_with("IQ2_S", &["IQ2_S", "IQ4_NL"], true);
+}
+
+#[test]
+fn smollm2_iq2_xs_matches_llama_cpp() {
+    check_with("IQ2_XS", &["IQ2_XS", "IQ4_NL"], true);
+}
+
+#[test]
+fn smollm2_iq2_xxs_matches_llama_cpp() {
+    check_with("IQ2_XXS", &["IQ2_XXS", "IQ4_NL"], true);
 }

@@ -7,7 +7,9 @@
 //! vector `w` (one weight per column, log-normal like real imatrix data).
 //! For the importance run the bounded number is the importance-weighted
 //! error `sqrt(Σ w·(x − x̂)² / Σ w·x²)`, the quantity the weighted searches
-//! minimise; its plain error is printed too.
+//! minimise; its plain error is printed too. IQ2_XXS and IQ2_XS, which
+//! ggml quantizes only with importance weights, take a flat vector (all
+//! ones) in place of the reference quantizer.
 //!
 //! Everything is deterministic (seeded inputs, quantizers bit-exact with
 //! ggml), so the numbers are the same on every machine; run with
@@ -29,6 +31,8 @@ const TYPES: &[GgmlType] = &[
     GgmlType::Q2_0,
     GgmlType::Q2_K,
     GgmlType::Q3_K,
+    GgmlType::IQ2_XXS,
+    GgmlType::IQ2_XS,
     GgmlType::IQ2_S,
     GgmlType::IQ3_XXS,
     GgmlType::IQ3_S,
@@ -104,6 +108,8 @@ const BOUNDS: &[(GgmlType, Dist, f64, f64)] = {
         (T::MXFP4, D::Gaussian, 0.127, 0.128),
         (T::Q2_K, D::Gaussian, 0.332,    0.231),
         (T::Q3_K, D::Gaussian, 0.17,     0.14),
+        (T::IQ2_XXS, D::Gaussian, 0.385,   0.297),
+        (T::IQ2_XS, D::Gaussian, 0.335,   0.255),
         (T::IQ2_S, D::Gaussian, 0.297,   0.231),
         (T::IQ3_XXS, D::Gaussian, 0.24,   0.147),
         (T::IQ3_S, D::Gaussian, 0.186,   0.12),
@@ -126,6 +132,8 @@ const BOUNDS: &[(GgmlType, Dist, f64, f64)] = {
         (T::MXFP4, D::Laplace, 0.139, 0.138),
         (T::Q2_K, D::Laplace,  0.386,    0.249),
         (T::Q3_K, D::Laplace,  0.198,    0.162),
+        (T::IQ2_XXS, D::Laplace,  0.432,   0.333),
+        (T::IQ2_XS, D::Laplace,  0.369,   0.286),
         (T::IQ2_S, D::Laplace,  0.364,   0.267),
         (T::IQ3_XXS, D::Laplace,  0.278,   0.159),
         (T::IQ3_S, D::Laplace,  0.221,   0.138),
@@ -148,6 +156,8 @@ const BOUNDS: &[(GgmlType, Dist, f64, f64)] = {
         (T::MXFP4, D::Outliers, 0.187, 0.172),
         (T::Q2_K, D::Outliers, 0.281,    0.19),
         (T::Q3_K, D::Outliers, 0.165,    0.128),
+        (T::IQ2_XXS, D::Outliers, 0.880,   0.556),
+        (T::IQ2_XS, D::Outliers, 0.660,   0.450),
         (T::IQ2_S, D::Outliers, 0.684,   0.424),
         (T::IQ3_XXS, D::Outliers, 0.381,   0.24),
         (T::IQ3_S, D::Outliers, 0.308,   0.215),
@@ -170,6 +180,8 @@ const BOUNDS: &[(GgmlType, Dist, f64, f64)] = {
         (T::MXFP4, D::Uniform, 0.159, 0.158),
         (T::Q2_K, D::Uniform,  0.262,    0.184),
         (T::Q3_K, D::Uniform,  0.14,     0.108),
+        (T::IQ2_XXS, D::Uniform,  0.374,   0.267),
+        (T::IQ2_XS, D::Uniform,  0.322,   0.217),
         (T::IQ2_S, D::Uniform,  0.272,   0.197),
         (T::IQ3_XXS, D::Uniform,  0.217,   0.13),
         (T::IQ3_S, D::Uniform,  0.16,   0.105),
@@ -192,6 +204,8 @@ const BOUNDS: &[(GgmlType, Dist, f64, f64)] = {
         (T::MXFP4, D::Smollm2, 0.133, 0.132),
         (T::Q2_K, D::Smollm2,  0.349,    0.238),
         (T::Q3_K, D::Smollm2,  0.178,    0.147),
+        (T::IQ2_XXS, D::Smollm2,  0.402,   0.314),
+        (T::IQ2_XS, D::Smollm2,  0.348,   0.268),
         (T::IQ2_S, D::Smollm2,  0.319,   0.244),
         (T::IQ3_XXS, D::Smollm2,  0.252,   0.152),
         (T::IQ3_S, D::Smollm2,  0.196,   0.125),
@@ -343,6 +357,8 @@ fn rel_errors(x: &[f32], y: &[f32], n: usize, w: &[f32]) -> (f64, f64) {
 fn roundtrip(ty: GgmlType, d: &Data, imatrix: Option<&[f32]>) -> Vec<f32> {
     let rows = d.x.len() / d.n;
     let mut q = vec![0u8; rows * ty.row_bytes(d.n as u64).unwrap() as usize];
+    let flat = vec![1.0; d.n];
+    let imatrix = imatrix.or(quant::caps(ty).requires_imatrix.then_some(&flat[..]));
     quant::quantize_rows(ty, &d.x, d.n, imatrix, &mut q).expect("quantize");
     let mut y = vec![0f32; d.x.len()];
     quant::dequantize_rows(ty, &q, d.n, &mut y).expect("dequantize");
@@ -462,7 +478,7 @@ fn bounds_table_is_exact() {
 /// grow along Q2_K < Q3_K < Q4_K < Q5_K < Q6_K < Q8_0 < BF16 ≤ F16 (same
 /// size, F16 has 3 more mantissa bits), and
 /// within the legacy family Q4_0 < Q4_1 < Q5_0 < Q5_1 < Q8_0, and
-/// Q3_K < IQ4_XS < IQ4_NL < Q5_K, and IQ2_S < IQ3_XXS < IQ3_S < IQ4_XS — with and
+/// Q3_K < IQ4_XS < IQ4_NL < Q5_K, and IQ2_XXS < IQ2_XS < IQ2_S < IQ3_XXS < IQ3_S < IQ4_XS — with and
 /// without the importance vector.
 #[test]
 fn error_decreases_with_bits_per_weight() {
@@ -473,7 +489,7 @@ fn error_decreases_with_bits_per_weight() {
         &[T::Q2_K, T::Q3_K, T::Q4_K, T::Q5_K, T::Q6_K, T::Q8_0, T::BF16, T::F16],
         &[T::Q4_0, T::Q4_1, T::Q5_0, T::Q5_1, T::Q8_0],
         &[T::Q3_K, T::IQ4_XS, T::IQ4_NL, T::Q5_K],
-        &[T::IQ2_S, T::IQ3_XXS, T::IQ3_S, T::IQ4_XS],
+        &[T::IQ2_XXS, T::IQ2_XS, T::IQ2_S, T::IQ3_XXS, T::IQ3_S, T::IQ4_XS],
     ];
     for chain in chains {
         for pair in chain.windows(2) {

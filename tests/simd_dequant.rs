@@ -90,6 +90,8 @@ fn random_blocks(ty: GgmlType, nb: usize, r: &mut Rng) -> Vec<u8> {
         GgmlType::IQ3_XXS => blocks(nb, r, |b: &mut BlockIQ3XXS, r| b.d = r.f16()),
         GgmlType::IQ3_S => blocks(nb, r, |b: &mut BlockIQ3S, r| b.d = r.f16()),
         GgmlType::IQ2_S => blocks(nb, r, |b: &mut BlockIQ2S, r| b.d = r.f16()),
+        GgmlType::IQ2_XXS => blocks(nb, r, |b: &mut BlockIQ2XXS, r| b.d = r.f16()),
+        GgmlType::IQ2_XS => blocks(nb, r, |b: &mut BlockIQ2XS, r| b.d = r.f16()),
         _ => unreachable!("{ty} is not implemented"),
     }
 }
@@ -180,7 +182,7 @@ fn dequantize_row_with_rejects_bad_input() {
     assert!(dequantize_row_with(Isa::Scalar, GgmlType::Q5_0, &w, &mut out).is_ok());
     assert!(dequantize_row_with(Isa::Scalar, GgmlType::Q5_0, &w[..21], &mut out).is_err());
     assert!(dequantize_row_with(Isa::Scalar, GgmlType::Q5_0, &w, &mut out[..31]).is_err());
-    assert!(dequantize_row_with(Isa::Scalar, GgmlType::IQ2_XXS, &[0; 66], &mut [0f32; 256]).is_err());
+    assert!(dequantize_row_with(Isa::Scalar, GgmlType::NVFP4, &[0; 144], &mut [0f32; 256]).is_err());
     // A type without an AVX2 dequantizer, or a CPU without AVX2: an error,
     // never a silent scalar fallback.
     for c in REGISTRY {

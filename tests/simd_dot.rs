@@ -142,6 +142,8 @@ fn weights(ty: GgmlType, n: usize, r: &mut Rng, mode: Mode) -> Vec<u8> {
         GgmlType::IQ2_S => {
             blocks!(BlockIQ2S { d: sc16(r, mode), qs: r.bytes(), qh: r.bytes(), scales: r.bytes() })
         }
+        GgmlType::IQ2_XXS => blocks!(BlockIQ2XXS { d: sc16(r, mode), qs: r.bytes() }),
+        GgmlType::IQ2_XS => blocks!(BlockIQ2XS { d: sc16(r, mode), qs: r.bytes(), scales: r.bytes() }),
         _ => unreachable!("{ty} is not a weight type"),
     }
 }
@@ -203,10 +205,10 @@ fn simd_integer_sums_equal_scalar_exactly() {
             let n = 256 * (1 + seed as usize % 2);
             let (w, a) = (weights(ty, n, &mut r, Mode::Unit), activations(aty, n, &mut r, Mode::Unit));
             let want = vec_dot_with(Isa::Scalar, ty, n, &w, &a).unwrap();
-            // IQ3_XXS's and IQ2_S's dot products are a quarter / an eighth of their integer sums.
+            // IQ3_XXS's and the IQ2 types' dot products are a quarter / an eighth of their integer sums.
             let q = match ty {
                 GgmlType::IQ3_XXS => 4.0,
-                GgmlType::IQ2_S => 8.0,
+                GgmlType::IQ2_S | GgmlType::IQ2_XXS | GgmlType::IQ2_XS => 8.0,
                 _ => 1.0,
             };
             assert_eq!(want * q, (want * q).round(), "{ty}: unit-scale result is not an integer");
@@ -270,8 +272,8 @@ fn batch_dot_simd_equals_scalar_exactly() {
     }
     assert_eq!(
         checked,
-        10 * 12,
-        "the five k-quants, IQ4_NL, IQ4_XS, IQ3_XXS, IQ3_S and IQ2_S have a batch dot product"
+        12 * 12,
+        "the five k-quants, IQ4_NL, IQ4_XS, IQ3_XXS, IQ3_S, IQ2_S, IQ2_XXS and IQ2_XS have a batch dot product"
     );
 }
 
@@ -319,7 +321,7 @@ fn vec_dot_with_rejects_bad_input() {
     assert!(vec_dot_with(Isa::Scalar, GgmlType::Q4_0, 32, &w[..17], &a).is_err());
     assert!(vec_dot_with(Isa::Scalar, GgmlType::Q4_0, 31, &w, &a).is_err());
     assert!(vec_dot_with(Isa::Scalar, GgmlType::Q4_0, 32, &w, &a[..33]).is_err());
-    assert!(vec_dot_with(Isa::Scalar, GgmlType::IQ2_XXS, 256, &[0; 66], &[0; 292]).is_err());
+    assert!(vec_dot_with(Isa::Scalar, GgmlType::NVFP4, 256, &[0; 144], &[0; 292]).is_err());
 }
 
 /// The float kernels' summation order is pinned by a scalar twin

@@ -36,11 +36,16 @@ const WEIGHT_TYPES: &[GgmlType] = &[
     GgmlType::IQ3_XXS,
     GgmlType::IQ3_S,
     GgmlType::IQ2_S,
+    GgmlType::IQ2_XXS,
+    GgmlType::IQ2_XS,
 ];
 
 fn quantized(ty: GgmlType, x: &[f32]) -> Vec<u8> {
     let mut q = vec![0u8; ty.row_bytes(x.len() as u64).unwrap() as usize];
-    quant::quantize_row(ty, x, &mut q, None).unwrap();
+    // The types ggml makes only with an importance vector get a flat one.
+    let ones = vec![1.0; x.len()];
+    let imatrix = quant::caps(ty).requires_imatrix.then_some(&ones[..]);
+    quant::quantize_row(ty, x, &mut q, imatrix).unwrap();
     q
 }
 

@@ -93,8 +93,9 @@ pub struct KernelRow {
     #[serde(rename = "type")]
     pub ty: GgmlType,
     pub bits_per_weight: f64,
-    /// f32 input consumed per second by the reference quantizer (no imatrix).
-    pub quantize_mb_s: f64,
+    /// f32 input consumed per second by the reference quantizer (no
+    /// imatrix); `None` for the types ggml quantizes only with one.
+    pub quantize_mb_s: Option<f64>,
     /// The same with an importance vector ([`importance`]): the path
     /// `quantize --imatrix` and the sensitivity measurement take.
     pub quantize_imatrix_mb_s: f64,
@@ -184,12 +185,12 @@ pub fn run_kernels(opts: &KernelOptions) -> Result<KernelReport, QuantError> {
             })
         };
         let t_qi = quantize_pass(Some(&qw));
-        let t_q = quantize_pass(None);
+        let t_q = (!quant::caps(ty).requires_imatrix).then(|| quantize_pass(None));
         for r in q_rows..nrows {
             let src = r % q_rows;
             w.copy_within(src * row_bytes..(src + 1) * row_bytes, r * row_bytes);
         }
-        let quantize_mb_s = (q_rows * row_len * 4) as f64 / t_q / 1e6;
+        let quantize_mb_s = t_q.map(|t| (q_rows * row_len * 4) as f64 / t / 1e6);
         let quantize_imatrix_mb_s = (q_rows * row_len * 4) as f64 / t_qi / 1e6;
         // Dequantize the whole tensor into the f32 buffer.
         let t_dq = tm.measure(|| {
@@ -250,7 +251,7 @@ impl KernelReport {
             t.row(vec![
                 r.ty.name().to_string(),
                 format!("{:.3}", r.bits_per_weight),
-                format!("{:.1}", r.quantize_mb_s),
+                r.quantize_mb_s.map_or("—".to_string(), |v| format!("{v:.1}")),
                 format!("{:.1}", r.quantize_imatrix_mb_s),
                 format!("{:.2}", r.dequantize_gb_s_f32),
                 format!("{:.2}", r.dequantize_gb_s_weights),
@@ -326,7 +327,9 @@ pub fn run_matmul(opts: &MatmulOptions) -> Result<Vec<MatmulRow>, QuantError> {
         })? as usize;
         let wf = signal(2, opts.rows * opts.row_len);
         let mut wq = vec![0u8; opts.rows * row_bytes];
-        quant::quantize_rows(ty, &wf, opts.row_len, None, &mut wq)?;
+        let qw = importance(opts.row_len);
+        let imatrix = quant::caps(ty).requires_imatrix.then_some(&qw[..]);
+        quant::quantize_rows(ty, &wf, opts.row_len, imatrix, &mut wq)?;
         let w = Weights::new(ty, opts.rows, opts.row_len, &wq)?;
         let x = signal(3, opts.n_tokens * opts.row_len);
         let mut out = vec![0f32; opts.n_tokens * opts.rows];

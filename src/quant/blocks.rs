@@ -228,6 +228,28 @@ pub struct BlockIQ3S {
     pub scales: [u8; QK_K / 64],
 }
 
+/// IQ2_XXS: a super-block of 256 values in 8 sub-blocks of 32; per
+/// sub-block two little-endian u32 in `qs`: the first holds the 8-bit
+/// indices of its 4 groups of 8 into `iq2xxs_grid`, the second their 7-bit
+/// sign codes (bits `7l..7l+7`) and a 4-bit scale (bits 28..32).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+pub struct BlockIQ2XXS {
+    pub d: f16,
+    pub qs: [u8; QK_K / 4],
+}
+
+/// IQ2_XS: a super-block of 256 values in 32 groups of 8; per group a
+/// little-endian u16 in `qs`: a 9-bit index into `iq2xs_grid` and a 7-bit
+/// sign code above it; `scales` a 4-bit scale per 16 values (two per byte).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+pub struct BlockIQ2XS {
+    pub d: f16,
+    pub qs: [u8; QK_K / 4],
+    pub scales: [u8; QK_K / 32],
+}
+
 /// IQ2_S: a super-block of 256 values in 32 groups of 8; `qs[..32]` holds
 /// the low 8 bits of each group's 10-bit index into `iq2s_grid` (8
 /// magnitudes), `qs[32..]` its 8 sign bits, `qh` the high 2 bits (four
@@ -259,3 +281,5 @@ const _: () = assert!(std::mem::size_of::<BlockIQ4XS>() == 136);
 const _: () = assert!(std::mem::size_of::<BlockIQ3XXS>() == 98);
 const _: () = assert!(std::mem::size_of::<BlockIQ3S>() == 110);
 const _: () = assert!(std::mem::size_of::<BlockIQ2S>() == 82);
+const _: () = assert!(std::mem::size_of::<BlockIQ2XXS>() == 66);
+const _: () = assert!(std::mem::size_of::<BlockIQ2XS>() == 74);

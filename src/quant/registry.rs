@@ -42,6 +42,8 @@ macro_rules! __block_types {
             IQ3_XXS => $crate::quant::blocks::BlockIQ3XXS,
             IQ3_S => $crate::quant::blocks::BlockIQ3S,
             IQ2_S => $crate::quant::blocks::BlockIQ2S,
+            IQ2_XXS => $crate::quant::blocks::BlockIQ2XXS,
+            IQ2_XS => $crate::quant::blocks::BlockIQ2XS,
         }
     };
 }
@@ -214,7 +216,7 @@ mod tests {
             assert_eq!(c.ty.block_size(), crate::with_block_type!(c.ty, B => B::BLCK_SIZE).unwrap());
             assert_eq!(c.ty.type_size(), crate::with_block_type!(c.ty, B => std::mem::size_of::<B>()).unwrap());
         }
-        assert_eq!(caps(GgmlType::IQ2_XXS), Caps::none(GgmlType::IQ2_XXS));
+        assert_eq!(caps(GgmlType::NVFP4), Caps::none(GgmlType::NVFP4));
         let activation_only: Vec<GgmlType> = REGISTRY.iter().filter(|c| !c.writable).map(|c| c.ty).collect();
         assert_eq!(activation_only, [GgmlType::Q8_1, GgmlType::Q8_K]);
         assert_eq!(VEC_DOT_TYPES.len(), REGISTRY.len() - 2);

@@ -90,9 +90,14 @@ def main():
     print("| type | quantmix | ggml | ratio | quantmix, imatrix | ggml, imatrix | ratio |")
     print("|---|---|---|---|---|---|---|")
     for ty in types:
-        g, gi = ggml_mb_s(ty, None), ggml_mb_s(ty, imatrix)
+        gi = ggml_mb_s(ty, imatrix)
         q, qi = rows[ty]["quantize_mb_s"], rows[ty]["quantize_imatrix_mb_s"]
-        print(f"| {ty} | {q:.1f} | {g:.1f} | {q / g:.2f}× | {qi:.1f} | {gi:.1f} | {qi / gi:.2f}× |")
+        if q is None:  # ggml quantizes this type only with an importance matrix
+            plain = "— | — | —"
+        else:
+            g = ggml_mb_s(ty, None)
+            plain = f"{q:.1f} | {g:.1f} | {q / g:.2f}×"
+        print(f"| {ty} | {plain} | {qi:.1f} | {gi:.1f} | {qi / gi:.2f}× |")
 
 
 def same_tensors(a, b):

@@ -97,24 +97,60 @@ pub unsafe fn iq3s(src: &[BlockIQ3S], dst: &mut [f32]) {
     }
 }
 
+/// `d·(0.5 + ls)·0.25·±level` for one 2-bit grid super-block from its grid
+/// entries, sign bits and 4-bit scales `ls` per 16 values (IQ2_XXS, IQ2_XS,
+/// IQ2_S), one product per value as the scalar dequantizers.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn iq2_block(
+    y: &mut [f32],
+    d: f32,
+    entry: impl Fn(usize, usize) -> u64,
+    signs: impl Fn(usize) -> u32,
+    ls: impl Fn(usize) -> u8,
+) {
+    for ib32 in 0..8 {
+        let g = |l: usize| entry(ib32, l) as i64;
+        let grid = _mm256_setr_epi64x(g(0), g(1), g(2), g(3));
+        let mask = sign_mask(signs(ib32));
+        let (v, m) = signed_ps(grid, mask);
+        let y = &mut y[32 * ib32..32 * ib32 + 32];
+        for k in 0..4 {
+            let dl = _mm256_set1_ps(d * (0.5 + ls(2 * ib32 + k / 2) as f32) * 0.25);
+            store_ps(&mut y[8 * k..], _mm256_xor_ps(_mm256_mul_ps(dl, v[k]), m[k]));
+        }
+    }
+}
+
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn iq2s(src: &[BlockIQ2S], dst: &mut [f32]) {
     use super::iq2s::{entry, signs};
     for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
-        let d = b.d.to_f32();
-        for ib32 in 0..8 {
-            let g = |l: usize| entry(b, 4 * ib32 + l) as i64;
-            let grid = _mm256_setr_epi64x(g(0), g(1), g(2), g(3));
-            let mask = sign_mask(signs(b, ib32));
-            let db = |h: u8| d * (0.5 + ((b.scales[ib32] >> (4 * h)) & 0x0F) as f32) * 0.25;
-            let (v, m) = signed_ps(grid, mask);
-            let y = &mut y[32 * ib32..32 * ib32 + 32];
-            for k in 0..4 {
-                let dl = _mm256_set1_ps(db((k / 2) as u8));
-                store_ps(&mut y[8 * k..], _mm256_xor_ps(_mm256_mul_ps(dl, v[k]), m[k]));
-            }
-        }
+        let ls = |i: usize| (b.scales[i / 2] >> (4 * (i % 2))) & 0x0F;
+        iq2_block(y, b.d.to_f32(), |ib32, l| entry(b, 4 * ib32 + l), |ib32| signs(b, ib32), ls);
+    }
+}
+
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn iq2xs(src: &[BlockIQ2XS], dst: &mut [f32]) {
+    use super::iq2xs::{entry, signs};
+    for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
+        let ls = |i: usize| (b.scales[i / 2] >> (4 * (i % 2))) & 0x0F;
+        iq2_block(y, b.d.to_f32(), |ib32, l| entry(b, 4 * ib32 + l), |ib32| signs(b, ib32), ls);
+    }
+}
+
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn iq2xxs(src: &[BlockIQ2XXS], dst: &mut [f32]) {
+    use super::iq2xxs::{entry, scale, signs};
+    for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
+        let ls = |i: usize| ((scale(b, i / 2) - 1) / 2) as u8;
+        iq2_block(y, b.d.to_f32(), |ib32, l| entry(b, ib32, l), |ib32| signs(b, ib32), ls);
     }
 }

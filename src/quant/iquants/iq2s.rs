@@ -12,8 +12,7 @@
 //! index). Where ggml aborts (every neighbour at an infinite or NaN
 //! distance) the first neighbour is taken.
 
-use std::sync::OnceLock;
-
+use super::iq2::{cmax, sums, Grid, KMAXQ};
 use super::iq2_tables::IQ2S_GRID;
 use crate::quant::blocks::{BlockIQ2S, BlockQ8K, QK_K};
 use crate::quant::search::nearest_int;
@@ -21,101 +20,10 @@ use crate::quant::{GgmlBlock, GgmlType};
 
 /// ggml's `GROUP_MAX_EPS_IQ2_S`: groups of 16 below it are zero.
 const GROUP_MAX_EPS_IQ2_S: f32 = 1e-8;
-/// Levels per coordinate the search uses (`kMaxQ`).
-const KMAXQ: i32 = 3;
-
-/// The grid as the quantizer sees it.
-struct Grid {
-    /// The 8 odd levels `2l+1` of each grid point.
-    points: Vec<[i8; 8]>,
-    /// Packed level indices (`Σ l_i << 2i`) → grid index, or
-    /// `-(offset + 1)` into `neighbours` for points off the grid.
-    map: Vec<i32>,
-    /// For each point off the grid: its count, then the grid indices.
-    neighbours: Vec<u16>,
-}
-
-impl Grid {
-    fn get() -> &'static Grid {
-        static GRID: OnceLock<Grid> = OnceLock::new();
-        GRID.get_or_init(Grid::build)
-    }
-
-    fn build() -> Grid {
-        let mut values: Vec<u8> = IQ2S_GRID.iter().flat_map(|g| g.to_le_bytes()).collect();
-        values.sort_unstable();
-        values.dedup();
-        let level = |b: u8| values.iter().position(|&v| v == b).unwrap_or(0) as i32;
-        let points: Vec<[i8; 8]> =
-            IQ2S_GRID.iter().map(|g| g.to_le_bytes().map(|b| (2 * level(b) + 1) as i8)).collect();
-        let mut map = vec![-1i32; 1 << 16];
-        for (i, p) in points.iter().enumerate() {
-            let u: usize = (0..8).map(|k| (((p[k] - 1) / 2) as usize) << (2 * k)).sum();
-            map[u] = i as i32;
-        }
-        // Only points whose levels the search can produce (0..KMAXQ) are
-        // ever looked up off the grid.
-        let mut neighbours = Vec::new();
-        for u in 0..map.len() {
-            let l: [i32; 8] = std::array::from_fn(|k| ((u >> (2 * k)) & 3) as i32);
-            if map[u] >= 0 || l.iter().any(|&l| l >= KMAXQ) {
-                continue;
-            }
-            let d2 = |p: &[i8; 8]| -> i32 { (0..8).map(|k| (p[k] as i32 - (2 * l[k] + 1)).pow(2)).sum() };
-            let best = points.iter().map(d2).min().unwrap_or(0);
-            map[u] = -(neighbours.len() as i32 + 1);
-            let start = neighbours.len();
-            neighbours.push(0);
-            neighbours.extend(points.iter().enumerate().filter(|(_, p)| d2(p) == best).map(|(j, _)| j as u16));
-            neighbours[start] = (neighbours.len() - start - 1) as u16;
-        }
-        Grid { points, map, neighbours }
-    }
-
-    fn lookup(&self, l: &[i8]) -> i32 {
-        let u: usize = (0..8).map(|i| (l[i] as usize) << (2 * i)).sum();
-        self.map[u]
-    }
-
-    /// ggml's `iq2_find_best_neighbour` for the point at map entry `m < 0`.
-    fn best_neighbour(&self, m: i32, xval: &[f32], weight: &[f32], scale: f32, l: &mut [i8]) -> usize {
-        let start = (-m - 1) as usize;
-        let n = self.neighbours[start] as usize;
-        let list = &self.neighbours[start + 1..start + 1 + n];
-        let index = super::nearest_neighbour(list, &self.points, xval, weight, scale);
-        let pg = &self.points[index];
-        for i in 0..8 {
-            l[i] = (pg[i] - 1) / 2;
-        }
-        index
-    }
-}
-
-/// C's `MAX(a, b)`.
-#[inline]
-fn cmax(a: f32, b: f32) -> f32 {
-    if a > b {
-        a
-    } else {
-        b
-    }
-}
-
-/// (Σ w·x·q, Σ w·q²) over 16 values with `q = 2l+1`.
-fn sums(weight: &[f32; 16], xval: &[f32; 16], l: &[i8; 16]) -> (f32, f32) {
-    let (mut sumqx, mut sumq2) = (0.0f32, 0.0f32);
-    for i in 0..16 {
-        let w = weight[i];
-        let q = (2 * l[i] as i32 + 1) as f32;
-        sumqx += w * xval[i] * q;
-        sumq2 += w * q * q;
-    }
-    (sumqx, sumq2)
-}
 
 /// ggml's `quantize_row_iq2_s_impl` on one super-block.
 fn quantize_block(x: &[f32], qw: Option<&[f32]>, y: &mut BlockIQ2S) {
-    let grid = Grid::get();
+    let grid = Grid::iq2s();
     *y = bytemuck::Zeroable::zeroed();
     let mut sumx2 = 0.0f32;
     for &v in x {
@@ -206,7 +114,7 @@ fn quantize_block(x: &[f32], qw: Option<&[f32]>, y: &mut BlockIQ2S) {
         }
         for k in 0..2 {
             // Every level set is a grid point here (ggml aborts otherwise).
-            let g = grid.lookup(&l[8 * k..8 * k + 8]).max(0) as usize;
+            let g = grid.index_of(&l[8 * k..8 * k + 8]);
             let i8 = 2 * ib + k;
             y.qs[i8] = (g & 255) as u8;
             y.qh[i8 / 4] |= ((g >> 8) as u8) << (2 * (i8 % 4));
@@ -307,20 +215,6 @@ impl GgmlBlock for BlockIQ2S {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn grid_has_its_points_and_neighbour_lists() {
-        let g = Grid::get();
-        assert_eq!(g.points.len(), 1024);
-        assert_eq!(g.map.iter().filter(|&&m| m >= 0).count(), 1024);
-        for u in 0..g.map.len() {
-            let l: [i8; 8] = std::array::from_fn(|i| ((u >> (2 * i)) & 3) as i8);
-            if l.iter().all(|&l| l < 3) {
-                let m = g.lookup(&l);
-                assert!(m >= 0 || g.neighbours[(-m - 1) as usize] > 0, "{u}");
-            }
-        }
-    }
 
     #[test]
     fn huge_values_do_not_panic() {

@@ -8,8 +8,11 @@
 //! - [`iq3xxs`], [`iq3s`]: IQ3_XXS and IQ3_S, super-blocks of 256 whose
 //!   groups of 4 magnitudes are points of ggml's 3-bit grids
 //!   ([`iq3_tables`]), signs stored apart; [`iq3`] is their shared search.
-//! - [`iq2s`]: IQ2_S, groups of 8 magnitudes on ggml's 2-bit grid
-//!   ([`iq2_tables`]), signs apart, a 4-bit scale per 16 values.
+//! - [`iq2xxs`], [`iq2xs`], [`iq2s`]: IQ2_XXS, IQ2_XS and IQ2_S, groups of
+//!   8 magnitudes on ggml's 2-bit grids of 256, 512 and 1024 points
+//!   ([`iq2_tables`]), signs apart (IQ2_XXS and IQ2_XS: 7 bits per 8 values,
+//!   the eighth implied by parity), a 4-bit scale per 32 (IQ2_XXS) or 16
+//!   values; [`iq2`] is what they share.
 //! - [`dot`]: their dot products (scalar reference and AVX2).
 //! - `dequant_avx2`: AVX2 dequantizers, bit-identical to the scalar ones.
 //! - [`gemm`]: AVX-512 VNNI tile kernels of the dot products for several
@@ -24,8 +27,11 @@
 pub mod dequant_avx2;
 pub mod dot;
 pub mod gemm;
+pub mod iq2;
 pub mod iq2_tables;
 pub mod iq2s;
+pub mod iq2xs;
+pub mod iq2xxs;
 pub mod iq3;
 pub mod iq3_tables;
 pub mod iq3s;

@@ -274,19 +274,24 @@ pub unsafe fn iq3s_batch(x: &[BlockIQ3S], y: &[BlockQ8K]) -> f32 {
     acc
 }
 
-/// The 8 i32 lanes of an IQ2_S super-block's scaled sums: per 32 values
-/// the 4 grid entries (8 magnitudes each), signs on the activations, lanes
-/// 0..4 scaled by the first 16 values' scale and lanes 4..8 by the
-/// second's, as ggml's `ggml_vec_dot_iq2_s_q8_K`.
+/// The 8 i32 lanes of a 2-bit grid super-block's scaled sums (IQ2_XXS,
+/// IQ2_XS, IQ2_S): per 32 values the 4 grid entries (8 magnitudes each),
+/// signs on the activations, lanes 0..4 scaled by the first 16 values'
+/// scale and lanes 4..8 by the second's, as ggml's
+/// `ggml_vec_dot_iq2_{xxs,xs,s}_q8_K` (exact integers).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn iq2s_lanes(a: &BlockIQ2S, b: &BlockQ8K) -> __m256i {
-    use crate::quant::iquants::iq2s::{entry, scale, signs};
+unsafe fn iq2_lanes(
+    entry: impl Fn(usize, usize) -> u64,
+    signs: impl Fn(usize) -> u32,
+    scale: impl Fn(usize) -> i32,
+    b: &BlockQ8K,
+) -> __m256i {
     let lanes = |ib32: usize| {
-        let g = |l: usize| entry(a, 4 * ib32 + l) as i64;
+        let g = |l: usize| entry(ib32, l) as i64;
         let grid = _mm256_setr_epi64x(g(0), g(1), g(2), g(3));
-        let q8s = apply_signs(load_i8(&b.qs[32 * ib32..]), sign_mask(signs(a, ib32)));
-        let (s0, s1) = (scale(a, 2 * ib32) as i16, scale(a, 2 * ib32 + 1) as i16);
+        let q8s = apply_signs(load_i8(&b.qs[32 * ib32..]), sign_mask(signs(ib32)));
+        let (s0, s1) = (scale(2 * ib32) as i16, scale(2 * ib32 + 1) as i16);
         let sc = _mm256_setr_epi16(s0, s0, s0, s0, s0, s0, s0, s0, s1, s1, s1, s1, s1, s1, s1, s1);
         _mm256_madd_epi16(_mm256_maddubs_epi16(grid, q8s), sc)
     };
@@ -298,19 +303,64 @@ unsafe fn iq2s_lanes(a: &BlockIQ2S, b: &BlockQ8K) -> __m256i {
     _mm256_add_epi32(sumi1, sumi2)
 }
 
-/// ggml's AVX2 `ggml_vec_dot_iq2_s_q8_K`: the lanes multiply-added into 8
-/// float lanes with `d_x·d_y`, summed at the end and times 0.125.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn iq2s_lanes(a: &BlockIQ2S, b: &BlockQ8K) -> __m256i {
+    use crate::quant::iquants::iq2s::{entry, scale, signs};
+    iq2_lanes(|ib32, l| entry(a, 4 * ib32 + l), |ib32| signs(a, ib32), |i| scale(a, i), b)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn iq2xs_lanes(a: &BlockIQ2XS, b: &BlockQ8K) -> __m256i {
+    use crate::quant::iquants::iq2xs::{entry, scale, signs};
+    iq2_lanes(|ib32, l| entry(a, 4 * ib32 + l), |ib32| signs(a, ib32), |i| scale(a, i), b)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn iq2xxs_lanes(a: &BlockIQ2XXS, b: &BlockQ8K) -> __m256i {
+    use crate::quant::iquants::iq2xxs::{entry, scale, signs};
+    iq2_lanes(|ib32, l| entry(a, ib32, l), |ib32| signs(a, ib32), |i| scale(a, i / 2), b)
+}
+
+/// ggml's AVX2 2-bit grid products: the lanes multiply-added into 8 float
+/// lanes with `d_x·d_y`, summed at the end and times 0.125.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn iq2_q8k<B>(x: &[B], y: &[BlockQ8K], d: impl Fn(&B) -> f32, lanes: impl Fn(&B, &BlockQ8K) -> __m256i) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    for (a, b) in x.iter().zip(y) {
+        let d = _mm256_set1_ps(d(a) * b.d);
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes(a, b)), acc);
+    }
+    0.125 * hsum_ps(acc)
+}
+
+/// ggml's tiled-GEMM 2-bit grid products (`super::scalar::iq2s_batch`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn iq2_batch<B>(
+    x: &[B],
+    y: &[BlockQ8K],
+    d: impl Fn(&B) -> f32,
+    lanes: impl Fn(&B, &BlockQ8K) -> __m256i,
+) -> f32 {
+    let mut acc = 0.0f32;
+    for (a, b) in x.iter().zip(y) {
+        let res = d(a) * 0.125 * hsum_epi32(lanes(a, b)) as f32;
+        acc = fma_ss(acc, res, b.d);
+    }
+    acc
+}
+
+/// ggml's AVX2 `ggml_vec_dot_iq2_s_q8_K`.
 ///
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn iq2s_q8k(x: &[BlockIQ2S], y: &[BlockQ8K]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    for (a, b) in x.iter().zip(y) {
-        let d = _mm256_set1_ps(a.d.to_f32() * b.d);
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(iq2s_lanes(a, b)), acc);
-    }
-    0.125 * hsum_ps(acc)
+    iq2_q8k(x, y, |a| a.d.to_f32(), |a, b| iq2s_lanes(a, b))
 }
 
 /// ggml's tiled-GEMM IQ2_S product (`super::scalar::iq2s_batch`).
@@ -319,10 +369,41 @@ pub unsafe fn iq2s_q8k(x: &[BlockIQ2S], y: &[BlockQ8K]) -> f32 {
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn iq2s_batch(x: &[BlockIQ2S], y: &[BlockQ8K]) -> f32 {
-    let mut acc = 0.0f32;
-    for (a, b) in x.iter().zip(y) {
-        let res = a.d.to_f32() * 0.125 * hsum_epi32(iq2s_lanes(a, b)) as f32;
-        acc = fma_ss(acc, res, b.d);
-    }
-    acc
+    iq2_batch(x, y, |a| a.d.to_f32(), |a, b| iq2s_lanes(a, b))
+}
+
+/// ggml's AVX2 `ggml_vec_dot_iq2_xs_q8_K`.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn iq2xs_q8k(x: &[BlockIQ2XS], y: &[BlockQ8K]) -> f32 {
+    iq2_q8k(x, y, |a| a.d.to_f32(), |a, b| iq2xs_lanes(a, b))
+}
+
+/// ggml's tiled-GEMM IQ2_XS product (`super::scalar::iq2xs_batch`).
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn iq2xs_batch(x: &[BlockIQ2XS], y: &[BlockQ8K]) -> f32 {
+    iq2_batch(x, y, |a| a.d.to_f32(), |a, b| iq2xs_lanes(a, b))
+}
+
+/// ggml's AVX2 `ggml_vec_dot_iq2_xxs_q8_K`.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn iq2xxs_q8k(x: &[BlockIQ2XXS], y: &[BlockQ8K]) -> f32 {
+    iq2_q8k(x, y, |a| a.d.to_f32(), |a, b| iq2xxs_lanes(a, b))
+}
+
+/// ggml's tiled-GEMM IQ2_XXS product (`super::scalar::iq2xxs_batch`).
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn iq2xxs_batch(x: &[BlockIQ2XXS], y: &[BlockQ8K]) -> f32 {
+    iq2_batch(x, y, |a| a.d.to_f32(), |a, b| iq2xxs_lanes(a, b))
 }

@@ -6,7 +6,7 @@
 use crate::quant::blocks::*;
 use crate::quant::iquants::iq4xs::sub_scale;
 use crate::quant::iquants::KVALUES_IQ4NL;
-use crate::quant::iquants::{iq2s, iq3s, iq3xxs};
+use crate::quant::iquants::{iq2s, iq2xs, iq2xxs, iq3s, iq3xxs};
 
 /// Σ of `level(q4)·q8` over 32 values: 16 bytes of nibbles (low: values
 /// 0..16, high: 16..32) against 32 activation levels.
@@ -129,35 +129,81 @@ pub fn iq3s_batch(x: &[BlockIQ3S], y: &[BlockQ8K]) -> f32 {
     })
 }
 
-/// `Σ_ib16 (2·ls+1)·Σ level·sign·q8` of an IQ2_S super-block: exact integers.
+/// `Σ_ib16 (2·ls+1)·Σ level·sign·q8` of a 2-bit grid super-block (IQ2_XXS,
+/// IQ2_XS, IQ2_S) from its signed levels per 32 values and its odd scales
+/// per 16: exact integers.
 #[inline(always)]
-fn iq2s_sum(a: &BlockIQ2S, q8: &[i8]) -> i32 {
+fn iq2_sum(values: impl Fn(usize) -> [i8; 32], scale: impl Fn(usize) -> i32, q8: &[i8]) -> i32 {
     (0..8)
         .map(|ib32| {
-            let v = iq2s::values(a, ib32);
+            let v = values(ib32);
             let half =
                 |h: usize| -> i32 { (16 * h..16 * h + 16).map(|i| v[i] as i32 * q8[32 * ib32 + i] as i32).sum() };
-            iq2s::scale(a, 2 * ib32) * half(0) + iq2s::scale(a, 2 * ib32 + 1) * half(1)
+            scale(2 * ib32) * half(0) + scale(2 * ib32 + 1) * half(1)
         })
         .sum()
 }
 
-/// ggml's generic IQ2_S·Q8_K: `0.125·Σ d_x·d_y·Σ_ib16 (2·ls+1)·Σ level·q8`.
-pub fn iq2s_q8k(x: &[BlockIQ2S], y: &[BlockQ8K]) -> f32 {
+#[inline(always)]
+fn iq2s_sum(a: &BlockIQ2S, q8: &[i8]) -> i32 {
+    iq2_sum(|ib| iq2s::values(a, ib), |i| iq2s::scale(a, i), q8)
+}
+
+#[inline(always)]
+fn iq2xs_sum(a: &BlockIQ2XS, q8: &[i8]) -> i32 {
+    iq2_sum(|ib| iq2xs::values(a, ib), |i| iq2xs::scale(a, i), q8)
+}
+
+#[inline(always)]
+fn iq2xxs_sum(a: &BlockIQ2XXS, q8: &[i8]) -> i32 {
+    iq2_sum(|ib| iq2xxs::values(a, ib), |i| iq2xxs::scale(a, i / 2), q8)
+}
+
+/// ggml's generic 2-bit grid products (`ggml_vec_dot_iq2_{xxs,xs,s}_q8_K_generic`):
+/// `0.125·Σ d_x·d_y·(integer sum)`.
+#[inline(always)]
+fn iq2_q8k<B>(x: &[B], y: &[BlockQ8K], d: impl Fn(&B) -> f32, sum: impl Fn(&B, &[i8]) -> i32) -> f32 {
     let mut sumf = 0.0f32;
     for (a, b) in x.iter().zip(y) {
-        let d = a.d.to_f32() * b.d;
-        sumf += d * iq2s_sum(a, &b.qs) as f32;
+        sumf += d(a) * b.d * sum(a, &b.qs) as f32;
     }
     0.125 * sumf
 }
 
-/// ggml's tiled-GEMM IQ2_S product (8 or more tokens): per super-block the
-/// exact integer sum `s`, then `acc = fma(d_x/8·s, d_y, acc)` (the tile
-/// stores `d_x·0.125`).
+/// ggml's tiled-GEMM products of the 2-bit grid types (8 or more tokens):
+/// per super-block the exact integer sum `s`, then
+/// `acc = fma(d_x/8·s, d_y, acc)` (the tile stores `d_x·0.125`).
+#[inline(always)]
+fn iq2_batch<B>(x: &[B], y: &[BlockQ8K], d: impl Fn(&B) -> f32, sum: impl Fn(&B, &[i8]) -> i32) -> f32 {
+    x.iter().zip(y).fold(0.0, |acc, (a, b)| (d(a) * 0.125 * sum(a, &b.qs) as f32).mul_add(b.d, acc))
+}
+
+/// ggml's generic IQ2_S·Q8_K.
+pub fn iq2s_q8k(x: &[BlockIQ2S], y: &[BlockQ8K]) -> f32 {
+    iq2_q8k(x, y, |a| a.d.to_f32(), iq2s_sum)
+}
+
+/// ggml's tiled-GEMM IQ2_S product.
 pub fn iq2s_batch(x: &[BlockIQ2S], y: &[BlockQ8K]) -> f32 {
-    x.iter().zip(y).fold(0.0, |acc, (a, b)| {
-        let s = iq2s_sum(a, &b.qs);
-        (a.d.to_f32() * 0.125 * s as f32).mul_add(b.d, acc)
-    })
+    iq2_batch(x, y, |a| a.d.to_f32(), iq2s_sum)
+}
+
+/// ggml's generic IQ2_XS·Q8_K.
+pub fn iq2xs_q8k(x: &[BlockIQ2XS], y: &[BlockQ8K]) -> f32 {
+    iq2_q8k(x, y, |a| a.d.to_f32(), iq2xs_sum)
+}
+
+/// ggml's tiled-GEMM IQ2_XS product.
+pub fn iq2xs_batch(x: &[BlockIQ2XS], y: &[BlockQ8K]) -> f32 {
+    iq2_batch(x, y, |a| a.d.to_f32(), iq2xs_sum)
+}
+
+/// ggml's generic IQ2_XXS·Q8_K.
+pub fn iq2xxs_q8k(x: &[BlockIQ2XXS], y: &[BlockQ8K]) -> f32 {
+    iq2_q8k(x, y, |a| a.d.to_f32(), iq2xxs_sum)
+}
+
+/// ggml's tiled-GEMM IQ2_XXS product.
+pub fn iq2xxs_batch(x: &[BlockIQ2XXS], y: &[BlockQ8K]) -> f32 {
+    iq2_batch(x, y, |a| a.d.to_f32(), iq2xxs_sum)
 }
