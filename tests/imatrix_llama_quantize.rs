@@ -16,11 +16,12 @@ fn values(seed: u64, n: usize) -> Vec<f32> {
     common::uniform01(seed, n).map(|u| 0.01 + u * u * u * 50.0).collect()
 }
 
-#[test]
-fn imatrix_quantization_matches_llama_quantize() {
+/// Quantize `model` with each preset and a synthetic importance matrix
+/// (every 2-D layer matrix), with quantmix and with llama-quantize, and
+/// compare every tensor's type and bytes.
+fn compare_with_llama_quantize(model: &std::path::Path, presets: &[&str]) {
     let Some(py) = common::python() else { return };
-    let model = common::fixture("presets/synth12-llama-f16.gguf");
-    let g = GgufFile::open(&model).unwrap();
+    let g = GgufFile::open(model).unwrap();
     let dir = common::tempdir();
     let mut m = Imatrix { datasets: vec!["synthetic".into()], chunk_count: 4, chunk_size: 512, ..Default::default() };
     for (i, t) in g.tensors().iter().enumerate() {
@@ -29,18 +30,15 @@ fn imatrix_quantization_matches_llama_quantize() {
             m.entries.insert(t.name.clone(), Entry { sums: values(i as u64 + 1, n), counts: vec![512.0 * 4.0] });
         }
     }
-    let imat = dir.path().join("synth12.imatrix.gguf");
+    let imat = dir.path().join("model.imatrix.gguf");
     m.save_gguf(&imat).unwrap();
-    for preset in [
-        "Q4_K_M", "Q2_K", "Q3_K_S", "Q5_K_S", "Q4_0", "Q5_1", "Q6_K", "IQ4_NL", "IQ4_XS", "IQ3_XS", "IQ3_S", "IQ3_M",
-        "IQ3_XXS", "IQ2_M",
-    ] {
+    for preset in presets {
         let ours = dir.path().join(format!("ours-{preset}.gguf"));
         let theirs = dir.path().join(format!("llama-{preset}.gguf"));
         let o = Command::new(env!("CARGO_BIN_EXE_quantmix"))
             .args(["quantize", "--preset", preset, "--imatrix"])
             .arg(&imat)
-            .arg(&model)
+            .arg(model)
             .arg("-o")
             .arg(&ours)
             .arg("-q")
@@ -49,7 +47,7 @@ fn imatrix_quantization_matches_llama_quantize() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let o = Command::new(&py)
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/llama_quantize.py"))
-            .arg(&model)
+            .arg(model)
             .arg(&theirs)
             .arg(preset)
             .arg("--imatrix")
@@ -67,7 +65,28 @@ fn imatrix_quantization_matches_llama_quantize() {
         }
         assert!(bad.is_empty(), "{preset} with imatrix differs from llama-quantize: {}", bad.join(", "));
         eprintln!("{preset} + imatrix: {} tensors identical to llama-quantize", a.tensors().len());
+        std::fs::remove_file(&ours).unwrap();
+        std::fs::remove_file(&theirs).unwrap();
     }
+}
+
+#[test]
+fn imatrix_quantization_matches_llama_quantize() {
+    compare_with_llama_quantize(
+        &common::fixture("presets/synth12-llama-f16.gguf"),
+        &[
+            "Q4_K_M", "Q2_K", "Q3_K_S", "Q5_K_S", "Q4_0", "Q5_1", "Q6_K", "IQ4_NL", "IQ4_XS", "IQ3_XS", "IQ3_S",
+            "IQ3_M", "IQ3_XXS", "IQ2_M", "IQ2_S", "IQ2_XS", "IQ2_XXS",
+        ],
+    );
+}
+
+/// The presets that need an importance matrix on SmolLM2 (its 1536-wide
+/// feed-forward rows take the 2-bit types; 576-wide rows fall back to IQ4_NL).
+#[test]
+fn smollm2_low_bit_presets_match_llama_quantize() {
+    let Some(m) = common::smollm2() else { return };
+    compare_with_llama_quantize(&m, &["IQ2_M", "IQ2_S", "IQ2_XS", "IQ2_XXS"]);
 }
 
 /// Without an importance matrix llama-quantize refuses IQ3_XS on synth12

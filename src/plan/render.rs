@@ -65,11 +65,18 @@ mod tests {
         for &p in Preset::ALL {
             let plan = match super::super::resolve(&Recipe::preset(p), &info, g.tensors(), None) {
                 Ok(plan) => plan,
-                // IQ3_XS, IQ3_XXS and IQ2_M put IQ3_XXS / IQ2_S on synth12's 256-wide rows: refused
-                // without an imatrix.
+                // IQ3_XS, IQ3_XXS and the IQ2 presets put IQ3_XXS / IQ2_* on synth12's 256-wide
+                // rows: refused without an imatrix.
                 Err(e)
-                    if matches!(p, Preset::IQ3_XS | Preset::IQ3_XXS | Preset::IQ2_M)
-                        && e.to_string().contains("requires an importance matrix") =>
+                    if matches!(
+                        p,
+                        Preset::IQ3_XS
+                            | Preset::IQ3_XXS
+                            | Preset::IQ2_M
+                            | Preset::IQ2_S
+                            | Preset::IQ2_XS
+                            | Preset::IQ2_XXS
+                    ) && e.to_string().contains("requires an importance matrix") =>
                 {
                     continue
                 }

@@ -4,9 +4,8 @@
 //!
 //! Read from llama.cpp's `src/llama-quant.cpp` (commit 0c1e570); only the
 //! presets quantmix offers are modelled (of the IQ presets IQ4_NL, IQ4_XS,
-//! IQ3_XXS, IQ3_XS, IQ3_S, IQ3_M and IQ2_M; not IQ2_XXS/IQ2_XS/IQ2_S/IQ1_*,
-//! whose types quantmix does not write yet), and TQ1_0, TQ2_0, Q1_0, Q2_0
-//! and MXFP4_MOE with their branches.
+//! IQ3_XXS, IQ3_XS, IQ3_S, IQ3_M, IQ2_M, IQ2_S, IQ2_XS and IQ2_XXS), and
+//! TQ1_0, TQ2_0, Q1_0, Q2_0 and MXFP4_MOE with their branches.
 //!
 //! One difference: llama-quantize stops with "no tensor type fallback" when
 //! Q1_0's block of 128 does not divide a tensor's rows (SmolLM2's 576);
@@ -50,6 +49,9 @@ pub enum Preset {
     IQ3_M,
     IQ3_XXS,
     IQ2_M,
+    IQ2_S,
+    IQ2_XS,
+    IQ2_XXS,
 }
 
 impl Preset {
@@ -84,6 +86,9 @@ impl Preset {
         Preset::IQ3_M,
         Preset::IQ3_XXS,
         Preset::IQ2_M,
+        Preset::IQ2_S,
+        Preset::IQ2_XS,
+        Preset::IQ2_XXS,
     ];
 
     /// llama.cpp's name (`Q4_K_M`, …).
@@ -119,6 +124,9 @@ impl Preset {
             Preset::IQ3_M => "IQ3_M",
             Preset::IQ3_XXS => "IQ3_XXS",
             Preset::IQ2_M => "IQ2_M",
+            Preset::IQ2_S => "IQ2_S",
+            Preset::IQ2_XS => "IQ2_XS",
+            Preset::IQ2_XXS => "IQ2_XXS",
         }
     }
 
@@ -163,6 +171,9 @@ impl Preset {
             Preset::IQ3_M => 27,
             Preset::IQ3_XXS => 23,
             Preset::IQ2_M => 29,
+            Preset::IQ2_XXS => 19,
+            Preset::IQ2_XS => 20,
+            Preset::IQ2_S => 28,
             Preset::BF16 => 32,
             Preset::TQ1_0 => 36,
             Preset::TQ2_0 => 37,
@@ -198,6 +209,9 @@ impl Preset {
             Preset::IQ3_XS | Preset::IQ3_S | Preset::IQ3_M => GgmlType::IQ3_S,
             Preset::IQ3_XXS => GgmlType::IQ3_XXS,
             Preset::IQ2_M => GgmlType::IQ2_S,
+            // llama.cpp's IQ2_S preset is mostly IQ2_XS.
+            Preset::IQ2_XS | Preset::IQ2_S => GgmlType::IQ2_XS,
+            Preset::IQ2_XXS => GgmlType::IQ2_XXS,
         }
     }
 }
@@ -227,7 +241,9 @@ pub fn ftype_for_type(ty: GgmlType) -> u32 {
         GgmlType::MXFP4 => Preset::MXFP4_MOE,
         GgmlType::IQ3_S => Preset::IQ3_S,
         GgmlType::IQ3_XXS => Preset::IQ3_XXS,
-        GgmlType::IQ2_S => return 28, // LLAMA_FTYPE_MOSTLY_IQ2_S (a preset quantmix does not offer)
+        GgmlType::IQ2_S => Preset::IQ2_S,
+        GgmlType::IQ2_XS => Preset::IQ2_XS,
+        GgmlType::IQ2_XXS => Preset::IQ2_XXS,
         _ => Preset::F32,
     };
     p.ftype()
@@ -482,7 +498,7 @@ impl<'a> PresetState<'a> {
             let nx = t.shape[0];
             if ftype == P::MXFP4_MOE || falcon || !nx.is_multiple_of(new_type.block_size() as u64) {
                 new_type = T::Q8_0;
-            } else if matches!(ftype, P::IQ3_XXS | P::IQ2_M) {
+            } else if matches!(ftype, P::IQ3_XXS | P::IQ2_M | P::IQ2_S | P::IQ2_XS | P::IQ2_XXS) {
                 new_type = T::Q5_K;
             } else if new_type != T::Q8_0 {
                 new_type = T::Q6_K;
@@ -493,24 +509,32 @@ impl<'a> PresetState<'a> {
         } else if cat == Category::TokenEmbd {
             if matches!(ftype, P::TQ1_0 | P::TQ2_0 | P::Q2_0) {
                 new_type = T::Q4_K;
-            } else if matches!(ftype, P::IQ3_XXS | P::IQ2_M) {
+            } else if matches!(ftype, P::IQ3_XXS | P::IQ2_M | P::IQ2_S) {
                 new_type = T::IQ3_S;
+            } else if matches!(ftype, P::IQ2_XS | P::IQ2_XXS) {
+                new_type = T::Q2_K;
             }
-        } else if ftype == P::IQ2_M {
-            // llama.cpp's branch for its 1- and 2-bit presets (of which
-            // quantmix offers IQ2_M): it replaces the rules below.
+        } else if matches!(ftype, P::IQ2_M | P::IQ2_S | P::IQ2_XS | P::IQ2_XXS) {
+            // llama.cpp's branch for its 1- and 2-bit presets: it replaces
+            // the rules below. IQ2_S and IQ2_M raise their few bumped
+            // tensors to IQ3_S, IQ2_XS and IQ2_XXS to Q2_K.
+            let bump = if matches!(ftype, P::IQ2_M | P::IQ2_S) { T::IQ3_S } else { T::Q2_K };
             if cat.is_attn_v() {
-                new_type = if m.n_gqa() >= 4 || m.n_expert >= 4 { T::Q4_K } else { T::IQ3_S };
+                new_type = if m.n_gqa() >= 4 || m.n_expert >= 4 { T::Q4_K } else { bump };
                 self.i_attention_wv += 1;
             } else if m.n_expert == 8 && cat == Category::AttnK {
                 new_type = T::Q4_K;
             } else if cat == Category::FfnDown {
                 if self.i_ffn_down < m.n_layer as i64 / 8 {
-                    new_type = T::IQ3_S;
+                    new_type = bump;
                 }
                 self.i_ffn_down += 1;
             } else if cat == Category::AttnOutput {
-                new_type = if m.n_expert == 8 { T::Q5_K } else { T::IQ3_S };
+                if m.n_expert == 8 {
+                    new_type = T::Q5_K;
+                } else if bump == T::IQ3_S {
+                    new_type = T::IQ3_S;
+                }
             }
         } else if cat.is_attn_v() {
             let (i, n) = (self.i_attention_wv, self.n_attention_wv);

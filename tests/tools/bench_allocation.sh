@@ -45,9 +45,14 @@ open(sys.argv[1], "w").write("\n\n".join(open(f).read() for f in files))
 PY
 [ -s "$W/llama.imatrix.gguf" ] || "$BIN/llama-imatrix" -m "$SRC" -f "$CALIB" -o "$W/llama.imatrix.gguf" -c 512 -t "$THREADS" > "$W/llama-imatrix.log" 2>&1
 
-# (3) the presets.
+# (3) the presets. llama-quantize refuses some (IQ2_M, IQ2_XS, …) without an importance matrix
+# wherever their types land: such a preset has no plain file, and its budget is the imatrix file's
+# size (the same types).
 for P in $PRESETS; do
-  [ -s "$W/$P.gguf" ] || "$BIN/llama-quantize" "$SRC" "$W/$P.gguf" "$P" "$THREADS" > "$W/quantize-$P.log" 2>&1
+  if [ ! -s "$W/$P.gguf" ] && [ ! -e "$W/$P.refused" ]; then
+    "$BIN/llama-quantize" "$SRC" "$W/$P.gguf" "$P" "$THREADS" > "$W/quantize-$P.log" 2>&1 \
+      || { rm -f "$W/$P.gguf"; touch "$W/$P.refused"; echo "llama-quantize refuses $P without an importance matrix" >&2; }
+  fi
   [ -s "$W/$P-imatrix.gguf" ] || "$BIN/llama-quantize" --imatrix "$W/llama.imatrix.gguf" "$SRC" "$W/$P-imatrix.gguf" "$P" "$THREADS" > "$W/quantize-$P-imatrix.log" 2>&1
 done
 
@@ -57,7 +62,7 @@ if [ ! -s "$W/sensitivity.json" ]; then
     || { cat "$W/sensitivity.err" >&2; exit 1; }
 fi
 for P in $PRESETS; do
-  budget=$(stat -c %s "$W/$P.gguf")
+  if [ -s "$W/$P.gguf" ]; then budget=$(stat -c %s "$W/$P.gguf"); else budget=$(stat -c %s "$W/$P-imatrix.gguf"); fi
   "$QM" plan "$SRC" --sensitivity "$W/sensitivity.json" --budget "$budget" -o "$W/plan-$P.toml" 2> "$W/plan-$P.log"
   "$QM" quantize --recipe "$W/plan-$P.toml" "$SRC" -o "$W/quantmix-$P.gguf" --quiet --threads "$THREADS" > /dev/null
 done
@@ -78,7 +83,10 @@ run_until() {  # run_until LOG PATTERN CMD...: CMD > LOG until LOG holds PATTERN
 [ -s "$W/base.kld" ] && grep -q "Final estimate" "$W/ppl-base.log" 2>/dev/null \
   || run_until "$W/ppl-base.log" "Final estimate" "$BIN/llama-perplexity" -m "$SRC" -f "$EVAL_TEXT" -c 512 -t "$THREADS" --kl-divergence-base "$W/base.kld"
 files=()
-for P in $PRESETS; do files+=("$P" "$P-imatrix" "quantmix-$P"); done
+for P in $PRESETS; do
+  [ -s "$W/$P.gguf" ] && files+=("$P")
+  files+=("$P-imatrix" "quantmix-$P")
+done
 for f in "${files[@]}"; do
   run_until "$W/kld-$f.log" "Mean +KLD:" "$BIN/llama-perplexity" -m "$W/$f.gguf" -c 512 -t "$THREADS" --kl-divergence-base "$W/base.kld" --kl-divergence
 done
@@ -99,14 +107,20 @@ def kld(f):
     return float(m.group(1)), float(m.group(2)), (float(p.group(1)) if p else None)
 rows, res = [], {}
 for P in presets:
-    plain, imat, ours = kld(P), kld(f"{P}-imatrix"), kld(f"quantmix-{P}")
+    has_plain = os.path.exists(os.path.join(w, P + ".gguf"))
+    imat, ours = kld(f"{P}-imatrix"), kld(f"quantmix-{P}")
+    plain = kld(P) if has_plain else None
     size = lambda f: os.path.getsize(os.path.join(w, f + ".gguf"))
-    res[P] = {"budget_bytes": size(P), "plain": {"bytes": size(P), "kld": plain[0], "kld_err": plain[1]},
+    budget = size(P) if has_plain else size(f"{P}-imatrix")
+    res[P] = {"budget_bytes": budget,
+              "plain": {"bytes": size(P), "kld": plain[0], "kld_err": plain[1]} if plain else None,
               "imatrix": {"bytes": size(f"{P}-imatrix"), "kld": imat[0], "kld_err": imat[1]},
               "quantmix": {"bytes": size(f"quantmix-{P}"), "kld": ours[0], "kld_err": ours[1]},
-              "ratio_vs_plain": ours[0] / plain[0], "ratio_vs_imatrix": ours[0] / imat[0]}
-    rows.append(f"| {P} | {size(P):,} | {plain[0]:.4f} ± {plain[1]:.4f} | {imat[0]:.4f} ± {imat[1]:.4f} | "
-                f"{size(f'quantmix-{P}'):,} | {ours[0]:.4f} ± {ours[1]:.4f} | {ours[0]/plain[0]:.2f} | {ours[0]/imat[0]:.2f} |")
+              "ratio_vs_plain": ours[0] / plain[0] if plain else None, "ratio_vs_imatrix": ours[0] / imat[0]}
+    plain_s = f"{plain[0]:.4f} ± {plain[1]:.4f}" if plain else "refused without imatrix"
+    ratio_s = f"{ours[0]/plain[0]:.2f}" if plain else "—"
+    rows.append(f"| {P} | {budget:,} | {plain_s} | {imat[0]:.4f} ± {imat[1]:.4f} | "
+                f"{size(f'quantmix-{P}'):,} | {ours[0]:.4f} ± {ours[1]:.4f} | {ratio_s} | {ours[0]/imat[0]:.2f} |")
 md = ["| preset | preset bytes | KLD plain | KLD imatrix (llama-imatrix) | quantmix bytes | KLD quantmix | ÷ plain | ÷ imatrix |",
       "|---|---|---|---|---|---|---|---|"] + rows
 open(os.path.join(w, "results.md"), "w").write("\n".join(md) + "\n")
