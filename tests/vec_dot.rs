@@ -36,11 +36,15 @@ const WEIGHT_TYPES: &[GgmlType] = &[
     GgmlType::IQ3_XXS,
     GgmlType::IQ3_S,
     GgmlType::IQ2_S,
+    GgmlType::IQ1_S,
+    GgmlType::IQ1_M,
 ];
 
 fn quantized(ty: GgmlType, x: &[f32]) -> Vec<u8> {
     let mut q = vec![0u8; ty.row_bytes(x.len() as u64).unwrap() as usize];
-    quant::quantize_row(ty, x, &mut q, None).unwrap();
+    // Types ggml quantizes only with an importance matrix get unit weights.
+    let ones = quant::caps(ty).requires_imatrix.then(|| vec![1.0f32; x.len()]);
+    quant::quantize_row(ty, x, &mut q, ones.as_deref()).unwrap();
     q
 }
 

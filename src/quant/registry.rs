@@ -42,6 +42,8 @@ macro_rules! __block_types {
             IQ3_XXS => $crate::quant::blocks::BlockIQ3XXS,
             IQ3_S => $crate::quant::blocks::BlockIQ3S,
             IQ2_S => $crate::quant::blocks::BlockIQ2S,
+            IQ1_S => $crate::quant::blocks::BlockIQ1S,
+            IQ1_M => $crate::quant::blocks::BlockIQ1M,
         }
     };
 }

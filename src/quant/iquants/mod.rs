@@ -10,6 +10,9 @@
 //!   ([`iq3_tables`]), signs stored apart; [`iq3`] is their shared search.
 //! - [`iq2s`]: IQ2_S, groups of 8 magnitudes on ggml's 2-bit grid
 //!   ([`iq2_tables`]), signs apart, a 4-bit scale per 16 values.
+//! - [`iq1s`], [`iq1m`]: IQ1_S and IQ1_M, groups of 8 levels −1, 0, 1 on
+//!   ggml's 1-bit grid ([`iq1_tables`]) shifted by ±1/8, a 3-bit scale per
+//!   32 (IQ1_S) or 16 (IQ1_M) values; [`iq1`] is their shared grid search.
 //! - [`dot`]: their dot products (scalar reference and AVX2).
 //! - `dequant_avx2`: AVX2 dequantizers, bit-identical to the scalar ones.
 //! - [`gemm`]: AVX-512 VNNI tile kernels of the dot products for several
@@ -24,6 +27,10 @@
 pub mod dequant_avx2;
 pub mod dot;
 pub mod gemm;
+pub mod iq1;
+pub mod iq1_tables;
+pub mod iq1m;
+pub mod iq1s;
 pub mod iq2_tables;
 pub mod iq2s;
 pub mod iq3;
