@@ -16,7 +16,9 @@ fn data(seed: u64, n: usize) -> Vec<f32> {
 fn quantized(ty: GgmlType, x: &[f32], row_len: usize) -> Vec<u8> {
     let rows = x.len() / row_len;
     let mut q = vec![0u8; rows * ty.row_bytes(row_len as u64).unwrap() as usize];
-    quant::quantize_rows(ty, x, row_len, None, &mut q).unwrap();
+    // Types ggml quantizes only with an importance matrix get unit weights.
+    let ones = quant::caps(ty).requires_imatrix.then(|| vec![1.0f32; row_len]);
+    quant::quantize_rows(ty, x, row_len, ones.as_deref(), &mut q).unwrap();
     q
 }
 
@@ -357,7 +359,7 @@ fn products_equal_ggml_mul_mat_bit_for_bit() {
     }
 }
 
-/// IQ4_NL · Q8_0, IQ4_XS, IQ3_XXS, IQ3_S, IQ2_S · Q8_K, MXFP4 · Q8_0 and the
+/// IQ4_NL · Q8_0, IQ4_XS, IQ3_XXS, IQ3_S, IQ2_S, IQ1_S, IQ1_M · Q8_K, MXFP4 · Q8_0 and the
 /// low-bit types on the AVX2 path give exactly the bits of libggml-cpu's
 /// AVX2 `vec_dot` on short rows and odd block counts (the IQ4_NL and MXFP4
 /// kernels pair blocks and add an odd last one in scalar).
@@ -393,6 +395,10 @@ fn short_and_odd_dot_products_equal_ggml_cpu_bit_for_bit() {
         (GgmlType::IQ3_S, 1536),
         (GgmlType::IQ2_S, 256),
         (GgmlType::IQ2_S, 1536),
+        (GgmlType::IQ1_S, 256),
+        (GgmlType::IQ1_S, 1536),
+        (GgmlType::IQ1_M, 256),
+        (GgmlType::IQ1_M, 1536),
     ];
     let (mut jobs, mut ours) = (Vec::new(), Vec::new());
     for (k, &(ty, n)) in cases.iter().enumerate() {

@@ -184,7 +184,9 @@ pub fn run_kernels(opts: &KernelOptions) -> Result<KernelReport, QuantError> {
             })
         };
         let t_qi = quantize_pass(Some(&qw));
-        let t_q = quantize_pass(None);
+        // Types ggml quantizes only with an importance matrix (IQ1_S) have
+        // no reference quantizer: both columns report the weighted one.
+        let t_q = if quant::caps(ty).requires_imatrix { t_qi } else { quantize_pass(None) };
         for r in q_rows..nrows {
             let src = r % q_rows;
             w.copy_within(src * row_bytes..(src + 1) * row_bytes, r * row_bytes);
@@ -326,7 +328,8 @@ pub fn run_matmul(opts: &MatmulOptions) -> Result<Vec<MatmulRow>, QuantError> {
         })? as usize;
         let wf = signal(2, opts.rows * opts.row_len);
         let mut wq = vec![0u8; opts.rows * row_bytes];
-        quant::quantize_rows(ty, &wf, opts.row_len, None, &mut wq)?;
+        let qw = quant::caps(ty).requires_imatrix.then(|| importance(opts.row_len));
+        quant::quantize_rows(ty, &wf, opts.row_len, qw.as_deref(), &mut wq)?;
         let w = Weights::new(ty, opts.rows, opts.row_len, &wq)?;
         let x = signal(3, opts.n_tokens * opts.row_len);
         let mut out = vec![0f32; opts.n_tokens * opts.rows];
