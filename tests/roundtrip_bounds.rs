@@ -7,7 +7,9 @@
 //! vector `w` (one weight per column, log-normal like real imatrix data).
 //! For the importance run the bounded number is the importance-weighted
 //! error `sqrt(Σ w·(x − x̂)² / Σ w·x²)`, the quantity the weighted searches
-//! minimise; its plain error is printed too.
+//! minimise; its plain error is printed too. A type ggml quantizes only
+//! with an importance vector (IQ1_S) has no reference quantizer: its
+//! reference run takes unit weights.
 //!
 //! Everything is deterministic (seeded inputs, quantizers bit-exact with
 //! ggml), so the numbers are the same on every machine; run with
@@ -29,6 +31,8 @@ const TYPES: &[GgmlType] = &[
     GgmlType::Q2_0,
     GgmlType::Q2_K,
     GgmlType::Q3_K,
+    GgmlType::IQ1_S,
+    GgmlType::IQ1_M,
     GgmlType::IQ2_S,
     GgmlType::IQ3_XXS,
     GgmlType::IQ3_S,
@@ -104,6 +108,8 @@ const BOUNDS: &[(GgmlType, Dist, f64, f64)] = {
         (T::MXFP4, D::Gaussian, 0.127, 0.128),
         (T::Q2_K, D::Gaussian, 0.332,    0.231),
         (T::Q3_K, D::Gaussian, 0.17,     0.14),
+        (T::IQ1_S, D::Gaussian, 0.544,   0.449),
+        (T::IQ1_M, D::Gaussian, 0.652,   0.382),
         (T::IQ2_S, D::Gaussian, 0.297,   0.231),
         (T::IQ3_XXS, D::Gaussian, 0.24,   0.147),
         (T::IQ3_S, D::Gaussian, 0.186,   0.12),
@@ -126,6 +132,8 @@ const BOUNDS: &[(GgmlType, Dist, f64, f64)] = {
         (T::MXFP4, D::Laplace, 0.139, 0.138),
         (T::Q2_K, D::Laplace,  0.386,    0.249),
         (T::Q3_K, D::Laplace,  0.198,    0.162),
+        (T::IQ1_S, D::Laplace,  0.611,   0.486),
+        (T::IQ1_M, D::Laplace,  0.656,   0.394),
         (T::IQ2_S, D::Laplace,  0.364,   0.267),
         (T::IQ3_XXS, D::Laplace,  0.278,   0.159),
         (T::IQ3_S, D::Laplace,  0.221,   0.138),
@@ -148,6 +156,8 @@ const BOUNDS: &[(GgmlType, Dist, f64, f64)] = {
         (T::MXFP4, D::Outliers, 0.187, 0.172),
         (T::Q2_K, D::Outliers, 0.281,    0.19),
         (T::Q3_K, D::Outliers, 0.165,    0.128),
+        (T::IQ1_S, D::Outliers, 0.774,   0.524),
+        (T::IQ1_M, D::Outliers, 0.652,   0.414),
         (T::IQ2_S, D::Outliers, 0.684,   0.424),
         (T::IQ3_XXS, D::Outliers, 0.381,   0.24),
         (T::IQ3_S, D::Outliers, 0.308,   0.215),
@@ -170,6 +180,8 @@ const BOUNDS: &[(GgmlType, Dist, f64, f64)] = {
         (T::MXFP4, D::Uniform, 0.159, 0.158),
         (T::Q2_K, D::Uniform,  0.262,    0.184),
         (T::Q3_K, D::Uniform,  0.14,     0.108),
+        (T::IQ1_S, D::Uniform,  0.468,   0.365),
+        (T::IQ1_M, D::Uniform,  0.58,    0.316),
         (T::IQ2_S, D::Uniform,  0.272,   0.197),
         (T::IQ3_XXS, D::Uniform,  0.217,   0.13),
         (T::IQ3_S, D::Uniform,  0.16,   0.105),
@@ -192,6 +204,8 @@ const BOUNDS: &[(GgmlType, Dist, f64, f64)] = {
         (T::MXFP4, D::Smollm2, 0.133, 0.132),
         (T::Q2_K, D::Smollm2,  0.349,    0.238),
         (T::Q3_K, D::Smollm2,  0.178,    0.147),
+        (T::IQ1_S, D::Smollm2,  0.562,   0.464),
+        (T::IQ1_M, D::Smollm2,  0.651,   0.391),
         (T::IQ2_S, D::Smollm2,  0.319,   0.244),
         (T::IQ3_XXS, D::Smollm2,  0.252,   0.152),
         (T::IQ3_S, D::Smollm2,  0.196,   0.125),
@@ -343,7 +357,8 @@ fn rel_errors(x: &[f32], y: &[f32], n: usize, w: &[f32]) -> (f64, f64) {
 fn roundtrip(ty: GgmlType, d: &Data, imatrix: Option<&[f32]>) -> Vec<f32> {
     let rows = d.x.len() / d.n;
     let mut q = vec![0u8; rows * ty.row_bytes(d.n as u64).unwrap() as usize];
-    quant::quantize_rows(ty, &d.x, d.n, imatrix, &mut q).expect("quantize");
+    let ones = (imatrix.is_none() && quant::caps(ty).requires_imatrix).then(|| vec![1.0f32; d.n]);
+    quant::quantize_rows(ty, &d.x, d.n, imatrix.or(ones.as_deref()), &mut q).expect("quantize");
     let mut y = vec![0f32; d.x.len()];
     quant::dequantize_rows(ty, &q, d.n, &mut y).expect("dequantize");
     y
@@ -462,18 +477,22 @@ fn bounds_table_is_exact() {
 /// grow along Q2_K < Q3_K < Q4_K < Q5_K < Q6_K < Q8_0 < BF16 ≤ F16 (same
 /// size, F16 has 3 more mantissa bits), and
 /// within the legacy family Q4_0 < Q4_1 < Q5_0 < Q5_1 < Q8_0, and
-/// Q3_K < IQ4_XS < IQ4_NL < Q5_K, and IQ2_S < IQ3_XXS < IQ3_S < IQ4_XS — with and
+/// Q3_K < IQ4_XS < IQ4_NL < Q5_K, and IQ2_S < IQ3_XXS < IQ3_S < IQ4_XS, and
+/// IQ1_S < IQ2_S, IQ1_M < IQ2_S (IQ1_M's reference run weighs values by `x²`
+/// and loses to IQ1_S's unit weights on Gaussians, so the two are not chained) — with and
 /// without the importance vector.
 #[test]
 fn error_decreases_with_bits_per_weight() {
     let ms = measurements();
     let get = |ty: GgmlType| ms.iter().find(|m| m.ty == ty && m.dist == Dist::Gaussian).unwrap();
     use GgmlType as T;
-    let chains: [&[GgmlType]; 4] = [
+    let chains: [&[GgmlType]; 6] = [
         &[T::Q2_K, T::Q3_K, T::Q4_K, T::Q5_K, T::Q6_K, T::Q8_0, T::BF16, T::F16],
         &[T::Q4_0, T::Q4_1, T::Q5_0, T::Q5_1, T::Q8_0],
         &[T::Q3_K, T::IQ4_XS, T::IQ4_NL, T::Q5_K],
         &[T::IQ2_S, T::IQ3_XXS, T::IQ3_S, T::IQ4_XS],
+        &[T::IQ1_S, T::IQ2_S],
+        &[T::IQ1_M, T::IQ2_S],
     ];
     for chain in chains {
         for pair in chain.windows(2) {
