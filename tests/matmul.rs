@@ -86,6 +86,8 @@ fn tile_kernels_equal_the_batch_dot_product_bit_for_bit() {
         GgmlType::IQ3_XXS,
         GgmlType::IQ3_S,
         GgmlType::IQ2_S,
+        GgmlType::IQ1_S,
+        GgmlType::IQ1_M,
     ];
     for ty in types {
         // IQ4_NL with an odd block count (its kernels pair blocks).
@@ -105,7 +107,12 @@ fn tile_kernels_equal_the_batch_dot_product_bit_for_bit() {
                 GgmlType::Q3_K => &[108],
                 GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
                 GgmlType::Q6_K => &[208],
-                GgmlType::IQ4_NL | GgmlType::IQ4_XS | GgmlType::IQ3_XXS | GgmlType::IQ3_S | GgmlType::IQ2_S => &[0],
+                GgmlType::IQ4_NL
+                | GgmlType::IQ4_XS
+                | GgmlType::IQ3_XXS
+                | GgmlType::IQ3_S
+                | GgmlType::IQ2_S
+                | GgmlType::IQ1_S => &[0],
                 _ => &[],
             };
             if !f16_at.is_empty() {
@@ -325,6 +332,8 @@ fn products_equal_ggml_mul_mat_bit_for_bit() {
         GgmlType::IQ3_XXS,
         GgmlType::IQ3_S,
         GgmlType::IQ2_S,
+        GgmlType::IQ1_S,
+        GgmlType::IQ1_M,
     ];
     let (rows, row_len) = (37, 1024);
     for (k, ty) in types.into_iter().enumerate() {

@@ -283,8 +283,8 @@ fn batch_dot_simd_equals_scalar_exactly() {
     }
     assert_eq!(
         checked,
-        10 * 12,
-        "the five k-quants, IQ4_NL, IQ4_XS, IQ3_XXS, IQ3_S and IQ2_S have a batch dot product"
+        12 * 12,
+        "the five k-quants, IQ4_NL, IQ4_XS, IQ3_XXS, IQ3_S, IQ2_S, IQ1_S and IQ1_M have a batch dot product"
     );
 }
 

@@ -404,3 +404,80 @@ pub unsafe fn iq1m_q8k(x: &[BlockIQ1M], y: &[BlockQ8K]) -> f32 {
     }
     fma_ss(hsum_ps(accum1), crate::quant::iquants::iq1::IQ1M_DELTA, hsum_ps(accum2))
 }
+
+/// The exact `Σ ls·Σ (8·level + δ)·q8` of one super-block as ggml's tiled
+/// GEMM forms it: the codes `8·level ± 1` signed, the activations biased to
+/// unsigned (`q8 + 128`), `maddubs` (pair sums ≤ 2·255·9, no saturation)
+/// and `madd` by the scales, less `128·Σ ls·code`. `grid(ib)`, `delta(ib)`
+/// and `ls(ib)`: the 4 grid entries, the 4 shift bytes (`0x01…` or `0xFF…`
+/// per entry) and the 16 i16 scales of values `32·ib..32·ib + 32`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn iq1_code_sum(
+    q8: &[i8],
+    grid: impl Fn(usize) -> __m256i,
+    delta: impl Fn(usize) -> __m256i,
+    ls: impl Fn(usize) -> __m256i,
+) -> i32 {
+    let (eight, ones, bias) = (_mm256_set1_epi8(8), _mm256_set1_epi8(1), _mm256_set1_epi8(i8::MIN));
+    let (mut sum, mut corr) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+    for ib in 0..8 {
+        let code = _mm256_add_epi8(_mm256_sign_epi8(eight, grid(ib)), delta(ib));
+        let q8b = _mm256_xor_si256(load_i8(&q8[32 * ib..]), bias);
+        let sc = ls(ib);
+        sum = _mm256_add_epi32(sum, _mm256_madd_epi16(_mm256_maddubs_epi16(q8b, code), sc));
+        corr = _mm256_add_epi32(corr, _mm256_madd_epi16(_mm256_maddubs_epi16(ones, code), sc));
+    }
+    hsum_epi32(sum).wrapping_sub(hsum_epi32(corr).wrapping_mul(128))
+}
+
+/// The shift bytes of 4 groups: `0xFF…` (−1) where `negative(k)`, else `0x01…`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn iq1_deltas(negative: impl Fn(usize) -> bool) -> __m256i {
+    iq1_grid(|k| if negative(k) { u64::MAX } else { 0x0101_0101_0101_0101 })
+}
+
+/// ggml's tiled-GEMM IQ1_S product (`super::scalar::iq1s_batch`).
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn iq1s_batch(x: &[BlockIQ1S], y: &[BlockQ8K]) -> f32 {
+    use crate::quant::iquants::iq1s::{entry, negative_shift, scale};
+    let mut acc = 0.0f32;
+    for (a, b) in x.iter().zip(y) {
+        let s = iq1_code_sum(
+            &b.qs,
+            |ib| iq1_grid(|k| entry(a, ib, k)),
+            |ib| iq1_deltas(|_| negative_shift(a, ib)),
+            |ib| _mm256_set1_epi16(scale(a, ib) as i16),
+        );
+        acc = fma_ss(acc, a.d.to_f32() * 0.125 * s as f32, b.d);
+    }
+    acc
+}
+
+/// ggml's tiled-GEMM IQ1_M product (`super::scalar::iq1m_batch`).
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn iq1m_batch(x: &[BlockIQ1M], y: &[BlockQ8K]) -> f32 {
+    use crate::quant::iquants::iq1m::{entry, negative_shift, scale, scale_words, super_scale};
+    let mut acc = 0.0f32;
+    for (a, b) in x.iter().zip(y) {
+        let sc = scale_words(a);
+        let s = iq1_code_sum(
+            &b.qs,
+            |ib| iq1_grid(|k| entry(a, 4 * ib + k)),
+            |ib| iq1_deltas(|k| negative_shift(a, 4 * ib + k)),
+            |ib| {
+                let (s0, s1) = (scale(&sc, 2 * ib) as i16, scale(&sc, 2 * ib + 1) as i16);
+                _mm256_setr_epi16(s0, s0, s0, s0, s0, s0, s0, s0, s1, s1, s1, s1, s1, s1, s1, s1)
+            },
+        );
+        acc = fma_ss(acc, super_scale(&sc).to_f32() * 0.125 * s as f32, b.d);
+    }
+    acc
+}

@@ -226,3 +226,55 @@ pub fn iq1m_q8k(x: &[BlockIQ1M], y: &[BlockQ8K]) -> f32 {
     }
     sumf
 }
+
+/// `Σ ls·Σ (8·level + δ)·q8` over a super-block's groups of 8: the codes
+/// `8·level ± 1` ggml's tiled GEMM stores for IQ1_S and IQ1_M, `code(g)`
+/// the grid entry, shift sign and scale of group `g` (0..32). Exact.
+#[inline(always)]
+fn iq1_code_sum(code: impl Fn(usize) -> (u64, bool, i32), q8: &[i8]) -> i32 {
+    (0..32)
+        .map(|g| {
+            let (e, negative, ls) = code(g);
+            let delta = if negative { -1 } else { 1 };
+            let s: i32 = e
+                .to_le_bytes()
+                .iter()
+                .zip(&q8[8 * g..8 * g + 8])
+                .map(|(&l, &q)| (8 * l as i8 as i32 + delta) * q as i32)
+                .sum();
+            ls * s
+        })
+        .sum()
+}
+
+/// `iq1_code_sum` of an IQ1_S super-block (one shift and scale per 32 values).
+#[inline(always)]
+pub(crate) fn iq1s_code_sum(a: &BlockIQ1S, q8: &[i8]) -> i32 {
+    iq1_code_sum(|g| (iq1s::entry(a, g / 4, g % 4), iq1s::negative_shift(a, g / 4), iq1s::scale(a, g / 4)), q8)
+}
+
+/// `iq1_code_sum` of an IQ1_M super-block (a shift per 8, a scale per 16 values).
+#[inline(always)]
+pub(crate) fn iq1m_code_sum(a: &BlockIQ1M, q8: &[i8]) -> i32 {
+    let sc = iq1m::scale_words(a);
+    iq1_code_sum(|g| (iq1m::entry(a, g), iq1m::negative_shift(a, g), iq1m::scale(&sc, g / 2)), q8)
+}
+
+/// ggml's tiled-GEMM IQ1_S product (8 or more tokens): per super-block the
+/// exact sum `s` of the codes `8·level ± 1` (the tile stores `d_x·0.125`),
+/// then `acc = fma(d_x/8·s, d_y, acc)`.
+pub fn iq1s_batch(x: &[BlockIQ1S], y: &[BlockQ8K]) -> f32 {
+    x.iter().zip(y).fold(0.0, |acc, (a, b)| {
+        let s = iq1s_code_sum(a, &b.qs);
+        (a.d.to_f32() * 0.125 * s as f32).mul_add(b.d, acc)
+    })
+}
+
+/// ggml's tiled-GEMM IQ1_M product (8 or more tokens), as [`iq1s_batch`].
+pub fn iq1m_batch(x: &[BlockIQ1M], y: &[BlockQ8K]) -> f32 {
+    x.iter().zip(y).fold(0.0, |acc, (a, b)| {
+        let s = iq1m_code_sum(a, &b.qs);
+        let d = iq1m::super_scale(&iq1m::scale_words(a)).to_f32();
+        (d * 0.125 * s as f32).mul_add(b.d, acc)
+    })
+}
