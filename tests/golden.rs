@@ -5,7 +5,7 @@
 //! (k-quant decoding is checked the same way in `golden_kquants.rs`).
 //! Every `fixtures/golden/*.gguf` is checked; IQ4_NL and IQ4_XS are only in `extra-quants.gguf`,
 //! IQ3_XXS and IQ3_S only in `iq3-quants.gguf`, IQ2_S only in `iq2s-quants.gguf`,
-//! IQ2_XXS and IQ2_XS only in `iq2-quants.gguf`.
+//! IQ2_XXS and IQ2_XS only in `iq2-quants.gguf`, IQ1_S and IQ1_M only in `iq1-quants.gguf`.
 //!
 //! Golden data: `fixtures/golden/*.gguf` (see fixtures/README.md).
 
@@ -44,6 +44,8 @@ const TYPES: &[(&str, GgmlType)] = &[
     ("iq2_s", GgmlType::IQ2_S),
     ("iq2_xxs", GgmlType::IQ2_XXS),
     ("iq2_xs", GgmlType::IQ2_XS),
+    ("iq1_s", GgmlType::IQ1_S),
+    ("iq1_m", GgmlType::IQ1_M),
 ];
 
 /// Check every case of one golden file for the types selected by `want`;
@@ -168,7 +170,16 @@ fn iq2_xxs_and_iq2_xs_match_ggml() {
     run(|t| matches!(t, GgmlType::IQ2_XXS | GgmlType::IQ2_XS), 28);
 }
 
-/// Independent decode of the legacy, float, IQ2, IQ3, IQ4, ternary and MXFP4 golden tensors: gguf-py's numpy
+#[test]
+fn iq1_types_match_ggml() {
+    // iq1-quants.gguf: IQ1_M in every case whose row length is a multiple of
+    // 256 but `extreme`, on which ggml aborts (32), IQ1_S in those of them
+    // with an importance vector (ggml requires one; 15, `extreme_imat`
+    // included).
+    run(|t| matches!(t, GgmlType::IQ1_S | GgmlType::IQ1_M), 47);
+}
+
+/// Independent decode of the legacy, float, IQ1, IQ2, IQ3, IQ4, ternary and MXFP4 golden tensors: gguf-py's numpy
 /// dequantizers (same float operation order as ggml's `dequantize_row_*`).
 const GGUF_PY_DEQUANT: &str = r#"
 import sys, numpy as np, gguf
@@ -248,7 +259,7 @@ fn legacy_and_float_dequantize_match_gguf_py() {
     assert_eq!(pos, theirs.len(), "gguf-py decoded a different set of tensors");
     assert!(n_tensors >= 200, "only {n_tensors} tensors compared");
     eprintln!(
-        "{n_tensors} legacy/float/IQ2/IQ3/IQ4/TQ/MXFP4 tensors ({n_values} values) dequantize exactly as gguf-py does"
+        "{n_tensors} legacy/float/IQ1/IQ2/IQ3/IQ4/TQ/MXFP4 tensors ({n_values} values) dequantize exactly as gguf-py does"
     );
 }
 

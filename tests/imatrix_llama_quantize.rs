@@ -76,17 +76,17 @@ fn imatrix_quantization_matches_llama_quantize() {
         &common::fixture("presets/synth12-llama-f16.gguf"),
         &[
             "Q4_K_M", "Q2_K", "Q3_K_S", "Q5_K_S", "Q4_0", "Q5_1", "Q6_K", "IQ4_NL", "IQ4_XS", "IQ3_XS", "IQ3_S",
-            "IQ3_M", "IQ3_XXS", "IQ2_M", "IQ2_S", "IQ2_XS", "IQ2_XXS",
+            "IQ3_M", "IQ3_XXS", "IQ2_M", "IQ2_S", "IQ2_XS", "IQ2_XXS", "IQ1_M", "IQ1_S",
         ],
     );
 }
 
 /// The presets that need an importance matrix on SmolLM2 (its 1536-wide
-/// feed-forward rows take the 2-bit types; 576-wide rows fall back to IQ4_NL).
+/// feed-forward rows take the 1- and 2-bit types; 576-wide rows fall back to IQ4_NL).
 #[test]
 fn smollm2_low_bit_presets_match_llama_quantize() {
     let Some(m) = common::smollm2() else { return };
-    compare_with_llama_quantize(&m, &["IQ2_M", "IQ2_S", "IQ2_XS", "IQ2_XXS"]);
+    compare_with_llama_quantize(&m, &["IQ2_M", "IQ2_S", "IQ2_XS", "IQ2_XXS", "IQ1_M", "IQ1_S"]);
 }
 
 /// Without an importance matrix llama-quantize refuses IQ3_XS on synth12

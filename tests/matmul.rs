@@ -89,6 +89,8 @@ fn tile_kernels_equal_the_batch_dot_product_bit_for_bit() {
         GgmlType::IQ2_S,
         GgmlType::IQ2_XXS,
         GgmlType::IQ2_XS,
+        GgmlType::IQ1_S,
+        GgmlType::IQ1_M,
     ];
     for ty in types {
         // IQ4_NL with an odd block count (its kernels pair blocks).
@@ -114,7 +116,8 @@ fn tile_kernels_equal_the_batch_dot_product_bit_for_bit() {
                 | GgmlType::IQ3_S
                 | GgmlType::IQ2_S
                 | GgmlType::IQ2_XXS
-                | GgmlType::IQ2_XS => &[0],
+                | GgmlType::IQ2_XS
+                | GgmlType::IQ1_S => &[0],
                 _ => &[],
             };
             if !f16_at.is_empty() {
@@ -336,6 +339,8 @@ fn products_equal_ggml_mul_mat_bit_for_bit() {
         GgmlType::IQ2_S,
         GgmlType::IQ2_XXS,
         GgmlType::IQ2_XS,
+        GgmlType::IQ1_S,
+        GgmlType::IQ1_M,
     ];
     let (rows, row_len) = (37, 1024);
     for (k, ty) in types.into_iter().enumerate() {
@@ -370,7 +375,7 @@ fn products_equal_ggml_mul_mat_bit_for_bit() {
     }
 }
 
-/// IQ4_NL · Q8_0, IQ4_XS, IQ3_XXS, IQ3_S, IQ2_S · Q8_K, MXFP4 · Q8_0 and the
+/// IQ4_NL · Q8_0, IQ4_XS, IQ3_XXS, IQ3_S, the IQ2 types, IQ1_S, IQ1_M · Q8_K, MXFP4 · Q8_0 and the
 /// low-bit types on the AVX2 path give exactly the bits of libggml-cpu's
 /// AVX2 `vec_dot` on short rows and odd block counts (the IQ4_NL and MXFP4
 /// kernels pair blocks and add an odd last one in scalar).
@@ -410,6 +415,10 @@ fn short_and_odd_dot_products_equal_ggml_cpu_bit_for_bit() {
         (GgmlType::IQ2_XXS, 1536),
         (GgmlType::IQ2_XS, 256),
         (GgmlType::IQ2_XS, 1536),
+        (GgmlType::IQ1_S, 256),
+        (GgmlType::IQ1_S, 1536),
+        (GgmlType::IQ1_M, 256),
+        (GgmlType::IQ1_M, 1536),
     ];
     let (mut jobs, mut ours) = (Vec::new(), Vec::new());
     for (k, &(ty, n)) in cases.iter().enumerate() {

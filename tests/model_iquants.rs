@@ -1,8 +1,9 @@
-//! The forward pass on IQ4_NL / IQ4_XS / IQ3_S / IQ3_XXS weights against
+//! The forward pass on IQ4_NL / IQ4_XS / IQ3 / IQ2 / IQ1 weights against
 //! llama.cpp (llama-cpp-python 0.3.36): SmolLM2-135M quantized by `quantmix
 //! quantize --type IQ4_XS` (IQ4_XS where rows divide by 256, llama.cpp's
 //! IQ4_NL fallback on the 576-wide rows), `--type IQ4_NL`, `--type IQ3_S`,
-//! `--type IQ3_XXS`, `--type IQ2_S`, `--type IQ2_XS` and `--type IQ2_XXS` (the last four with a synthetic
+//! `--type IQ3_XXS`, `--type IQ2_S`, `--type IQ2_XS`, `--type IQ2_XXS`, `--type IQ1_M` and
+//! `--type IQ1_S` (the last six with a synthetic
 //! importance matrix: llama-quantize and quantmix refuse them without one),
 //! all with IQ4_NL on the 576-wide rows; perplexity on `tests/data/eval.txt`
 //! (`-c 512`, 2 chunks).
@@ -97,4 +98,14 @@ fn smollm2_iq2_xs_matches_llama_cpp() {
 #[test]
 fn smollm2_iq2_xxs_matches_llama_cpp() {
     check_with("IQ2_XXS", &["IQ2_XXS", "IQ4_NL"], true);
+}
+
+#[test]
+fn smollm2_iq1_s_matches_llama_cpp() {
+    check_with("IQ1_S", &["IQ1_S", "IQ4_NL"], true);
+}
+
+#[test]
+fn smollm2_iq1_m_matches_llama_cpp() {
+    check_with("IQ1_M", &["IQ1_M", "IQ4_NL"], true);
 }

@@ -7,9 +7,9 @@
 //! vector `w` (one weight per column, log-normal like real imatrix data).
 //! For the importance run the bounded number is the importance-weighted
 //! error `sqrt(Σ w·(x − x̂)² / Σ w·x²)`, the quantity the weighted searches
-//! minimise; its plain error is printed too. IQ2_XXS and IQ2_XS, which
-//! ggml quantizes only with importance weights, take a flat vector (all
-//! ones) in place of the reference quantizer.
+//! minimise; its plain error is printed too. IQ2_XXS, IQ2_XS and IQ1_S,
+//! which ggml quantizes only with importance weights, have no reference
+//! quantizer: their reference run takes a flat vector (all ones).
 //!
 //! Everything is deterministic (seeded inputs, quantizers bit-exact with
 //! ggml), so the numbers are the same on every machine; run with
@@ -31,6 +31,8 @@ const TYPES: &[GgmlType] = &[
     GgmlType::Q2_0,
     GgmlType::Q2_K,
     GgmlType::Q3_K,
+    GgmlType::IQ1_S,
+    GgmlType::IQ1_M,
     GgmlType::IQ2_XXS,
     GgmlType::IQ2_XS,
     GgmlType::IQ2_S,
@@ -110,6 +112,8 @@ const BOUNDS: &[(GgmlType, Dist, f64, f64)] = {
         (T::Q3_K, D::Gaussian, 0.17,     0.14),
         (T::IQ2_XXS, D::Gaussian, 0.385,   0.297),
         (T::IQ2_XS, D::Gaussian, 0.335,   0.255),
+        (T::IQ1_S, D::Gaussian, 0.544,   0.449),
+        (T::IQ1_M, D::Gaussian, 0.652,   0.382),
         (T::IQ2_S, D::Gaussian, 0.297,   0.231),
         (T::IQ3_XXS, D::Gaussian, 0.24,   0.147),
         (T::IQ3_S, D::Gaussian, 0.186,   0.12),
@@ -134,6 +138,8 @@ const BOUNDS: &[(GgmlType, Dist, f64, f64)] = {
         (T::Q3_K, D::Laplace,  0.198,    0.162),
         (T::IQ2_XXS, D::Laplace,  0.432,   0.333),
         (T::IQ2_XS, D::Laplace,  0.369,   0.286),
+        (T::IQ1_S, D::Laplace,  0.611,   0.486),
+        (T::IQ1_M, D::Laplace,  0.656,   0.394),
         (T::IQ2_S, D::Laplace,  0.364,   0.267),
         (T::IQ3_XXS, D::Laplace,  0.278,   0.159),
         (T::IQ3_S, D::Laplace,  0.221,   0.138),
@@ -158,6 +164,8 @@ const BOUNDS: &[(GgmlType, Dist, f64, f64)] = {
         (T::Q3_K, D::Outliers, 0.165,    0.128),
         (T::IQ2_XXS, D::Outliers, 0.880,   0.556),
         (T::IQ2_XS, D::Outliers, 0.660,   0.450),
+        (T::IQ1_S, D::Outliers, 0.774,   0.524),
+        (T::IQ1_M, D::Outliers, 0.652,   0.414),
         (T::IQ2_S, D::Outliers, 0.684,   0.424),
         (T::IQ3_XXS, D::Outliers, 0.381,   0.24),
         (T::IQ3_S, D::Outliers, 0.308,   0.215),
@@ -182,6 +190,8 @@ const BOUNDS: &[(GgmlType, Dist, f64, f64)] = {
         (T::Q3_K, D::Uniform,  0.14,     0.108),
         (T::IQ2_XXS, D::Uniform,  0.374,   0.267),
         (T::IQ2_XS, D::Uniform,  0.322,   0.217),
+        (T::IQ1_S, D::Uniform,  0.468,   0.365),
+        (T::IQ1_M, D::Uniform,  0.58,    0.316),
         (T::IQ2_S, D::Uniform,  0.272,   0.197),
         (T::IQ3_XXS, D::Uniform,  0.217,   0.13),
         (T::IQ3_S, D::Uniform,  0.16,   0.105),
@@ -206,6 +216,8 @@ const BOUNDS: &[(GgmlType, Dist, f64, f64)] = {
         (T::Q3_K, D::Smollm2,  0.178,    0.147),
         (T::IQ2_XXS, D::Smollm2,  0.402,   0.314),
         (T::IQ2_XS, D::Smollm2,  0.348,   0.268),
+        (T::IQ1_S, D::Smollm2,  0.562,   0.464),
+        (T::IQ1_M, D::Smollm2,  0.651,   0.391),
         (T::IQ2_S, D::Smollm2,  0.319,   0.244),
         (T::IQ3_XXS, D::Smollm2,  0.252,   0.152),
         (T::IQ3_S, D::Smollm2,  0.196,   0.125),
@@ -478,18 +490,22 @@ fn bounds_table_is_exact() {
 /// grow along Q2_K < Q3_K < Q4_K < Q5_K < Q6_K < Q8_0 < BF16 ≤ F16 (same
 /// size, F16 has 3 more mantissa bits), and
 /// within the legacy family Q4_0 < Q4_1 < Q5_0 < Q5_1 < Q8_0, and
-/// Q3_K < IQ4_XS < IQ4_NL < Q5_K, and IQ2_XXS < IQ2_XS < IQ2_S < IQ3_XXS < IQ3_S < IQ4_XS — with and
+/// Q3_K < IQ4_XS < IQ4_NL < Q5_K, and IQ2_XXS < IQ2_XS < IQ2_S < IQ3_XXS < IQ3_S < IQ4_XS, and
+/// IQ1_S < IQ2_XXS, IQ1_M < IQ2_XXS (IQ1_M's reference run weighs values by `x²`
+/// and loses to IQ1_S's unit weights on Gaussians, so the two are not chained) — with and
 /// without the importance vector.
 #[test]
 fn error_decreases_with_bits_per_weight() {
     let ms = measurements();
     let get = |ty: GgmlType| ms.iter().find(|m| m.ty == ty && m.dist == Dist::Gaussian).unwrap();
     use GgmlType as T;
-    let chains: [&[GgmlType]; 4] = [
+    let chains: [&[GgmlType]; 6] = [
         &[T::Q2_K, T::Q3_K, T::Q4_K, T::Q5_K, T::Q6_K, T::Q8_0, T::BF16, T::F16],
         &[T::Q4_0, T::Q4_1, T::Q5_0, T::Q5_1, T::Q8_0],
         &[T::Q3_K, T::IQ4_XS, T::IQ4_NL, T::Q5_K],
         &[T::IQ2_XXS, T::IQ2_XS, T::IQ2_S, T::IQ3_XXS, T::IQ3_S, T::IQ4_XS],
+        &[T::IQ1_S, T::IQ2_XXS],
+        &[T::IQ1_M, T::IQ2_XXS],
     ];
     for chain in chains {
         for pair in chain.windows(2) {

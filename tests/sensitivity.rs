@@ -314,6 +314,24 @@ fn bad_arguments_fail_cleanly() {
 /// sequences): for every tensor, its candidates of `types` in that order
 /// (each must be there).
 fn measured_candidates(types: &[&str]) -> Vec<(String, Vec<quantmix::sensitivity::schema::SensCandidate>)> {
+    let t = measure_types(types);
+    t.tensors
+        .iter()
+        .map(|x| {
+            let get = |ty: &str| {
+                x.candidates
+                    .iter()
+                    .find(|c| c.ty == ty)
+                    .unwrap_or_else(|| panic!("{}: no {ty} candidate", x.name))
+                    .clone()
+            };
+            (x.name.clone(), types.iter().map(|ty| get(ty)).collect())
+        })
+        .collect()
+}
+
+/// An exhaustive sensitivity run of the fixture with `--types`.
+fn measure_types(types: &[&str]) -> SensitivityTable {
     let dir = common::tempdir();
     let out = dir.path().join("types.json");
     let model = common::fixture(MODEL);
@@ -336,19 +354,7 @@ fn measured_candidates(types: &[&str]) -> Vec<(String, Vec<quantmix::sensitivity
     ]));
     let t = SensitivityTable::load(&out).unwrap();
     assert!(!t.tensors.is_empty());
-    t.tensors
-        .iter()
-        .map(|x| {
-            let get = |ty: &str| {
-                x.candidates
-                    .iter()
-                    .find(|c| c.ty == ty)
-                    .unwrap_or_else(|| panic!("{}: no {ty} candidate", x.name))
-                    .clone()
-            };
-            (x.name.clone(), types.iter().map(|ty| get(ty)).collect())
-        })
-        .collect()
+    t
 }
 
 /// `--types` takes the IQ4 types: every tensor of the fixture (rows of 256
@@ -372,6 +378,31 @@ fn iq3_types_are_measured_candidates() {
         assert!(c.iter().all(|c| c.kld > 0.0), "{name}");
         assert!(c[2].bytes > c[1].bytes && c[1].bytes > c[0].bytes, "{name}");
     }
+}
+
+/// `--types` takes the 1- and 2-bit i-quants: every layer matrix of the
+/// fixture gets each as a measured candidate (positive divergence), in the
+/// order of their sizes; the token embeddings and the output projection,
+/// which have no importance vector (the imatrix skips the output, as
+/// llama-imatrix does), get none of the types ggml makes only with one
+/// (IQ1_S, IQ2_XXS, IQ2_XS) but do get IQ1_M.
+#[test]
+fn iq1_and_iq2_types_are_measured_candidates() {
+    let types = ["IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS"];
+    let t = measure_types(&types);
+    for x in &t.tensors {
+        let get = |ty: &str| x.candidates.iter().find(|c| c.ty == ty);
+        if x.name == "token_embd.weight" || x.name == "output.weight" {
+            assert!(get("IQ1_S").is_none() && get("IQ2_XXS").is_none() && get("IQ2_XS").is_none(), "{}", x.name);
+            assert!(get("IQ1_M").is_some_and(|c| c.kld > 0.0), "{}", x.name);
+            continue;
+        }
+        let c: Vec<_> = types.iter().map(|ty| get(ty).unwrap_or_else(|| panic!("{}: no {ty}", x.name))).collect();
+        assert!(c.iter().all(|c| c.kld > 0.0), "{}", x.name);
+        assert!(c.windows(2).all(|w| w[0].bytes < w[1].bytes), "{}: sizes out of order", x.name);
+    }
+    assert!(t.tensors.iter().any(|x| x.name == "token_embd.weight"), "the embeddings are measured");
+    assert!(t.tensors.iter().any(|x| x.name == "output.weight"), "the output projection is measured");
 }
 
 /// `--types` takes the low-bit types and MXFP4: every tensor of the fixture

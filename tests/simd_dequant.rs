@@ -92,6 +92,15 @@ fn random_blocks(ty: GgmlType, nb: usize, r: &mut Rng) -> Vec<u8> {
         GgmlType::IQ2_S => blocks(nb, r, |b: &mut BlockIQ2S, r| b.d = r.f16()),
         GgmlType::IQ2_XXS => blocks(nb, r, |b: &mut BlockIQ2XXS, r| b.d = r.f16()),
         GgmlType::IQ2_XS => blocks(nb, r, |b: &mut BlockIQ2XS, r| b.d = r.f16()),
+        GgmlType::IQ1_S => blocks(nb, r, |b: &mut BlockIQ1S, r| b.d = r.f16()),
+        GgmlType::IQ1_M => blocks(nb, r, |b: &mut BlockIQ1M, r| {
+            // The f16 scale lives in the top nibbles of the 4 scale words.
+            let d = r.f16().to_bits();
+            for (i, w) in b.scales.chunks_exact_mut(2).enumerate() {
+                let nib = ((d >> (4 * i)) & 0xF) as u8;
+                w[1] = (w[1] & 0x0F) | (nib << 4);
+            }
+        }),
         _ => unreachable!("{ty} is not implemented"),
     }
 }

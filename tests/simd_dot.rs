@@ -144,6 +144,18 @@ fn weights(ty: GgmlType, n: usize, r: &mut Rng, mode: Mode) -> Vec<u8> {
         }
         GgmlType::IQ2_XXS => blocks!(BlockIQ2XXS { d: sc16(r, mode), qs: r.bytes() }),
         GgmlType::IQ2_XS => blocks!(BlockIQ2XS { d: sc16(r, mode), qs: r.bytes(), scales: r.bytes() }),
+        GgmlType::IQ1_S => blocks!(BlockIQ1S { d: sc16(r, mode), qs: r.bytes(), qh: bytemuck::cast(r.bytes::<16>()) }),
+        GgmlType::IQ1_M => {
+            let b = |r: &mut Rng| {
+                // The f16 scale lives in the top nibbles of the 4 scale words.
+                let (d, mut scales) = (sc16(r, mode).to_bits(), r.bytes::<8>());
+                for i in 0..4 {
+                    scales[2 * i + 1] = (scales[2 * i + 1] & 0x0F) | ((((d >> (4 * i)) & 0xF) as u8) << 4);
+                }
+                BlockIQ1M { qs: r.bytes(), qh: r.bytes(), scales }
+            };
+            blocks!(b(r))
+        }
         _ => unreachable!("{ty} is not a weight type"),
     }
 }
@@ -206,9 +218,10 @@ fn simd_integer_sums_equal_scalar_exactly() {
             let (w, a) = (weights(ty, n, &mut r, Mode::Unit), activations(aty, n, &mut r, Mode::Unit));
             let want = vec_dot_with(Isa::Scalar, ty, n, &w, &a).unwrap();
             // IQ3_XXS's and the IQ2 types' dot products are a quarter / an eighth of their integer sums.
+            // IQ1_S's and IQ1_M's are their integer sums plus an eighth of their shift sums.
             let q = match ty {
                 GgmlType::IQ3_XXS => 4.0,
-                GgmlType::IQ2_S | GgmlType::IQ2_XXS | GgmlType::IQ2_XS => 8.0,
+                GgmlType::IQ2_S | GgmlType::IQ2_XXS | GgmlType::IQ2_XS | GgmlType::IQ1_S | GgmlType::IQ1_M => 8.0,
                 _ => 1.0,
             };
             assert_eq!(want * q, (want * q).round(), "{ty}: unit-scale result is not an integer");
@@ -272,8 +285,8 @@ fn batch_dot_simd_equals_scalar_exactly() {
     }
     assert_eq!(
         checked,
-        12 * 12,
-        "the five k-quants, IQ4_NL, IQ4_XS, IQ3_XXS, IQ3_S, IQ2_S, IQ2_XXS and IQ2_XS have a batch dot product"
+        14 * 12,
+        "the five k-quants, IQ4_NL, IQ4_XS, IQ3_XXS, IQ3_S, the three IQ2 types, IQ1_S and IQ1_M have a batch dot product"
     );
 }
 

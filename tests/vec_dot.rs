@@ -38,6 +38,8 @@ const WEIGHT_TYPES: &[GgmlType] = &[
     GgmlType::IQ2_S,
     GgmlType::IQ2_XXS,
     GgmlType::IQ2_XS,
+    GgmlType::IQ1_S,
+    GgmlType::IQ1_M,
 ];
 
 fn quantized(ty: GgmlType, x: &[f32]) -> Vec<u8> {

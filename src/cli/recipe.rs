@@ -11,7 +11,7 @@ use quantmix::recipe::{ModelInfo, Preset, Recipe};
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The llama-quantize preset to reproduce (Q2_K, Q3_K_S/M/L, Q4_K_S/M, Q5_K_S/M, Q6_K, Q8_0, Q4_0, Q5_1,
-    /// IQ4_NL, IQ4_XS, IQ3_XXS, IQ3_XS, IQ3_S, IQ3_M, IQ2_M, IQ2_S, IQ2_XS, IQ2_XXS, TQ1_0, TQ2_0, Q1_0, Q2_0, MXFP4_MOE, …).
+    /// IQ4_NL, IQ4_XS, IQ3_XXS, IQ3_XS, IQ3_S, IQ3_M, IQ2_M, IQ2_S, IQ2_XS, IQ2_XXS, IQ1_M, IQ1_S, TQ1_0, TQ2_0, Q1_0, Q2_0, MXFP4_MOE, …).
     #[arg(long)]
     pub preset: String,
     /// The model the recipe is for (its shapes and layer count decide the choices).

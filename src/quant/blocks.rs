@@ -264,6 +264,33 @@ pub struct BlockIQ2S {
     pub scales: [u8; QK_K / 32],
 }
 
+/// IQ1_S: a super-block of 256 values in 8 sub-blocks of 32, each 4 groups
+/// of 8; `qs` holds the low 8 bits of each group's 11-bit index into
+/// `iq1s_grid` (8 levels −1, 0, 1), `qh` per sub-block the high 3 bits of
+/// its 4 indices (bits `3l..3l+3`), a 3-bit scale (bits 12..15) and the
+/// sign of the shift `±IQ1S_DELTA` (bit 15).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+pub struct BlockIQ1S {
+    pub d: f16,
+    pub qs: [u8; QK_K / 8],
+    pub qh: [u16; QK_K / 32],
+}
+
+/// IQ1_M: a super-block of 256 values in 32 groups of 8; `qs` holds the
+/// low 8 bits of each group's 11-bit index into `iq1s_grid`, `qh` per pair
+/// of groups the high 3 bits of each (bits 0..3, 4..7) and the sign of its
+/// shift `±IQ1M_DELTA` (bits 3, 7); `scales`, as 4 little-endian u16, a
+/// 3-bit scale per 16 values (bits 0..12) and the f16 super-block scale in
+/// their top nibbles.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+pub struct BlockIQ1M {
+    pub qs: [u8; QK_K / 8],
+    pub qh: [u8; QK_K / 16],
+    pub scales: [u8; QK_K / 32],
+}
+
 const _: () = assert!(std::mem::size_of::<BlockQ4_0>() == 18);
 const _: () = assert!(std::mem::size_of::<BlockQ4_1>() == 20);
 const _: () = assert!(std::mem::size_of::<BlockQ5_0>() == 22);
@@ -283,3 +310,5 @@ const _: () = assert!(std::mem::size_of::<BlockIQ3S>() == 110);
 const _: () = assert!(std::mem::size_of::<BlockIQ2S>() == 82);
 const _: () = assert!(std::mem::size_of::<BlockIQ2XXS>() == 66);
 const _: () = assert!(std::mem::size_of::<BlockIQ2XS>() == 74);
+const _: () = assert!(std::mem::size_of::<BlockIQ1S>() == 50);
+const _: () = assert!(std::mem::size_of::<BlockIQ1M>() == 56);

@@ -7,7 +7,8 @@
 //! - [`kquants`]: Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K.
 //! - [`iquants`]: IQ4_NL, IQ4_XS (4-bit indices into a non-linear table),
 //!   IQ3_XXS, IQ3_S, IQ2_S (indices into grids of 4 or 8 magnitudes, signs
-//!   apart).
+//!   apart), IQ1_S, IQ1_M (indices into a grid of 8 levels −1, 0, 1, shifted
+//!   by ±1/8).
 //! - [`ternary`]: TQ1_0, TQ2_0 (values −1, 0, 1 times a scale).
 //! - [`fp4`]: MXFP4 (E2M1 values with a shared power-of-two exponent).
 //! - [`search`]: the scale searches ggml's quantizers share.

@@ -44,6 +44,8 @@ macro_rules! __block_types {
             IQ2_S => $crate::quant::blocks::BlockIQ2S,
             IQ2_XXS => $crate::quant::blocks::BlockIQ2XXS,
             IQ2_XS => $crate::quant::blocks::BlockIQ2XS,
+            IQ1_S => $crate::quant::blocks::BlockIQ1S,
+            IQ1_M => $crate::quant::blocks::BlockIQ1M,
         }
     };
 }

@@ -4,7 +4,8 @@
 //!
 //! Read from llama.cpp's `src/llama-quant.cpp` (commit 0c1e570); only the
 //! presets quantmix offers are modelled (of the IQ presets IQ4_NL, IQ4_XS,
-//! IQ3_XXS, IQ3_XS, IQ3_S, IQ3_M, IQ2_M, IQ2_S, IQ2_XS and IQ2_XXS), and
+//! IQ3_XXS, IQ3_XS, IQ3_S, IQ3_M, IQ2_M, IQ2_S, IQ2_XS, IQ2_XXS, IQ1_M and
+//! IQ1_S), and
 //! TQ1_0, TQ2_0, Q1_0, Q2_0 and MXFP4_MOE with their branches.
 //!
 //! One difference: llama-quantize stops with "no tensor type fallback" when
@@ -52,6 +53,8 @@ pub enum Preset {
     IQ2_S,
     IQ2_XS,
     IQ2_XXS,
+    IQ1_M,
+    IQ1_S,
 }
 
 impl Preset {
@@ -89,6 +92,8 @@ impl Preset {
         Preset::IQ2_S,
         Preset::IQ2_XS,
         Preset::IQ2_XXS,
+        Preset::IQ1_M,
+        Preset::IQ1_S,
     ];
 
     /// llama.cpp's name (`Q4_K_M`, …).
@@ -127,6 +132,8 @@ impl Preset {
             Preset::IQ2_S => "IQ2_S",
             Preset::IQ2_XS => "IQ2_XS",
             Preset::IQ2_XXS => "IQ2_XXS",
+            Preset::IQ1_M => "IQ1_M",
+            Preset::IQ1_S => "IQ1_S",
         }
     }
 
@@ -174,6 +181,8 @@ impl Preset {
             Preset::IQ2_XXS => 19,
             Preset::IQ2_XS => 20,
             Preset::IQ2_S => 28,
+            Preset::IQ1_S => 24,
+            Preset::IQ1_M => 31,
             Preset::BF16 => 32,
             Preset::TQ1_0 => 36,
             Preset::TQ2_0 => 37,
@@ -212,6 +221,8 @@ impl Preset {
             // llama.cpp's IQ2_S preset is mostly IQ2_XS.
             Preset::IQ2_XS | Preset::IQ2_S => GgmlType::IQ2_XS,
             Preset::IQ2_XXS => GgmlType::IQ2_XXS,
+            Preset::IQ1_M => GgmlType::IQ1_M,
+            Preset::IQ1_S => GgmlType::IQ1_S,
         }
     }
 }
@@ -244,6 +255,8 @@ pub fn ftype_for_type(ty: GgmlType) -> u32 {
         GgmlType::IQ2_S => Preset::IQ2_S,
         GgmlType::IQ2_XS => Preset::IQ2_XS,
         GgmlType::IQ2_XXS => Preset::IQ2_XXS,
+        GgmlType::IQ1_M => Preset::IQ1_M,
+        GgmlType::IQ1_S => Preset::IQ1_S,
         _ => Preset::F32,
     };
     p.ftype()
@@ -498,7 +511,7 @@ impl<'a> PresetState<'a> {
             let nx = t.shape[0];
             if ftype == P::MXFP4_MOE || falcon || !nx.is_multiple_of(new_type.block_size() as u64) {
                 new_type = T::Q8_0;
-            } else if matches!(ftype, P::IQ3_XXS | P::IQ2_M | P::IQ2_S | P::IQ2_XS | P::IQ2_XXS) {
+            } else if matches!(ftype, P::IQ3_XXS | P::IQ2_M | P::IQ2_S | P::IQ2_XS | P::IQ2_XXS | P::IQ1_S | P::IQ1_M) {
                 new_type = T::Q5_K;
             } else if new_type != T::Q8_0 {
                 new_type = T::Q6_K;
@@ -511,13 +524,14 @@ impl<'a> PresetState<'a> {
                 new_type = T::Q4_K;
             } else if matches!(ftype, P::IQ3_XXS | P::IQ2_M | P::IQ2_S) {
                 new_type = T::IQ3_S;
-            } else if matches!(ftype, P::IQ2_XS | P::IQ2_XXS) {
+            } else if matches!(ftype, P::IQ2_XS | P::IQ2_XXS | P::IQ1_S | P::IQ1_M) {
                 new_type = T::Q2_K;
             }
-        } else if matches!(ftype, P::IQ2_M | P::IQ2_S | P::IQ2_XS | P::IQ2_XXS) {
+        } else if matches!(ftype, P::IQ2_M | P::IQ2_S | P::IQ2_XS | P::IQ2_XXS | P::IQ1_S | P::IQ1_M) {
             // llama.cpp's branch for its 1- and 2-bit presets: it replaces
             // the rules below. IQ2_S and IQ2_M raise their few bumped
-            // tensors to IQ3_S, IQ2_XS and IQ2_XXS to Q2_K.
+            // tensors to IQ3_S, the others to Q2_K; the IQ1 presets put
+            // IQ2_XXS on the attention output.
             let bump = if matches!(ftype, P::IQ2_M | P::IQ2_S) { T::IQ3_S } else { T::Q2_K };
             if cat.is_attn_v() {
                 new_type = if m.n_gqa() >= 4 || m.n_expert >= 4 { T::Q4_K } else { bump };
@@ -532,6 +546,8 @@ impl<'a> PresetState<'a> {
             } else if cat == Category::AttnOutput {
                 if m.n_expert == 8 {
                     new_type = T::Q5_K;
+                } else if matches!(ftype, P::IQ1_S | P::IQ1_M) {
+                    new_type = T::IQ2_XXS;
                 } else if bump == T::IQ3_S {
                     new_type = T::IQ3_S;
                 }

@@ -132,13 +132,7 @@ fn run_here(job: &SensitivityJob, ctx: Ctx<'_>) -> Result<Outcome, SensitivityEr
     // Fail on impossible settings before any expensive work.
     sequence_starts(tokens.len(), job.ctx, job.chunks)?;
 
-    let (all_targets, fixed) = targets(&model, &job.types);
-    let chosen: Vec<&Target> = all_targets
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| job.shard.is_none_or(|s| i % s.count == s.index - 1))
-        .map(|(_, t)| t)
-        .collect();
+    let (mut all_targets, fixed) = targets(&model, &job.types);
     let partial = sibling(&job.output, ".partial");
 
     // The exact-activations mode runs the forward passes (the importance
@@ -186,6 +180,19 @@ fn run_here(job: &SensitivityJob, ctx: Ctx<'_>) -> Result<Outcome, SensitivityEr
         }
     };
     let importance = imatrix.importance();
+    // ggml makes some types only with an importance vector (IQ2_XXS, IQ2_XS,
+    // IQ1_S): they are no candidates of a tensor without one (the token
+    // embeddings; the output projection, which the imatrix skips).
+    for t in &mut all_targets {
+        let has = importance.contains_key(&t.info.name);
+        t.candidates.retain(|c| c.is_source || has || !crate::quant::caps(c.ty).requires_imatrix);
+    }
+    let chosen: Vec<&Target> = all_targets
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| job.shard.is_none_or(|s| i % s.count == s.index - 1))
+        .map(|(_, t)| t)
+        .collect();
     // Relative to the output's directory when it is beside it.
     let imatrix_rel = match (imatrix_path.parent(), job.output.parent()) {
         (Some(ip), Some(op)) if ip == op => PathBuf::from(imatrix_path.file_name().unwrap_or_default()),

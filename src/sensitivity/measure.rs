@@ -80,12 +80,6 @@ pub fn targets(model: &LlamaModel, types: &[GgmlType]) -> (Vec<Target>, Vec<Tens
             if !crate::quant::caps(eff).writable || !crate::quant::caps(eff).vec_dot {
                 continue;
             }
-            // ggml makes these types only with an importance vector, which
-            // the embedding table (read by row lookup) never has.
-            let embd = matches!(crate::recipe::llama::Category::of(&t.name), crate::recipe::llama::Category::TokenEmbd);
-            if crate::quant::caps(eff).requires_imatrix && embd {
-                continue;
-            }
             match cands.iter_mut().find(|c| c.ty == eff) {
                 Some(c) => c.requested.push(ty),
                 None => cands.push(CandidateSpec { ty: eff, requested: vec![ty], is_source: false }),

@@ -154,3 +154,52 @@ pub unsafe fn iq2xxs(src: &[BlockIQ2XXS], dst: &mut [f32]) {
         iq2_block(y, b.d.to_f32(), |ib32, l| entry(b, ib32, l), |ib32| signs(b, ib32), ls);
     }
 }
+
+/// `dl·(level + delta)` for the 8 levels of each of 4 grid entries, one
+/// `(dl, delta)` per entry, stored to `y[..32]` (the sum is exact, the
+/// product rounded once, as the scalar references).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn store_iq1(y: &mut [f32], grid: [u64; 4], f: impl Fn(usize) -> (f32, f32)) {
+    let v = i8x32_to_ps(_mm256_setr_epi64x(grid[0] as i64, grid[1] as i64, grid[2] as i64, grid[3] as i64));
+    for k in 0..4 {
+        let (dl, delta) = f(k);
+        store_ps(&mut y[8 * k..], _mm256_mul_ps(_mm256_set1_ps(dl), _mm256_add_ps(v[k], _mm256_set1_ps(delta))));
+    }
+}
+
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn iq1s(src: &[BlockIQ1S], dst: &mut [f32]) {
+    use super::iq1::IQ1S_DELTA;
+    use super::iq1s::{entry, negative_shift, scale};
+    for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
+        let d = b.d.to_f32();
+        for ib in 0..8 {
+            let dl = d * scale(b, ib) as f32;
+            let delta = if negative_shift(b, ib) { -IQ1S_DELTA } else { IQ1S_DELTA };
+            let grid = std::array::from_fn(|k| entry(b, ib, k));
+            store_iq1(&mut y[32 * ib..32 * ib + 32], grid, |_| (dl, delta));
+        }
+    }
+}
+
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn iq1m(src: &[BlockIQ1M], dst: &mut [f32]) {
+    use super::iq1::IQ1S_DELTA;
+    use super::iq1m::{entry, negative_shift, scale, scale_words, super_scale};
+    for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
+        let sc = scale_words(b);
+        let d = super_scale(&sc).to_f32();
+        for ib in 0..8 {
+            let grid = std::array::from_fn(|k| entry(b, 4 * ib + k));
+            store_iq1(&mut y[32 * ib..32 * ib + 32], grid, |k| {
+                let g = 4 * ib + k;
+                (d * scale(&sc, g / 2) as f32, if negative_shift(b, g) { -IQ1S_DELTA } else { IQ1S_DELTA })
+            });
+        }
+    }
+}

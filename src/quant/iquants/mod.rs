@@ -13,6 +13,9 @@
 //!   ([`iq2_tables`]), signs apart (IQ2_XXS and IQ2_XS: 7 bits per 8 values,
 //!   the eighth implied by parity), a 4-bit scale per 32 (IQ2_XXS) or 16
 //!   values; [`iq2`] is what they share.
+//! - [`iq1s`], [`iq1m`]: IQ1_S and IQ1_M, groups of 8 levels −1, 0, 1 on
+//!   ggml's 1-bit grid ([`iq1_tables`]) shifted by ±1/8, a 3-bit scale per
+//!   32 (IQ1_S) or 16 (IQ1_M) values; [`iq1`] is their shared grid search.
 //! - [`dot`]: their dot products (scalar reference and AVX2).
 //! - `dequant_avx2`: AVX2 dequantizers, bit-identical to the scalar ones.
 //! - [`gemm`]: AVX-512 VNNI tile kernels of the dot products for several
@@ -27,6 +30,10 @@
 pub mod dequant_avx2;
 pub mod dot;
 pub mod gemm;
+pub mod iq1;
+pub mod iq1_tables;
+pub mod iq1m;
+pub mod iq1s;
 pub mod iq2;
 pub mod iq2_tables;
 pub mod iq2s;

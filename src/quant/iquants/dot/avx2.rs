@@ -407,3 +407,158 @@ pub unsafe fn iq2xxs_q8k(x: &[BlockIQ2XXS], y: &[BlockQ8K]) -> f32 {
 pub unsafe fn iq2xxs_batch(x: &[BlockIQ2XXS], y: &[BlockQ8K]) -> f32 {
     iq2_batch(x, y, |a| a.d.to_f32(), |a, b| iq2xxs_lanes(a, b))
 }
+
+/// The 4 grid entries of 32 values (8 levels −1, 0, 1 each), entry `k`
+/// in i64 lane `k`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn iq1_grid(e: impl Fn(usize) -> u64) -> __m256i {
+    _mm256_setr_epi64x(e(0) as i64, e(1) as i64, e(2) as i64, e(3) as i64)
+}
+
+/// `ls·Σ level·q8` in 8 i32 lanes of 4 values each, `ls` per i16 pair
+/// (ggml's `mul_add_epi8` then `madd` by the scales).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn iq1_lanes(grid: __m256i, q8: __m256i, ls: __m256i) -> __m256i {
+    _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(grid, grid), _mm256_sign_epi8(q8, grid)), ls)
+}
+
+/// ggml's AVX2 `ggml_vec_dot_iq1_s_q8_K`: per super-block the 8 lanes of
+/// `Σ_ib (2·ls+1)·Σ level·q8` multiply-added into 8 float lanes with
+/// `d_x·d_y`, and the shift sums `Σ_ib (2·ls+1)·±Σ q8` (from `bsums`) into
+/// one float with a fused multiply-add (GCC contracts ggml's
+/// `accum1 += d * sumi1`); then `hsum + IQ1S_DELTA·accum1`, fused as well.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn iq1s_q8k(x: &[BlockIQ1S], y: &[BlockQ8K]) -> f32 {
+    use crate::quant::iquants::iq1s::{entry, negative_shift, scale};
+    let mut accum = _mm256_setzero_ps();
+    let mut accum1 = 0.0f32;
+    for (a, b) in x.iter().zip(y) {
+        let mut sumi = _mm256_setzero_si256();
+        let mut sumi1 = 0i32;
+        for ib in 0..8 {
+            let ls = scale(a, ib);
+            let grid = iq1_grid(|k| entry(a, ib, k));
+            sumi = _mm256_add_epi32(sumi, iq1_lanes(grid, load_i8(&b.qs[32 * ib..]), _mm256_set1_epi16(ls as i16)));
+            let s = b.bsums[2 * ib] as i32 + b.bsums[2 * ib + 1] as i32;
+            sumi1 += if negative_shift(a, ib) { -s } else { s } * ls;
+        }
+        let d = b.d * a.d.to_f32();
+        accum = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), accum);
+        accum1 = fma_ss(accum1, d, sumi1 as f32);
+    }
+    fma_ss(hsum_ps(accum), crate::quant::iquants::iq1::IQ1S_DELTA, accum1)
+}
+
+/// ggml's AVX2 `ggml_vec_dot_iq1_m_q8_K`: per super-block two sets of 8
+/// i32 lanes, `(2·ls+1)·Σ level·q8` and `(2·ls+1)·Σ ±q8` (the shift signs
+/// per group of 8), each multiply-added into 8 float lanes with
+/// `d_x·d_y`; then `hsum₁ + IQ1M_DELTA·hsum₂`, fused.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn iq1m_q8k(x: &[BlockIQ1M], y: &[BlockQ8K]) -> f32 {
+    use crate::quant::iquants::iq1m::{entry, negative_shift, scale, scale_words, super_scale};
+    let ones = _mm256_set1_epi8(1);
+    let (mut accum1, mut accum2) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    for (a, b) in x.iter().zip(y) {
+        let sc = scale_words(a);
+        let (mut sumi1, mut sumi2) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+        for ib in 0..8 {
+            let grid = iq1_grid(|k| entry(a, 4 * ib + k));
+            let delta = iq1_grid(|k| if negative_shift(a, 4 * ib + k) { u64::MAX } else { 0x0101_0101_0101_0101 });
+            let (s0, s1) = (scale(&sc, 2 * ib) as i16, scale(&sc, 2 * ib + 1) as i16);
+            let ls = _mm256_setr_epi16(s0, s0, s0, s0, s0, s0, s0, s0, s1, s1, s1, s1, s1, s1, s1, s1);
+            let q8 = load_i8(&b.qs[32 * ib..]);
+            sumi1 = _mm256_add_epi32(sumi1, iq1_lanes(grid, q8, ls));
+            let shifts = _mm256_madd_epi16(_mm256_maddubs_epi16(ones, _mm256_sign_epi8(q8, delta)), ls);
+            sumi2 = _mm256_add_epi32(sumi2, shifts);
+        }
+        let d = _mm256_set1_ps(b.d * super_scale(&sc).to_f32());
+        accum1 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi1), accum1);
+        accum2 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi2), accum2);
+    }
+    fma_ss(hsum_ps(accum1), crate::quant::iquants::iq1::IQ1M_DELTA, hsum_ps(accum2))
+}
+
+/// The exact `Σ ls·Σ (8·level + δ)·q8` of one super-block as ggml's tiled
+/// GEMM forms it: the codes `8·level ± 1` signed, the activations biased to
+/// unsigned (`q8 + 128`), `maddubs` (pair sums ≤ 2·255·9, no saturation)
+/// and `madd` by the scales, less `128·Σ ls·code`. `grid(ib)`, `delta(ib)`
+/// and `ls(ib)`: the 4 grid entries, the 4 shift bytes (`0x01…` or `0xFF…`
+/// per entry) and the 16 i16 scales of values `32·ib..32·ib + 32`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn iq1_code_sum(
+    q8: &[i8],
+    grid: impl Fn(usize) -> __m256i,
+    delta: impl Fn(usize) -> __m256i,
+    ls: impl Fn(usize) -> __m256i,
+) -> i32 {
+    let (eight, ones, bias) = (_mm256_set1_epi8(8), _mm256_set1_epi8(1), _mm256_set1_epi8(i8::MIN));
+    let (mut sum, mut corr) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+    for ib in 0..8 {
+        let code = _mm256_add_epi8(_mm256_sign_epi8(eight, grid(ib)), delta(ib));
+        let q8b = _mm256_xor_si256(load_i8(&q8[32 * ib..]), bias);
+        let sc = ls(ib);
+        sum = _mm256_add_epi32(sum, _mm256_madd_epi16(_mm256_maddubs_epi16(q8b, code), sc));
+        corr = _mm256_add_epi32(corr, _mm256_madd_epi16(_mm256_maddubs_epi16(ones, code), sc));
+    }
+    hsum_epi32(sum).wrapping_sub(hsum_epi32(corr).wrapping_mul(128))
+}
+
+/// The shift bytes of 4 groups: `0xFF…` (−1) where `negative(k)`, else `0x01…`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn iq1_deltas(negative: impl Fn(usize) -> bool) -> __m256i {
+    iq1_grid(|k| if negative(k) { u64::MAX } else { 0x0101_0101_0101_0101 })
+}
+
+/// ggml's tiled-GEMM IQ1_S product (`super::scalar::iq1s_batch`).
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn iq1s_batch(x: &[BlockIQ1S], y: &[BlockQ8K]) -> f32 {
+    use crate::quant::iquants::iq1s::{entry, negative_shift, scale};
+    let mut acc = 0.0f32;
+    for (a, b) in x.iter().zip(y) {
+        let s = iq1_code_sum(
+            &b.qs,
+            |ib| iq1_grid(|k| entry(a, ib, k)),
+            |ib| iq1_deltas(|_| negative_shift(a, ib)),
+            |ib| _mm256_set1_epi16(scale(a, ib) as i16),
+        );
+        acc = fma_ss(acc, a.d.to_f32() * 0.125 * s as f32, b.d);
+    }
+    acc
+}
+
+/// ggml's tiled-GEMM IQ1_M product (`super::scalar::iq1m_batch`).
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn iq1m_batch(x: &[BlockIQ1M], y: &[BlockQ8K]) -> f32 {
+    use crate::quant::iquants::iq1m::{entry, negative_shift, scale, scale_words, super_scale};
+    let mut acc = 0.0f32;
+    for (a, b) in x.iter().zip(y) {
+        let sc = scale_words(a);
+        let s = iq1_code_sum(
+            &b.qs,
+            |ib| iq1_grid(|k| entry(a, 4 * ib + k)),
+            |ib| iq1_deltas(|k| negative_shift(a, 4 * ib + k)),
+            |ib| {
+                let (s0, s1) = (scale(&sc, 2 * ib) as i16, scale(&sc, 2 * ib + 1) as i16);
+                _mm256_setr_epi16(s0, s0, s0, s0, s0, s0, s0, s0, s1, s1, s1, s1, s1, s1, s1, s1)
+            },
+        );
+        acc = fma_ss(acc, super_scale(&sc).to_f32() * 0.125 * s as f32, b.d);
+    }
+    acc
+}

@@ -1,12 +1,14 @@
 //! Scalar reference dot products, in the float order of ggml's generic C
 //! kernels (`ggml_vec_dot_iq4_nl_q8_0_generic`,
 //! `ggml_vec_dot_iq4_xs_q8_K_generic`, `ggml_vec_dot_iq3_xxs_q8_K_generic`,
-//! `ggml_vec_dot_iq3_s_q8_K_generic`), and the batch products.
+//! `ggml_vec_dot_iq3_s_q8_K_generic`, `ggml_vec_dot_iq2_s_q8_K_generic`,
+//! `ggml_vec_dot_iq1_s_q8_K_generic`, `ggml_vec_dot_iq1_m_q8_K_generic`), and
+//! the batch products.
 
 use crate::quant::blocks::*;
 use crate::quant::iquants::iq4xs::sub_scale;
 use crate::quant::iquants::KVALUES_IQ4NL;
-use crate::quant::iquants::{iq2s, iq2xs, iq2xxs, iq3s, iq3xxs};
+use crate::quant::iquants::{iq1m, iq1s, iq2s, iq2xs, iq2xxs, iq3s, iq3xxs};
 
 /// Σ of `level(q4)·q8` over 32 values: 16 bytes of nibbles (low: values
 /// 0..16, high: 16..32) against 32 activation levels.
@@ -206,4 +208,119 @@ pub fn iq2xxs_q8k(x: &[BlockIQ2XXS], y: &[BlockQ8K]) -> f32 {
 /// ggml's tiled-GEMM IQ2_XXS product.
 pub fn iq2xxs_batch(x: &[BlockIQ2XXS], y: &[BlockQ8K]) -> f32 {
     iq2_batch(x, y, |a| a.d.to_f32(), iq2xxs_sum)
+}
+
+/// `Σ level·q8` over the 8 values of grid entry `e`.
+#[inline(always)]
+fn group_sum(e: u64, q8: &[i8]) -> i32 {
+    e.to_le_bytes().iter().zip(q8).map(|(&g, &q)| g as i8 as i32 * q as i32).sum()
+}
+
+/// The exact integer sums of an IQ1_S super-block: `Σ_ib (2·ls+1)·Σ level·q8`
+/// and `Σ_ib (2·ls+1)·±1·Σ q8` (the shifts, from Q8_K's `bsums`).
+#[inline(always)]
+pub(crate) fn iq1s_sums(a: &BlockIQ1S, b: &BlockQ8K) -> (i32, i32) {
+    let (mut sumi, mut sumi1) = (0i32, 0i32);
+    for ib in 0..8 {
+        let ls = iq1s::scale(a, ib);
+        let delta = if iq1s::negative_shift(a, ib) { -1 } else { 1 };
+        let lsum: i32 = (0..4).map(|l| group_sum(iq1s::entry(a, ib, l), &b.qs[32 * ib + 8 * l..])).sum();
+        sumi += ls * lsum;
+        sumi1 += ls * delta * (b.bsums[2 * ib] as i32 + b.bsums[2 * ib + 1] as i32);
+    }
+    (sumi, sumi1)
+}
+
+/// ggml's generic IQ1_S·Q8_K: `Σ d_x·d_y·(sumi + IQ1S_DELTA·sumi1)`.
+pub fn iq1s_q8k(x: &[BlockIQ1S], y: &[BlockQ8K]) -> f32 {
+    let mut sumf = 0.0f32;
+    for (a, b) in x.iter().zip(y) {
+        let (sumi, sumi1) = iq1s_sums(a, b);
+        sumf += a.d.to_f32() * b.d * (sumi as f32 + crate::quant::iquants::iq1::IQ1S_DELTA * sumi1 as f32);
+    }
+    sumf
+}
+
+/// The exact integer sums of an IQ1_M super-block: `Σ (2·ls+1)·Σ level·q8`
+/// and `Σ (2·ls+1)·±1·Σ q8` per 16 values.
+#[inline(always)]
+pub(crate) fn iq1m_sums(a: &BlockIQ1M, b: &BlockQ8K) -> (i32, i32) {
+    let sc = iq1m::scale_words(a);
+    let (mut sumi1, mut sumi2) = (0i32, 0i32);
+    for ib16 in 0..16 {
+        let (mut s1, mut s2) = (0i32, 0i32);
+        for g in 2 * ib16..2 * ib16 + 2 {
+            let q8 = &b.qs[8 * g..8 * g + 8];
+            s1 += group_sum(iq1m::entry(a, g), q8);
+            let lsum2: i32 = q8.iter().map(|&q| q as i32).sum();
+            s2 += if iq1m::negative_shift(a, g) { -lsum2 } else { lsum2 };
+        }
+        let ls = iq1m::scale(&sc, ib16);
+        sumi1 += s1 * ls;
+        sumi2 += s2 * ls;
+    }
+    (sumi1, sumi2)
+}
+
+/// ggml's generic IQ1_M·Q8_K: `Σ d_x·d_y·(sumi1 + IQ1M_DELTA·sumi2)`.
+pub fn iq1m_q8k(x: &[BlockIQ1M], y: &[BlockQ8K]) -> f32 {
+    let mut sumf = 0.0f32;
+    for (a, b) in x.iter().zip(y) {
+        let (sumi1, sumi2) = iq1m_sums(a, b);
+        let d = iq1m::super_scale(&iq1m::scale_words(a)).to_f32();
+        sumf += d * b.d * (sumi1 as f32 + crate::quant::iquants::iq1::IQ1M_DELTA * sumi2 as f32);
+    }
+    sumf
+}
+
+/// `Σ ls·Σ (8·level + δ)·q8` over a super-block's groups of 8: the codes
+/// `8·level ± 1` ggml's tiled GEMM stores for IQ1_S and IQ1_M, `code(g)`
+/// the grid entry, shift sign and scale of group `g` (0..32). Exact.
+#[inline(always)]
+fn iq1_code_sum(code: impl Fn(usize) -> (u64, bool, i32), q8: &[i8]) -> i32 {
+    (0..32)
+        .map(|g| {
+            let (e, negative, ls) = code(g);
+            let delta = if negative { -1 } else { 1 };
+            let s: i32 = e
+                .to_le_bytes()
+                .iter()
+                .zip(&q8[8 * g..8 * g + 8])
+                .map(|(&l, &q)| (8 * l as i8 as i32 + delta) * q as i32)
+                .sum();
+            ls * s
+        })
+        .sum()
+}
+
+/// `iq1_code_sum` of an IQ1_S super-block (one shift and scale per 32 values).
+#[inline(always)]
+pub(crate) fn iq1s_code_sum(a: &BlockIQ1S, q8: &[i8]) -> i32 {
+    iq1_code_sum(|g| (iq1s::entry(a, g / 4, g % 4), iq1s::negative_shift(a, g / 4), iq1s::scale(a, g / 4)), q8)
+}
+
+/// `iq1_code_sum` of an IQ1_M super-block (a shift per 8, a scale per 16 values).
+#[inline(always)]
+pub(crate) fn iq1m_code_sum(a: &BlockIQ1M, q8: &[i8]) -> i32 {
+    let sc = iq1m::scale_words(a);
+    iq1_code_sum(|g| (iq1m::entry(a, g), iq1m::negative_shift(a, g), iq1m::scale(&sc, g / 2)), q8)
+}
+
+/// ggml's tiled-GEMM IQ1_S product (8 or more tokens): per super-block the
+/// exact sum `s` of the codes `8·level ± 1` (the tile stores `d_x·0.125`),
+/// then `acc = fma(d_x/8·s, d_y, acc)`.
+pub fn iq1s_batch(x: &[BlockIQ1S], y: &[BlockQ8K]) -> f32 {
+    x.iter().zip(y).fold(0.0, |acc, (a, b)| {
+        let s = iq1s_code_sum(a, &b.qs);
+        (a.d.to_f32() * 0.125 * s as f32).mul_add(b.d, acc)
+    })
+}
+
+/// ggml's tiled-GEMM IQ1_M product (8 or more tokens), as [`iq1s_batch`].
+pub fn iq1m_batch(x: &[BlockIQ1M], y: &[BlockQ8K]) -> f32 {
+    x.iter().zip(y).fold(0.0, |acc, (a, b)| {
+        let s = iq1m_code_sum(a, &b.qs);
+        let d = iq1m::super_scale(&iq1m::scale_words(a)).to_f32();
+        (d * 0.125 * s as f32).mul_add(b.d, acc)
+    })
 }
