@@ -57,23 +57,8 @@ impl Grid {
                 let d2: i32 = (0..8).map(|k| (2 * (p[k] as i32 - l[k])).pow(2)).sum();
                 dist.push((d2, j as u16));
             }
-            dist.sort_unstable();
-            let mut distinct = 1;
-            let mut n = 0;
-            let mut d2 = dist[0].0;
-            for &(d, _) in &dist {
-                if d > d2 {
-                    if distinct == 3 {
-                        break;
-                    }
-                    d2 = d;
-                    distinct += 1;
-                }
-                n += 1;
-            }
-            map[u] = -(neighbours.len() as i32 + 1);
-            neighbours.push(n as u16);
-            neighbours.extend(dist[..n].iter().map(|&(_, j)| j));
+            // IQ1: the points at the 3 nearest distances.
+            map[u] = super::push_neighbours(&mut dist, 3, &mut neighbours);
         }
         Grid { points, map, neighbours }
     }

@@ -14,6 +14,7 @@
 use std::sync::OnceLock;
 
 use super::iq2_tables::{IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID};
+use crate::quant::search::nearest_int;
 
 /// Levels per coordinate the quantizers' searches use (`kMaxQ`).
 pub(crate) const KMAXQ: i32 = 3;
@@ -73,22 +74,7 @@ impl Grid {
                 let d2: i32 = (0..8).map(|k| (p[k] as i32 - (2 * l[k] + 1)).pow(2)).sum();
                 (d2, j as u16)
             }));
-            by_distance.sort_unstable();
-            map[u] = -(neighbours.len() as i32 + 1);
-            let start = neighbours.len();
-            neighbours.push(0);
-            let (mut d2, mut nhave) = (by_distance[0].0, 1);
-            for &(d, j) in &by_distance {
-                if d > d2 {
-                    if nhave == nwant {
-                        break;
-                    }
-                    d2 = d;
-                    nhave += 1;
-                }
-                neighbours.push(j);
-            }
-            neighbours[start] = (neighbours.len() - start - 1) as u16;
+            map[u] = super::push_neighbours(&mut by_distance, nwant, &mut neighbours);
         }
         Grid { points, map, neighbours }
     }
@@ -126,6 +112,71 @@ impl Grid {
     }
 }
 
+/// The scale search IQ2_XS and IQ2_S share on 16 values (two groups of 8
+/// magnitudes `xval` with weights `weight`, `waux = √weight`, maximum
+/// `max`): 19 trial scales around `max/5`, each group rounded to the grid
+/// (or its best neighbour), the best by `(Σwxq)²/Σwq²`; then the groups the
+/// best trial had off the grid are rounded again at its scale, which is
+/// refitted. Returns the scale and the 16 levels (0..3), every group on the
+/// grid.
+pub(crate) fn search16(
+    grid: &Grid,
+    xval: &[f32; 16],
+    weight: &[f32; 16],
+    waux: &[f32; 16],
+    max: f32,
+) -> (f32, [i8; 16]) {
+    let mut l = [0i8; 16];
+    let mut laux = [0i8; 16];
+    let mut best = 0.0f32;
+    let mut scale = max / (2 * KMAXQ - 1) as f32;
+    let mut on_grid = [true; 2];
+    let mut on_grid_aux = [true; 2];
+    for is in -9..=9 {
+        let id = ((2 * KMAXQ - 1) as f32 + is as f32 * 0.1) / max;
+        let this_scale = 1.0 / id;
+        for k in 0..2 {
+            for i in 0..8 {
+                laux[8 * k + i] = nearest_int(0.5 * (id * xval[8 * k + i] - 1.0)).clamp(0, KMAXQ - 1) as i8;
+            }
+            let g = grid.lookup(&laux[8 * k..8 * k + 8]);
+            on_grid_aux[k] = g >= 0;
+            if g < 0 {
+                let (xv, wa) = (&xval[8 * k..8 * k + 8], &waux[8 * k..8 * k + 8]);
+                grid.best_neighbour(g, xv, wa, this_scale, &mut laux[8 * k..8 * k + 8]);
+            }
+        }
+        let (sumqx, sumq2) = sums(weight, xval, &laux);
+        if sumq2 > 0.0 && sumqx * sumqx > best * sumq2 {
+            scale = sumqx / sumq2;
+            best = scale * sumqx;
+            l = laux;
+            on_grid = on_grid_aux;
+        }
+    }
+    if on_grid.iter().any(|&g| !g) && scale > 0.0 {
+        let id = 1.0 / scale;
+        for k in 0..2 {
+            if on_grid[k] {
+                continue;
+            }
+            for i in 0..8 {
+                l[8 * k + i] = nearest_int(0.5 * (id * xval[8 * k + i] - 1.0)).clamp(0, KMAXQ - 1) as i8;
+            }
+            let g = grid.lookup(&l[8 * k..8 * k + 8]);
+            if g < 0 {
+                let (xv, wa) = (&xval[8 * k..8 * k + 8], &waux[8 * k..8 * k + 8]);
+                grid.best_neighbour(g, xv, wa, scale, &mut l[8 * k..8 * k + 8]);
+            }
+        }
+        let (sumqx, sumq2) = sums(weight, xval, &l);
+        if sumq2 > 0.0 {
+            scale = sumqx / sumq2;
+        }
+    }
+    (scale, l)
+}
+
 /// C's `MAX(a, b)`.
 #[inline]
 pub(crate) fn cmax(a: f32, b: f32) -> f32 {
@@ -146,6 +197,20 @@ pub(crate) fn sums(weight: &[f32], xval: &[f32], l: &[i8]) -> (f32, f32) {
         sumq2 += w * q * q;
     }
     (sumqx, sumq2)
+}
+
+/// The 32 signed levels of 4 grid entries (8 magnitudes each) with their
+/// 32 sign bits.
+#[inline(always)]
+pub(crate) fn signed_levels(entry: impl Fn(usize) -> u64, signs: u32) -> [i8; 32] {
+    std::array::from_fn(|i| {
+        let g = (entry(i / 8) >> (8 * (i % 8))) as u8 as i8;
+        if (signs >> i) & 1 == 1 {
+            -g
+        } else {
+            g
+        }
+    })
 }
 
 /// ggml's `ksigns_iq2xs`: the 8 sign bits of a 7-bit code, the eighth

@@ -12,7 +12,7 @@
 //! index). Where ggml aborts (every neighbour at an infinite or NaN
 //! distance) the first neighbour is taken.
 
-use super::iq2::{cmax, sums, Grid, KMAXQ};
+use super::iq2::{cmax, search16, Grid};
 use super::iq2_tables::IQ2S_GRID;
 use crate::quant::blocks::{BlockIQ2S, BlockQ8K, QK_K};
 use crate::quant::search::nearest_int;
@@ -60,54 +60,7 @@ fn quantize_block(x: &[f32], qw: Option<&[f32]>, y: &mut BlockIQ2S) {
             scales[ib] = 0.0;
             continue;
         }
-        let mut l = [0i8; 16];
-        let mut laux = [0i8; 16];
-        let mut best = 0.0f32;
-        let mut scale = max / (2 * KMAXQ - 1) as f32;
-        let mut on_grid = [true; 2];
-        let mut on_grid_aux = [true; 2];
-        for is in -9..=9 {
-            let id = ((2 * KMAXQ - 1) as f32 + is as f32 * 0.1) / max;
-            let this_scale = 1.0 / id;
-            for k in 0..2 {
-                for i in 0..8 {
-                    laux[8 * k + i] = nearest_int(0.5 * (id * xval[8 * k + i] - 1.0)).clamp(0, KMAXQ - 1) as i8;
-                }
-                let g = grid.lookup(&laux[8 * k..8 * k + 8]);
-                on_grid_aux[k] = g >= 0;
-                if g < 0 {
-                    let (xv, wa) = (&xval[8 * k..8 * k + 8], &waux[8 * k..8 * k + 8]);
-                    grid.best_neighbour(g, xv, wa, this_scale, &mut laux[8 * k..8 * k + 8]);
-                }
-            }
-            let (sumqx, sumq2) = sums(&weight, &xval, &laux);
-            if sumq2 > 0.0 && sumqx * sumqx > best * sumq2 {
-                scale = sumqx / sumq2;
-                best = scale * sumqx;
-                l = laux;
-                on_grid = on_grid_aux;
-            }
-        }
-        if on_grid.iter().any(|&g| !g) && scale > 0.0 {
-            let id = 1.0 / scale;
-            for k in 0..2 {
-                if on_grid[k] {
-                    continue;
-                }
-                for i in 0..8 {
-                    l[8 * k + i] = nearest_int(0.5 * (id * xval[8 * k + i] - 1.0)).clamp(0, KMAXQ - 1) as i8;
-                }
-                let g = grid.lookup(&l[8 * k..8 * k + 8]);
-                if g < 0 {
-                    let (xv, wa) = (&xval[8 * k..8 * k + 8], &waux[8 * k..8 * k + 8]);
-                    grid.best_neighbour(g, xv, wa, scale, &mut l[8 * k..8 * k + 8]);
-                }
-            }
-            let (sumqx, sumq2) = sums(&weight, &xval, &l);
-            if sumq2 > 0.0 {
-                scale = sumqx / sumq2;
-            }
-        }
+        let (mut scale, l) = search16(grid, &xval, &weight, &waux, max);
         if scale < 0.0 {
             scale = -scale;
             signs = signs.map(|s| !s);
@@ -156,16 +109,7 @@ pub(crate) fn signs(b: &BlockIQ2S, ib32: usize) -> u32 {
 /// The 32 signed levels of values `32·ib32..32·ib32 + 32`.
 #[inline(always)]
 pub(crate) fn values(b: &BlockIQ2S, ib32: usize) -> [i8; 32] {
-    let s = signs(b, ib32);
-    let mut v = [0i8; 32];
-    for l in 0..4 {
-        let g = entry(b, 4 * ib32 + l).to_le_bytes();
-        for j in 0..8 {
-            let i = 8 * l + j;
-            v[i] = if (s >> i) & 1 == 1 { -(g[j] as i8) } else { g[j] as i8 };
-        }
-    }
-    v
+    super::iq2::signed_levels(|l| entry(b, 4 * ib32 + l), signs(b, ib32))
 }
 
 impl GgmlBlock for BlockIQ2S {

@@ -9,7 +9,7 @@
 //! Where ggml aborts (a level set whose every neighbour is at an infinite
 //! or NaN distance) the first neighbour is taken.
 
-use super::iq2::{cmax, ksigns, signs_even, sums, Grid, KMAXQ};
+use super::iq2::{cmax, ksigns, signed_levels, signs_even, sums, Grid, KMAXQ};
 use super::iq2_tables::IQ2XXS_GRID;
 use crate::quant::blocks::{BlockIQ2XXS, BlockQ8K, QK_K};
 use crate::quant::search::{make_qp_quants, nearest_int, GROUP_MAX_EPS};
@@ -45,15 +45,7 @@ pub(crate) fn signs(b: &BlockIQ2XXS, ib32: usize) -> u32 {
 /// The 32 signed levels of sub-block `ib32`.
 #[inline(always)]
 pub(crate) fn values(b: &BlockIQ2XXS, ib32: usize) -> [i8; 32] {
-    let s = signs(b, ib32);
-    std::array::from_fn(|i| {
-        let g = (entry(b, ib32, i / 8) >> (8 * (i % 8))) as u8 as i8;
-        if (s >> i) & 1 == 1 {
-            -g
-        } else {
-            g
-        }
-    })
+    signed_levels(|l| entry(b, ib32, l), signs(b, ib32))
 }
 
 /// ggml's `quantize_row_iq2_xxs_impl` on one super-block with importance

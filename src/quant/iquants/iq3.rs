@@ -56,7 +56,7 @@ impl Iq3Grid {
             map[u] = i as i32;
         }
         let mut neighbours = Vec::new();
-        let mut dist2: Vec<(i32, usize)> = Vec::with_capacity(points.len());
+        let mut dist2: Vec<(i32, u16)> = Vec::with_capacity(points.len());
         for u in 0..KMAP_SIZE {
             if map[u] >= 0 {
                 continue;
@@ -65,24 +65,9 @@ impl Iq3Grid {
             dist2.clear();
             dist2.extend(points.iter().enumerate().map(|(j, p)| {
                 let d2: i32 = (0..4).map(|k| (p[k] as i32 - pos[k]) * (p[k] as i32 - pos[k])).sum();
-                (d2, j)
+                (d2, j as u16)
             }));
-            dist2.sort_unstable();
-            map[u] = -(neighbours.len() as i32 + 1);
-            let start = neighbours.len();
-            neighbours.push(0);
-            let (mut d2, mut nhave) = (dist2[0].0, 1);
-            for &(d, j) in &dist2 {
-                if d > d2 {
-                    if nhave == nwant {
-                        break;
-                    }
-                    d2 = d;
-                    nhave += 1;
-                }
-                neighbours.push(j as u16);
-            }
-            neighbours[start] = (neighbours.len() - start - 1) as u16;
+            map[u] = super::push_neighbours(&mut dist2, nwant, &mut neighbours);
         }
         Iq3Grid { points, map, neighbours }
     }

@@ -252,6 +252,32 @@ pub(crate) fn quantize_superblock(x: &[f32], qw: Option<&[f32]>, out: Iq4Out<'_>
     }
 }
 
+/// The neighbour list of a level set off a grid, as ggml's
+/// `iq2xs_init_impl` / `iq3xs_init_impl` build it: every grid point at the
+/// `nwant` smallest squared distances, by distance then index. `dist` holds
+/// each point's `(distance, index)` and is sorted here; the count and the
+/// indices are appended to `neighbours`, and the map entry pointing at them
+/// (`-(offset + 1)`) is returned.
+pub(crate) fn push_neighbours(dist: &mut [(i32, u16)], nwant: usize, neighbours: &mut Vec<u16>) -> i32 {
+    dist.sort_unstable();
+    let entry = -(neighbours.len() as i32 + 1);
+    let start = neighbours.len();
+    neighbours.push(0);
+    let (mut d2, mut nhave) = (dist.first().map_or(0, |d| d.0), 1);
+    for &(d, j) in dist.iter() {
+        if d > d2 {
+            if nhave == nwant {
+                break;
+            }
+            d2 = d;
+            nhave += 1;
+        }
+        neighbours.push(j);
+    }
+    neighbours[start] = (neighbours.len() - start - 1) as u16;
+    entry
+}
+
 /// ggml's `iq{2,3}_find_best_neighbour` search: among the grid points
 /// `list` (indices into `points`, the doubled odd levels `2·l + 1`), the
 /// one nearest to `xval` at `scale` in weighted squared distance, the first
