@@ -16,13 +16,9 @@ fn values(seed: u64, n: usize) -> Vec<f32> {
     common::uniform01(seed, n).map(|u| 0.01 + u * u * u * 50.0).collect()
 }
 
-/// Quantize `model` with each preset and a synthetic importance matrix
-/// (every 2-D layer matrix), with quantmix and with llama-quantize, and
-/// compare every tensor's type and bytes.
-fn compare_with_llama_quantize(model: &std::path::Path, presets: &[&str]) {
-    let Some(py) = common::python() else { return };
+/// A synthetic importance matrix for every 2-D layer matrix of `model`.
+fn synthetic_imatrix(model: &std::path::Path, out: &std::path::Path) {
     let g = GgufFile::open(model).unwrap();
-    let dir = common::tempdir();
     let mut m = Imatrix { datasets: vec!["synthetic".into()], chunk_count: 4, chunk_size: 512, ..Default::default() };
     for (i, t) in g.tensors().iter().enumerate() {
         if t.shape.len() == 2 && t.name.starts_with("blk.") && !t.name.contains("norm") {
@@ -30,8 +26,79 @@ fn compare_with_llama_quantize(model: &std::path::Path, presets: &[&str]) {
             m.entries.insert(t.name.clone(), Entry { sums: values(i as u64 + 1, n), counts: vec![512.0 * 4.0] });
         }
     }
+    m.save_gguf(out).unwrap();
+}
+
+/// `recipe --preset P --imatrix FILE` writes the explicit recipe of a preset
+/// whose types need an importance matrix (refused without one, the message
+/// pointing at `--imatrix`), and quantizing with it and that matrix gives
+/// the preset's tensors.
+#[test]
+fn recipe_with_imatrix_reproduces_the_low_bit_presets() {
+    let model = common::fixture("presets/synth12-llama-f16.gguf");
+    let dir = common::tempdir();
+    let imat = dir.path().join("synth12.imatrix.gguf");
+    synthetic_imatrix(&model, &imat);
+    let run = |args: &[&std::ffi::OsStr]| Command::new(env!("CARGO_BIN_EXE_quantmix")).args(args).output().unwrap();
+    let os = |p: &std::path::Path| p.as_os_str().to_owned();
+    for preset in ["IQ3_XXS", "IQ2_XXS", "IQ1_S"] {
+        let r = dir.path().join(format!("{preset}.toml"));
+        let o = run(&[
+            "recipe".as_ref(),
+            "--preset".as_ref(),
+            preset.as_ref(),
+            model.as_os_str(),
+            "-o".as_ref(),
+            r.as_os_str(),
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains("requires an importance matrix") && err.contains("--imatrix"),
+            "{err}"
+        );
+        let o = run(&[
+            "recipe".as_ref(),
+            "--preset".as_ref(),
+            preset.as_ref(),
+            "--imatrix".as_ref(),
+            imat.as_os_str(),
+            model.as_os_str(),
+            "-o".as_ref(),
+            r.as_os_str(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let (a, b) = (dir.path().join("a.gguf"), dir.path().join("b.gguf"));
+        for (out, how, what) in [(&a, "--recipe", os(&r)), (&b, "--preset", preset.into())] {
+            let o = run(&[
+                "quantize".as_ref(),
+                model.as_os_str(),
+                how.as_ref(),
+                what.as_os_str(),
+                "--imatrix".as_ref(),
+                imat.as_os_str(),
+                "-o".as_ref(),
+                out.as_os_str(),
+                "-q".as_ref(),
+            ]);
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        }
+        let (ga, gb) = (GgufFile::open(&a).unwrap(), GgufFile::open(&b).unwrap());
+        assert!(ga.tensors().iter().any(|t| t.ty.name() == preset), "{preset}: no {preset} tensor");
+        for (x, y) in ga.tensors().iter().zip(gb.tensors()) {
+            assert_eq!((&x.name, x.ty), (&y.name, y.ty), "{preset}");
+            assert!(ga.tensor_data(x) == gb.tensor_data(y), "{preset}: {}", x.name);
+        }
+    }
+}
+
+/// Quantize `model` with each preset and a synthetic importance matrix
+/// (every 2-D layer matrix), with quantmix and with llama-quantize, and
+/// compare every tensor's type and bytes.
+fn compare_with_llama_quantize(model: &std::path::Path, presets: &[&str]) {
+    let Some(py) = common::python() else { return };
+    let dir = common::tempdir();
     let imat = dir.path().join("model.imatrix.gguf");
-    m.save_gguf(&imat).unwrap();
+    synthetic_imatrix(model, &imat);
     for preset in presets {
         let ours = dir.path().join(format!("ours-{preset}.gguf"));
         let theirs = dir.path().join(format!("llama-{preset}.gguf"));
