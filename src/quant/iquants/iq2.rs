@@ -213,12 +213,22 @@ pub(crate) fn signed_levels(entry: impl Fn(usize) -> u64, signs: u32) -> [i8; 32
     })
 }
 
-/// ggml's `ksigns_iq2xs`: the 8 sign bits of a 7-bit code, the eighth
+/// ggml's `ksigns_iq2xs`: the 8 sign bits of each 7-bit code, the eighth
 /// making their number even.
+const KSIGNS: [u8; 128] = {
+    let mut t = [0u8; 128];
+    let mut c = 0;
+    while c < 128 {
+        t[c] = c as u8 | (((c as u32).count_ones() as u8 & 1) << 7);
+        c += 1;
+    }
+    t
+};
+
+/// The 8 sign bits of the 7-bit code in the low bits of `code`.
 #[inline(always)]
 pub(crate) fn ksigns(code: u32) -> u32 {
-    let c = code & 127;
-    c | ((c.count_ones() & 1) << 7)
+    KSIGNS[(code & 127) as usize] as u32
 }
 
 /// The absolute values of 8 signed inputs and their 7-bit sign code, as

@@ -36,7 +36,11 @@ pub(crate) fn entry(b: &BlockIQ2XS, g: usize) -> u64 {
 /// The 32 sign bits of the values `32·ib32..32·ib32 + 32`.
 #[inline(always)]
 pub(crate) fn signs(b: &BlockIQ2XS, ib32: usize) -> u32 {
-    (0..4).map(|l| ksigns(code(b, 4 * ib32 + l) >> 9) << (8 * l)).fold(0, |a, v| a | v)
+    let g = 4 * ib32;
+    ksigns(code(b, g) >> 9)
+        | ksigns(code(b, g + 1) >> 9) << 8
+        | ksigns(code(b, g + 2) >> 9) << 16
+        | ksigns(code(b, g + 3) >> 9) << 24
 }
 
 /// The 32 signed levels of values `32·ib32..32·ib32 + 32`.

@@ -39,7 +39,7 @@ pub(crate) fn entry(b: &BlockIQ2XXS, ib32: usize, l: usize) -> u64 {
 #[inline(always)]
 pub(crate) fn signs(b: &BlockIQ2XXS, ib32: usize) -> u32 {
     let s = words(b, ib32).1;
-    (0..4).map(|l| ksigns(s >> (7 * l)) << (8 * l)).fold(0, |a, v| a | v)
+    ksigns(s) | ksigns(s >> 7) << 8 | ksigns(s >> 14) << 16 | ksigns(s >> 21) << 24
 }
 
 /// The 32 signed levels of sub-block `ib32`.
