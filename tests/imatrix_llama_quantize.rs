@@ -143,7 +143,7 @@ fn imatrix_quantization_matches_llama_quantize() {
         &common::fixture("presets/synth12-llama-f16.gguf"),
         &[
             "Q4_K_M", "Q2_K", "Q3_K_S", "Q5_K_S", "Q4_0", "Q5_1", "Q6_K", "IQ4_NL", "IQ4_XS", "IQ3_XS", "IQ3_S",
-            "IQ3_M", "IQ3_XXS", "IQ2_M", "IQ2_S", "IQ2_XS", "IQ2_XXS", "IQ1_M", "IQ1_S",
+            "IQ3_M", "IQ3_XXS", "IQ2_M", "IQ2_S", "IQ2_XS", "IQ2_XXS", "IQ1_M", "IQ1_S", "Q2_K_S",
         ],
     );
 }
@@ -157,31 +157,36 @@ fn smollm2_low_bit_presets_match_llama_quantize() {
 }
 
 /// Without an importance matrix llama-quantize refuses IQ3_XS on synth12
-/// (IQ3_XXS on its 256-wide attention and feed-forward rows), and so does
-/// quantmix, naming the tensor.
+/// (IQ3_XXS on its 256-wide attention and feed-forward rows) and Q2_K_S
+/// (whose Q2_K tensors need one), and so does quantmix, naming the tensor.
 #[test]
-fn iq3_xs_without_imatrix_is_refused_like_llama_quantize() {
+fn presets_without_imatrix_are_refused_like_llama_quantize() {
     let Some(py) = common::python() else { return };
     let model = common::fixture("presets/synth12-llama-f16.gguf");
     let dir = common::tempdir();
-    let o = Command::new(&py)
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/llama_quantize.py"))
-        .arg(&model)
-        .arg(dir.path().join("llama.gguf"))
-        .arg("IQ3_XS")
-        .output()
-        .unwrap();
-    assert!(!o.status.success(), "llama-quantize made IQ3_XS without an imatrix");
-    let o = Command::new(env!("CARGO_BIN_EXE_quantmix"))
-        .args(["quantize", "--preset", "IQ3_XS"])
-        .arg(&model)
-        .arg("-o")
-        .arg(dir.path().join("ours.gguf"))
-        .arg("-q")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.contains("IQ3_XXS requires an importance matrix") && err.contains("`blk.0.attn_"), "{err}");
-    assert!(!dir.path().join("ours.gguf").exists());
+    for (preset, msg) in [
+        ("IQ3_XS", "IQ3_XXS requires an importance matrix"),
+        ("Q2_K_S", "Q2_K in a Q2_K_S file requires an importance matrix"),
+    ] {
+        let o = Command::new(&py)
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/llama_quantize.py"))
+            .arg(&model)
+            .arg(dir.path().join("llama.gguf"))
+            .arg(preset)
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "llama-quantize made {preset} without an imatrix");
+        let o = Command::new(env!("CARGO_BIN_EXE_quantmix"))
+            .args(["quantize", "--preset", preset])
+            .arg(&model)
+            .arg("-o")
+            .arg(dir.path().join("ours.gguf"))
+            .arg("-q")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(err.contains(msg) && err.contains("`blk.0.attn_"), "{preset}: {err}");
+        assert!(!dir.path().join("ours.gguf").exists());
+    }
 }

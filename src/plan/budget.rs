@@ -184,7 +184,7 @@ pub fn plan_under_budget(
         let mut plan = base_plan.clone();
         for (d, &i) in decisions.iter().zip(&free) {
             let reason = Reason::Budget { damage: d.damage };
-            plan.tensors[i] = tensor_plan(&req.origin, &tensors[i], d.ty, reason, req.imatrix)?;
+            plan.tensors[i] = tensor_plan(&req.origin, &tensors[i], d.ty, reason, req.imatrix, None)?;
         }
         plan.file_type = super::mix_file_type(&plan.tensors);
         plan.origin = req.origin.clone();

@@ -270,7 +270,7 @@ pub fn resolve(
             Reason::Preset(_) => recipe.lines.preset,
             _ => recipe.lines.default,
         };
-        out.push(tensor_plan(&recipe.at(line), t, ty, reason, imatrix)?);
+        out.push(tensor_plan(&recipe.at(line), t, ty, reason, imatrix, recipe.preset)?);
     }
     if let Some(i) = used.iter().zip(&recipe.rules).position(|(u, r)| !u && !r.optional) {
         let r = &recipe.rules[i];
@@ -305,6 +305,7 @@ fn tensor_plan(
     ty: GgmlType,
     reason: Reason,
     imatrix: Option<&ImportanceMatrix>,
+    preset: Option<Preset>,
 ) -> Result<TensorPlan, PlanError> {
     let converts = ty != t.ty;
     let err = |msg: String| PlanError::Recipe(RecipeError { origin: origin.to_string(), line: None, msg });
@@ -318,9 +319,10 @@ fn tensor_plan(
         Some(m) => m.vector_for(t)?,
         None => None,
     };
-    if converts && vector.is_none() && llama::requires_imatrix(&t.name, ty) {
+    if converts && vector.is_none() && llama::requires_imatrix(&t.name, ty, preset) {
+        let what = if ty == GgmlType::Q2_K { format!("type {ty} in a Q2_K_S file") } else { format!("type {ty}") };
         return Err(err(format!(
-            "tensor `{}`: type {ty} requires an importance matrix (llama-quantize refuses it without one); \
+            "tensor `{}`: {what} requires an importance matrix (llama-quantize refuses it without one); \
              pass --imatrix or choose another type",
             t.name
         )));

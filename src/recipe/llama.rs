@@ -440,20 +440,27 @@ pub fn default_fallback(ty: GgmlType) -> Option<GgmlType> {
 
 /// Whether llama-quantize refuses to write `ty` into tensor `name` without
 /// an importance vector (`tensor_requires_imatrix`: the very-low-bit
-/// i-quants, except in the token embeddings and the output projection), or
-/// ggml cannot quantize it without one at all (IQ2_XXS, IQ2_XS, IQ1_S in
-/// any tensor: `ggml_quantize_requires_imatrix`).
-pub fn requires_imatrix(name: &str, ty: GgmlType) -> bool {
+/// i-quants, and Q2_K in a file of `preset` Q2_K_S, except in the token
+/// embeddings and the output projection), or ggml cannot quantize it
+/// without one at all (IQ2_XXS, IQ2_XS, IQ1_S in any tensor:
+/// `ggml_quantize_requires_imatrix`).
+pub fn requires_imatrix(name: &str, ty: GgmlType, preset: Option<Preset>) -> bool {
     if crate::quant::caps(ty).requires_imatrix {
         return true;
     }
     if matches!(Category::of(name), Category::TokenEmbd | Category::Output) {
         return false;
     }
-    matches!(
-        ty,
-        GgmlType::IQ3_XXS | GgmlType::IQ2_XXS | GgmlType::IQ2_XS | GgmlType::IQ2_S | GgmlType::IQ1_M | GgmlType::IQ1_S
-    )
+    match ty {
+        GgmlType::IQ3_XXS
+        | GgmlType::IQ2_XXS
+        | GgmlType::IQ2_XS
+        | GgmlType::IQ2_S
+        | GgmlType::IQ1_M
+        | GgmlType::IQ1_S => true,
+        GgmlType::Q2_K => preset == Some(Preset::Q2_K_S),
+        _ => false,
+    }
 }
 
 /// The running state of llama.cpp's preset logic over a model's tensors
