@@ -6,8 +6,8 @@
 //! - [`legacy`]: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, and the newer Q1_0, Q2_0.
 //! - [`kquants`]: Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K.
 //! - [`iquants`]: IQ4_NL, IQ4_XS (4-bit indices into a non-linear table),
-//!   IQ3_XXS, IQ3_S, IQ2_S (indices into grids of 4 or 8 magnitudes, signs
-//!   apart), IQ1_S, IQ1_M (indices into a grid of 8 levels −1, 0, 1, shifted
+//!   IQ3_XXS, IQ3_S, IQ2_XXS, IQ2_XS, IQ2_S (indices into grids of 4 or 8
+//!   magnitudes, signs apart), IQ1_S, IQ1_M (indices into a grid of 8 levels −1, 0, 1, shifted
 //!   by ±1/8).
 //! - [`ternary`]: TQ1_0, TQ2_0 (values −1, 0, 1 times a scale).
 //! - [`fp4`]: MXFP4 (E2M1 values with a shared power-of-two exponent).

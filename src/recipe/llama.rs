@@ -5,8 +5,7 @@
 //! Read from llama.cpp's `src/llama-quant.cpp` (commit 0c1e570); only the
 //! presets quantmix offers are modelled (of the IQ presets IQ4_NL, IQ4_XS,
 //! IQ3_XXS, IQ3_XS, IQ3_S, IQ3_M, IQ2_M, IQ2_S, IQ2_XS, IQ2_XXS, IQ1_M and
-//! IQ1_S), and
-//! TQ1_0, TQ2_0, Q1_0, Q2_0 and MXFP4_MOE with their branches.
+//! IQ1_S), and TQ1_0, TQ2_0, Q1_0, Q2_0 and MXFP4_MOE with their branches.
 //!
 //! One difference: llama-quantize stops with "no tensor type fallback" when
 //! Q1_0's block of 128 does not divide a tensor's rows (SmolLM2's 576);
