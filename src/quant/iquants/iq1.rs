@@ -111,16 +111,6 @@ impl Grid {
     }
 }
 
-/// C's `MAX(a, b)`.
-#[inline]
-pub(crate) fn cmax(a: f32, b: f32) -> f32 {
-    if a > b {
-        a
-    } else {
-        b
-    }
-}
-
 /// `iq1_sort_helper`: −1, 0, 1 as C compares the floats (0 for NaN).
 #[inline]
 fn compare(a: f32, b: f32) -> i32 {

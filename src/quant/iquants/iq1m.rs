@@ -12,7 +12,8 @@
 //! replaced by their best neighbour ([`super::iq1`]), then the super-block
 //! scale refitted to the quantized values.
 
-use super::iq1::{cmax, qsort_order, Grid, IQ1M_DELTA, IQ1S_DELTA};
+use super::cmax;
+use super::iq1::{qsort_order, Grid, IQ1M_DELTA, IQ1S_DELTA};
 use super::iq1_tables::IQ1S_GRID;
 use crate::quant::blocks::{BlockIQ1M, BlockQ8K, QK_K};
 use crate::quant::search::nearest_int;

@@ -12,7 +12,8 @@
 //! Without importance weights (which ggml refuses; `quant::quantize_row`
 //! does too) every weight is 1.
 
-use super::iq1::{cmax, qsort_order, Grid, IQ1S_DELTA};
+use super::cmax;
+use super::iq1::{qsort_order, Grid, IQ1S_DELTA};
 use super::iq1_tables::IQ1S_GRID;
 use crate::quant::blocks::{BlockIQ1S, BlockQ8K, QK_K};
 use crate::quant::search::nearest_int;

@@ -177,16 +177,6 @@ pub(crate) fn search16(
     (scale, l)
 }
 
-/// C's `MAX(a, b)`.
-#[inline]
-pub(crate) fn cmax(a: f32, b: f32) -> f32 {
-    if a > b {
-        a
-    } else {
-        b
-    }
-}
-
 /// (Σ w·x·q, Σ w·q²) with `q = 2l+1`, in ggml's order.
 pub(crate) fn sums(weight: &[f32], xval: &[f32], l: &[i8]) -> (f32, f32) {
     let (mut sumqx, mut sumq2) = (0.0f32, 0.0f32);

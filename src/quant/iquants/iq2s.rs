@@ -12,7 +12,8 @@
 //! index). Where ggml aborts (every neighbour at an infinite or NaN
 //! distance) the first neighbour is taken.
 
-use super::iq2::{cmax, search16, Grid};
+use super::cmax;
+use super::iq2::{search16, Grid};
 use super::iq2_tables::IQ2S_GRID;
 use crate::quant::blocks::{BlockIQ2S, BlockQ8K, QK_K};
 use crate::quant::search::nearest_int;

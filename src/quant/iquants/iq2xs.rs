@@ -9,7 +9,8 @@
 //! Where ggml aborts (a level set whose every neighbour is at an infinite
 //! or NaN distance) the first neighbour is taken.
 
-use super::iq2::{cmax, ksigns, search16, signed_levels, signs_even, Grid};
+use super::cmax;
+use super::iq2::{ksigns, search16, signed_levels, signs_even, Grid};
 use super::iq2_tables::IQ2XS_GRID;
 use crate::quant::blocks::{BlockIQ2XS, BlockQ8K, QK_K};
 use crate::quant::search::{nearest_int, GROUP_MAX_EPS};

@@ -9,7 +9,8 @@
 //! Where ggml aborts (a level set whose every neighbour is at an infinite
 //! or NaN distance) the first neighbour is taken.
 
-use super::iq2::{cmax, ksigns, signed_levels, signs_even, sums, Grid, KMAXQ};
+use super::cmax;
+use super::iq2::{ksigns, signed_levels, signs_even, sums, Grid, KMAXQ};
 use super::iq2_tables::IQ2XXS_GRID;
 use crate::quant::blocks::{BlockIQ2XXS, BlockQ8K, QK_K};
 use crate::quant::search::{make_qp_quants, nearest_int, GROUP_MAX_EPS};

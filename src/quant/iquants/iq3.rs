@@ -19,6 +19,8 @@
 
 use std::sync::OnceLock;
 
+use super::cmax;
+
 use super::iq3_tables::{IQ3S_GRID, IQ3XXS_GRID};
 use crate::quant::blocks::{BlockIQ3S, BlockIQ3XXS, QK_K};
 use crate::quant::search::nearest_int;
@@ -118,16 +120,6 @@ impl Iq3Grid {
             l[i] = nearest_int(0.5 * (id * xval[i] - 1.0)).clamp(0, KMAXQ - 1) as i8;
         }
         self.lookup(l)
-    }
-}
-
-/// C's `MAX(a, b)`: `a > b ? a : b` (NaN handling included).
-#[inline]
-fn cmax(a: f32, b: f32) -> f32 {
-    if a > b {
-        a
-    } else {
-        b
     }
 }
 

@@ -252,6 +252,17 @@ pub(crate) fn quantize_superblock(x: &[f32], qw: Option<&[f32]>, out: Iq4Out<'_>
     }
 }
 
+/// C's `MAX(a, b)`: `a > b ? a : b` (NaN handling included), as ggml's
+/// quantizers take maxima.
+#[inline]
+pub(crate) fn cmax(a: f32, b: f32) -> f32 {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
 /// The neighbour list of a level set off a grid, as ggml's
 /// `iq2xs_init_impl` / `iq3xs_init_impl` build it: every grid point at the
 /// `nwant` smallest squared distances, by distance then index. `dist` holds
