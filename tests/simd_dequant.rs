@@ -130,7 +130,7 @@ fn the_slow_types_have_avx2_dequantizers() {
         return;
     }
     use GgmlType::*;
-    for ty in [Q6_K, Q3_K, Q2_K, Q5_0, Q4_1, Q5_1, Q5_K, Q1_0, Q2_0, TQ1_0, TQ2_0, MXFP4] {
+    for ty in [F16, BF16, Q6_K, Q3_K, Q2_K, Q4_K, Q4_0, Q8_0, Q5_0, Q4_1, Q5_1, Q5_K, Q1_0, Q2_0, TQ1_0, TQ2_0, MXFP4] {
         assert!(caps(ty).dequantize_avx2 && caps(ty).dequantize_on(Isa::Avx2), "{ty}");
     }
 }
@@ -143,8 +143,13 @@ fn simd_dequantization_equals_scalar_bit_for_bit() {
         for isa in simd_paths().into_iter().filter(|&i| c.dequantize_on(i)) {
             for seed in 0..200u64 {
                 let mut r = Rng::new(seed * 7919 + ty.id() as u64);
-                // 1 to 9 blocks (at least 256 values for the float types).
-                let nb = (1 + seed as usize % 9) * if ty.block_size() == 1 { 256 } else { 1 };
+                // 1 to 9 blocks (256 to 2311 values for the float types: every
+                // remainder of the 8-value steps).
+                let nb = if ty.block_size() == 1 {
+                    (1 + seed as usize % 9) * 256 + seed as usize % 8
+                } else {
+                    1 + seed as usize % 9
+                };
                 let n = nb * ty.block_size();
                 let w = random_blocks(ty, nb, &mut r);
                 let want = dequantized(Isa::Scalar, ty, &w, n);

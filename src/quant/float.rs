@@ -5,6 +5,8 @@
 //! and turns every NaN into a quiet NaN keeping its sign and payload top
 //! bits (`ggml_compute_fp32_to_bf16`). Importance weights do not apply.
 
+#[cfg(target_arch = "x86_64")]
+pub mod dequant_avx2;
 pub mod dot;
 pub mod gemm;
 
@@ -48,6 +50,8 @@ impl GgmlBlock for f16 {
     const VEC_DOT_AVX2: Option<super::VecDotKernel<Self>> = Some(dot::avx2::dot_f16);
     #[cfg(target_arch = "x86_64")]
     const GEMM_AVX512: Option<super::GemmKernel<Self>> = Some(gemm::avx512::gemm_f16);
+    #[cfg(target_arch = "x86_64")]
+    const DEQUANTIZE_AVX2: Option<super::DequantizeKernel<Self>> = Some(dequant_avx2::f16);
     fn quantize_row(src: &[f32], dst: &mut [Self], _imatrix: Option<&[f32]>) {
         half::slice::HalfFloatSliceExt::convert_from_f32_slice(dst, src);
     }
@@ -67,6 +71,8 @@ impl GgmlBlock for bf16 {
     const VEC_DOT_AVX2: Option<super::VecDotKernel<Self>> = Some(dot::avx2::dot_bf16);
     #[cfg(target_arch = "x86_64")]
     const GEMM_AVX512: Option<super::GemmKernel<Self>> = Some(gemm::avx512::gemm_bf16);
+    #[cfg(target_arch = "x86_64")]
+    const DEQUANTIZE_AVX2: Option<super::DequantizeKernel<Self>> = Some(dequant_avx2::bf16);
     fn quantize_row(src: &[f32], dst: &mut [Self], _imatrix: Option<&[f32]>) {
         for (d, &s) in dst.iter_mut().zip(src) {
             *d = f32_to_bf16(s);

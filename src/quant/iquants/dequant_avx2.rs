@@ -1,16 +1,21 @@
-//! AVX2 dequantizers of IQ4_NL, IQ4_XS, IQ3_XXS and IQ3_S: the 32 table
-//! levels of a (sub-)block looked up with `pshufb` (IQ3: grid entries
-//! gathered, signs flipped afterwards), converted to f32 eight at a time
-//! and multiplied by the block scale, one product per value as the scalar
-//! references (`dequantize_row_scalar`) do, so the outputs are
-//! bit-identical.
+//! AVX2 dequantizers of the i-quants. IQ4_NL/IQ4_XS: the 32 table levels of
+//! a (sub-)block looked up with `pshufb`, converted to f32 eight at a time.
+//! IQ3 and IQ2: each grid entry is loaded as floats from a copy of the grid
+//! made at compile time ([`Grid8`], [`Grid4`]; the levels are small
+//! integers, exact in f32) and its signs as an xor mask from [`SIGNS`]. IQ1:
+//! grid entries gathered and converted. Every value is then multiplied by
+//! its scale, one product per value as the scalar references
+//! (`dequantize_row_scalar`) do, and negated after the product where its
+//! sign bit is set (the scalar `-v`), so the outputs are bit-identical.
 //!
 //! # Safety
 //! Every function requires AVX2, FMA and F16C on the running CPU.
 
 use std::arch::x86_64::*;
 
-use super::dot::avx2::{entries, levels_32, sign_mask, table};
+use super::dot::avx2::{levels_32, table};
+use super::iq2_tables::{IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID};
+use super::iq3_tables::{IQ3S_GRID, IQ3XXS_GRID};
 use super::iq4xs::sub_scale;
 use crate::quant::blocks::*;
 use crate::quant::x86::*;
@@ -47,23 +52,108 @@ pub unsafe fn iq4xs(src: &[BlockIQ4XS], dst: &mut [f32]) {
     }
 }
 
-/// The 32 magnitudes of `grid` as f32 and, per value, the sign bit to flip
-/// (`-0.0` where `mask` is 0xFF, else `0.0`), 8 at a time.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn signed_ps(grid: __m256i, mask: __m256i) -> ([__m256; 4], [__m256; 4]) {
-    let m = _mm256_and_si256(mask, _mm256_set1_epi8(i8::MIN));
-    (i8x32_to_ps(grid), i8x32_to_ps(m).map(|f| _mm256_and_ps(f, _mm256_set1_ps(-0.0))))
+/// A grid of 8-level entries as f32, aligned so that no entry crosses a
+/// cache line.
+#[repr(C, align(64))]
+struct Grid8<const N: usize>([[f32; 8]; N]);
+
+/// A grid of 4-level entries as f32.
+#[repr(C, align(64))]
+struct Grid4<const N: usize>([[f32; 4]; N]);
+
+const fn grid8<const N: usize>(g: &[u64; N]) -> Grid8<N> {
+    let mut out = [[0f32; 8]; N];
+    let mut i = 0;
+    while i < N {
+        let mut j = 0;
+        while j < 8 {
+            out[i][j] = ((g[i] >> (8 * j)) & 0xFF) as f32;
+            j += 1;
+        }
+        i += 1;
+    }
+    Grid8(out)
 }
 
-/// `±(db · level)` for the 32 magnitudes of `grid`, negated (sign bit
-/// flipped, as the scalar `-v`) where `mask` is 0xFF, stored to `y[..32]`.
+const fn grid4<const N: usize>(g: &[u32; N]) -> Grid4<N> {
+    let mut out = [[0f32; 4]; N];
+    let mut i = 0;
+    while i < N {
+        let mut j = 0;
+        while j < 4 {
+            out[i][j] = ((g[i] >> (8 * j)) & 0xFF) as f32;
+            j += 1;
+        }
+        i += 1;
+    }
+    Grid4(out)
+}
+
+static IQ2XXS_F32: Grid8<256> = grid8(&IQ2XXS_GRID);
+static IQ2XS_F32: Grid8<512> = grid8(&IQ2XS_GRID);
+static IQ2S_F32: Grid8<1024> = grid8(&IQ2S_GRID);
+static IQ3XXS_F32: Grid4<256> = grid4(&IQ3XXS_GRID);
+static IQ3S_F32: Grid4<512> = grid4(&IQ3S_GRID);
+
+/// Per sign byte, the xor masks of its 8 values: the f32 sign bit where the
+/// value's bit is set.
+#[repr(C, align(64))]
+struct Signs([[u32; 8]; 256]);
+
+static SIGNS: Signs = {
+    let mut out = [[0u32; 8]; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut j = 0;
+        while j < 8 {
+            out[i][j] = if (i >> j) & 1 == 1 { 0x8000_0000 } else { 0 };
+            j += 1;
+        }
+        i += 1;
+    }
+    Signs(out)
+};
+
+/// `±(dl · level)` for the 8 levels `v`, negated where bit `j` of `sign`
+/// is set, stored to `y[..8]`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn store_signed(y: &mut [f32], grid: __m256i, mask: __m256i, db: __m256) {
-    let (v, m) = signed_ps(grid, mask);
+unsafe fn store8(y: &mut [f32], v: __m256, sign: u32, dl: __m256) {
+    // SAFETY: an entry of `SIGNS` is 8 u32.
+    let m = unsafe { _mm256_loadu_ps(SIGNS.0[(sign & 0xFF) as usize].as_ptr() as *const f32) };
+    store_ps(y, _mm256_xor_ps(_mm256_mul_ps(dl, v), m));
+}
+
+/// The 8 levels of an entry of an 8-level grid.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load8(e: &[f32; 8]) -> __m256 {
+    // SAFETY: `e` is 8 floats.
+    unsafe { _mm256_loadu_ps(e.as_ptr()) }
+}
+
+/// The 8 levels of two entries of a 4-level grid.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load4x2(a: &[f32; 4], b: &[f32; 4]) -> __m256 {
+    // SAFETY: `a` and `b` are 4 floats each.
+    unsafe { _mm256_set_m128(_mm_loadu_ps(b.as_ptr()), _mm_loadu_ps(a.as_ptr())) }
+}
+
+/// `±(db · level)` for one IQ3 sub-block of 32 values: grid indices `idx(k)`
+/// of its 8 entries and its 4 sign bytes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn iq3_block<const N: usize>(
+    y: &mut [f32],
+    grid: &Grid4<N>,
+    idx: impl Fn(usize) -> usize,
+    signs: u32,
+    db: __m256,
+) {
     for k in 0..4 {
-        store_ps(&mut y[8 * k..], _mm256_xor_ps(_mm256_mul_ps(db, v[k]), m[k]));
+        let v = load4x2(&grid.0[idx(2 * k)], &grid.0[idx(2 * k + 1)]);
+        store8(&mut y[8 * k..], v, signs >> (8 * k), db);
     }
 }
 
@@ -71,13 +161,12 @@ unsafe fn store_signed(y: &mut [f32], grid: __m256i, mask: __m256i, db: __m256) 
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn iq3xxs(src: &[BlockIQ3XXS], dst: &mut [f32]) {
-    use super::iq3xxs::{aux, entry, signs};
+    use super::iq3xxs::{aux, index, signs};
     for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
         let d = b.d.to_f32();
         for ib in 0..8 {
             let db = _mm256_set1_ps(d * (0.5 + (aux(b, ib) >> 28) as f32) * 0.5);
-            let grid = entries(|k| entry(b, ib, k));
-            store_signed(&mut y[32 * ib..32 * ib + 32], grid, sign_mask(signs(b, ib)), db);
+            iq3_block(&mut y[32 * ib..32 * ib + 32], &IQ3XXS_F32, |k| index(b, ib, k), signs(b, ib), db);
         }
     }
 }
@@ -86,38 +175,38 @@ pub unsafe fn iq3xxs(src: &[BlockIQ3XXS], dst: &mut [f32]) {
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn iq3s(src: &[BlockIQ3S], dst: &mut [f32]) {
-    use super::iq3s::{entry, scale, signs};
+    use super::iq3s::{index, scale, signs};
     for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
         let d = b.d.to_f32();
         for ib in 0..8 {
             let db = _mm256_set1_ps(d * scale(b, ib) as f32);
-            let grid = entries(|k| entry(b, ib, k));
-            store_signed(&mut y[32 * ib..32 * ib + 32], grid, sign_mask(signs(b, ib)), db);
+            iq3_block(&mut y[32 * ib..32 * ib + 32], &IQ3S_F32, |k| index(b, ib, k), signs(b, ib), db);
         }
     }
 }
 
-/// `d·(0.5 + ls)·0.25·±level` for one 2-bit grid super-block from its grid
-/// entries, sign bits and 4-bit scales `ls` per 16 values (IQ2_XXS, IQ2_XS,
-/// IQ2_S), one product per value as the scalar dequantizers.
+/// `d·(0.5 + ls)·0.25·±level` for one 2-bit grid super-block from the grid
+/// indices `idx(ib32, l)` of its groups, its sign bits and its 4-bit scales
+/// `ls` per 16 values (IQ2_XXS, IQ2_XS, IQ2_S), one product per value as
+/// the scalar dequantizers.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn iq2_block(
+unsafe fn iq2_block<const N: usize>(
     y: &mut [f32],
     d: f32,
-    entry: impl Fn(usize, usize) -> u64,
+    grid: &Grid8<N>,
+    idx: impl Fn(usize, usize) -> usize,
     signs: impl Fn(usize) -> u32,
     ls: impl Fn(usize) -> u8,
 ) {
     for ib32 in 0..8 {
-        let g = |l: usize| entry(ib32, l) as i64;
-        let grid = _mm256_setr_epi64x(g(0), g(1), g(2), g(3));
-        let mask = sign_mask(signs(ib32));
-        let (v, m) = signed_ps(grid, mask);
+        let s = signs(ib32);
         let y = &mut y[32 * ib32..32 * ib32 + 32];
-        for k in 0..4 {
-            let dl = _mm256_set1_ps(d * (0.5 + ls(2 * ib32 + k / 2) as f32) * 0.25);
-            store_ps(&mut y[8 * k..], _mm256_xor_ps(_mm256_mul_ps(dl, v[k]), m[k]));
+        for h in 0..2 {
+            let dl = _mm256_set1_ps(d * (0.5 + ls(2 * ib32 + h) as f32) * 0.25);
+            for l in 2 * h..2 * h + 2 {
+                store8(&mut y[8 * l..], load8(&grid.0[idx(ib32, l)]), s >> (8 * l), dl);
+            }
         }
     }
 }
@@ -126,10 +215,10 @@ unsafe fn iq2_block(
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn iq2s(src: &[BlockIQ2S], dst: &mut [f32]) {
-    use super::iq2s::{entry, signs};
+    use super::iq2s::{index, signs};
     for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
         let ls = |i: usize| (b.scales[i / 2] >> (4 * (i % 2))) & 0x0F;
-        iq2_block(y, b.d.to_f32(), |ib32, l| entry(b, 4 * ib32 + l), |ib32| signs(b, ib32), ls);
+        iq2_block(y, b.d.to_f32(), &IQ2S_F32, |ib32, l| index(b, 4 * ib32 + l), |ib32| signs(b, ib32), ls);
     }
 }
 
@@ -137,10 +226,10 @@ pub unsafe fn iq2s(src: &[BlockIQ2S], dst: &mut [f32]) {
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn iq2xs(src: &[BlockIQ2XS], dst: &mut [f32]) {
-    use super::iq2xs::{entry, signs};
+    use super::iq2xs::{index, signs};
     for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
         let ls = |i: usize| (b.scales[i / 2] >> (4 * (i % 2))) & 0x0F;
-        iq2_block(y, b.d.to_f32(), |ib32, l| entry(b, 4 * ib32 + l), |ib32| signs(b, ib32), ls);
+        iq2_block(y, b.d.to_f32(), &IQ2XS_F32, |ib32, l| index(b, 4 * ib32 + l), |ib32| signs(b, ib32), ls);
     }
 }
 
@@ -148,10 +237,10 @@ pub unsafe fn iq2xs(src: &[BlockIQ2XS], dst: &mut [f32]) {
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn iq2xxs(src: &[BlockIQ2XXS], dst: &mut [f32]) {
-    use super::iq2xxs::{entry, scale, signs};
+    use super::iq2xxs::{index, scale, signs};
     for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
         let ls = |i: usize| ((scale(b, i / 2) - 1) / 2) as u8;
-        iq2_block(y, b.d.to_f32(), |ib32, l| entry(b, ib32, l), |ib32| signs(b, ib32), ls);
+        iq2_block(y, b.d.to_f32(), &IQ2XXS_F32, |ib32, l| index(b, ib32, l), |ib32| signs(b, ib32), ls);
     }
 }
 

@@ -98,7 +98,13 @@ pub(crate) fn scale(b: &BlockIQ2S, ib16: usize) -> i32 {
 /// The grid entry of group `g` (0..32): 8 magnitudes.
 #[inline(always)]
 pub(crate) fn entry(b: &BlockIQ2S, g: usize) -> u64 {
-    IQ2S_GRID[b.qs[g] as usize | (((b.qh[g / 4] >> (2 * (g % 4))) & 3) as usize) << 8]
+    IQ2S_GRID[index(b, g)]
+}
+
+/// The grid index of group `g` (0..32).
+#[inline(always)]
+pub(crate) fn index(b: &BlockIQ2S, g: usize) -> usize {
+    b.qs[g] as usize | (((b.qh[g / 4] >> (2 * (g % 4))) & 3) as usize) << 8
 }
 
 /// The sign bytes of the 32 values `ib32` (0..8) as one little-endian word.

@@ -31,7 +31,13 @@ pub(crate) fn scale(b: &BlockIQ2XS, ib16: usize) -> i32 {
 /// The grid entry of group `g` (0..32): 8 magnitudes.
 #[inline(always)]
 pub(crate) fn entry(b: &BlockIQ2XS, g: usize) -> u64 {
-    IQ2XS_GRID[(code(b, g) & 511) as usize]
+    IQ2XS_GRID[index(b, g)]
+}
+
+/// The grid index of group `g` (0..32).
+#[inline(always)]
+pub(crate) fn index(b: &BlockIQ2XS, g: usize) -> usize {
+    (code(b, g) & 511) as usize
 }
 
 /// The 32 sign bits of the values `32·ib32..32·ib32 + 32`.

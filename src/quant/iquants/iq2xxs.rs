@@ -33,7 +33,13 @@ pub(crate) fn scale(b: &BlockIQ2XXS, ib32: usize) -> i32 {
 /// The grid entry of group `l` (0..4) of sub-block `ib32`: 8 magnitudes.
 #[inline(always)]
 pub(crate) fn entry(b: &BlockIQ2XXS, ib32: usize, l: usize) -> u64 {
-    IQ2XXS_GRID[b.qs[8 * ib32 + l] as usize]
+    IQ2XXS_GRID[index(b, ib32, l)]
+}
+
+/// The grid index of group `l` (0..4) of sub-block `ib32`.
+#[inline(always)]
+pub(crate) fn index(b: &BlockIQ2XXS, ib32: usize, l: usize) -> usize {
+    b.qs[8 * ib32 + l] as usize
 }
 
 /// The 32 sign bits of sub-block `ib32`.

@@ -23,7 +23,13 @@ pub(crate) fn signs(b: &BlockIQ3S, ib: usize) -> u32 {
 /// The grid entry `k` (0..8) of sub-block `ib`: 4 magnitudes.
 #[inline(always)]
 pub(crate) fn entry(b: &BlockIQ3S, ib: usize, k: usize) -> u32 {
-    IQ3S_GRID[b.qs[8 * ib + k] as usize | (((b.qh[ib] >> k) & 1) as usize) << 8]
+    IQ3S_GRID[index(b, ib, k)]
+}
+
+/// The grid index of entry `k` (0..8) of sub-block `ib`.
+#[inline(always)]
+pub(crate) fn index(b: &BlockIQ3S, ib: usize, k: usize) -> usize {
+    b.qs[8 * ib + k] as usize | (((b.qh[ib] >> k) & 1) as usize) << 8
 }
 
 /// The 32 signed levels of sub-block `ib` and its odd scale.

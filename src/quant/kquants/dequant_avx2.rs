@@ -118,6 +118,29 @@ pub unsafe fn q2k(x: &[BlockQ2K], dst: &mut [f32]) {
     }
 }
 
+/// Q4_K: `(d · sc_j) · q − dmin · m_j` over 8 sub-blocks of 32, the low
+/// nibbles of 32 bytes in one sub-block and their high nibbles in the next.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q4k(x: &[BlockQ4K], dst: &mut [f32]) {
+    let m4 = _mm256_set1_epi8(0x0F);
+    for (b, y) in x.iter().zip(dst.chunks_exact_mut(QK_K)) {
+        let sm = load_16(&scales_mins_k4(&b.scales));
+        let dl = scaled_i8x16(f16_splat(b.d), sm);
+        let ml = scaled_i8x16(f16_splat(b.dmin), _mm_srli_si128::<8>(sm));
+        for c in 0..4 {
+            let bits = load_u8(&b.qs[32 * c..]);
+            let lo = _mm256_and_si256(bits, m4);
+            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
+            let (j, k) = (2 * c, 2 * c + 1);
+            store_affine(&mut y[64 * c..], lo, (dl[j], dl[j]), (ml[j], ml[j]));
+            store_affine(&mut y[64 * c + 32..], hi, (dl[k], dl[k]), (ml[k], ml[k]));
+        }
+    }
+}
+
 /// Q5_K: `(d · sc_j) · q − dmin · m_j` over 8 sub-blocks of 32,
 /// `q = nibble | bit << 4`.
 ///

@@ -42,6 +42,29 @@ pub unsafe fn q5_0(x: &[BlockQ5_0], dst: &mut [f32]) {
     }
 }
 
+/// Q4_0: `(q − 8) · d`.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q4_0(x: &[BlockQ4_0], dst: &mut [f32]) {
+    let eight = _mm256_set1_epi8(8);
+    for (b, y) in x.iter().zip(dst.chunks_exact_mut(QK4_0)) {
+        store_scaled_i8x32(y, _mm256_sub_epi8(nibbles_32(&b.qs), eight), f16_splat(b.d));
+    }
+}
+
+/// Q8_0 (and Q8_1, whose `s` plays no part): `q · d`.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn q8_0(x: &[BlockQ8_0], dst: &mut [f32]) {
+    for (b, y) in x.iter().zip(dst.chunks_exact_mut(QK8_0)) {
+        store_scaled_i8x32(y, load_i8(&b.qs), f16_splat(b.d));
+    }
+}
+
 /// Q5_1: `q · d + m`.
 ///
 /// # Safety

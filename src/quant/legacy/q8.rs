@@ -58,6 +58,8 @@ impl GgmlBlock for BlockQ8_0 {
     const VEC_DOT_AVX2: Option<crate::quant::VecDotKernel<Self>> = Some(super::dot::avx2::q8_0_q8_0);
     #[cfg(target_arch = "x86_64")]
     const GEMM_VNNI: Option<crate::quant::GemmKernel<Self>> = Some(super::gemm::vnni::q8_0_q8_0);
+    #[cfg(target_arch = "x86_64")]
+    const DEQUANTIZE_AVX2: Option<crate::quant::DequantizeKernel<Self>> = Some(super::dequant_avx2::q8_0);
 
     /// ggml ignores importance weights for Q8_0.
     fn quantize_row(src: &[f32], dst: &mut [Self], _imatrix: Option<&[f32]>) {
