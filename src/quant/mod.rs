@@ -91,6 +91,10 @@ pub type GemmKernel<B> = unsafe fn(&[B], &[<B as GgmlBlock>::VecDot], usize, &mu
 /// (`src.len() * BLCK_SIZE` values). `unsafe` as [`VecDotKernel`].
 pub type DequantizeKernel<B> = unsafe fn(&[B], &mut [f32]);
 
+/// An activation quantizer of a block type: `src` (`dst.len() * BLCK_SIZE`
+/// values) into `dst`. `unsafe` as [`VecDotKernel`].
+pub type ActivationKernel<B> = unsafe fn(&[f32], &mut [B]);
+
 /// One ggml block type: its layout (`Self`), how to quantize a row into it
 /// (optionally weighted by an importance vector), how to dequantize it, and
 /// its dot product with the activation type ggml pairs it with, per
@@ -114,6 +118,12 @@ pub trait GgmlBlock: Pod + Send + Sync + 'static {
     /// one; same conditions as [`GgmlBlock::VEC_DOT_AVX2`]. Its output must
     /// be bit-identical to [`GgmlBlock::dequantize_row_scalar`]'s.
     const DEQUANTIZE_AVX2: Option<DequantizeKernel<Self>> = None;
+
+    /// The AVX2 + FMA + F16C activation quantizer ([`Isa::Avx2`]), if this
+    /// type has one; same conditions as [`GgmlBlock::VEC_DOT_AVX2`]. Its
+    /// blocks must equal [`GgmlBlock::quantize_activations_scalar`]'s byte
+    /// for byte.
+    const QUANTIZE_ACTIVATIONS_AVX2: Option<ActivationKernel<Self>> = None;
 
     /// The AVX-512 tile kernel for products of several tokens, if this type
     /// has one; it may only run where `simd::use_avx512()` holds, and each
@@ -194,9 +204,43 @@ pub trait GgmlBlock: Pod + Send + Sync + 'static {
     /// Quantize one row of activations (`dst.len() * BLCK_SIZE` values) the
     /// way ggml's x86 CPU backend feeds its dot products (`from_float` of
     /// the type traits): the reference quantizer, except for Q8_0 and Q8_1
-    /// (see `legacy::q8`).
-    fn quantize_activations(src: &[f32], dst: &mut [Self]) {
+    /// (see `legacy::q8`). The scalar reference ([`Isa::Scalar`]).
+    fn quantize_activations_scalar(src: &[f32], dst: &mut [Self]) {
         Self::quantize_row(src, dst, None)
+    }
+
+    /// Quantize activations on the path `isa`; `false` (and `dst`
+    /// untouched) when this type has no such quantizer for `isa` or this
+    /// CPU lacks it.
+    fn quantize_activations_on(isa: Isa, src: &[f32], dst: &mut [Self]) -> bool {
+        match isa {
+            Isa::Scalar => Self::quantize_activations_scalar(src, dst),
+            Isa::Avx2 => {
+                let Some(kernel) = Self::QUANTIZE_ACTIVATIONS_AVX2.filter(|_| isa.available()) else {
+                    return false;
+                };
+                // SAFETY: `isa.available()` was checked: this CPU has AVX2,
+                // FMA and F16C.
+                unsafe { kernel(src, dst) }
+            }
+        }
+        true
+    }
+
+    /// Quantize one row of activations with the fastest path this CPU
+    /// supports ([`Isa::best`]); the bytes of
+    /// [`GgmlBlock::quantize_activations_scalar`].
+    #[inline]
+    fn quantize_activations(src: &[f32], dst: &mut [Self]) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(kernel) = Self::QUANTIZE_ACTIVATIONS_AVX2 {
+            if simd::use_avx2() {
+                // SAFETY: `use_avx2` is true only when AVX2, FMA and F16C
+                // were detected on this CPU.
+                return unsafe { kernel(src, dst) };
+            }
+        }
+        Self::quantize_activations_scalar(src, dst)
     }
 
     /// The scalar reference dot product of a weight row with an activation
@@ -299,6 +343,32 @@ pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8], imatrix: Option<&
     }
     with_block_type!(ty, B => quantize_into::<B>(src, dst, imatrix))
         .ok_or(QuantError::Unsupported { ty, op: "quantization" })
+}
+
+/// Quantize one row of activations (`src.len()` values) to the activation
+/// type `ty` on the path `isa` (tests compare the paths). Errors when the
+/// lengths are wrong, `ty` is no activation type with a quantizer for
+/// `isa`, or this CPU lacks `isa`.
+pub fn quantize_activations_with(isa: Isa, ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), QuantError> {
+    if !isa.available() {
+        return Err(QuantError::Unsupported { ty, op: "activation quantization on this CPU's instruction set" });
+    }
+    check_len(ty, src.len(), dst.len())?;
+    if !caps(ty).is_activation() {
+        return Err(QuantError::Unsupported { ty, op: "activation quantization" });
+    }
+    fn run<B: GgmlBlock>(isa: Isa, src: &[f32], dst: &mut [u8]) -> bool {
+        let mut tmp = vec![B::zeroed(); src.len() / B::BLCK_SIZE];
+        let ok = B::quantize_activations_on(isa, src, &mut tmp);
+        if ok {
+            dst.copy_from_slice(bytemuck::cast_slice(&tmp));
+        }
+        ok
+    }
+    with_block_type!(ty, B => run::<B>(isa, src, dst))
+        .filter(|&ok| ok)
+        .map(|_| ())
+        .ok_or(QuantError::Unsupported { ty, op: "activation quantization on this instruction set" })
 }
 
 /// Dequantize bytes of type `ty` into `dst` (`dst.len()` values).

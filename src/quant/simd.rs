@@ -13,10 +13,12 @@
 //! kernels ([`use_avx512_vnni`]), equally bit-identical. `QUANTMIX_SIMD=avx2` turns both off.
 //!
 //! Each block type names its kernels per level in its
-//! [`GgmlBlock`](super::GgmlBlock) impl (dot product and dequantizer);
-//! [`super::vec_dot_with`] and [`super::dequantize_row_with`] run one on an
-//! explicitly chosen level, so that tests and benchmarks can compare the
-//! paths on the same data.
+//! [`GgmlBlock`](super::GgmlBlock) impl (dot product, dequantizer and, for
+//! the activation types Q8_0, Q8_1 and Q8_K, activation quantizer);
+//! [`super::vec_dot_with`], [`super::dequantize_row_with`] and
+//! [`super::quantize_activations_with`] run one on an explicitly chosen
+//! level, so that tests and benchmarks can compare the paths on the same
+//! data.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 

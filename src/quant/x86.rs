@@ -213,3 +213,67 @@ pub unsafe fn store_scaled_i8x32(dst: &mut [f32], q: __m256i, d: __m256) {
         store_ps(&mut dst[8 * k..], _mm256_mul_ps(d, v));
     }
 }
+
+/// 32 floats from the start of `x`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn load_ps_32(x: &[f32]) -> [__m256; 4] {
+    assert!(x.len() >= 32);
+    // SAFETY: `x` has at least 32 values (checked above).
+    std::array::from_fn(|k| unsafe { _mm256_loadu_ps(x.as_ptr().add(8 * k)) })
+}
+
+/// The lanes' running maxima of `|v|` into `acc`, NaNs of `v` skipped
+/// (`vmaxps` returns its second operand when either is NaN), as the scalar
+/// `acc.max(v.abs())` does.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn max_abs(acc: __m256, v: __m256) -> __m256 {
+    _mm256_max_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0), v), acc)
+}
+
+/// The largest of the 8 lanes (none NaN).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn hmax_ps(x: __m256) -> f32 {
+    let s = _mm_max_ps(_mm256_extractf128_ps::<1>(x), _mm256_castps256_ps128(x));
+    let s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}
+
+/// Whether every lane of the 4 registers has `|p| < limit` (false for NaN).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn all_abs_below(p: &[__m256; 4], limit: f32) -> bool {
+    let (sign, lim) = (_mm256_set1_ps(-0.0), _mm256_set1_ps(limit));
+    let below = |v: __m256| _mm256_cmp_ps::<_CMP_LT_OQ>(_mm256_andnot_ps(sign, v), lim);
+    let all = _mm256_and_ps(_mm256_and_ps(below(p[0]), below(p[1])), _mm256_and_ps(below(p[2]), below(p[3])));
+    _mm256_movemask_ps(all) == 0xFF
+}
+
+/// `search::nearest_int` of 8 floats (|p| < 2²²): the low mantissa bits of
+/// `p + 1.5·2²³`, less 2²².
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn nearest_int_8(p: __m256) -> __m256i {
+    let v = _mm256_castps_si256(_mm256_add_ps(p, _mm256_set1_ps(12_582_912.0)));
+    _mm256_sub_epi32(_mm256_and_si256(v, _mm256_set1_epi32(0x007f_ffff)), _mm256_set1_epi32(0x0040_0000))
+}
+
+/// 32 i32 (in the i8 range) packed into 32 i8, in order.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn pack_i32x32(v: [__m256i; 4]) -> __m256i {
+    let q = _mm256_packs_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3]));
+    _mm256_permutevar8x32_epi32(q, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
+}
+
+/// Store 32 i8 at the start of `dst`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn store_i8_32(dst: &mut [i8], q: __m256i) {
+    assert!(dst.len() >= 32);
+    // SAFETY: `dst` has at least 32 bytes (checked above).
+    _mm256_storeu_si256(dst.as_mut_ptr() as *mut __m256i, q)
+}

@@ -8,6 +8,8 @@
 //! floating-point order; see [`super::search`].
 
 #[cfg(target_arch = "x86_64")]
+pub mod act_avx2;
+#[cfg(target_arch = "x86_64")]
 pub mod dequant_avx2;
 pub mod dot;
 pub mod gemm;

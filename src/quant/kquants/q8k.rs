@@ -11,6 +11,8 @@ impl GgmlBlock for BlockQ8K {
     const BLCK_SIZE: usize = QK_K;
     type VecDot = BlockQ8K;
     const STORAGE: bool = false;
+    #[cfg(target_arch = "x86_64")]
+    const QUANTIZE_ACTIVATIONS_AVX2: Option<crate::quant::ActivationKernel<Self>> = Some(super::act_avx2::q8k);
 
     /// ggml's `quantize_row_q8_K_ref` (scale `max/-127` of the signed
     /// value with the largest magnitude); importance weights do not apply.

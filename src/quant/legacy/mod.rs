@@ -16,6 +16,8 @@
 //! value's weight is `w_j · sqrt(σ² + x_j²)` with σ² the row's mean square.
 
 #[cfg(target_arch = "x86_64")]
+pub mod act_avx2;
+#[cfg(target_arch = "x86_64")]
 pub mod dequant_avx2;
 pub mod dot;
 pub mod gemm;

@@ -28,7 +28,7 @@ fn q8_scale(x: &[f32]) -> (f32, f32) {
 /// `(amax/127, 127/amax)` of an activation block, `(0, 0)` for an all-zero
 /// block.
 #[inline(always)]
-fn act_scale(x: &[f32]) -> (f32, f32) {
+pub(super) fn act_scale(x: &[f32]) -> (f32, f32) {
     let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     (amax / 127.0, if amax != 0.0 { 127.0 / amax } else { 0.0 })
 }
@@ -40,7 +40,7 @@ fn act_scale(x: &[f32]) -> (f32, f32) {
 /// turns the ±inf and NaN products into -128; here +inf gives 127 and NaN
 /// 0, as the forward pass has always computed it.
 #[inline(always)]
-fn act_level(x: f32, id: f32) -> i8 {
+pub(super) fn act_level(x: f32, id: f32) -> i8 {
     let v = x * id;
     if v.abs() < 4_194_304.0 {
         nearest_int(v).clamp(-128, 127) as i8
@@ -58,6 +58,8 @@ impl GgmlBlock for BlockQ8_0 {
     const VEC_DOT_AVX2: Option<crate::quant::VecDotKernel<Self>> = Some(super::dot::avx2::q8_0_q8_0);
     #[cfg(target_arch = "x86_64")]
     const GEMM_VNNI: Option<crate::quant::GemmKernel<Self>> = Some(super::gemm::vnni::q8_0_q8_0);
+    #[cfg(target_arch = "x86_64")]
+    const QUANTIZE_ACTIVATIONS_AVX2: Option<crate::quant::ActivationKernel<Self>> = Some(super::act_avx2::q8_0);
     #[cfg(target_arch = "x86_64")]
     const DEQUANTIZE_AVX2: Option<crate::quant::DequantizeKernel<Self>> = Some(super::dequant_avx2::q8_0);
 
@@ -82,7 +84,7 @@ impl GgmlBlock for BlockQ8_0 {
     }
 
     /// ggml's x86 `quantize_row_q8_0` (see the module documentation).
-    fn quantize_activations(src: &[f32], dst: &mut [Self]) {
+    fn quantize_activations_scalar(src: &[f32], dst: &mut [Self]) {
         for (x, y) in src.chunks_exact(QK8_0).zip(dst.iter_mut()) {
             let (d, id) = act_scale(x);
             y.d = f16::from_f32(d);
@@ -102,6 +104,8 @@ impl GgmlBlock for BlockQ8_1 {
     const BLCK_SIZE: usize = QK8_0;
     type VecDot = BlockQ8_1;
     const STORAGE: bool = false;
+    #[cfg(target_arch = "x86_64")]
+    const QUANTIZE_ACTIVATIONS_AVX2: Option<crate::quant::ActivationKernel<Self>> = Some(super::act_avx2::q8_1);
 
     /// ggml's `quantize_row_q8_1_ref`; importance weights do not apply.
     fn quantize_row(src: &[f32], dst: &mut [Self], _imatrix: Option<&[f32]>) {
@@ -129,7 +133,7 @@ impl GgmlBlock for BlockQ8_1 {
     }
 
     /// ggml's x86 `quantize_row_q8_1` (see the module documentation).
-    fn quantize_activations(src: &[f32], dst: &mut [Self]) {
+    fn quantize_activations_scalar(src: &[f32], dst: &mut [Self]) {
         for (x, y) in src.chunks_exact(QK8_0).zip(dst.iter_mut()) {
             let (d, id) = act_scale(x);
             y.d = f16::from_f32(d);
