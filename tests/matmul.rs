@@ -133,7 +133,7 @@ fn tile_kernels_equal_the_batch_dot_product_bit_for_bit() {
                 }
             }
             let w = Weights::new(ty, rows, row_len, &wq).unwrap();
-            for n_tokens in [2, 3, 4, 5, 7, 8, 9, 13] {
+            for n_tokens in [2, 3, 4, 5, 7, 8, 9, 13, 33, 70] {
                 let mut x = data(1000 + rows as u64 * 10 + n_tokens as u64, n_tokens * row_len);
                 if n_tokens == 7 {
                     // Token 1, block 2: denormals, whose Q8_0 levels overflow

@@ -5,12 +5,13 @@
 //! integers `s1 = Σ_j sc_j·Σ q·q8` and `s2 = Σ_j m_j·bsum_j`, then
 //! `res = d_w·s1 − dmin_w·s2` (one FMA) and `acc += res·d_a` (one FMA).
 //!
-//! Each 32-value chunk of a super-block is unpacked to unsigned levels once
-//! per tile and multiplied with the activations by `maddubs` (16-bit pair
-//! sums, which cannot saturate for these level ranges), `vpdpwssd` weights
-//! the pairs by the sub-block scale and adds them into 8 i32 lanes per token
-//! — one 16-lane register holds two tokens — for a tile of [`MR`] rows ×
-//! 2·[`NP`] tokens; Q3_K's `−4` of a clear high bit is
+//! Each super-block of a strip's [`MR`] rows is unpacked to unsigned levels
+//! once for all of the strip's tokens (up to 2·[`NP`]; unpacking per few
+//! tokens cost as much as the products) and multiplied with the activations
+//! by `maddubs` (16-bit pair sums, which cannot saturate for these level
+//! ranges), `vpdpwssd` weights the pairs by the sub-block scale and adds
+//! them into 8 i32 lanes per token
+//! — one 16-lane register holds two tokens; Q3_K's `−4` of a clear high bit is
 //! `maddubs(low + 4·high) − maddubs(4)`, Q6_K's offset `32·Σ sc·bsum` comes
 //! off the lanes. The lanes of 4 rows × 2 tokens are then summed into one
 //! register (lane `8h + r`: row `r`, token `h`), where the float steps run
@@ -26,8 +27,9 @@ pub mod vnni {
 
     /// Weight rows per register tile.
     pub const MR: usize = 4;
-    /// Token pairs per register tile.
-    pub const NP: usize = 2;
+    /// Token pairs per strip (at most 64 tokens: the activations of a
+    /// strip stay in L2).
+    pub const NP: usize = 32;
 
     /// A weight super-block unpacked for the tile: the 8 chunks of 32
     /// unsigned levels and their i16 scales (each broadcast to both halves),
@@ -265,20 +267,21 @@ pub mod vnni {
         _mm512_add_epi32(c, _mm512_shuffle_i32x4::<0b10_11_00_01>(c, c))
     }
 
-    /// One register tile: rows `w[r·n..]` (`R` of them) × the token pairs
-    /// `tok[p]` (`P` of them; a pair's two tokens may be the same block row
-    /// when the count is odd), into `out[t·stride + r]` for the `nt` real
-    /// tokens.
+    /// One strip: rows `w[r·n..]` (`R` of them) × tokens `a[t·n..]` (`nt` of
+    /// them, at most `2·`[`NP`]), into `out[t·stride + r]`. Each weight
+    /// super-block is decoded once for all the tokens; the tokens go in
+    /// pairs (the last one repeated when `nt` is odd), each pair's float
+    /// accumulator held in `acc` across the super-blocks.
     ///
     /// # Safety
     /// AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C on the running CPU; `w`
-    /// holds `R·n` blocks, every `tok` pointer `n` blocks, `out`
-    /// `(nt−1)·stride + R` values, `nt ≤ 2·P`, `R ≤ 4`.
+    /// holds `R·n` blocks, `a` `nt·n` blocks, `out` `(nt−1)·stride + R`
+    /// values, `1 ≤ nt ≤ 2·NP`, `R ≤ 4`.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    unsafe fn tile<W: KTile, const R: usize, const P: usize>(
+    unsafe fn strip<W: KTile, const R: usize>(
         w: *const W,
-        tok: [[*const BlockQ8K; 2]; P],
+        a: *const BlockQ8K,
         nt: usize,
         n: usize,
         out: *mut f32,
@@ -286,71 +289,69 @@ pub mod vnni {
     ) {
         let zero = _mm512_setzero_si512();
         let four = _mm512_set1_epi8(4);
+        let pairs = nt.div_ceil(2);
         // Lane 8h + r: row r, token 2p + h.
-        let mut acc = [_mm512_setzero_ps(); P];
+        let mut acc = [_mm512_setzero_ps(); NP];
         for b in 0..n {
-            let mut act = [[zero; 8]; P];
-            let mut c4 = [[zero; 8]; P];
-            let mut bs = [zero; P];
-            let mut da = [_mm512_setzero_ps(); P];
-            for p in 0..P {
-                // SAFETY: b < n blocks of each token.
-                let (x, y) = unsafe { (&*tok[p][0].add(b), &*tok[p][1].add(b)) };
+            // SAFETY: row r < R, block b < n; the features are enabled.
+            let dec: [Dec; R] = std::array::from_fn(|r| unsafe { (*w.add(r * n + b)).decode() });
+            // SAFETY: `dw` and `dm` are 4 floats each.
+            let (dwv, dmv) = unsafe {
+                let (mut dw, mut dm) = ([0f32; 4], [0f32; 4]);
+                for r in 0..R {
+                    (dw[r], dm[r]) = (dec[r].d, dec[r].dmin);
+                }
+                (_mm512_broadcast_f32x4(_mm_loadu_ps(dw.as_ptr())), _mm512_broadcast_f32x4(_mm_loadu_ps(dm.as_ptr())))
+            };
+            for (p, acc) in acc.iter_mut().enumerate().take(pairs) {
+                let (t0, t1) = (2 * p, (2 * p + 1).min(nt - 1));
+                // SAFETY: t0, t1 < nt tokens, b < n blocks each.
+                let (x, y) = unsafe { (&*a.add(t0 * n + b), &*a.add(t1 * n + b)) };
+                let mut act = [zero; 8];
+                let mut c4 = [zero; 8];
                 for c in 0..8 {
                     // SAFETY: 32 of the 256 levels of each.
                     let (qx, qy) = unsafe { (load_i8(&x.qs[32 * c..]), load_i8(&y.qs[32 * c..])) };
-                    act[p][c] = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(qx), qy);
+                    act[c] = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(qx), qy);
                     if W::KIND == Kind::Q3 {
-                        c4[p][c] = _mm512_maddubs_epi16(four, act[p][c]);
+                        c4[c] = _mm512_maddubs_epi16(four, act[c]);
                     }
                 }
                 // SAFETY: the 16 block sums of each.
                 let (sx, sy) = unsafe { (load_i16x16(&x.bsums), load_i16x16(&y.bsums)) };
-                bs[p] = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(sx), sy);
-                da[p] = halves(x.d, y.d);
-            }
-            let mut s1 = [[zero; 4]; P];
-            let mut s2 = [[zero; 4]; P];
-            let (mut dw, mut dm) = ([0f32; 4], [0f32; 4]);
-            for r in 0..R {
-                // SAFETY: row r < R, block b < n; the features are enabled.
-                let dec = unsafe { (*w.add(r * n + b)).decode() };
-                for p in 0..P {
+                let bs = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(sx), sy);
+                let mut s1 = [zero; 4];
+                let mut s2 = [zero; 4];
+                for r in 0..R {
+                    let d = &dec[r];
                     let mut sumi = zero;
                     for c in 0..8 {
-                        let mut pr = _mm512_maddubs_epi16(dec.q[c], act[p][c]);
+                        let mut pr = _mm512_maddubs_epi16(d.q[c], act[c]);
                         if W::KIND == Kind::Q3 {
-                            pr = _mm512_sub_epi16(pr, c4[p][c]);
+                            pr = _mm512_sub_epi16(pr, c4[c]);
                         }
-                        sumi = _mm512_dpwssd_epi32(sumi, pr, dec.sc[c]);
+                        sumi = _mm512_dpwssd_epi32(sumi, pr, d.sc[c]);
                     }
                     if W::KIND == Kind::Q6 {
-                        let offset = _mm512_slli_epi32::<5>(_mm512_madd_epi16(bs[p], dec.s6));
+                        let offset = _mm512_slli_epi32::<5>(_mm512_madd_epi16(bs, d.s6));
                         sumi = _mm512_sub_epi32(sumi, offset);
                     }
-                    s1[p][r] = sumi;
+                    s1[r] = sumi;
                     if W::KIND == Kind::Mins {
-                        s2[p][r] = _mm512_madd_epi16(dec.mins, bs[p]);
+                        s2[r] = _mm512_madd_epi16(d.mins, bs);
                     }
                 }
-                (dw[r], dm[r]) = (dec.d, dec.dmin);
-            }
-            // SAFETY: `dw` and `dm` are 4 floats each.
-            let (dwv, dmv) = unsafe {
-                (_mm512_broadcast_f32x4(_mm_loadu_ps(dw.as_ptr())), _mm512_broadcast_f32x4(_mm_loadu_ps(dm.as_ptr())))
-            };
-            for p in 0..P {
-                let mut res = _mm512_mul_ps(dwv, _mm512_cvtepi32_ps(row_sums(s1[p])));
+                let mut res = _mm512_mul_ps(dwv, _mm512_cvtepi32_ps(row_sums(s1)));
                 if W::KIND == Kind::Mins {
-                    res = _mm512_fnmadd_ps(dmv, _mm512_cvtepi32_ps(row_sums(s2[p])), res);
+                    res = _mm512_fnmadd_ps(dmv, _mm512_cvtepi32_ps(row_sums(s2)), res);
                 }
-                acc[p] = _mm512_fmadd_ps(res, da[p], acc[p]);
+                *acc = _mm512_fmadd_ps(res, halves(x.d, y.d), *acc);
             }
         }
-        for p in 0..P {
+        for (p, acc) in acc.iter().enumerate().take(pairs) {
             let mut v = [0f32; 16];
             // SAFETY: `v` is 16 floats.
-            unsafe { _mm512_storeu_ps(v.as_mut_ptr(), acc[p]) };
+            unsafe { _mm512_storeu_ps(v.as_mut_ptr(), *acc) };
             for r in 0..R {
                 for h in 0..2 {
                     let t = 2 * p + h;
@@ -381,27 +382,18 @@ pub mod vnni {
         let mut t = 0;
         while t < tokens {
             let nt = (tokens - t).min(2 * NP);
-            // Token k of this tile, the last real one repeated.
-            // SAFETY: t + min(k, nt−1) < tokens.
-            let at = |k: usize| unsafe { ap.add((t + k.min(nt - 1)) * n) };
             let mut r = 0;
             while r < rows {
                 let nr = (rows - r).min(MR);
                 // SAFETY: rows r..r+nr and tokens t..t+nt exist; the output
                 // index (t+i)·rows + r + j < tokens·rows.
                 unsafe {
-                    let (wr, o) = (wp.add(r * n), op.add(t * rows + r));
-                    let one = [[at(0), at(1)]];
-                    let two = [[at(0), at(1)], [at(2), at(3)]];
-                    match (nr, nt > 2) {
-                        (4, true) => tile::<W, 4, 2>(wr, two, nt, n, o, rows),
-                        (4, false) => tile::<W, 4, 1>(wr, one, nt, n, o, rows),
-                        (3, true) => tile::<W, 3, 2>(wr, two, nt, n, o, rows),
-                        (3, false) => tile::<W, 3, 1>(wr, one, nt, n, o, rows),
-                        (2, true) => tile::<W, 2, 2>(wr, two, nt, n, o, rows),
-                        (2, false) => tile::<W, 2, 1>(wr, one, nt, n, o, rows),
-                        (_, true) => tile::<W, 1, 2>(wr, two, nt, n, o, rows),
-                        (_, false) => tile::<W, 1, 1>(wr, one, nt, n, o, rows),
+                    let (wr, at, o) = (wp.add(r * n), ap.add(t * n), op.add(t * rows + r));
+                    match nr {
+                        4 => strip::<W, 4>(wr, at, nt, n, o, rows),
+                        3 => strip::<W, 3>(wr, at, nt, n, o, rows),
+                        2 => strip::<W, 2>(wr, at, nt, n, o, rows),
+                        _ => strip::<W, 1>(wr, at, nt, n, o, rows),
                     }
                 }
                 r += nr;
