@@ -71,6 +71,154 @@ mod avx2 {
         }
         s
     }
+
+    /// [`super::dot8_4x4`] in two halves of four rows × two columns (eight
+    /// accumulators: with the loaded steps they fit AVX2's 16 registers).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; every `a[i]` holds the largest
+    /// `n[m]` values, every `b[m]` `n[m]`.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot8_4x4(a: [&[f32]; 4], b: [&[f32]; 4], n: [usize; 4]) -> [[f32; 4]; 4] {
+        let mut out = [[0f32; 4]; 4];
+        for half in 0..2 {
+            let (m0, m1) = (2 * half, 2 * half + 1);
+            let o = dot8_4x2(a, [b[m0], b[m1]], [n[m0], n[m1]]);
+            for i in 0..4 {
+                (out[i][m0], out[i][m1]) = (o[i][0], o[i][1]);
+            }
+        }
+        out
+    }
+
+    /// Four rows × two columns of [`super::dot8_4x4`].
+    ///
+    /// # Safety
+    /// As [`dot8_4x4`].
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dot8_4x2(a: [&[f32]; 4], b: [&[f32]; 2], n: [usize; 2]) -> [[f32; 2]; 4] {
+        let full = [n[0] / 8 * 8, n[1] / 8 * 8];
+        let common = full[0].min(full[1]);
+        let pa = [a[0].as_ptr(), a[1].as_ptr(), a[2].as_ptr(), a[3].as_ptr()];
+        let pb = [b[0].as_ptr(), b[1].as_ptr()];
+        let mut acc = [_mm256_setzero_ps(); 8];
+        let mut j = 0;
+        while j < common {
+            // SAFETY: j + 8 <= common <= both n[m] <= the lengths.
+            let (b0, b1) = (_mm256_loadu_ps(pb[0].add(j)), _mm256_loadu_ps(pb[1].add(j)));
+            for i in 0..4 {
+                let va = _mm256_loadu_ps(pa[i].add(j));
+                acc[2 * i] = _mm256_fmadd_ps(va, b0, acc[2 * i]);
+                acc[2 * i + 1] = _mm256_fmadd_ps(va, b1, acc[2 * i + 1]);
+            }
+            j += 8;
+        }
+        let mut out = [[0f32; 2]; 4];
+        for i in 0..4 {
+            for m in 0..2 {
+                let mut c = acc[2 * i + m];
+                let mut j = common;
+                while j < full[m] {
+                    // SAFETY: j + 8 <= full[m] <= n[m] <= the lengths.
+                    c = _mm256_fmadd_ps(_mm256_loadu_ps(pa[i].add(j)), _mm256_loadu_ps(pb[m].add(j)), c);
+                    j += 8;
+                }
+                let h = _mm_add_ps(_mm256_extractf128_ps(c, 1), _mm256_castps256_ps128(c));
+                let h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+                let h = _mm_add_ss(h, _mm_movehdup_ps(h));
+                let mut s = _mm_cvtss_f32(h);
+                for j in full[m]..n[m] {
+                    s = a[i][j].mul_add(b[m][j], s);
+                }
+                out[i][m] = s;
+            }
+        }
+        out
+    }
+
+    /// Four [`dot8`]s `a[k]·b[k]` (each pair of its own length), their
+    /// accumulator chains interleaved while all four have 8-value steps
+    /// left; each one's operations and order are [`dot8`]'s.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; `a[k]` and `b[k]` have equal
+    /// lengths.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot8x4(a: [&[f32]; 4], b: [&[f32]; 4]) -> [f32; 4] {
+        assert!((0..4).all(|k| a[k].len() == b[k].len()));
+        let full = [a[0].len() / 8 * 8, a[1].len() / 8 * 8, a[2].len() / 8 * 8, a[3].len() / 8 * 8];
+        let common = full[0].min(full[1]).min(full[2]).min(full[3]);
+        let (pa, pb) = (
+            [a[0].as_ptr(), a[1].as_ptr(), a[2].as_ptr(), a[3].as_ptr()],
+            [b[0].as_ptr(), b[1].as_ptr(), b[2].as_ptr(), b[3].as_ptr()],
+        );
+        // Four named accumulators: an array captured by a closure would
+        // live in memory, its chains going through store and reload.
+        let (mut c0, mut c1, mut c2, mut c3) =
+            (_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut i = 0;
+        while i < common {
+            // SAFETY: i + 8 <= common <= full[k] <= both lengths of pair k.
+            c0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa[0].add(i)), _mm256_loadu_ps(pb[0].add(i)), c0);
+            c1 = _mm256_fmadd_ps(_mm256_loadu_ps(pa[1].add(i)), _mm256_loadu_ps(pb[1].add(i)), c1);
+            c2 = _mm256_fmadd_ps(_mm256_loadu_ps(pa[2].add(i)), _mm256_loadu_ps(pb[2].add(i)), c2);
+            c3 = _mm256_fmadd_ps(_mm256_loadu_ps(pa[3].add(i)), _mm256_loadu_ps(pb[3].add(i)), c3);
+            i += 8;
+        }
+        let mut out = [0f32; 4];
+        for (k, acc) in [c0, c1, c2, c3].into_iter().enumerate() {
+            let mut acc = acc;
+            let mut i = common;
+            while i < full[k] {
+                // SAFETY: i + 8 <= full[k] <= both lengths of pair k.
+                acc = _mm256_fmadd_ps(_mm256_loadu_ps(pa[k].add(i)), _mm256_loadu_ps(pb[k].add(i)), acc);
+                i += 8;
+            }
+            let h = _mm_add_ps(_mm256_extractf128_ps(acc, 1), _mm256_castps256_ps128(acc));
+            let h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+            let h = _mm_add_ss(h, _mm_movehdup_ps(h));
+            let mut s = _mm_cvtss_f32(h);
+            for j in full[k]..a[k].len() {
+                s = a[k][j].mul_add(b[k][j], s);
+            }
+            out[k] = s;
+        }
+        out
+    }
+}
+
+/// Sixteen [`dot8`]s: `out[i][m]` = `dot8(a[i][..n[m]], b[m][..n[m]])`,
+/// every one's operations and order unchanged, each loaded 8-value step of
+/// `a` and `b` used four times.
+///
+/// # Panics
+/// When an `a[i]` is shorter than the largest `n[m]` or a `b[m]` shorter
+/// than `n[m]`.
+#[inline]
+pub fn dot8_4x4(a: [&[f32]; 4], b: [&[f32]; 4], n: [usize; 4]) -> [[f32; 4]; 4] {
+    let most = n.iter().copied().max().unwrap_or(0);
+    assert!(a.iter().all(|x| x.len() >= most) && (0..4).all(|m| b[m].len() >= n[m]));
+    #[cfg(target_arch = "x86_64")]
+    if crate::quant::simd::use_avx2() {
+        // SAFETY: `use_avx2` is true only when AVX2, FMA and F16C were
+        // detected; the lengths were checked above.
+        return unsafe { avx2::dot8_4x4(a, b, n) };
+    }
+    std::array::from_fn(|i| std::array::from_fn(|m| dot8_scalar(&a[i][..n[m]], &b[m][..n[m]])))
+}
+
+/// Four [`dot8`]s `a[k]·b[k]` (each pair of its own length): the same bits,
+/// faster (four independent accumulator chains in flight).
+#[inline]
+pub fn dot8x4(a: [&[f32]; 4], b: [&[f32]; 4]) -> [f32; 4] {
+    assert!((0..4).all(|k| a[k].len() == b[k].len()));
+    #[cfg(target_arch = "x86_64")]
+    if crate::quant::simd::use_avx2() {
+        // SAFETY: `use_avx2` is true only when AVX2, FMA and F16C were detected.
+        return unsafe { avx2::dot8x4(a, b) };
+    }
+    std::array::from_fn(|k| dot8_scalar(a[k], b[k]))
 }
 
 /// 8-lane fused multiply-add dot product (AVX2 when available).
@@ -223,6 +371,166 @@ unsafe fn attend_fma(
     attend_impl(q, k, k_stride, vt, v_stride, first, len, scale, softcap, single, out, s)
 }
 
+/// A query·key product as a score: llama.cpp's soft-capping (scale, tanh,
+/// scale) where `softcap > 0`, then the attention scale.
+#[inline(always)]
+fn score(dot: f32, scale: f32, softcap: f32) -> f32 {
+    let mut v = dot;
+    if softcap > 0.0 {
+        v = (v * (1.0 / softcap)).tanh() * softcap;
+    }
+    v * scale
+}
+
+/// Scores `w` (padded to a multiple of 8 with −∞) into softmax weights
+/// rounded to f16 precision, as ggml's softmax: exponentials 8 at a time,
+/// their sums added in f64, the first `len` scaled by the inverse.
+#[inline(always)]
+fn normalize(w: &mut [f32], len: usize, max: f32) {
+    let mut total = 0f64;
+    for group in w.chunks_exact_mut(8) {
+        let mut e = [0f32; 8];
+        for (o, &x) in e.iter_mut().zip(group.iter()) {
+            *o = exp_ggml(x - max);
+        }
+        total += hsum8(e) as f64;
+        group.copy_from_slice(&e);
+    }
+    let inv = (1.0 / total) as f32;
+    for x in &mut w[..len] {
+        *x = to_f16_precision(*x * inv);
+    }
+}
+
+/// Four queries attending to the keys and values of one head at once: for
+/// each `m`, the output of [`attend`] of `q[m]` over `first[m]..len[m]` in
+/// the batched order (`single` false), bit for bit, with each key and value
+/// row read once for the four.
+#[allow(clippy::too_many_arguments)]
+pub fn attend4(
+    q: [&[f32]; 4],
+    k: &[f32],
+    k_stride: usize,
+    vt: &[f32],
+    v_stride: usize,
+    first: [usize; 4],
+    len: [usize; 4],
+    scale: f32,
+    softcap: f32,
+    out: [&mut [f32]; 4],
+    s: &mut [Scratch; 4],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::quant::simd::use_avx2() {
+        // SAFETY: `use_avx2` is true only when AVX2, FMA and F16C were detected.
+        unsafe { attend4_fma(q, k, k_stride, vt, v_stride, first, len, scale, softcap, out, s) };
+        return;
+    }
+    attend4_impl(q, k, k_stride, vt, v_stride, first, len, scale, softcap, out, s)
+}
+
+/// [`attend4`] compiled with FMA instructions.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn attend4_fma(
+    q: [&[f32]; 4],
+    k: &[f32],
+    k_stride: usize,
+    vt: &[f32],
+    v_stride: usize,
+    first: [usize; 4],
+    len: [usize; 4],
+    scale: f32,
+    softcap: f32,
+    out: [&mut [f32]; 4],
+    s: &mut [Scratch; 4],
+) {
+    attend4_impl(q, k, k_stride, vt, v_stride, first, len, scale, softcap, out, s)
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn attend4_impl(
+    q: [&[f32]; 4],
+    k: &[f32],
+    k_stride: usize,
+    vt: &[f32],
+    v_stride: usize,
+    first: [usize; 4],
+    len: [usize; 4],
+    scale: f32,
+    softcap: f32,
+    out: [&mut [f32]; 4],
+    s: &mut [Scratch; 4],
+) {
+    let hd = q[0].len();
+    let mut padded = [0usize; 4];
+    for m in 0..4 {
+        assert_eq!(q[m].len(), hd);
+        s[m].q.clear();
+        s[m].q.extend(q[m].iter().map(|&x| to_f16_precision(x)));
+        padded[m] = len[m].div_ceil(8) * 8;
+        assert!(padded[m] <= v_stride, "value rows of {v_stride} cannot hold {} positions", padded[m]);
+        s[m].w.clear();
+        s[m].w.resize(padded[m], f32::NEG_INFINITY);
+    }
+    let key = |j: usize| &k[j * k_stride..j * k_stride + hd];
+    let start: [usize; 4] = std::array::from_fn(|m| first[m].min(len[m]));
+    // Keys every query sees, four products per key row; the others one by one.
+    let (lo, hi) = (start.iter().copied().max().unwrap_or(0), len.iter().copied().min().unwrap_or(0));
+    let mut max = [f32::NEG_INFINITY; 4];
+    let mut j = lo;
+    while j < hi {
+        let qs: [&[f32]; 4] = [&s[0].q, &s[1].q, &s[2].q, &s[3].q];
+        // Four keys × four queries, or one key.
+        let (dots, keys) = if j + 4 <= hi {
+            (dot8_4x4([key(j), key(j + 1), key(j + 2), key(j + 3)], qs, [hd; 4]), 4)
+        } else {
+            ([dot8x4([key(j); 4], qs), [0.0; 4], [0.0; 4], [0.0; 4]], 1)
+        };
+        for (i, row) in dots.iter().enumerate().take(keys) {
+            for m in 0..4 {
+                let v = score(row[m], scale, softcap);
+                s[m].w[j + i] = v;
+                max[m] = max[m].max(v);
+            }
+        }
+        j += keys;
+    }
+    for m in 0..4 {
+        for j in (start[m]..len[m]).filter(|j| !(lo..hi).contains(j)) {
+            let v = score(dot8(key(j), &s[m].q), scale, softcap);
+            s[m].w[j] = v;
+            max[m] = max[m].max(v);
+        }
+        normalize(&mut s[m].w, len[m], max[m]);
+    }
+    let [o0, o1, o2, o3] = out;
+    let most = padded.iter().copied().max().unwrap_or(0);
+    let row = |d: usize| &vt[d * v_stride..d * v_stride + most];
+    let ws: [&[f32]; 4] = [&s[0].w, &s[1].w, &s[2].w, &s[3].w];
+    let mut d = 0;
+    while d < hd {
+        if d + 4 <= hd {
+            // Four value rows × four queries.
+            let o = dot8_4x4([row(d), row(d + 1), row(d + 2), row(d + 3)], ws, padded);
+            for (i, oi) in o.iter().enumerate() {
+                (o0[d + i], o1[d + i], o2[d + i], o3[d + i]) = (oi[0], oi[1], oi[2], oi[3]);
+            }
+            d += 4;
+        } else {
+            let values: [&[f32]; 4] = std::array::from_fn(|m| &row(d)[..padded[m]]);
+            let o = dot8x4(values, ws);
+            (o0[d], o1[d], o2[d], o3[d]) = (o[0], o[1], o[2], o[3]);
+            d += 1;
+        }
+    }
+}
+
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn attend_impl(
@@ -250,33 +558,37 @@ fn attend_impl(
     // exponential, weight 0).
     s.w.resize(padded, f32::NEG_INFINITY);
     let mut max = f32::NEG_INFINITY;
-    for j in first.min(len)..len {
-        let kj = &k[j * k_stride..j * k_stride + hd];
-        let mut v = if single { dot_vec_f16_order(kj, &s.q) } else { dot8(kj, &s.q) };
-        if softcap > 0.0 {
-            // llama.cpp's attention soft-capping: scale, tanh, scale.
-            v = (v * (1.0 / softcap)).tanh() * softcap;
+    let start = first.min(len);
+    let key = |j: usize| &k[j * k_stride..j * k_stride + hd];
+    let mut j = start;
+    while j < len {
+        let dots: [f32; 4];
+        let m = if !single && j + 4 <= len {
+            dots = dot8x4([key(j), key(j + 1), key(j + 2), key(j + 3)], [&s.q; 4]);
+            4
+        } else {
+            dots = [if single { dot_vec_f16_order(key(j), &s.q) } else { dot8(key(j), &s.q) }, 0.0, 0.0, 0.0];
+            1
+        };
+        for (i, &dot) in dots.iter().enumerate().take(m) {
+            let v = score(dot, scale, softcap);
+            s.w[j + i] = v;
+            max = max.max(v);
         }
-        let v = v * scale;
-        s.w[j] = v;
-        max = max.max(v);
+        j += m;
     }
-    let mut total = 0f64;
-    for group in s.w.chunks_exact_mut(8) {
-        let mut e = [0f32; 8];
-        for (o, &x) in e.iter_mut().zip(group.iter()) {
-            *o = exp_ggml(x - max);
+    normalize(&mut s.w, len, max);
+    let value = |d: usize| &vt[d * v_stride..d * v_stride + padded];
+    let mut d = 0;
+    while d < out.len() {
+        if !single && d + 4 <= out.len() {
+            let o = dot8x4([value(d), value(d + 1), value(d + 2), value(d + 3)], [&s.w; 4]);
+            out[d..d + 4].copy_from_slice(&o);
+            d += 4;
+        } else {
+            out[d] = if single { dot_vec_f16_order(value(d), &s.w) } else { dot8(value(d), &s.w) };
+            d += 1;
         }
-        total += hsum8(e) as f64;
-        group.copy_from_slice(&e);
-    }
-    let inv = (1.0 / total) as f32;
-    for x in &mut s.w[..len] {
-        *x = to_f16_precision(*x * inv);
-    }
-    for (d, o) in out.iter_mut().enumerate() {
-        let vd = &vt[d * v_stride..d * v_stride + padded];
-        *o = if single { dot_vec_f16_order(vd, &s.w) } else { dot8(vd, &s.w) };
     }
 }
 
@@ -290,6 +602,38 @@ mod tests {
             let a: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.3).collect();
             let b: Vec<f32> = (0..n).map(|i| ((i * 53 % 89) as f32 - 44.0) / 3.1).collect();
             assert_eq!(dot8(&a, &b).to_bits(), dot8_scalar(&a, &b).to_bits(), "n={n}");
+        }
+    }
+
+    #[test]
+    fn dot8x4_is_four_dot8s_bit_for_bit() {
+        for n in [1usize, 7, 8, 9, 64, 100, 512] {
+            let rows: Vec<Vec<f32>> =
+                (0..4).map(|r| (0..n).map(|i| ((i * 37 + r * 11) % 101) as f32 / 7.3 - 6.0).collect()).collect();
+            let b: Vec<f32> = (0..n).map(|i| ((i * 53 % 89) as f32 - 44.0) / 3.1).collect();
+            let got = dot8x4([&rows[0], &rows[1], &rows[2], &rows[3]], [&b; 4]);
+            for r in 0..4 {
+                assert_eq!(got[r].to_bits(), dot8_scalar(&rows[r], &b).to_bits(), "n={n} row {r}");
+            }
+            // Ragged: each pair its own length.
+            let cut = [n, n.saturating_sub(3), n / 2, n.saturating_sub(9)];
+            let a4: [&[f32]; 4] = std::array::from_fn(|r| &rows[r][..cut[r]]);
+            let b4: [&[f32]; 4] = std::array::from_fn(|r| &b[..cut[r]]);
+            let got = dot8x4(a4, b4);
+            for r in 0..4 {
+                assert_eq!(got[r].to_bits(), dot8_scalar(a4[r], b4[r]).to_bits(), "n={n} ragged row {r}");
+            }
+            // Four rows × four columns, column m of length cut[m].
+            let cols: Vec<Vec<f32>> = (0..4).map(|m| b.iter().map(|x| x * (1.0 + m as f32 * 0.37)).collect()).collect();
+            let rows4: [&[f32]; 4] = std::array::from_fn(|r| &rows[r][..]);
+            let cols4: [&[f32]; 4] = std::array::from_fn(|m| &cols[m][..cut[m]]);
+            let got = dot8_4x4(rows4, cols4, cut);
+            for r in 0..4 {
+                for m in 0..4 {
+                    let want = dot8_scalar(&rows[r][..cut[m]], cols4[m]);
+                    assert_eq!(got[r][m].to_bits(), want.to_bits(), "n={n} 4x4 row {r} column {m}");
+                }
+            }
         }
     }
 
@@ -312,6 +656,51 @@ mod tests {
         let exact: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
         assert!((dot_vec_f16_order(&a, &b) as f64 - exact).abs() < 1e-5);
         assert!((dot8(&a, &b) as f64 - exact).abs() < 1e-5);
+    }
+
+    #[test]
+    fn four_queries_at_once_equal_one_at_a_time_bit_for_bit() {
+        let (hd, vs, n_pos) = (64, 80, 70);
+        let k: Vec<f32> = (0..n_pos * hd).map(|i| to_f16_precision(((i * 7 % 23) as f32 - 11.0) / 9.0)).collect();
+        let vt: Vec<f32> = (0..hd * vs).map(|i| to_f16_precision(((i * 5 % 17) as f32 - 8.0) / 5.0)).collect();
+        let qs: Vec<Vec<f32>> =
+            (0..4).map(|m| (0..hd).map(|i| ((i + 13 * m) as f32 * 0.3).sin() * 2.0).collect()).collect();
+        // Causal (consecutive lengths), sliding windows, a window past all
+        // keys, and a soft-cap.
+        let cases: [([usize; 4], [usize; 4], f32); 5] = [
+            ([0; 4], [1, 2, 3, 4], 0.0),
+            ([0; 4], [61, 62, 63, 64], 0.0),
+            ([10, 11, 12, 13], [61, 62, 63, 64], 0.0),
+            ([0, 0, 40, 70], [33, 34, 35, 36], 0.0),
+            ([0; 4], [17, 18, 19, 20], 30.0),
+        ];
+        for (first, len, softcap) in cases {
+            let mut got = vec![vec![f32::NAN; hd]; 4];
+            let [g0, g1, g2, g3] = &mut got[..] else { unreachable!() };
+            let q4: [&[f32]; 4] = std::array::from_fn(|m| &qs[m][..]);
+            let mut scratch = <[Scratch; 4]>::default();
+            attend4(q4, &k, hd, &vt, vs, first, len, 0.125, softcap, [g0, g1, g2, g3], &mut scratch);
+            for m in 0..4 {
+                let mut want = vec![f32::NAN; hd];
+                attend(
+                    &qs[m],
+                    &k,
+                    hd,
+                    &vt,
+                    vs,
+                    first[m],
+                    len[m],
+                    0.125,
+                    softcap,
+                    false,
+                    &mut want,
+                    &mut Scratch::default(),
+                );
+                let (g, w): (Vec<u32>, Vec<u32>) =
+                    (got[m].iter().map(|x| x.to_bits()).collect(), want.iter().map(|x| x.to_bits()).collect());
+                assert_eq!(g, w, "first {first:?} len {len:?} softcap {softcap}: query {m}");
+            }
+        }
     }
 
     #[test]

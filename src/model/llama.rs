@@ -735,11 +735,51 @@ impl LlamaModel {
         let (hd, nh) = (hp.head_dim, hp.n_head);
         let group = nh / hp.n_head_kv;
         let mut out = vec![0f32; n * nh * hd];
-        out.par_chunks_mut(hd).enumerate().for_each_init(Scratch::default, |scratch, (idx, o)| {
+        let first_of = |pos: usize| if window > 0 { (pos + 1).saturating_sub(window) } else { 0 };
+        // Four consecutive queries of a head at a time (each key and value
+        // row read once for the four); the rest, and a single query (its own
+        // summation order), one by one.
+        let quads = if n > 1 { n / 4 } else { 0 };
+        let blocks: Vec<(usize, Vec<f32>)> = (0..quads * nh)
+            .into_par_iter()
+            .map_init(<[Scratch; 4]>::default, |scratch, idx| {
+                let (g, h) = (idx / nh, idx % nh);
+                let kvh = h / group;
+                let i0 = 4 * g;
+                let mut o = vec![0f32; 4 * hd];
+                let (a, b) = o.split_at_mut(2 * hd);
+                let (o0, o1) = a.split_at_mut(hd);
+                let (o2, o3) = b.split_at_mut(hd);
+                attention::attend4(
+                    std::array::from_fn(|m| &q[((i0 + m) * nh + h) * hd..][..hd]),
+                    &kc[kvh * hd..],
+                    kv_dim,
+                    &vt[kvh * hd * vs..],
+                    vs,
+                    std::array::from_fn(|m| first_of(p0 + i0 + m)),
+                    std::array::from_fn(|m| p0 + i0 + m + 1),
+                    hp.kq_scale,
+                    hp.attn_softcap.unwrap_or(0.0),
+                    [o0, o1, o2, o3],
+                    scratch,
+                );
+                (idx, o)
+            })
+            .collect();
+        for (idx, o) in blocks {
+            let (g, h) = (idx / nh, idx % nh);
+            for (m, om) in o.chunks_exact(hd).enumerate() {
+                let i = 4 * g + m;
+                out[(i * nh + h) * hd..][..hd].copy_from_slice(om);
+            }
+        }
+        let done = 4 * quads * nh * hd;
+        out[done..].par_chunks_mut(hd).enumerate().for_each_init(Scratch::default, |scratch, (idx, o)| {
+            let idx = idx + 4 * quads * nh;
             let (i, h) = (idx / nh, idx % nh);
             let kvh = h / group;
             let pos = p0 + i;
-            let first = if window > 0 { (pos + 1).saturating_sub(window) } else { 0 };
+            let first = first_of(pos);
             attention::attend(
                 &q[(i * nh + h) * hd..][..hd],
                 &kc[kvh * hd..],

@@ -36,6 +36,7 @@ pub mod vnni {
     /// the scales `d` and `dmin`, the minimum multipliers per 16 values
     /// (Q2_K, Q4_K, Q5_K; `madd` with the block sums gives ggml's lanes) and
     /// Q6_K's 16 scales as i16.
+    #[derive(Clone, Copy)]
     struct Dec {
         q: [__m512i; 8],
         sc: [__m512i; 8],
@@ -293,8 +294,13 @@ pub mod vnni {
         // Lane 8h + r: row r, token 2p + h.
         let mut acc = [_mm512_setzero_ps(); NP];
         for b in 0..n {
-            // SAFETY: row r < R, block b < n; the features are enabled.
-            let dec: [Dec; R] = std::array::from_fn(|r| unsafe { (*w.add(r * n + b)).decode() });
+            // A loop, not `array::from_fn`: its closure kept `decode` out of line.
+            let z = _mm512_setzero_si512();
+            let mut dec = [Dec { q: [z; 8], sc: [z; 8], d: 0.0, dmin: 0.0, mins: z, s6: z }; R];
+            for (r, d) in dec.iter_mut().enumerate() {
+                // SAFETY: row r < R, block b < n; the features are enabled.
+                *d = unsafe { (*w.add(r * n + b)).decode() };
+            }
             // SAFETY: `dw` and `dm` are 4 floats each.
             let (dwv, dmv) = unsafe {
                 let (mut dw, mut dm) = ([0f32; 4], [0f32; 4]);
