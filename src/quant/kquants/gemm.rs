@@ -13,9 +13,9 @@
 //! them into 8 i32 lanes per token
 //! — one 16-lane register holds two tokens; Q3_K's `−4` of a clear high bit is
 //! `maddubs(low + 4·high) − maddubs(4)`, Q6_K's offset `32·Σ sc·bsum` comes
-//! off the lanes. The lanes of 4 rows × 2 tokens are then summed into one
-//! register (lane `8h + r`: row `r`, token `h`), where the float steps run
-//! for all eight at once. Integer sums do not depend on their order, so every
+//! off the lanes. The lanes of 8 rows × 2 tokens are then summed into one
+//! register (lane `8·(r/4) + 4h + r mod 4`: row `r`, token `h`), where the float steps run
+//! for all sixteen at once. Integer sums do not depend on their order, so every
 //! output is bit-identical to the batch dot product (tests/matmul.rs).
 
 #[cfg(target_arch = "x86_64")]
@@ -25,8 +25,8 @@ pub mod vnni {
     use crate::quant::x86::{load_16, load_i16x16, load_i8, load_u8, scale_pair};
     use std::arch::x86_64::*;
 
-    /// Weight rows per register tile.
-    pub const MR: usize = 4;
+    /// Weight rows per strip (fewer only at the end of the rows).
+    pub const MR: usize = 8;
     /// Token pairs per strip (at most 64 tokens: the activations of a
     /// strip stay in L2).
     pub const NP: usize = 32;
@@ -249,13 +249,6 @@ pub mod vnni {
         }
     }
 
-    /// A 16-lane register with `a` in lanes 0..8 and `b` in lanes 8..16.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn halves(a: f32, b: f32) -> __m512 {
-        _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(a), _mm512_set1_ps(b))
-    }
-
     /// The 8-lane sums of four registers of two tokens each: lane `r` holds
     /// `v[r]`'s sum over lanes 0..8, lane `8 + r` over lanes 8..16.
     #[inline]
@@ -268,6 +261,37 @@ pub mod vnni {
         _mm512_add_epi32(c, _mm512_shuffle_i32x4::<0b10_11_00_01>(c, c))
     }
 
+    /// The 8-lane sums of eight registers of two tokens each (token 0 in
+    /// lanes 0..8, token 1 in 8..16): register `r`'s sum for token `h` in
+    /// lane [`lane8`]`(r, h)`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn row_sums8(v: [__m512i; 8]) -> __m512i {
+        // Per 128-bit quarter q (token q / 2) the four rows' partial sums,
+        // as `row_sums` forms them before its last step.
+        #[inline(always)]
+        fn quarters(v0: __m512i, v1: __m512i, v2: __m512i, v3: __m512i) -> __m512i {
+            // SAFETY: only called from `row_sums8`, whose features these are.
+            unsafe {
+                let a = _mm512_add_epi32(_mm512_unpacklo_epi32(v0, v1), _mm512_unpackhi_epi32(v0, v1));
+                let b = _mm512_add_epi32(_mm512_unpacklo_epi32(v2, v3), _mm512_unpackhi_epi32(v2, v3));
+                _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b))
+            }
+        }
+        let (lo, hi) = (quarters(v[0], v[1], v[2], v[3]), quarters(v[4], v[5], v[6], v[7]));
+        // [lo.q0, lo.q2, hi.q0, hi.q2] + [lo.q1, lo.q3, hi.q1, hi.q3].
+        let x = _mm512_shuffle_i32x4::<0b10_00_10_00>(lo, hi);
+        let y = _mm512_shuffle_i32x4::<0b11_01_11_01>(lo, hi);
+        _mm512_add_epi32(x, y)
+    }
+
+    /// The lane of row `r` (0..8), token `h` (0..2) in [`row_sums8`]'s
+    /// result.
+    #[inline(always)]
+    const fn lane8(r: usize, h: usize) -> usize {
+        8 * (r / 4) + 4 * h + r % 4
+    }
+
     /// One strip: rows `w[r·n..]` (`R` of them) × tokens `a[t·n..]` (`nt` of
     /// them, at most `2·`[`NP`]), into `out[t·stride + r]`. Each weight
     /// super-block is decoded once for all the tokens; the tokens go in
@@ -277,7 +301,7 @@ pub mod vnni {
     /// # Safety
     /// AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C on the running CPU; `w`
     /// holds `R·n` blocks, `a` `nt·n` blocks, `out` `(nt−1)·stride + R`
-    /// values, `1 ≤ nt ≤ 2·NP`, `R ≤ 4`.
+    /// values, `1 ≤ nt ≤ 2·NP`, `R ≤ 8`.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
     unsafe fn strip<W: KTile, const R: usize>(
@@ -301,14 +325,15 @@ pub mod vnni {
                 // SAFETY: row r < R, block b < n; the features are enabled.
                 *d = unsafe { (*w.add(r * n + b)).decode() };
             }
-            // SAFETY: `dw` and `dm` are 4 floats each.
-            let (dwv, dmv) = unsafe {
-                let (mut dw, mut dm) = ([0f32; 4], [0f32; 4]);
-                for r in 0..R {
-                    (dw[r], dm[r]) = (dec[r].d, dec[r].dmin);
+            // Each row's scales in its two lanes (`lane8`).
+            let (mut dw, mut dm) = ([0f32; 16], [0f32; 16]);
+            for r in 0..R {
+                for h in 0..2 {
+                    (dw[lane8(r, h)], dm[lane8(r, h)]) = (dec[r].d, dec[r].dmin);
                 }
-                (_mm512_broadcast_f32x4(_mm_loadu_ps(dw.as_ptr())), _mm512_broadcast_f32x4(_mm_loadu_ps(dm.as_ptr())))
-            };
+            }
+            // SAFETY: `dw` and `dm` are 16 floats each.
+            let (dwv, dmv) = unsafe { (_mm512_loadu_ps(dw.as_ptr()), _mm512_loadu_ps(dm.as_ptr())) };
             for (p, acc) in acc.iter_mut().enumerate().take(pairs) {
                 let (t0, t1) = (2 * p, (2 * p + 1).min(nt - 1));
                 // SAFETY: t0, t1 < nt tokens, b < n blocks each.
@@ -326,8 +351,8 @@ pub mod vnni {
                 // SAFETY: the 16 block sums of each.
                 let (sx, sy) = unsafe { (load_i16x16(&x.bsums), load_i16x16(&y.bsums)) };
                 let bs = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(sx), sy);
-                let mut s1 = [zero; 4];
-                let mut s2 = [zero; 4];
+                let mut s1 = [zero; 8];
+                let mut s2 = [zero; 8];
                 for r in 0..R {
                     let d = &dec[r];
                     let mut sumi = zero;
@@ -347,11 +372,13 @@ pub mod vnni {
                         s2[r] = _mm512_madd_epi16(d.mins, bs);
                     }
                 }
-                let mut res = _mm512_mul_ps(dwv, _mm512_cvtepi32_ps(row_sums(s1)));
+                let mut res = _mm512_mul_ps(dwv, _mm512_cvtepi32_ps(row_sums8(s1)));
                 if W::KIND == Kind::Mins {
-                    res = _mm512_fnmadd_ps(dmv, _mm512_cvtepi32_ps(row_sums(s2)), res);
+                    res = _mm512_fnmadd_ps(dmv, _mm512_cvtepi32_ps(row_sums8(s2)), res);
                 }
-                *acc = _mm512_fmadd_ps(res, halves(x.d, y.d), *acc);
+                // Token 0's lanes are the quarters 0 and 2.
+                let da = _mm512_mask_blend_ps(0xF0F0, _mm512_set1_ps(x.d), _mm512_set1_ps(y.d));
+                *acc = _mm512_fmadd_ps(res, da, *acc);
             }
         }
         for (p, acc) in acc.iter().enumerate().take(pairs) {
@@ -363,7 +390,7 @@ pub mod vnni {
                     let t = 2 * p + h;
                     if t < nt {
                         // SAFETY: t < nt, r < R: inside `out`.
-                        unsafe { *out.add(t * stride + r) = v[8 * h + r] };
+                        unsafe { *out.add(t * stride + r) = v[lane8(r, h)] };
                     }
                 }
             }
@@ -390,14 +417,24 @@ pub mod vnni {
             let nt = (tokens - t).min(2 * NP);
             let mut r = 0;
             while r < rows {
-                let nr = (rows - r).min(MR);
+                // MR rows, then what is left as 4 + 2 + 1.
+                let left = rows - r;
+                let nr = if left >= MR {
+                    MR
+                } else if left >= 4 {
+                    4
+                } else if left >= 2 {
+                    2
+                } else {
+                    1
+                };
                 // SAFETY: rows r..r+nr and tokens t..t+nt exist; the output
                 // index (t+i)·rows + r + j < tokens·rows.
                 unsafe {
                     let (wr, at, o) = (wp.add(r * n), ap.add(t * n), op.add(t * rows + r));
                     match nr {
+                        MR => strip::<W, MR>(wr, at, nt, n, o, rows),
                         4 => strip::<W, 4>(wr, at, nt, n, o, rows),
-                        3 => strip::<W, 3>(wr, at, nt, n, o, rows),
                         2 => strip::<W, 2>(wr, at, nt, n, o, rows),
                         _ => strip::<W, 1>(wr, at, nt, n, o, rows),
                     }
