@@ -6,7 +6,7 @@
 //! float and accumulates `d_w·d_a · sum` into 8 float lanes with one FMA per
 //! block, then reduces the lanes. Here `vpdpbusd` forms the same integer
 //! lane sums for two tokens at once (one 16-lane register: token `t` in
-//! lanes 0..8, token `t+1` in lanes 8..16) and a tile of [`MR`] weight rows ×
+//! lanes 0..8, token `t+1` in lanes 8..16) and a tile of [`MR`] weight rows (2·`MR` for the types without a minimum) ×
 //! `2·`[`NP`] tokens is accumulated together, each weight block decoded once
 //! for all its tokens and each activation block loaded once for all its
 //! rows. The weights enter `vpdpbusd` as unsigned levels (`q`, or `q + 128`
@@ -231,7 +231,10 @@ pub mod vnni {
                     let at = |k: usize| unsafe { ap.add((t + k.min(nt - 1)) * n) };
                     let mut r = 0;
                     while r < rows {
-                        let nr = (rows - r).min(MR);
+                        // Types without a minimum keep 8 rows × 2 token
+                        // pairs of accumulators in registers, the others 4.
+                        let left = rows - r;
+                        let nr = if !$min && left >= 2 * MR { 2 * MR } else { left.min(MR) };
                         // SAFETY: rows r..r+nr and tokens t..t+nt exist; the
                         // output index (t+i)·rows + r + j < tokens·rows.
                         unsafe {
@@ -239,6 +242,8 @@ pub mod vnni {
                             let one = [[at(0), at(1)]];
                             let two = [[at(0), at(1)], [at(2), at(3)]];
                             match (nr, nt > 2) {
+                                (8, true) => $tile::<8, 2>(wr, two, nt, n, o, rows),
+                                (8, false) => $tile::<8, 1>(wr, one, nt, n, o, rows),
                                 (4, true) => $tile::<4, 2>(wr, two, nt, n, o, rows),
                                 (4, false) => $tile::<4, 1>(wr, one, nt, n, o, rows),
                                 (3, true) => $tile::<3, 2>(wr, two, nt, n, o, rows),
