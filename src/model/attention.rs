@@ -558,37 +558,16 @@ fn attend_impl(
     // exponential, weight 0).
     s.w.resize(padded, f32::NEG_INFINITY);
     let mut max = f32::NEG_INFINITY;
-    let start = first.min(len);
-    let key = |j: usize| &k[j * k_stride..j * k_stride + hd];
-    let mut j = start;
-    while j < len {
-        let dots: [f32; 4];
-        let m = if !single && j + 4 <= len {
-            dots = dot8x4([key(j), key(j + 1), key(j + 2), key(j + 3)], [&s.q; 4]);
-            4
-        } else {
-            dots = [if single { dot_vec_f16_order(key(j), &s.q) } else { dot8(key(j), &s.q) }, 0.0, 0.0, 0.0];
-            1
-        };
-        for (i, &dot) in dots.iter().enumerate().take(m) {
-            let v = score(dot, scale, softcap);
-            s.w[j + i] = v;
-            max = max.max(v);
-        }
-        j += m;
+    for j in first.min(len)..len {
+        let kj = &k[j * k_stride..j * k_stride + hd];
+        let v = score(if single { dot_vec_f16_order(kj, &s.q) } else { dot8(kj, &s.q) }, scale, softcap);
+        s.w[j] = v;
+        max = max.max(v);
     }
     normalize(&mut s.w, len, max);
-    let value = |d: usize| &vt[d * v_stride..d * v_stride + padded];
-    let mut d = 0;
-    while d < out.len() {
-        if !single && d + 4 <= out.len() {
-            let o = dot8x4([value(d), value(d + 1), value(d + 2), value(d + 3)], [&s.w; 4]);
-            out[d..d + 4].copy_from_slice(&o);
-            d += 4;
-        } else {
-            out[d] = if single { dot_vec_f16_order(value(d), &s.w) } else { dot8(value(d), &s.w) };
-            d += 1;
-        }
+    for (d, o) in out.iter_mut().enumerate() {
+        let vd = &vt[d * v_stride..d * v_stride + padded];
+        *o = if single { dot_vec_f16_order(vd, &s.w) } else { dot8(vd, &s.w) };
     }
 }
 
