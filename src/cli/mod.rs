@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 1 error, 2 usage error, 128 + the signal number
 //! when interrupted (130 Ctrl-C / SIGINT, 143 SIGTERM, 129 SIGHUP).
 
+mod alloc;
 mod bench;
 mod convert;
 mod eval;
@@ -54,6 +55,7 @@ pub enum Command {
 
 /// Entry point of the binary; returns the process exit code.
 pub fn main() -> i32 {
+    alloc::keep_freed_memory();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
