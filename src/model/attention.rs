@@ -72,6 +72,37 @@ mod avx2 {
         s
     }
 
+    /// [`super::dot_vec_f16_order`]: four 8-lane accumulators over steps
+    /// of 32, `(a0+a2)+(a1+a3)`, the lanes reduced pairwise, the tail in f64.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; `a` and `b` have equal lengths.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_vec_f16_order(a: &[f32], b: &[f32]) -> f32 {
+        let np = a.len() / 32 * 32;
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        while i < np {
+            for (r, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: i + 8r + 8 <= np <= len of both slices.
+                let va = _mm256_loadu_ps(a.as_ptr().add(i + 8 * r));
+                let vb = _mm256_loadu_ps(b.as_ptr().add(i + 8 * r));
+                *acc = _mm256_fmadd_ps(va, vb, *acc);
+            }
+            i += 32;
+        }
+        let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]));
+        // t = (v0+v4, v1+v5, v2+v6, v3+v7); ((t0+t1)+(t2+t3)).
+        let t = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let u = _mm_hadd_ps(t, t);
+        let w = _mm_hadd_ps(u, u);
+        let mut sum = _mm_cvtss_f32(w) as f64;
+        for k in np..a.len() {
+            sum += (a[k] * b[k]) as f64;
+        }
+        sum as f32
+    }
+
     /// [`super::dot8_4x4`] in two halves of four rows × two columns (eight
     /// accumulators: with the loaded steps they fit AVX2's 16 registers).
     ///
@@ -274,8 +305,20 @@ pub fn exp_ggml(x: f32) -> f32 {
 /// accumulators over steps of 32, combined `(a0+a2)+(a1+a3)`, the 8 lanes
 /// reduced by pairwise horizontal adds, the tail added one product at a
 /// time in f64.
-#[inline(always)]
+#[inline]
 pub fn dot_vec_f16_order(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    #[cfg(target_arch = "x86_64")]
+    if crate::quant::simd::use_avx2() {
+        // SAFETY: `use_avx2` is true only when AVX2, FMA and F16C were detected.
+        return unsafe { avx2::dot_vec_f16_order(a, b) };
+    }
+    dot_vec_f16_order_scalar(a, b)
+}
+
+/// [`dot_vec_f16_order`], scalar reference.
+#[inline(always)]
+pub fn dot_vec_f16_order_scalar(a: &[f32], b: &[f32]) -> f32 {
     let np = a.len() / 32 * 32;
     let mut acc = [[0f32; 8]; 4];
     for i in (0..np).step_by(32) {
@@ -581,6 +624,23 @@ mod tests {
             let a: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.3).collect();
             let b: Vec<f32> = (0..n).map(|i| ((i * 53 % 89) as f32 - 44.0) / 3.1).collect();
             assert_eq!(dot8(&a, &b).to_bits(), dot8_scalar(&a, &b).to_bits(), "n={n}");
+        }
+    }
+
+    #[test]
+    fn simd_and_scalar_f16_order_dots_agree_bit_for_bit() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        };
+        for n in [0, 1, 7, 31, 32, 33, 64, 100, 128, 257] {
+            let a: Vec<f32> = (0..n).map(|_| to_f16_precision(next())).collect();
+            let b: Vec<f32> = (0..n).map(|_| to_f16_precision(next() * 3.0)).collect();
+            let (fast, slow) = (dot_vec_f16_order(&a, &b), dot_vec_f16_order_scalar(&a, &b));
+            assert_eq!(fast.to_bits(), slow.to_bits(), "n={n}: {fast} vs {slow}");
         }
     }
 
