@@ -72,6 +72,24 @@ mod avx2 {
         s
     }
 
+    /// [`super::round_to_f16`].
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and F16C.
+    #[target_feature(enable = "avx2,f16c")]
+    pub unsafe fn round_to_f16(x: &mut [f32]) {
+        let full = x.len() / 8 * 8;
+        let p = x.as_mut_ptr();
+        let mut i = 0;
+        while i < full {
+            // SAFETY: i + 8 <= full <= x.len().
+            let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(p.add(i)));
+            _mm256_storeu_ps(p.add(i), _mm256_cvtph_ps(h));
+            i += 8;
+        }
+        super::round_to_f16_scalar(&mut x[full..]);
+    }
+
     /// [`super::dot_vec_f16_order`]: four 8-lane accumulators over steps
     /// of 32, `(a0+a2)+(a1+a3)`, the lanes reduced pairwise, the tail in f64.
     ///
@@ -347,6 +365,25 @@ pub fn to_f16_precision(x: f32) -> f32 {
     f16::from_f32(x).to_f32()
 }
 
+/// Round every value to F16 precision in place (F16C when available:
+/// the same round-to-nearest-even conversion, eight at a time).
+pub fn round_to_f16(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::quant::simd::use_avx2() {
+        // SAFETY: `use_avx2` is true only when AVX2, FMA and F16C were detected.
+        unsafe { avx2::round_to_f16(x) };
+        return;
+    }
+    round_to_f16_scalar(x)
+}
+
+/// [`round_to_f16`], scalar reference.
+pub fn round_to_f16_scalar(x: &mut [f32]) {
+    for v in x {
+        *v = to_f16_precision(*v);
+    }
+}
+
 /// Scratch buffers reused across heads.
 #[derive(Default)]
 pub struct Scratch {
@@ -441,8 +478,9 @@ fn normalize(w: &mut [f32], len: usize, max: f32) {
     }
     let inv = (1.0 / total) as f32;
     for x in &mut w[..len] {
-        *x = to_f16_precision(*x * inv);
+        *x *= inv;
     }
+    round_to_f16(&mut w[..len]);
 }
 
 /// Four queries attending to the keys and values of one head at once: for
@@ -515,7 +553,8 @@ fn attend4_impl(
     for m in 0..4 {
         assert_eq!(q[m].len(), hd);
         s[m].q.clear();
-        s[m].q.extend(q[m].iter().map(|&x| to_f16_precision(x)));
+        s[m].q.extend_from_slice(q[m]);
+        round_to_f16(&mut s[m].q);
         padded[m] = len[m].div_ceil(8) * 8;
         assert!(padded[m] <= v_stride, "value rows of {v_stride} cannot hold {} positions", padded[m]);
         s[m].w.clear();
@@ -592,7 +631,8 @@ fn attend_impl(
 ) {
     let hd = q.len();
     s.q.clear();
-    s.q.extend(q.iter().map(|&x| to_f16_precision(x)));
+    s.q.extend_from_slice(q);
+    round_to_f16(&mut s.q);
     // The GEMM accumulates 8 positions per lane step, the plain dot product 32.
     let padded = if single { len.div_ceil(32) * 32 } else { len.div_ceil(8) * 8 };
     assert!(padded <= v_stride, "value rows of {v_stride} cannot hold {padded} positions");
@@ -641,6 +681,19 @@ mod tests {
             let b: Vec<f32> = (0..n).map(|_| to_f16_precision(next() * 3.0)).collect();
             let (fast, slow) = (dot_vec_f16_order(&a, &b), dot_vec_f16_order_scalar(&a, &b));
             assert_eq!(fast.to_bits(), slow.to_bits(), "n={n}: {fast} vs {slow}");
+        }
+    }
+
+    #[test]
+    fn simd_and_scalar_f16_rounding_agree_bit_for_bit() {
+        // Ties, subnormals, overflow to infinity, signed zeros, a tail.
+        let mut x: Vec<f32> = vec![1.0 + 1.0 / 2048.0, 1.0 + 3.0 / 2048.0, -2.5e-6, 7e-8, 65520.0, -1e6, -0.0, 0.0];
+        x.extend((0..203).map(|i| ((i * 7919) % 2003) as f32 / 37.0 - 27.0 + (i as f32) * 1e-4));
+        let (mut fast, mut slow) = (x.clone(), x);
+        round_to_f16(&mut fast);
+        round_to_f16_scalar(&mut slow);
+        for (i, (a, b)) in fast.iter().zip(&slow).enumerate() {
+            assert_eq!(a.to_bits(), b.to_bits(), "value {i}: {a} vs {b}");
         }
     }
 

@@ -35,7 +35,7 @@ use std::path::Path;
 use rayon::prelude::*;
 
 use super::arch::{self, Activation, ArchSpec, FinalSoftcap, QueryScale};
-use super::attention::{self, to_f16_precision, Scratch};
+use super::attention::{self, round_to_f16, Scratch};
 use super::error::{ModelError, Result};
 use super::moe::{ExpertObserver, Experts};
 use super::ops::{add_bias, add_into, geglu, rms_norm, rotate, scale, select_rows, softcap, swiglu};
@@ -581,13 +581,14 @@ impl LlamaModel {
                 if let Some(s) = hp.q_scale {
                     scale(qs, s);
                 }
-                for (o, &v) in cache.k[il][p0 * kv_dim..(p0 + n) * kv_dim].iter_mut().zip(ks.iter()) {
-                    *o = to_f16_precision(v);
-                }
+                round_to_f16(ks);
+                cache.k[il][p0 * kv_dim..(p0 + n) * kv_dim].copy_from_slice(ks);
+                let vs_rows = &mut v[s * n * kv_dim..(s + 1) * n * kv_dim];
+                round_to_f16(vs_rows);
                 let vc = &mut cache.v[il];
-                for (i, row) in v[s * n * kv_dim..(s + 1) * n * kv_dim].chunks_exact(kv_dim).enumerate() {
+                for (i, row) in vs_rows.chunks_exact(kv_dim).enumerate() {
                     for (c, &val) in row.iter().enumerate() {
-                        vc[c * vs + p0 + i] = to_f16_precision(val);
+                        vc[c * vs + p0 + i] = val;
                     }
                 }
                 let a = self.attention(qs, &cache.k[il], &cache.v[il], p0, n, kv_dim, vs, window);
