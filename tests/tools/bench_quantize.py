@@ -13,7 +13,7 @@ llama.cpp's `llama_model_quantize` with `pure` (llama-quantize --pure; tests/too
 both on --threads threads (default 2), wall time, best of --reps runs (default 3), the outputs
 checked to hold the same tensors byte for byte.
 
-usage: bench_quantize.py [QUANTMIX] [--types Q2_K,Q4_K,...] [--reps N] [--model SRC.gguf [--threads N]]
+usage: bench_quantize.py [QUANTMIX] [--types Q2_K,Q4_K,...|all] [--reps N] [--model SRC.gguf [--threads N]]
 """
 import argparse
 import ctypes
@@ -28,9 +28,14 @@ from pathlib import Path
 import numpy as np
 import llama_cpp
 
-GGML = {"Q4_0": 2, "Q4_1": 3, "Q5_0": 6, "Q5_1": 7, "Q8_0": 8, "Q2_K": 10, "Q3_K": 11, "Q4_K": 12,
-        "Q5_K": 13, "Q6_K": 14}
-K_QUANTS = {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"}
+GGML = {"F16": 1, "Q4_0": 2, "Q4_1": 3, "Q5_0": 6, "Q5_1": 7, "Q8_0": 8, "Q2_K": 10, "Q3_K": 11, "Q4_K": 12,
+        "Q5_K": 13, "Q6_K": 14, "IQ2_XXS": 16, "IQ2_XS": 17, "IQ3_XXS": 18, "IQ1_S": 19, "IQ4_NL": 20,
+        "IQ3_S": 21, "IQ2_S": 22, "IQ4_XS": 23, "IQ1_M": 29, "BF16": 30, "TQ1_0": 34, "TQ2_0": 35, "MXFP4": 39,
+        "Q1_0": 41}
+# Slower quantizers (searches over scales or grids): fewer rows per timing.
+SLOW = {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S",
+        "IQ2_S", "IQ4_XS", "IQ1_M"}
+EVERY = ",".join(GGML)
 ROW = 4096
 
 
@@ -50,12 +55,16 @@ def signal(seed, n):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("quantmix", nargs="?", default=str(Path(__file__).resolve().parents[2] / "target/release/quantmix"))
-    ap.add_argument("--types", default="Q2_K,Q3_K,Q4_K,Q5_K,Q6_K,Q4_0,Q4_1,Q5_0,Q5_1,Q8_0")
+    ap.add_argument("--types", default="Q2_K,Q3_K,Q4_K,Q5_K,Q6_K,Q4_0,Q4_1,Q5_0,Q5_1,Q8_0",
+                    help=f"comma-separated, or 'all' ({EVERY}; the whole-model mode takes the types "
+                         "llama-quantize makes without an importance matrix)")
     ap.add_argument("--reps", type=int, default=0, help="default: 7 per kernel, 3 per model")
     ap.add_argument("--model")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--imatrix", help="whole models: quantize with this importance matrix (llama.cpp GGUF), both "
+                                      "tools; needed for the types llama-quantize makes only with one")
     a = ap.parse_args()
-    types = a.types.split(",")
+    types = (EVERY if a.types == "all" else a.types).split(",")
     if a.model:
         return whole_models(a, types)
     a.reps = a.reps or 7
@@ -70,7 +79,7 @@ def main():
     dst = np.zeros(x.nbytes, dtype=np.uint8)
 
     def ggml_mb_s(ty, imx):
-        rows = 16 if ty in K_QUANTS else 64
+        rows = 16 if ty in SLOW else 64
         best = float("inf")
         for _ in range(a.reps):
             t = time.perf_counter()
@@ -112,6 +121,7 @@ def same_tensors(a, b):
 def whole_models(a, types):
     import tempfile
     reps = a.reps or 3
+    imx = ["--imatrix", a.imatrix] if a.imatrix else []
     tool = Path(__file__).resolve().parent / "llama_quantize.py"
     load0 = open("/proc/loadavg").read().split()[:3]
     lines = []
@@ -122,10 +132,10 @@ def whole_models(a, types):
             for _ in range(reps):
                 t = time.perf_counter()
                 subprocess.run([a.quantmix, "quantize", a.model, "--type", ty, "-o", ours_out, "--quiet",
-                                "--threads", str(a.threads)], check=True, stdout=subprocess.DEVNULL)
+                                "--threads", str(a.threads)] + imx, check=True, stdout=subprocess.DEVNULL)
                 t_ours = min(t_ours, time.perf_counter() - t)
                 out = subprocess.run([sys.executable, str(tool), a.model, ref_out, ty, "--pure", "--threads",
-                                      str(a.threads)], check=True, capture_output=True, text=True).stdout
+                                      str(a.threads)] + imx, check=True, capture_output=True, text=True).stdout
                 t_ref = min(t_ref, float(out.split()[-1]))
             same = same_tensors(ours_out, ref_out)
             lines.append(f"| {ty} | {t_ours:.2f} | {t_ref:.2f} | {t_ref / t_ours:.2f}× | {'yes' if same else 'NO'} |")
@@ -133,8 +143,9 @@ def whole_models(a, types):
             os.remove(ref_out)
     load1 = open("/proc/loadavg").read().split()[:3]
     size = os.path.getsize(a.model) / 2**20
-    print(f"whole-model quantization of {os.path.basename(a.model)} ({size:.0f} MiB), {a.threads} threads, seconds "
-          f"(best of {reps}); load average {' '.join(load0)} before, {' '.join(load1)} after\n")
+    with_imx = f", importance matrix {os.path.basename(a.imatrix)}" if a.imatrix else ""
+    print(f"whole-model quantization of {os.path.basename(a.model)} ({size:.0f} MiB){with_imx}, {a.threads} threads, "
+          f"seconds (best of {reps}); load average {' '.join(load0)} before, {' '.join(load1)} after\n")
     print("| type | quantmix s | llama.cpp s | speed ratio | same tensors |")
     print("|---|---|---|---|---|")
     print("\n".join(lines))

@@ -187,11 +187,29 @@ pub unsafe fn q4k_q8k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
     hsum_ps(acc) + _mm_cvtss_f32(_mm_add_ss(m, _mm_movehdup_ps(m)))
 }
 
+/// The first 8 bytes of `sc` (Q4_K/Q5_K's sub-block scales) as i16, in
+/// both 128-bit halves, for [`scale_i16`].
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn scales_i16(sc: &[u8; 16]) -> __m256i {
+    _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(load_16(sc)))
+}
+
+/// Scale `j` (0..8) of [`scales_i16`] in all 16 i16 lanes: one byte
+/// shuffle instead of moving the byte through a general register.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn scale_i16(scales: __m256i, j: usize) -> __m256i {
+    let k = 2 * j as i16;
+    _mm256_shuffle_epi8(scales, _mm256_set1_epi16(((k + 1) << 8) | k))
+}
+
 /// The 8 integer lanes `Σ sc·q4·q8` of one Q4_K super-block (`sc`: its
 /// unpacked scales and mins).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn lanes_q4k(a: &BlockQ4K, b: &BlockQ8K, sc: &[u8; 16], m4: __m256i) -> __m256i {
+    let scales = scales_i16(sc);
     let mut sumi = _mm256_setzero_si256();
     for c in 0..4 {
         let bits = load_u8(&a.qs[32 * c..]);
@@ -199,8 +217,8 @@ unsafe fn lanes_q4k(a: &BlockQ4K, b: &BlockQ8K, sc: &[u8; 16], m4: __m256i) -> _
         let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
         let pl = _mm256_maddubs_epi16(lo, load_i8(&b.qs[64 * c..]));
         let ph = _mm256_maddubs_epi16(hi, load_i8(&b.qs[64 * c + 32..]));
-        let pl = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * c] as i16), pl);
-        let ph = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * c + 1] as i16), ph);
+        let pl = _mm256_madd_epi16(scale_i16(scales, 2 * c), pl);
+        let ph = _mm256_madd_epi16(scale_i16(scales, 2 * c + 1), ph);
         sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
     }
     sumi
@@ -234,6 +252,7 @@ pub unsafe fn q5k_q8k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn lanes_q5k(a: &BlockQ5K, b: &BlockQ8K, sc: &[u8; 16], m4: __m256i, one: __m256i) -> __m256i {
     let hbits = load_u8(&a.qh);
+    let scales = scales_i16(sc);
     let mut sumi = _mm256_setzero_si256();
     for c in 0..4 {
         let bits = load_u8(&a.qs[32 * c..]);
@@ -244,8 +263,8 @@ unsafe fn lanes_q5k(a: &BlockQ5K, b: &BlockQ8K, sc: &[u8; 16], m4: __m256i, one:
         let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4), _mm256_slli_epi16::<4>(h_hi));
         let pl = _mm256_maddubs_epi16(lo, load_i8(&b.qs[64 * c..]));
         let ph = _mm256_maddubs_epi16(hi, load_i8(&b.qs[64 * c + 32..]));
-        let pl = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * c] as i16), pl);
-        let ph = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * c + 1] as i16), ph);
+        let pl = _mm256_madd_epi16(scale_i16(scales, 2 * c), pl);
+        let ph = _mm256_madd_epi16(scale_i16(scales, 2 * c + 1), ph);
         sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
     }
     sumi
