@@ -301,6 +301,23 @@ pub(crate) fn nearest_neighbour<const N: usize>(
     weight: &[f32],
     scale: f32,
 ) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if N == 8 && !list.is_empty() && crate::quant::simd::use_avx2() {
+        let points: &[[i8; 8]] = bytemuck::cast_slice(points);
+        // SAFETY: `use_avx2` holds: this CPU has AVX2, FMA and F16C.
+        return unsafe { neighbour_avx2::nearest8(list, points, xval, weight, scale) };
+    }
+    nearest_neighbour_scalar(list, points, xval, weight, scale)
+}
+
+/// [`nearest_neighbour`], scalar reference.
+pub(crate) fn nearest_neighbour_scalar<const N: usize>(
+    list: &[u16],
+    points: &[[i8; N]],
+    xval: &[f32],
+    weight: &[f32],
+    scale: f32,
+) -> usize {
     let mut best_d2 = f32::MAX;
     let mut best = None;
     for &j in list {
@@ -318,9 +335,104 @@ pub(crate) fn nearest_neighbour<const N: usize>(
     best.unwrap_or(list[0] as usize)
 }
 
+/// [`nearest_neighbour`] for 8-level grids (IQ2) with AVX2: eight
+/// candidates at a time, one per lane, each lane's distance summed over the
+/// coordinates in the scalar order with the same separate products and
+/// differences (no fused multiply-add), so every distance has the scalar
+/// bits; the lanes are then compared in list order as the scalar loop does.
+#[cfg(target_arch = "x86_64")]
+mod neighbour_avx2 {
+    use std::arch::x86_64::*;
+
+    /// # Safety
+    /// The CPU must support AVX2; `list` is not empty, its entries index
+    /// `points`, `xval` and `weight` hold at least 8 values.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn nearest8(list: &[u16], points: &[[i8; 8]], xval: &[f32], weight: &[f32], scale: f32) -> usize {
+        let sv = _mm256_set1_ps(scale);
+        let xv: [__m256; 8] = std::array::from_fn(|i| _mm256_set1_ps(xval[i]));
+        let wv: [__m256; 8] = std::array::from_fn(|i| _mm256_set1_ps(weight[i]));
+        // Within each 128-bit half (two candidates), coordinate i of both in word i.
+        let pairs = _mm256_setr_epi8(
+            0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15, 0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15,
+        );
+        let mut best_d2 = f32::MAX;
+        let mut best = None;
+        for chunk in list.chunks(8) {
+            let mut rows = [0u64; 8];
+            for (r, &j) in rows.iter_mut().zip(chunk) {
+                *r = u64::from_le_bytes(points[j as usize].map(|b| b as u8));
+            }
+            // SAFETY: `rows` is 8 u64: two loads of 32 bytes.
+            let (a, b) = unsafe {
+                (
+                    _mm256_loadu_si256(rows.as_ptr() as *const __m256i),
+                    _mm256_loadu_si256(rows[4..].as_ptr() as *const __m256i),
+                )
+            };
+            let (a, b) = (_mm256_shuffle_epi8(a, pairs), _mm256_shuffle_epi8(b, pairs));
+            let (a0, a1) = (_mm256_castsi256_si128(a), _mm256_extracti128_si256::<1>(a));
+            let (b0, b1) = (_mm256_castsi256_si128(b), _mm256_extracti128_si256::<1>(b));
+            // Dword k: coordinate k (or k + 4) of candidates 0..4, then 4..8.
+            let (x, y) = (_mm_unpacklo_epi16(a0, a1), _mm_unpackhi_epi16(a0, a1));
+            let (z, w) = (_mm_unpacklo_epi16(b0, b1), _mm_unpackhi_epi16(b0, b1));
+            // Quadword: one coordinate of the 8 candidates.
+            let c = [
+                _mm_unpacklo_epi32(x, z),
+                _mm_unpackhi_epi32(x, z),
+                _mm_unpacklo_epi32(y, w),
+                _mm_unpackhi_epi32(y, w),
+            ];
+            let mut d2 = _mm256_setzero_ps();
+            for i in 0..8 {
+                let q = if i % 2 == 0 { c[i / 2] } else { _mm_srli_si128::<8>(c[i / 2]) };
+                let p = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+                let diff = _mm256_sub_ps(_mm256_mul_ps(sv, p), xv[i]);
+                d2 = _mm256_add_ps(d2, _mm256_mul_ps(_mm256_mul_ps(wv[i], diff), diff));
+            }
+            let mut d = [0f32; 8];
+            // SAFETY: `d` is 8 floats.
+            unsafe { _mm256_storeu_ps(d.as_mut_ptr(), d2) };
+            for (&dk, &j) in d.iter().zip(chunk) {
+                if dk < best_d2 {
+                    best_d2 = dk;
+                    best = Some(j as usize);
+                }
+            }
+        }
+        best.unwrap_or(list[0] as usize)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn simd_and_scalar_neighbour_searches_agree() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let points: Vec<[i8; 8]> = (0..512).map(|_| std::array::from_fn(|_| (2 * (next() % 3) + 1) as i8)).collect();
+        for case in 0..3000 {
+            let n = 1 + (next() % 40) as usize;
+            // Repeated candidates and repeated points give exact ties.
+            let list: Vec<u16> = (0..n).map(|_| (next() % if case % 3 == 0 { 8 } else { 512 }) as u16).collect();
+            let xval: [f32; 8] = std::array::from_fn(|_| (next() % 1000) as f32 / 97.0);
+            let weight: [f32; 8] =
+                std::array::from_fn(|_| if case % 5 == 0 { 1.0 } else { (next() % 1000) as f32 / 311.0 });
+            let scale = if case % 7 == 0 { 0.0 } else { (next() % 1000) as f32 / 503.0 };
+            assert_eq!(
+                nearest_neighbour(&list, &points, &xval, &weight, scale),
+                nearest_neighbour_scalar(&list, &points, &xval, &weight, scale),
+                "case {case}"
+            );
+        }
+    }
 
     #[test]
     fn best_index_picks_the_nearest_level() {
