@@ -25,6 +25,54 @@ pub mod q1;
 pub mod q4;
 pub mod q5;
 pub mod q8;
+#[cfg(target_arch = "x86_64")]
+pub mod quant_avx2;
+
+/// [`min_max`] of a block of 32 (AVX2 when available, the same values).
+#[inline]
+pub(crate) fn block_min_max(x: &[f32]) -> (f32, f32) {
+    #[cfg(target_arch = "x86_64")]
+    if x.len() == 32 && crate::quant::simd::use_avx2() {
+        // SAFETY: `use_avx2` holds (AVX2, FMA, F16C); the block has 32 values.
+        return unsafe { quant_avx2::min_max(x) };
+    }
+    min_max(x)
+}
+
+/// [`signed_absmax`] of a block of 32 (AVX2 when available, the same value).
+#[inline]
+pub(crate) fn block_signed_absmax(x: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if x.len() == 32 && crate::quant::simd::use_avx2() {
+        // SAFETY: `use_avx2` holds (AVX2, FMA, F16C); the block has 32 values.
+        return unsafe { quant_avx2::signed_absmax(x) };
+    }
+    signed_absmax(x)
+}
+
+/// The 32 levels of a legacy reference quantizer (AVX2 when available,
+/// the same bytes as [`block_levels_scalar`]).
+#[inline]
+pub(crate) fn block_levels(x: &[f32], m: f32, id: f32, add: f32, cap: Option<i32>) -> [u8; 32] {
+    #[cfg(target_arch = "x86_64")]
+    if x.len() == 32 && crate::quant::simd::use_avx2() {
+        // SAFETY: `use_avx2` holds (AVX2, FMA, F16C); the block has 32 values.
+        return unsafe { quant_avx2::levels(x, m, id, add, cap) };
+    }
+    block_levels_scalar(x, m, id, add, cap)
+}
+
+/// The levels `(x_j − m)·id + add` of a block of 32 as the legacy reference
+/// quantizers form them: C's float → int conversion ([`c_float_to_int`]),
+/// the low byte as i8 ([`trunc_i8`]), at most `cap` (`None`: no cap, as
+/// Q5_1's straight `uint8_t` conversion), as a byte. `m = 0` gives
+/// `x_j·id + add` exactly (`x − 0.0` is `x`, signed zeros included).
+pub(crate) fn block_levels_scalar(x: &[f32], m: f32, id: f32, add: f32, cap: Option<i32>) -> [u8; 32] {
+    std::array::from_fn(|j| {
+        let q = trunc_i8((x[j] - m) * id + add);
+        cap.map_or(q, |c| q.min(c)) as u8
+    })
+}
 
 /// The per-value weights ggml's legacy imatrix quantizers use for one block:
 /// `qw[j] · sqrt(sigma2 + x[j]²)`.
@@ -104,8 +152,62 @@ pub(crate) fn trunc_i8(v: f32) -> i32 {
     c_float_to_int(v) as i8 as i32
 }
 
-/// C's float → `uint8_t` conversion: the low byte of [`c_float_to_int`].
-#[inline]
-pub(crate) fn trunc_u8(v: f32) -> u8 {
-    c_float_to_int(v) as u8
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Blocks with the cases the vector steps must match the scalar ones on:
+    /// zeros of both signs as extrema, ties in magnitude, NaN and infinities,
+    /// values whose levels overflow the int conversion, and plain noise.
+    fn blocks() -> Vec<[f32; 32]> {
+        let mut seed = 0x853c_49e6_748f_ea9bu64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        };
+        let mut out = Vec::new();
+        for case in 0..4000 {
+            let mut b: [f32; 32] = std::array::from_fn(|_| next());
+            match case % 10 {
+                0 => b.iter_mut().for_each(|v| *v = v.abs()),
+                1 => b.iter_mut().for_each(|v| *v = -v.abs()),
+                2 => b.iter_mut().for_each(|v| *v = (*v * 3.0).round() * 0.5),
+                3 => b.iter_mut().for_each(|v| *v = if *v > 0.0 { 0.0 } else { -0.0 }),
+                4 => b[(case / 10) % 32] = f32::NAN,
+                5 => b[(case / 10) % 32] = if case % 20 == 5 { f32::INFINITY } else { f32::NEG_INFINITY },
+                6 => b.iter_mut().for_each(|v| *v *= 1e-38),
+                7 => b.iter_mut().for_each(|v| *v = f32::NAN),
+                _ => {}
+            }
+            if case % 3 == 0 {
+                // Zeros of both signs next to positive or negative values.
+                b[(case / 3) % 32] = 0.0;
+                b[(case / 7) % 32] = -0.0;
+            }
+            out.push(b);
+        }
+        out
+    }
+
+    #[test]
+    fn simd_and_scalar_block_steps_agree_bit_for_bit() {
+        for (i, b) in blocks().iter().enumerate() {
+            let (lo, hi) = block_min_max(b);
+            let (slo, shi) = min_max(b);
+            assert_eq!((lo.to_bits(), hi.to_bits()), (slo.to_bits(), shi.to_bits()), "block {i}: min/max");
+            assert_eq!(block_signed_absmax(b).to_bits(), signed_absmax(b).to_bits(), "block {i}: absmax");
+            let d = (hi - lo) / 15.0;
+            for (m, id, add, cap) in [
+                (0.0, inv(signed_absmax(b) / -8.0), 8.5, Some(15)),
+                (0.0, inv(signed_absmax(b) / -16.0), 16.5, Some(31)),
+                (lo, inv(d), 0.5, Some(15)),
+                (lo, inv((hi - lo) / 31.0), 0.5, None),
+                (lo, 3e38, 0.5, None),
+            ] {
+                assert_eq!(block_levels(b, m, id, add, cap), block_levels_scalar(b, m, id, add, cap), "block {i}");
+            }
+        }
+    }
 }

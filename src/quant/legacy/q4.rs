@@ -1,7 +1,7 @@
 //! Q4_0 and Q4_1: 4-bit values, low nibbles hold values 0..16 of a block,
 //! high nibbles values 16..32.
 
-use super::{block_weights, inv, min_max, row_sigma2, signed_absmax, trunc_i8};
+use super::{block_levels, block_min_max, block_signed_absmax, block_weights, inv, row_sigma2};
 use crate::quant::blocks::{BlockQ4_0, BlockQ4_1, BlockQ8_0, BlockQ8_1, QK4_0};
 use crate::quant::search::{make_qkx3_quants, make_qx_quants, QkxParams};
 use crate::quant::{GgmlBlock, GgmlType};
@@ -30,14 +30,10 @@ impl GgmlBlock for BlockQ4_0 {
     fn quantize_row(src: &[f32], dst: &mut [Self], imatrix: Option<&[f32]>) {
         let Some(qw) = imatrix else {
             for (x, y) in src.chunks_exact(32).zip(dst.iter_mut()) {
-                let d = signed_absmax(x) / -8.0;
+                let d = block_signed_absmax(x) / -8.0;
                 let id = inv(d);
                 y.d = f16::from_f32(d);
-                for j in 0..16 {
-                    let q0 = trunc_i8(x[j] * id + 8.5).min(15) as u8;
-                    let q1 = trunc_i8(x[j + 16] * id + 8.5).min(15) as u8;
-                    y.qs[j] = q0 | (q1 << 4);
-                }
+                pack_nibbles(&block_levels(x, 0.0, id, 8.5, Some(15)), &mut y.qs);
             }
             return;
         };
@@ -80,16 +76,12 @@ impl GgmlBlock for BlockQ4_1 {
     fn quantize_row(src: &[f32], dst: &mut [Self], imatrix: Option<&[f32]>) {
         let Some(qw) = imatrix else {
             for (x, y) in src.chunks_exact(32).zip(dst.iter_mut()) {
-                let (min, max) = min_max(x);
+                let (min, max) = block_min_max(x);
                 let d = (max - min) / 15.0;
                 let id = inv(d);
                 y.d = f16::from_f32(d);
                 y.m = f16::from_f32(min);
-                for j in 0..16 {
-                    let q0 = trunc_i8((x[j] - min) * id + 0.5).min(15) as u8;
-                    let q1 = trunc_i8((x[j + 16] - min) * id + 0.5).min(15) as u8;
-                    y.qs[j] = q0 | (q1 << 4);
-                }
+                pack_nibbles(&block_levels(x, min, id, 0.5, Some(15)), &mut y.qs);
             }
             return;
         };

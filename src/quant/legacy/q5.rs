@@ -2,7 +2,7 @@
 //! in bit `j` of the little-endian `qh` word.
 
 use super::q4::QKX3_LEGACY;
-use super::{block_weights, inv, min_max, row_sigma2, signed_absmax, trunc_i8, trunc_u8};
+use super::{block_levels, block_min_max, block_signed_absmax, block_weights, inv, row_sigma2};
 use crate::quant::blocks::{BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1, QK5_0};
 use crate::quant::search::{make_qkx3_quants, make_qx_quants};
 use crate::quant::{GgmlBlock, GgmlType};
@@ -44,16 +44,12 @@ impl GgmlBlock for BlockQ5_0 {
     const DEQUANTIZE_AVX2: Option<crate::quant::DequantizeKernel<Self>> = Some(super::dequant_avx2::q5_0);
 
     fn quantize_row(src: &[f32], dst: &mut [Self], imatrix: Option<&[f32]>) {
-        let mut l = [0u8; 32];
         let Some(qw) = imatrix else {
             for (x, y) in src.chunks_exact(32).zip(dst.iter_mut()) {
-                let d = signed_absmax(x) / -16.0;
+                let d = block_signed_absmax(x) / -16.0;
                 let id = inv(d);
                 y.d = f16::from_f32(d);
-                for j in 0..32 {
-                    l[j] = trunc_i8(x[j] * id + 16.5).min(31) as u8;
-                }
-                pack5(&l, &mut y.qs, &mut y.qh);
+                pack5(&block_levels(x, 0.0, id, 16.5, Some(31)), &mut y.qs, &mut y.qh);
             }
             return;
         };
@@ -96,16 +92,13 @@ impl GgmlBlock for BlockQ5_1 {
         let mut l = [0u8; 32];
         let Some(qw) = imatrix else {
             for (x, y) in src.chunks_exact(32).zip(dst.iter_mut()) {
-                let (min, max) = min_max(x);
+                let (min, max) = block_min_max(x);
                 let d = (max - min) / 31.0;
                 let id = inv(d);
                 y.d = f16::from_f32(d);
                 y.m = f16::from_f32(min);
-                for j in 0..32 {
-                    // ggml converts straight to uint8_t here (no clamp to 31).
-                    l[j] = trunc_u8((x[j] - min) * id + 0.5);
-                }
-                pack5(&l, &mut y.qs, &mut y.qh);
+                // ggml converts straight to uint8_t here (no clamp to 31).
+                pack5(&block_levels(x, min, id, 0.5, None), &mut y.qs, &mut y.qh);
             }
             return;
         };
