@@ -72,6 +72,75 @@ mod avx2 {
         s
     }
 
+    /// [`super::exp_ggml`] of eight values (ggml's vectorized exponential,
+    /// each lane taking the scalar path's branch: `|n| ≤ 126`, `|n| > 192`
+    /// or between).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn exp8(x: __m256) -> __m256 {
+        let f = |bits: u32| _mm256_castsi256_ps(_mm256_set1_epi32(bits as i32));
+        let shifter = f(0x4b40_0000);
+        let z = _mm256_fmadd_ps(x, f(0x3fb8_aa3b), shifter);
+        let n = _mm256_sub_ps(z, shifter);
+        let b = _mm256_fnmadd_ps(n, f(0x35bf_be8e), _mm256_fnmadd_ps(n, f(0x3f31_7200), x));
+        let e = _mm256_slli_epi32::<23>(_mm256_castps_si256(z));
+        let k = _mm256_castsi256_ps(_mm256_add_epi32(e, _mm256_set1_epi32(0x3f80_0000)));
+        let u = _mm256_mul_ps(b, b);
+        let j = _mm256_fmadd_ps(
+            _mm256_fmadd_ps(
+                _mm256_fmadd_ps(f(0x3c07_2010), b, f(0x3d2b_9f17)),
+                u,
+                _mm256_fmadd_ps(f(0x3e2a_af33), b, f(0x3eff_fedb)),
+            ),
+            u,
+            _mm256_mul_ps(f(0x3f7f_fff6), b),
+        );
+        let near = _mm256_fmadd_ps(j, k, k);
+        let abs_n = _mm256_andnot_ps(_mm256_set1_ps(-0.0), n);
+        let small = _mm256_cmp_ps::<_CMP_LE_OQ>(abs_n, _mm256_set1_ps(126.0));
+        if _mm256_movemask_ps(small) == 0xFF {
+            return near;
+        }
+        let g = _mm256_and_si256(
+            _mm256_castps_si256(_mm256_cmp_ps::<_CMP_LE_OQ>(n, _mm256_setzero_ps())),
+            _mm256_set1_epi32(0x8200_0000u32 as i32),
+        );
+        let s1 = _mm256_castsi256_ps(_mm256_add_epi32(g, _mm256_set1_epi32(0x7f00_0000)));
+        let s2 = _mm256_castsi256_ps(_mm256_sub_epi32(e, g));
+        let huge = _mm256_cmp_ps::<_CMP_GT_OQ>(abs_n, _mm256_set1_ps(192.0));
+        let far = _mm256_blendv_ps(_mm256_mul_ps(_mm256_fmadd_ps(s2, j, s2), s1), _mm256_mul_ps(s1, s1), huge);
+        _mm256_blendv_ps(far, near, small)
+    }
+
+    /// [`super::normalize`]: the exponentials eight at a time ([`exp8`]),
+    /// each group's sum reduced as `hsum8`, the sums added in f64 in order.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2, FMA and F16C; `w.len()` is a multiple of 8.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn normalize(w: &mut [f32], len: usize, max: f32) {
+        let m = _mm256_set1_ps(max);
+        let mut total = 0f64;
+        for group in w.chunks_exact_mut(8) {
+            // SAFETY: `group` is 8 floats.
+            let e = unsafe { exp8(_mm256_sub_ps(_mm256_loadu_ps(group.as_ptr()), m)) };
+            // SAFETY: as above.
+            unsafe { _mm256_storeu_ps(group.as_mut_ptr(), e) };
+            // hsum8: (x4+x0, x5+x1, x6+x2, x7+x3), then (y0+y2)+(y1+y3).
+            let y = _mm_add_ps(_mm256_extractf128_ps::<1>(e), _mm256_castps256_ps128(e));
+            let t = _mm_add_ps(y, _mm_movehl_ps(y, y));
+            total += _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t))) as f64;
+        }
+        let inv = (1.0 / total) as f32;
+        for x in &mut w[..len] {
+            *x *= inv;
+        }
+        super::round_to_f16(&mut w[..len]);
+    }
+
     /// [`super::round_to_f16`].
     ///
     /// # Safety
@@ -467,6 +536,18 @@ fn score(dot: f32, scale: f32, softcap: f32) -> f32 {
 /// their sums added in f64, the first `len` scaled by the inverse.
 #[inline(always)]
 fn normalize(w: &mut [f32], len: usize, max: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::quant::simd::use_avx2() {
+        // SAFETY: `use_avx2` is true only when AVX2, FMA and F16C were detected.
+        unsafe { avx2::normalize(w, len, max) };
+        return;
+    }
+    normalize_scalar(w, len, max)
+}
+
+/// [`normalize`], scalar reference.
+#[inline(always)]
+fn normalize_scalar(w: &mut [f32], len: usize, max: f32) {
     let mut total = 0f64;
     for group in w.chunks_exact_mut(8) {
         let mut e = [0f32; 8];
@@ -726,6 +807,46 @@ mod tests {
                     assert_eq!(got[r][m].to_bits(), want.to_bits(), "n={n} 4x4 row {r} column {m}");
                 }
             }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn simd_and_scalar_exponentials_and_softmax_agree_bit_for_bit() {
+        if !crate::quant::simd::use_avx2() {
+            return;
+        }
+        let mut xs: Vec<f32> = (-2400..2400).map(|i| i as f32 * 0.0913).collect();
+        xs.extend([f32::NEG_INFINITY, f32::INFINITY, -87.3, -87.4, 88.7, 88.8, -133.0, 133.0, -0.0, 1e-30]);
+        while !xs.len().is_multiple_of(8) {
+            xs.push(-1.0);
+        }
+        for c in xs.chunks_exact(8) {
+            let mut got = [0f32; 8];
+            // SAFETY: AVX2 and FMA were detected; `c` and `got` are 8 floats.
+            unsafe {
+                use std::arch::x86_64::*;
+                _mm256_storeu_ps(got.as_mut_ptr(), avx2::exp8(_mm256_loadu_ps(c.as_ptr())));
+            }
+            for (g, &x) in got.iter().zip(c) {
+                assert_eq!(g.to_bits(), exp_ggml(x).to_bits(), "exp({x})");
+            }
+        }
+        // Scores of a causal row: finite, then −∞ padding.
+        for len in [1usize, 5, 8, 13, 64, 100] {
+            let padded = len.div_ceil(8) * 8;
+            let mut w: Vec<f32> = (0..padded)
+                .map(|i| if i < len { ((i * 37 % 23) as f32 - 11.0) * 0.7 } else { f32::NEG_INFINITY })
+                .collect();
+            let max = w[..len].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut want = w.clone();
+            normalize_scalar(&mut want, len, max);
+            normalize(&mut w, len, max);
+            assert_eq!(
+                w.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "len {len}"
+            );
         }
     }
 
