@@ -44,6 +44,10 @@ pub fn dot8_scalar(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
+/// ggml's exponential of eight lanes ([`exp_ggml`] per lane; AVX2 + FMA).
+#[cfg(target_arch = "x86_64")]
+pub(super) use avx2::exp8;
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;
