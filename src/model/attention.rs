@@ -11,9 +11,11 @@
 //! - the weights rounded to F16 and `V` (stored transposed, one row per
 //!   dimension) accumulated the same 8-lane way.
 //!
-//! [`dot8`] has an AVX2+FMA path chosen at run time and a scalar path that
-//! gives identical results (a fused multiply-add is exactly rounded either
-//! way).
+//! Each vector step — [`dot8`] and its 4×4 form, the single-query
+//! [`dot_vec_f16_order`], the exponential ([`exp_ggml`], eight lanes in
+//! `exp8`), the softmax and [`round_to_f16`] — has an AVX2 path chosen at
+//! run time and a scalar twin that gives identical bits (a fused
+//! multiply-add is exactly rounded either way); the tests compare them.
 
 // Lane loops index several arrays in lockstep, mirroring SIMD lanes.
 #![allow(clippy::needless_range_loop)]
