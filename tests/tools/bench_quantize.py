@@ -56,8 +56,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("quantmix", nargs="?", default=str(Path(__file__).resolve().parents[2] / "target/release/quantmix"))
     ap.add_argument("--types", default="Q2_K,Q3_K,Q4_K,Q5_K,Q6_K,Q4_0,Q4_1,Q5_0,Q5_1,Q8_0",
-                    help=f"comma-separated, or 'all' ({EVERY}; the whole-model mode takes the types "
-                         "llama-quantize makes without an importance matrix)")
+                    help=f"comma-separated, or 'all' ({EVERY}) for the per-type kernels; the whole-model "
+                         "mode takes only names llama_quantize.py knows")
     ap.add_argument("--reps", type=int, default=0, help="default: 7 per kernel, 3 per model")
     ap.add_argument("--model")
     ap.add_argument("--threads", type=int, default=2)
