@@ -2,7 +2,12 @@
 //! a (sub-)block looked up with `pshufb`, converted to f32 eight at a time.
 //! IQ3 and IQ2: each grid entry is loaded as floats from a copy of the grid
 //! made at compile time ([`Grid8`], [`Grid4`]; the levels are small
-//! integers, exact in f32) and its signs as an xor mask from [`SIGNS`]. IQ1:
+//! integers, exact in f32) and its signs as an xor mask from [`SIGNS`];
+//! IQ3_S and IQ2_XS form the byte offsets of a super-block's entries 16 at a
+//! time in a vector first (their 9-bit indices cost several scalar steps
+//! each), IQ3_S shifts its sign bits into the lanes, IQ2_XS reads each sign
+//! mask by its 7-bit code ([`KSIGN_MASKS`]), and IQ2_XS/IQ2_S convert their
+//! 16 scales eight at a time ([`iq2_scales`]). IQ1:
 //! grid entries gathered and converted. Every value is then multiplied by
 //! its scale, one product per value as the scalar references
 //! (`dequantize_row_scalar`) do, and negated after the product where its
@@ -171,39 +176,77 @@ pub unsafe fn iq3xxs(src: &[BlockIQ3XXS], dst: &mut [f32]) {
     }
 }
 
+/// Byte offsets into [`IQ3S_F32`] of the 64 grid entries of an IQ3_S
+/// super-block, formed 16 at a time: `16·(qs | qh bit << 8)`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn iq3s_offsets(b: &BlockIQ3S) -> [u16; 64] {
+    let mut o = [0u16; 64];
+    // The qh bit of entry k of its sub-block, times 16·256 >> k, is 16·256.
+    let bits = _mm256_setr_epi16(1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128);
+    let mult = _mm256_setr_epi16(4096, 2048, 1024, 512, 256, 128, 64, 32, 4096, 2048, 1024, 512, 256, 128, 64, 32);
+    for h in 0..4 {
+        // SAFETY: `qs[16h..16h + 16]` is in bounds (64 bytes).
+        let q = _mm256_cvtepu8_epi16(unsafe { _mm_loadu_si128(b.qs[16 * h..].as_ptr() as *const __m128i) });
+        let hb = _mm256_set_m128i(_mm_set1_epi16(b.qh[2 * h + 1] as i16), _mm_set1_epi16(b.qh[2 * h] as i16));
+        let hi = _mm256_mullo_epi16(_mm256_and_si256(hb, bits), mult);
+        let off = _mm256_or_si256(_mm256_slli_epi16::<4>(q), hi);
+        // SAFETY: `o[16h..16h + 16]` is 32 bytes in bounds.
+        unsafe { _mm256_storeu_si256(o[16 * h..].as_mut_ptr() as *mut __m256i, off) };
+    }
+    o
+}
+
+/// The 4 levels of the [`IQ3S_F32`] entry at byte offset `o`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn iq3s_entry(o: u16) -> __m128 {
+    debug_assert!((o as usize) < std::mem::size_of::<Grid4<512>>() && o.is_multiple_of(16));
+    // SAFETY: `o` comes from `iq3s_offsets`: 16 times an index below 512,
+    // so the 16 bytes read are one aligned entry of the 512.
+    unsafe { _mm_load_ps((IQ3S_F32.0.as_ptr() as *const u8).add(o as usize) as *const f32) }
+}
+
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn iq3s(src: &[BlockIQ3S], dst: &mut [f32]) {
-    use super::iq3s::{index, scale, signs};
+    use super::iq3s::{scale, signs};
     for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
         let d = b.d.to_f32();
+        let o = iq3s_offsets(b);
         for ib in 0..8 {
             let db = _mm256_set1_ps(d * scale(b, ib) as f32);
-            iq3_block(&mut y[32 * ib..32 * ib + 32], &IQ3S_F32, |k| index(b, ib, k), signs(b, ib), db);
+            let s = _mm256_set1_epi32(signs(b, ib) as i32);
+            for k in 0..4 {
+                let v = _mm256_set_m128(iq3s_entry(o[8 * ib + 2 * k + 1]), iq3s_entry(o[8 * ib + 2 * k]));
+                // Sign bit 8k + j of the sub-block moved to the f32 sign bit of lane j.
+                let j = _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(8 * k as i32));
+                let m = _mm256_castsi256_ps(_mm256_slli_epi32::<31>(_mm256_srlv_epi32(s, j)));
+                store_ps(&mut y[32 * ib + 8 * k..], _mm256_xor_ps(_mm256_mul_ps(db, v), m));
+            }
         }
     }
 }
 
-/// `d·(0.5 + ls)·0.25·±level` for one 2-bit grid super-block from the grid
-/// indices `idx(ib32, l)` of its groups, its sign bits and its 4-bit scales
-/// `ls` per 16 values (IQ2_XXS, IQ2_XS, IQ2_S), one product per value as
-/// the scalar dequantizers.
+/// `dl·±level` for one 2-bit grid super-block from the grid indices
+/// `idx(ib32, l)` of its groups, its sign bits and the scale `dl(i)` of the
+/// 16 values `i` (`d·(0.5 + ls)·0.25` of IQ2_XXS and IQ2_S), one product per
+/// value as the scalar dequantizers.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn iq2_block<const N: usize>(
     y: &mut [f32],
-    d: f32,
+    dl: impl Fn(usize) -> f32,
     grid: &Grid8<N>,
     idx: impl Fn(usize, usize) -> usize,
     signs: impl Fn(usize) -> u32,
-    ls: impl Fn(usize) -> u8,
 ) {
     for ib32 in 0..8 {
         let s = signs(ib32);
         let y = &mut y[32 * ib32..32 * ib32 + 32];
         for h in 0..2 {
-            let dl = _mm256_set1_ps(d * (0.5 + ls(2 * ib32 + h) as f32) * 0.25);
+            let dl = _mm256_set1_ps(dl(2 * ib32 + h));
             for l in 2 * h..2 * h + 2 {
                 store8(&mut y[8 * l..], load8(&grid.0[idx(ib32, l)]), s >> (8 * l), dl);
             }
@@ -217,19 +260,93 @@ unsafe fn iq2_block<const N: usize>(
 pub unsafe fn iq2s(src: &[BlockIQ2S], dst: &mut [f32]) {
     use super::iq2s::{index, signs};
     for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
-        let ls = |i: usize| (b.scales[i / 2] >> (4 * (i % 2))) & 0x0F;
-        iq2_block(y, b.d.to_f32(), &IQ2S_F32, |ib32, l| index(b, 4 * ib32 + l), |ib32| signs(b, ib32), ls);
+        let dls = iq2_scales(b.d.to_f32(), b.scales);
+        iq2_block(y, |i| dls[i], &IQ2S_F32, |ib32, l| index(b, 4 * ib32 + l), |ib32| signs(b, ib32));
     }
+}
+
+/// Per 7-bit sign code of IQ2_XXS and IQ2_XS, the xor masks of its 8
+/// values: ggml's `ksigns_iq2xs` byte (the eighth bit making the number of
+/// negatives even) expanded as in [`SIGNS`].
+#[repr(C, align(64))]
+struct KsignMasks([[u32; 8]; 128]);
+
+static KSIGN_MASKS: KsignMasks = {
+    let mut out = [[0u32; 8]; 128];
+    let mut c = 0;
+    while c < 128 {
+        let byte = c | ((c as u32).count_ones() as usize & 1) << 7;
+        out[c] = SIGNS.0[byte];
+        c += 1;
+    }
+    KsignMasks(out)
+};
+
+/// Byte offsets of the 32 groups of an IQ2_XS super-block: into
+/// [`IQ2XS_F32`] (`32·(code & 511)`) and into [`KSIGN_MASKS`]
+/// (`32·(code >> 9)`), formed 16 at a time.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn iq2xs_offsets(b: &BlockIQ2XS) -> ([u16; 32], [u16; 32]) {
+    let (mut og, mut os) = ([0u16; 32], [0u16; 32]);
+    for h in 0..2 {
+        // SAFETY: `qs[32h..32h + 32]` is in bounds (64 bytes): 16 codes.
+        let c = unsafe { _mm256_loadu_si256(b.qs[32 * h..].as_ptr() as *const __m256i) };
+        let g = _mm256_slli_epi16::<5>(_mm256_and_si256(c, _mm256_set1_epi16(511)));
+        let s = _mm256_and_si256(_mm256_srli_epi16::<4>(c), _mm256_set1_epi16(0x0FE0));
+        // SAFETY: `og`/`os[16h..16h + 16]` are 32 bytes in bounds.
+        unsafe {
+            _mm256_storeu_si256(og[16 * h..].as_mut_ptr() as *mut __m256i, g);
+            _mm256_storeu_si256(os[16 * h..].as_mut_ptr() as *mut __m256i, s);
+        }
+    }
+    (og, os)
+}
+
+/// `d·(0.5 + ls)·0.25` for the 16 4-bit scales `ls` of `scales` (low
+/// nibble first), eight at a time, rounded as the scalar expression.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn iq2_scales(d: f32, scales: [u8; 8]) -> [f32; 16] {
+    let sc = _mm_cvtsi64_si128(i64::from_le_bytes(scales));
+    let nib = _mm_set1_epi8(0x0F);
+    let ls = _mm_unpacklo_epi8(_mm_and_si128(sc, nib), _mm_and_si128(_mm_srli_epi16::<4>(sc), nib));
+    let mut out = [0f32; 16];
+    for (h, o) in out.chunks_exact_mut(8).enumerate() {
+        let l = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(if h == 0 { ls } else { _mm_srli_si128::<8>(ls) }));
+        let dl = _mm256_mul_ps(
+            _mm256_mul_ps(_mm256_set1_ps(d), _mm256_add_ps(_mm256_set1_ps(0.5), l)),
+            _mm256_set1_ps(0.25),
+        );
+        store_ps(o, dl);
+    }
+    out
 }
 
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn iq2xs(src: &[BlockIQ2XS], dst: &mut [f32]) {
-    use super::iq2xs::{index, signs};
+    let grid = IQ2XS_F32.0.as_ptr() as *const u8;
+    let masks = KSIGN_MASKS.0.as_ptr() as *const u8;
     for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
-        let ls = |i: usize| (b.scales[i / 2] >> (4 * (i % 2))) & 0x0F;
-        iq2_block(y, b.d.to_f32(), &IQ2XS_F32, |ib32, l| index(b, 4 * ib32 + l), |ib32| signs(b, ib32), ls);
+        let d = b.d.to_f32();
+        let (og, os) = iq2xs_offsets(b);
+        let dls = iq2_scales(d, b.scales);
+        for ib16 in 0..16 {
+            let dl = _mm256_set1_ps(dls[ib16]);
+            for g in 2 * ib16..2 * ib16 + 2 {
+                // SAFETY: `og[g]` is 32 times an index below 512 and `os[g]`
+                // 32 times a code below 128: each read is one aligned entry.
+                let (v, m) = unsafe {
+                    (
+                        _mm256_load_ps(grid.add(og[g] as usize) as *const f32),
+                        _mm256_load_ps(masks.add(os[g] as usize) as *const f32),
+                    )
+                };
+                store_ps(&mut y[8 * g..], _mm256_xor_ps(_mm256_mul_ps(dl, v), m));
+            }
+        }
     }
 }
 
@@ -239,8 +356,9 @@ pub unsafe fn iq2xs(src: &[BlockIQ2XS], dst: &mut [f32]) {
 pub unsafe fn iq2xxs(src: &[BlockIQ2XXS], dst: &mut [f32]) {
     use super::iq2xxs::{index, scale, signs};
     for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
-        let ls = |i: usize| ((scale(b, i / 2) - 1) / 2) as u8;
-        iq2_block(y, b.d.to_f32(), &IQ2XXS_F32, |ib32, l| index(b, ib32, l), |ib32| signs(b, ib32), ls);
+        let d = b.d.to_f32();
+        let dl = |i: usize| d * (0.5 + ((scale(b, i / 2) - 1) / 2) as f32) * 0.25;
+        iq2_block(y, dl, &IQ2XXS_F32, |ib32, l| index(b, ib32, l), |ib32| signs(b, ib32));
     }
 }
 
