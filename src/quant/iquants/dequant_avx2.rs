@@ -6,7 +6,7 @@
 //! IQ3_S and IQ2_XS form the byte offsets of a super-block's entries 16 at a
 //! time in a vector first (their 9-bit indices cost several scalar steps
 //! each), IQ3_S shifts its sign bits into the lanes, IQ2_XS reads each sign
-//! mask by its 7-bit code ([`KSIGN_MASKS`]), and IQ2_XS/IQ2_S convert their
+//! mask by its 7-bit code ([`KSIGN_MASKS`], as IQ3_XXS does), and IQ2_XS/IQ2_S convert their
 //! 16 scales eight at a time ([`iq2_scales`]). IQ1:
 //! grid entries gathered and converted. Every value is then multiplied by
 //! its scale, one product per value as the scalar references
@@ -145,33 +145,24 @@ unsafe fn load4x2(a: &[f32; 4], b: &[f32; 4]) -> __m256 {
     unsafe { _mm256_set_m128(_mm_loadu_ps(b.as_ptr()), _mm_loadu_ps(a.as_ptr())) }
 }
 
-/// `±(db · level)` for one IQ3 sub-block of 32 values: grid indices `idx(k)`
-/// of its 8 entries and its 4 sign bytes.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn iq3_block<const N: usize>(
-    y: &mut [f32],
-    grid: &Grid4<N>,
-    idx: impl Fn(usize) -> usize,
-    signs: u32,
-    db: __m256,
-) {
-    for k in 0..4 {
-        let v = load4x2(&grid.0[idx(2 * k)], &grid.0[idx(2 * k + 1)]);
-        store8(&mut y[8 * k..], v, signs >> (8 * k), db);
-    }
-}
-
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn iq3xxs(src: &[BlockIQ3XXS], dst: &mut [f32]) {
-    use super::iq3xxs::{aux, index, signs};
+    use super::iq3xxs::aux;
     for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
         let d = b.d.to_f32();
         for ib in 0..8 {
-            let db = _mm256_set1_ps(d * (0.5 + (aux(b, ib) >> 28) as f32) * 0.5);
-            iq3_block(&mut y[32 * ib..32 * ib + 32], &IQ3XXS_F32, |k| index(b, ib, k), signs(b, ib), db);
+            let a = aux(b, ib);
+            let db = _mm256_set1_ps(d * (0.5 + (a >> 28) as f32) * 0.5);
+            let q = &b.qs[8 * ib..8 * ib + 8];
+            for k in 0..4 {
+                let v = load4x2(&IQ3XXS_F32.0[q[2 * k] as usize], &IQ3XXS_F32.0[q[2 * k + 1] as usize]);
+                // SAFETY: an entry of `KSIGN_MASKS` is 8 u32.
+                let m =
+                    unsafe { _mm256_load_ps(KSIGN_MASKS.0[((a >> (7 * k)) & 127) as usize].as_ptr() as *const f32) };
+                store_ps(&mut y[32 * ib + 8 * k..], _mm256_xor_ps(_mm256_mul_ps(db, v), m));
+            }
         }
     }
 }
