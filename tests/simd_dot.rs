@@ -290,6 +290,33 @@ fn batch_dot_simd_equals_scalar_exactly() {
     );
 }
 
+/// The AVX-512 VNNI dot products (Q2_K, Q3_K, Q4_K, Q6_K) give the AVX2
+/// kernels' bits (ggml's), on random blocks with random scales.
+#[test]
+fn vnni_dot_equals_avx2_exactly() {
+    if !Isa::Avx2.available() || !quant::simd::avx512_vnni_detected() || std::env::var_os("QUANTMIX_SIMD").is_some() {
+        eprintln!("no AVX-512 VNNI here (or QUANTMIX_SIMD set): the VNNI dot products are not checked");
+        return;
+    }
+    let mut checked = Vec::new();
+    for &ty in VEC_DOT_TYPES {
+        let aty = quant::vec_dot_type(ty).unwrap();
+        for seed in 0..24u64 {
+            let mut r = Rng::new(seed * 15_485_863 + ty.id() as u64);
+            let n = 256 * (1 + seed as usize % 12);
+            let mode = if seed % 3 == 0 { Mode::Unit } else { Mode::Random };
+            let (w, a) = (weights(ty, n, &mut r, mode), activations(aty, n, &mut r, mode));
+            let Some(got) = quant::vec_dot_vnni_with(ty, n, &w, &a).unwrap() else { continue };
+            let want = vec_dot_with(Isa::Avx2, ty, n, &w, &a).unwrap();
+            assert_eq!(got.to_bits(), want.to_bits(), "{ty}: seed {seed}: {got} vs AVX2 {want}");
+            if seed == 0 {
+                checked.push(ty);
+            }
+        }
+    }
+    assert_eq!(checked, [GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q6_K]);
+}
+
 #[test]
 fn scalar_equals_dot_of_dequantized() {
     for &ty in VEC_DOT_TYPES {

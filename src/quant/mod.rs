@@ -114,6 +114,11 @@ pub trait GgmlBlock: Pod + Send + Sync + 'static {
     /// one; it may only be called on a CPU where [`Isa::Avx2`] is available.
     const VEC_DOT_AVX2: Option<VecDotKernel<Self>> = None;
 
+    /// The AVX-512 VNNI dot product, if this type has one: the bits of
+    /// [`GgmlBlock::VEC_DOT_AVX2`] in fewer instructions. It may only run
+    /// where `simd::use_avx512_vnni()` holds; [`GgmlBlock::vec_dot`] prefers it.
+    const VEC_DOT_VNNI: Option<VecDotKernel<Self>> = None;
+
     /// The AVX2 + FMA + F16C dequantizer ([`Isa::Avx2`]), if this type has
     /// one; same conditions as [`GgmlBlock::VEC_DOT_AVX2`]. Its output must
     /// be bit-identical to [`GgmlBlock::dequantize_row_scalar`]'s.
@@ -286,6 +291,14 @@ pub trait GgmlBlock: Pod + Send + Sync + 'static {
     /// using the fastest path this CPU supports ([`Isa::best`]).
     #[inline]
     fn vec_dot(x: &[Self], y: &[Self::VecDot]) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(kernel) = Self::VEC_DOT_VNNI {
+            if simd::use_avx512_vnni() {
+                // SAFETY: `use_avx512_vnni` is true only when AVX-512
+                // F/BW/VL/VNNI and the AVX2 set were detected on this CPU.
+                return unsafe { kernel(x, y) };
+            }
+        }
         #[cfg(target_arch = "x86_64")]
         if let Some(kernel) = Self::VEC_DOT_AVX2 {
             if simd::use_avx2() {
@@ -460,6 +473,29 @@ pub fn vec_dot_with(isa: Isa, ty: GgmlType, n: usize, w: &[u8], act: &[u8]) -> R
     with_block_type!(ty, B => B::vec_dot_on(isa, &blocks_of::<B>(w), &blocks_of::<<B as GgmlBlock>::VecDot>(act)))
         .flatten()
         .ok_or(QuantError::Unsupported { ty, op: "vec_dot on this instruction set" })
+}
+
+/// The AVX-512 VNNI dot product ([`GgmlBlock::VEC_DOT_VNNI`]) of a weight
+/// row with an activation row: `Ok(None)` when `ty` has none or it may not
+/// run here (no AVX-512 VNNI, or `QUANTMIX_SIMD=avx2`). For the tests that
+/// compare it with the AVX2 kernel.
+pub fn vec_dot_vnni_with(ty: GgmlType, n: usize, w: &[u8], act: &[u8]) -> Result<Option<f32>, QuantError> {
+    fn on<B: GgmlBlock>(x: &[B], y: &[B::VecDot]) -> Option<f32> {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(kernel) = B::VEC_DOT_VNNI {
+            if simd::use_avx512_vnni() {
+                // SAFETY: `use_avx512_vnni` is true only when AVX-512
+                // F/BW/VL/VNNI and the AVX2 set were detected on this CPU.
+                return Some(unsafe { kernel(x, y) });
+            }
+        }
+        let _ = (x, y);
+        None
+    }
+    let aty = vec_dot_type(ty).ok_or(QuantError::Unsupported { ty, op: "vec_dot" })?;
+    check_len(ty, n, w.len())?;
+    check_len(aty, n, act.len())?;
+    Ok(with_block_type!(ty, B => on(&blocks_of::<B>(w), &blocks_of::<<B as GgmlBlock>::VecDot>(act))).flatten())
 }
 
 /// Quantize a whole tensor of rows of `n_per_row` values, in parallel over

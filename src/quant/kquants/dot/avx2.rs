@@ -56,7 +56,7 @@ pub(crate) fn scales_mins_k4(q: &[u8; 12]) -> [u8; 16] {
 /// the 8 mins in bytes 8..16 of `sm`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn mins_prod4(sm: &[u8; 16], bsums: &[i16; 16]) -> __m128i {
+pub(super) unsafe fn mins_prod4(sm: &[u8; 16], bsums: &[i16; 16]) -> __m128i {
     let mins = _mm_cvtepu8_epi16(_mm_unpackhi_epi64(load_16(sm), _mm_setzero_si128()));
     let sums = load_i16x16(bsums);
     // Adjacent pairs: bsum_{2j} + bsum_{2j+1} (≤ 2·16·128 in magnitude).
