@@ -7,7 +7,7 @@
 //! AVX2 and accumulates the scaled super-block sums in 8 float lanes (as
 //! ggml's AVX2 kernels do, bit for bit), so its result differs from the
 //! scalar one only by float rounding; [`vnni`] forms the AVX2 kernels' integer
-//! lanes of Q2_K, Q3_K, Q4_K and Q6_K with AVX-512 VNNI, 64 levels at a time,
+//! lanes of Q2_K, Q3_K, Q4_K, Q5_K and Q6_K with AVX-512 VNNI, 64 levels at a time,
 //! for the same bits. Each block type names its kernels in its `GgmlBlock`
 //! impl (`vec_dot_scalar`, `VEC_DOT_AVX2`, `VEC_DOT_VNNI`); the trait picks
 //! the best path.

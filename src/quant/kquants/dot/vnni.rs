@@ -1,4 +1,4 @@
-//! AVX-512 VNNI dot products of Q2_K, Q3_K, Q4_K and Q6_K with Q8_K for
+//! AVX-512 VNNI dot products of Q2_K, Q3_K, Q4_K, Q5_K and Q6_K with Q8_K for
 //! one token (generation): the integer lanes of [`super::avx2`] formed 64
 //! levels at a time, the sub-block scales applied by `vpdpwssd` (the `madd`
 //! and the add of the AVX2 kernel in one instruction). A 512-bit register
@@ -176,6 +176,48 @@ unsafe fn lanes_q4k(a: &BlockQ4K, b: &BlockQ8K, sc: &[u8; 16]) -> __m256i {
     let mut sumi = _mm512_setzero_si512();
     for c in 0..4 {
         let q = _mm512_and_si512(_mm512_srlv_epi16(bcast(load_u8(&a.qs[32 * c..])), shift), m4);
+        let pr = _mm512_maddubs_epi16(q, load64(&b.qs[64 * c..]));
+        sumi = _mm512_dpwssd_epi32(sumi, pr, scale_pairs16(s16, c));
+    }
+    fold(sumi)
+}
+
+/// Q5_K ([`super::avx2::q5k_q8k`]'s float steps, these integer lanes).
+///
+/// # Safety
+/// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub unsafe fn q5k_q8k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut summs = 0.0f32;
+    for (a, b) in x.iter().zip(y) {
+        let sc = scales_mins_k4(&a.scales);
+        let (xd, xmin) = f16x2_to_f32(a.d, a.dmin);
+        let (d, dmin) = (b.d * xd, -b.d * xmin);
+        let p = mins_prod4(&sc, &b.bsums);
+        let p = _mm_add_epi32(p, _mm_unpackhi_epi64(p, p));
+        let m = _mm_cvtsi128_si32(_mm_add_epi32(p, _mm_shuffle_epi32::<0b01>(p)));
+        summs = fma_ss(summs, dmin, m as f32);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(lanes_q5k(a, b, &sc)), acc);
+    }
+    hsum_ps(acc) + summs
+}
+
+/// The 8 integer lanes `Σ sc·q5·q8` of one Q5_K super-block: as
+/// [`lanes_q4k`], bit `2c` of `qh` the fifth bit of chunk `c`'s low
+/// nibbles, bit `2c + 1` of its high ones.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn lanes_q5k(a: &BlockQ5K, b: &BlockQ8K, sc: &[u8; 16]) -> __m256i {
+    let s16 = _mm256_cvtepu8_epi16(load_16(sc));
+    let (m4, one) = (_mm512_set1_epi8(0x0F), _mm512_set1_epi8(1));
+    let hbits = bcast(load_u8(&a.qh));
+    let shift = halves16(0, 4);
+    let mut sumi = _mm512_setzero_si512();
+    for c in 0..4 {
+        let low = _mm512_and_si512(_mm512_srlv_epi16(bcast(load_u8(&a.qs[32 * c..])), shift), m4);
+        let fifth = _mm512_and_si512(_mm512_srlv_epi16(hbits, halves16(2 * c as i16, 2 * c as i16 + 1)), one);
+        let q = _mm512_or_si512(low, _mm512_slli_epi16::<4>(fifth));
         let pr = _mm512_maddubs_epi16(q, load64(&b.qs[64 * c..]));
         sumi = _mm512_dpwssd_epi32(sumi, pr, scale_pairs16(s16, c));
     }
