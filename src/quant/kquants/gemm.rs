@@ -8,12 +8,13 @@
 //! Each super-block of a strip's [`MR`] rows is unpacked to unsigned levels
 //! once for all of the strip's tokens (up to 2·[`NP`]; unpacking per few
 //! tokens cost as much as the products) and multiplied with the activations
-//! by `maddubs` (16-bit pair sums, which cannot saturate for these level
-//! ranges), `vpdpwssd` weights the pairs by the sub-block scale and adds
-//! them into 8 i32 lanes per token
-//! — one 16-lane register holds two tokens; Q3_K's `−4` of a clear high bit is
-//! `maddubs(low + 4·high) − maddubs(4)`, Q6_K's offset `32·Σ sc·bsum` comes
-//! off the lanes. The lanes of 8 rows × 2 tokens are then summed into one
+//! by `vpdpbusd` (4 products per i32 lane, at most 4·63·127 in magnitude, so
+//! they fit 16 bits); two chunks' lanes are packed to i16 (`vpackssdw`,
+//! exact) and `vpdpwssd` weights them by the sub-block scales and adds them
+//! into 8 i32 lanes per token — one multiply instruction per 64 products
+//! where `maddubs` + `vpdpwssd` took two. One 16-lane register holds two
+//! tokens; Q3_K's `−4` of a clear high bit is `dpbusd(low + 4·high) −
+//! dpbusd(4)`, Q6_K's offset `32·Σ sc·bsum` comes off the lanes. The lanes of 8 rows × 2 tokens are then summed into one
 //! register (lane `8·(r/4) + 4h + r mod 4`: row `r`, token `h`), where the float steps run
 //! for all sixteen at once. Integer sums do not depend on their order, so every
 //! output is bit-identical to the batch dot product (tests/matmul.rs).
@@ -336,6 +337,11 @@ pub mod vnni {
                     (dw[lane8(r, h)], dm[lane8(r, h)]) = (dec[r].d, dec[r].dmin);
                 }
             }
+            // Per row the scales of chunks 2k and 2k + 1 in the i16 lanes
+            // `vpackssdw` gives them: per 128-bit lane, 4 of each.
+            let scp: [[__m512i; 4]; R] = std::array::from_fn(|r| {
+                std::array::from_fn(|k| _mm512_mask_blend_epi16(0xF0F0_F0F0, dec[r].sc[2 * k], dec[r].sc[2 * k + 1]))
+            });
             // SAFETY: `dw` and `dm` are 16 floats each.
             let (dwv, dmv) = unsafe { (_mm512_loadu_ps(dw.as_ptr()), _mm512_loadu_ps(dm.as_ptr())) };
             for (p, acc) in acc.iter_mut().enumerate().take(pairs) {
@@ -349,7 +355,7 @@ pub mod vnni {
                     let (qx, qy) = unsafe { (load_i8(&x.qs[32 * c..]), load_i8(&y.qs[32 * c..])) };
                     act[c] = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(qx), qy);
                     if W::KIND == Kind::Q3 {
-                        c4[c] = _mm512_maddubs_epi16(four, act[c]);
+                        c4[c] = _mm512_dpbusd_epi32(zero, four, act[c]);
                     }
                 }
                 // SAFETY: the 16 block sums of each.
@@ -359,13 +365,16 @@ pub mod vnni {
                 let mut s2 = [zero; 8];
                 for r in 0..R {
                     let d = &dec[r];
-                    let mut sumi = zero;
+                    let mut x = [zero; 8];
                     for c in 0..8 {
-                        let mut pr = _mm512_maddubs_epi16(d.q[c], act[c]);
+                        x[c] = _mm512_dpbusd_epi32(zero, d.q[c], act[c]);
                         if W::KIND == Kind::Q3 {
-                            pr = _mm512_sub_epi16(pr, c4[c]);
+                            x[c] = _mm512_sub_epi32(x[c], c4[c]);
                         }
-                        sumi = _mm512_dpwssd_epi32(sumi, pr, d.sc[c]);
+                    }
+                    let mut sumi = zero;
+                    for k in 0..4 {
+                        sumi = _mm512_dpwssd_epi32(sumi, _mm512_packs_epi32(x[2 * k], x[2 * k + 1]), scp[r][k]);
                     }
                     if W::KIND == Kind::Q6 {
                         let offset = _mm512_slli_epi32::<5>(_mm512_madd_epi16(bs, d.s6));
