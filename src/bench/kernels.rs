@@ -105,7 +105,8 @@ pub struct KernelRow {
     pub dequantize_gb_s_weights: f64,
     /// `dequantize_gb_s_f32` relative to the memcpy baseline.
     pub dequantize_vs_memcpy: f64,
-    /// Weight bytes per second through `vec_dot` on the best path.
+    /// Weight bytes per second through `vec_dot` on the fastest path (the
+    /// AVX-512 VNNI kernel where the type has one).
     pub vec_dot_gb_s: f64,
     /// Weight bytes per second through the scalar `vec_dot`.
     pub vec_dot_scalar_gb_s: f64,
@@ -201,17 +202,24 @@ pub fn run_kernels(opts: &KernelOptions) -> Result<KernelReport, QuantError> {
         let mut acts = Activations::new();
         acts.quantize(aty, &x[..row_len], row_len)?;
         let a = acts.bytes();
-        let dot_pass = |isa: Isa| -> f64 {
+        // `None`: the fastest path, as the matmul takes it (AVX-512 VNNI
+        // where the type has a kernel for it, else AVX2).
+        let dot_pass = |isa: Option<Isa>| -> f64 {
             tm.measure(|| {
                 let mut s = 0.0f32;
                 for r in 0..nrows {
-                    s += vec_dot_with(isa, ty, row_len, &w[r * row_bytes..(r + 1) * row_bytes], a).expect("valid");
+                    let wr = &w[r * row_bytes..(r + 1) * row_bytes];
+                    s += match isa {
+                        Some(isa) => vec_dot_with(isa, ty, row_len, wr, a),
+                        None => quant::vec_dot(ty, row_len, wr, a),
+                    }
+                    .expect("valid");
                 }
                 black_box(s);
             })
         };
-        let t_dot = dot_pass(Isa::best());
-        let t_dot_scalar = dot_pass(Isa::Scalar);
+        let t_dot = dot_pass(None);
+        let t_dot_scalar = dot_pass(Some(Isa::Scalar));
         let dq_f32 = (n * 4) as f64 / t_dq / 1e9;
         rows.push(KernelRow {
             ty,
