@@ -95,20 +95,40 @@ pub(crate) unsafe fn crumbs(bits: __m256i, shift: i32) -> __m256i {
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn q2k_q8k(x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let m4 = _mm_set1_epi8(0x0F);
-    for (a, b) in x.iter().zip(y) {
-        let raw = load_16(&a.scales);
-        let scales = _mm_and_si128(raw, m4);
-        let mins = _mm_and_si128(_mm_srli_epi16::<4>(raw), m4);
-        let (xd, xmin) = f16x2_to_f32(a.d, a.dmin);
-        let (d, dmin) = (b.d * xd, -b.d * xmin);
-        // The minimum products first, in the same lanes (ggml's order).
-        let prod = _mm256_madd_epi16(_mm256_cvtepu8_epi16(mins), load_i16x16(&b.bsums));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(prod), acc);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(lanes_q2k(a, b, scales)), acc);
+    // SAFETY: this function's features are `q2k_steps`'s.
+    unsafe { q2k_steps(x, y, |a, b, scales| lanes_q2k(a, b, scales)) }
+}
+
+/// [`q2k_q8k`]'s float steps (ggml's) around the integer lanes
+/// `lanes(a, b, scales)` of each super-block: [`lanes_q2k`] or the AVX-512
+/// VNNI kernel's.
+///
+/// # Safety
+/// Only for callers with AVX2, FMA and F16C enabled (and what `lanes`
+/// needs): it is inlined into them.
+#[inline(always)]
+pub(super) unsafe fn q2k_steps(
+    x: &[BlockQ2K],
+    y: &[BlockQ8K],
+    lanes: impl Fn(&BlockQ2K, &BlockQ8K, __m128i) -> __m256i,
+) -> f32 {
+    // SAFETY: the caller has AVX2, FMA and F16C enabled.
+    unsafe {
+        let mut acc = _mm256_setzero_ps();
+        let m4 = _mm_set1_epi8(0x0F);
+        for (a, b) in x.iter().zip(y) {
+            let raw = load_16(&a.scales);
+            let scales = _mm_and_si128(raw, m4);
+            let mins = _mm_and_si128(_mm_srli_epi16::<4>(raw), m4);
+            let (xd, xmin) = f16x2_to_f32(a.d, a.dmin);
+            let (d, dmin) = (b.d * xd, -b.d * xmin);
+            // The minimum products first, in the same lanes (ggml's order).
+            let prod = _mm256_madd_epi16(_mm256_cvtepu8_epi16(mins), load_i16x16(&b.bsums));
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(prod), acc);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(lanes(a, b, scales)), acc);
+        }
+        hsum_ps(acc)
     }
-    hsum_ps(acc)
 }
 
 /// The 8 integer lanes `Σ sc·q2·q8` of one Q2_K super-block (`scales`: its
@@ -134,14 +154,28 @@ unsafe fn lanes_q2k(a: &BlockQ2K, b: &BlockQ8K, scales: __m128i) -> __m256i {
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn q3k_q8k(x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
     let four = _mm256_set1_epi8(4);
-    for (a, b) in x.iter().zip(y) {
-        let sumi = lanes_q3k(a, b, four);
-        let d = b.d * f16x2_to_f32(a.d, a.d).0;
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    // SAFETY: this function's features are `q3k_steps`'s.
+    unsafe { q3k_steps(x, y, |a, b| lanes_q3k(a, b, four)) }
+}
+
+/// [`q3k_q8k`]'s float steps around the integer lanes `lanes(a, b)`.
+///
+/// # Safety
+/// Only for callers with AVX2, FMA and F16C enabled (and what `lanes`
+/// needs): it is inlined into them.
+#[inline(always)]
+pub(super) unsafe fn q3k_steps(x: &[BlockQ3K], y: &[BlockQ8K], lanes: impl Fn(&BlockQ3K, &BlockQ8K) -> __m256i) -> f32 {
+    // SAFETY: the caller has AVX2, FMA and F16C enabled.
+    unsafe {
+        let mut acc = _mm256_setzero_ps();
+        for (a, b) in x.iter().zip(y) {
+            let sumi = lanes(a, b);
+            let d = b.d * f16x2_to_f32(a.d, a.d).0;
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        }
+        hsum_ps(acc)
     }
-    hsum_ps(acc)
 }
 
 /// The 8 integer lanes `Σ sc·q3·q8` of one Q3_K super-block.
@@ -173,18 +207,37 @@ unsafe fn lanes_q3k(a: &BlockQ3K, b: &BlockQ8K, four: __m256i) -> __m256i {
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn q4k_q8k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let mut acc_m = _mm_setzero_ps();
     let m4 = _mm256_set1_epi8(0x0F);
-    for (a, b) in x.iter().zip(y) {
-        let sc = scales_mins_k4(&a.scales);
-        let (xd, xmin) = f16x2_to_f32(a.d, a.dmin);
-        let (d, dmin) = (b.d * xd, -b.d * xmin);
-        acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(mins_prod4(&sc, &b.bsums)), acc_m);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(lanes_q4k(a, b, &sc, m4)), acc);
+    // SAFETY: this function's features are `q4k_steps`'s.
+    unsafe { q4k_steps(x, y, |a, b, sc| lanes_q4k(a, b, sc, m4)) }
+}
+
+/// [`q4k_q8k`]'s float steps around the integer lanes `lanes(a, b, sc)`
+/// (`sc`: the unpacked scales and mins).
+///
+/// # Safety
+/// Only for callers with AVX2, FMA and F16C enabled (and what `lanes`
+/// needs): it is inlined into them.
+#[inline(always)]
+pub(super) unsafe fn q4k_steps(
+    x: &[BlockQ4K],
+    y: &[BlockQ8K],
+    lanes: impl Fn(&BlockQ4K, &BlockQ8K, &[u8; 16]) -> __m256i,
+) -> f32 {
+    // SAFETY: the caller has AVX2, FMA and F16C enabled.
+    unsafe {
+        let mut acc = _mm256_setzero_ps();
+        let mut acc_m = _mm_setzero_ps();
+        for (a, b) in x.iter().zip(y) {
+            let sc = scales_mins_k4(&a.scales);
+            let (xd, xmin) = f16x2_to_f32(a.d, a.dmin);
+            let (d, dmin) = (b.d * xd, -b.d * xmin);
+            acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(mins_prod4(&sc, &b.bsums)), acc_m);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(lanes(a, b, &sc)), acc);
+        }
+        let m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
+        hsum_ps(acc) + _mm_cvtss_f32(_mm_add_ss(m, _mm_movehdup_ps(m)))
     }
-    let m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
-    hsum_ps(acc) + _mm_cvtss_f32(_mm_add_ss(m, _mm_movehdup_ps(m)))
 }
 
 /// The first 8 bytes of `sc` (Q4_K/Q5_K's sub-block scales) as i16, in
@@ -230,21 +283,39 @@ unsafe fn lanes_q4k(a: &BlockQ4K, b: &BlockQ8K, sc: &[u8; 16], m4: __m256i) -> _
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn q5k_q8k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let mut summs = 0.0f32;
     let m4 = _mm256_set1_epi8(0x0F);
     let one = _mm256_set1_epi8(1);
-    for (a, b) in x.iter().zip(y) {
-        let sc = scales_mins_k4(&a.scales);
-        let (xd, xmin) = f16x2_to_f32(a.d, a.dmin);
-        let (d, dmin) = (b.d * xd, -b.d * xmin);
-        let p = mins_prod4(&sc, &b.bsums);
-        let p = _mm_add_epi32(p, _mm_unpackhi_epi64(p, p));
-        let m = _mm_cvtsi128_si32(_mm_add_epi32(p, _mm_shuffle_epi32::<0b01>(p)));
-        summs = fma_ss(summs, dmin, m as f32);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(lanes_q5k(a, b, &sc, m4, one)), acc);
+    // SAFETY: this function's features are `q5k_steps`'s.
+    unsafe { q5k_steps(x, y, |a, b, sc| lanes_q5k(a, b, sc, m4, one)) }
+}
+
+/// [`q5k_q8k`]'s float steps around the integer lanes `lanes(a, b, sc)`.
+///
+/// # Safety
+/// Only for callers with AVX2, FMA and F16C enabled (and what `lanes`
+/// needs): it is inlined into them.
+#[inline(always)]
+pub(super) unsafe fn q5k_steps(
+    x: &[BlockQ5K],
+    y: &[BlockQ8K],
+    lanes: impl Fn(&BlockQ5K, &BlockQ8K, &[u8; 16]) -> __m256i,
+) -> f32 {
+    // SAFETY: the caller has AVX2, FMA and F16C enabled.
+    unsafe {
+        let mut acc = _mm256_setzero_ps();
+        let mut summs = 0.0f32;
+        for (a, b) in x.iter().zip(y) {
+            let sc = scales_mins_k4(&a.scales);
+            let (xd, xmin) = f16x2_to_f32(a.d, a.dmin);
+            let (d, dmin) = (b.d * xd, -b.d * xmin);
+            let p = mins_prod4(&sc, &b.bsums);
+            let p = _mm_add_epi32(p, _mm_unpackhi_epi64(p, p));
+            let m = _mm_cvtsi128_si32(_mm_add_epi32(p, _mm_shuffle_epi32::<0b01>(p)));
+            summs = fma_ss(summs, dmin, m as f32);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(lanes(a, b, &sc)), acc);
+        }
+        hsum_ps(acc) + summs
     }
-    hsum_ps(acc) + summs
 }
 
 /// The 8 integer lanes `Σ sc·q5·q8` of one Q5_K super-block.
@@ -277,12 +348,26 @@ unsafe fn lanes_q5k(a: &BlockQ5K, b: &BlockQ8K, sc: &[u8; 16], m4: __m256i, one:
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn q6k_q8k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    for (a, b) in x.iter().zip(y) {
-        let d = b.d * f16x2_to_f32(a.d, a.d).0;
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(lanes_q6k(a, b)), acc);
+    // SAFETY: this function's features are `q6k_steps`'s.
+    unsafe { q6k_steps(x, y, |a, b| lanes_q6k(a, b)) }
+}
+
+/// [`q6k_q8k`]'s float steps around the integer lanes `lanes(a, b)`.
+///
+/// # Safety
+/// Only for callers with AVX2, FMA and F16C enabled (and what `lanes`
+/// needs): it is inlined into them.
+#[inline(always)]
+pub(super) unsafe fn q6k_steps(x: &[BlockQ6K], y: &[BlockQ8K], lanes: impl Fn(&BlockQ6K, &BlockQ8K) -> __m256i) -> f32 {
+    // SAFETY: the caller has AVX2, FMA and F16C enabled.
+    unsafe {
+        let mut acc = _mm256_setzero_ps();
+        for (a, b) in x.iter().zip(y) {
+            let d = b.d * f16x2_to_f32(a.d, a.d).0;
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(lanes(a, b)), acc);
+        }
+        hsum_ps(acc)
     }
-    hsum_ps(acc)
 }
 
 /// The 8 integer lanes `Σ sc·(q6−32)·q8` of one Q6_K super-block, the offset

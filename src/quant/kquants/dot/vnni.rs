@@ -4,8 +4,8 @@
 //! and the add of the AVX2 kernel in one instruction). A 512-bit register
 //! holds two 32-value chunks; ggml's AVX2 lane `k` sums bytes `4k..4k+4` of
 //! every chunk, so the two 256-bit halves are added at the end. Integer sums
-//! do not depend on their order, and every float step is the AVX2 kernel's,
-//! so each result equals [`super::avx2`]'s bit for bit (tests/simd_dot.rs).
+//! do not depend on their order, and the float steps are the AVX2 kernel's
+//! own (`q2k_steps` … `q6k_steps`, given these lanes), so each result equals [`super::avx2`]'s bit for bit (tests/simd_dot.rs).
 //!
 //! # Safety
 //! Every function requires AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C on the
@@ -13,7 +13,7 @@
 
 use std::arch::x86_64::*;
 
-use super::avx2::{mins_prod4, scales_mins_k4, scales_q3k};
+use super::avx2::scales_q3k;
 use crate::quant::blocks::*;
 use crate::quant::x86::*;
 
@@ -72,19 +72,8 @@ fn scale_quad(sc: __m512i, q: usize) -> __m512i {
 /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 pub unsafe fn q2k_q8k(x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let m4 = _mm_set1_epi8(0x0F);
-    for (a, b) in x.iter().zip(y) {
-        let raw = load_16(&a.scales);
-        let scales = _mm_and_si128(raw, m4);
-        let mins = _mm_and_si128(_mm_srli_epi16::<4>(raw), m4);
-        let (xd, xmin) = f16x2_to_f32(a.d, a.dmin);
-        let (d, dmin) = (b.d * xd, -b.d * xmin);
-        let prod = _mm256_madd_epi16(_mm256_cvtepu8_epi16(mins), load_i16x16(&b.bsums));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(prod), acc);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(lanes_q2k(a, b, scales)), acc);
-    }
-    hsum_ps(acc)
+    // SAFETY: this function has the AVX2 kernel's features and `lanes_*`'s.
+    unsafe { super::avx2::q2k_steps(x, y, |a, b, scales| lanes_q2k(a, b, scales)) }
 }
 
 /// The 8 integer lanes `Σ sc·q2·q8` of one Q2_K super-block.
@@ -112,13 +101,8 @@ unsafe fn lanes_q2k(a: &BlockQ2K, b: &BlockQ8K, scales: __m128i) -> __m256i {
 /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 pub unsafe fn q3k_q8k(x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    for (a, b) in x.iter().zip(y) {
-        let sumi = lanes_q3k(a, b);
-        let d = b.d * f16x2_to_f32(a.d, a.d).0;
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
-    }
-    hsum_ps(acc)
+    // SAFETY: this function has the AVX2 kernel's features and `lanes_*`'s.
+    unsafe { super::avx2::q3k_steps(x, y, |a, b| lanes_q3k(a, b)) }
 }
 
 /// The 8 integer lanes `Σ sc·q3·q8` of one Q3_K super-block, `q3 = low2 − 4`
@@ -152,17 +136,8 @@ unsafe fn lanes_q3k(a: &BlockQ3K, b: &BlockQ8K) -> __m256i {
 /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 pub unsafe fn q4k_q8k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let mut acc_m = _mm_setzero_ps();
-    for (a, b) in x.iter().zip(y) {
-        let sc = scales_mins_k4(&a.scales);
-        let (xd, xmin) = f16x2_to_f32(a.d, a.dmin);
-        let (d, dmin) = (b.d * xd, -b.d * xmin);
-        acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(mins_prod4(&sc, &b.bsums)), acc_m);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(lanes_q4k(a, b, &sc)), acc);
-    }
-    let m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
-    hsum_ps(acc) + _mm_cvtss_f32(_mm_add_ss(m, _mm_movehdup_ps(m)))
+    // SAFETY: this function has the AVX2 kernel's features and `lanes_*`'s.
+    unsafe { super::avx2::q4k_steps(x, y, |a, b, sc| lanes_q4k(a, b, sc)) }
 }
 
 /// The 8 integer lanes `Σ sc·q4·q8` of one Q4_K super-block (`sc`: its
@@ -188,19 +163,8 @@ unsafe fn lanes_q4k(a: &BlockQ4K, b: &BlockQ8K, sc: &[u8; 16]) -> __m256i {
 /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 pub unsafe fn q5k_q8k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let mut summs = 0.0f32;
-    for (a, b) in x.iter().zip(y) {
-        let sc = scales_mins_k4(&a.scales);
-        let (xd, xmin) = f16x2_to_f32(a.d, a.dmin);
-        let (d, dmin) = (b.d * xd, -b.d * xmin);
-        let p = mins_prod4(&sc, &b.bsums);
-        let p = _mm_add_epi32(p, _mm_unpackhi_epi64(p, p));
-        let m = _mm_cvtsi128_si32(_mm_add_epi32(p, _mm_shuffle_epi32::<0b01>(p)));
-        summs = fma_ss(summs, dmin, m as f32);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(lanes_q5k(a, b, &sc)), acc);
-    }
-    hsum_ps(acc) + summs
+    // SAFETY: this function has the AVX2 kernel's features and `lanes_*`'s.
+    unsafe { super::avx2::q5k_steps(x, y, |a, b, sc| lanes_q5k(a, b, sc)) }
 }
 
 /// The 8 integer lanes `Σ sc·q5·q8` of one Q5_K super-block: as
@@ -239,12 +203,8 @@ fn scale_pairs16(s16: __m256i, c: usize) -> __m512i {
 /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 pub unsafe fn q6k_q8k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    for (a, b) in x.iter().zip(y) {
-        let d = b.d * f16x2_to_f32(a.d, a.d).0;
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(lanes_q6k(a, b)), acc);
-    }
-    hsum_ps(acc)
+    // SAFETY: this function has the AVX2 kernel's features and `lanes_*`'s.
+    unsafe { super::avx2::q6k_steps(x, y, |a, b| lanes_q6k(a, b)) }
 }
 
 /// The 8 integer lanes `Σ sc·(q6−32)·q8` of one Q6_K super-block, the
