@@ -55,6 +55,28 @@ fn roundtrip_fixtures() {
     }
 }
 
+/// A file copied into memory (what a model about to run gets where it fits)
+/// holds the same bytes as the map of the file, and says so.
+#[cfg(unix)]
+#[test]
+fn resident_copy_equals_the_mapped_file() {
+    for f in ["presets/synth12-llama-f16.gguf", "golden/ggml-quants.gguf"] {
+        let src = common::fixture(f);
+        let mapped = GgufFile::open(&src).unwrap();
+        let mut copy = GgufFile::open(&src).unwrap();
+        assert!(!copy.is_resident());
+        copy.make_resident().unwrap();
+        assert!(copy.is_resident());
+        assert!(copy.bytes() == std::fs::read(&src).unwrap().as_slice(), "{f}: copy differs from the file");
+        for t in mapped.tensors() {
+            assert!(copy.tensor_data(t) == mapped.tensor_data(t), "{f}: tensor {} differs", t.name);
+        }
+        // Twice is a no-op.
+        copy.make_resident().unwrap();
+        assert_eq!(copy.bytes().len(), mapped.bytes().len());
+    }
+}
+
 #[test]
 fn roundtrip_smollm2_and_gguf_py_reads_it() {
     let Some(src) = common::smollm2() else { return };

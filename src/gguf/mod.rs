@@ -2,6 +2,7 @@
 
 pub mod error;
 pub mod reader;
+pub mod resident;
 pub mod split;
 pub mod types;
 pub mod value;

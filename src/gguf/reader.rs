@@ -26,11 +26,14 @@ pub struct GgufHeader {
     pub data_offset: u64,
 }
 
-/// An open GGUF file: its header plus the memory map of its bytes.
+/// An open GGUF file: its header plus its bytes, a memory map of the file
+/// or, after [`GgufFile::make_resident`], a copy in anonymous memory.
 pub struct GgufFile {
     pub path: PathBuf,
     pub header: GgufHeader,
     mmap: Arc<Mmap>,
+    file: Arc<std::fs::File>,
+    resident: bool,
 }
 
 impl std::fmt::Debug for GgufFile {
@@ -48,7 +51,46 @@ impl GgufFile {
         // loader we assume nobody truncates it while we hold the map.
         let mmap = unsafe { Mmap::map(&file) }.map_err(|e| GgufError::io(&path, e))?;
         let header = parse_header(&path, &mmap)?;
-        Ok(GgufFile { path, header, mmap: Arc::new(mmap) })
+        Ok(GgufFile { path, header, mmap: Arc::new(mmap), file: Arc::new(file), resident: false })
+    }
+
+    /// Replace the memory map by a copy of the file in anonymous memory,
+    /// with transparent huge pages asked for (`madvise(MADV_HUGEPAGE)`):
+    /// a forward pass that streams every weight once per token then walks
+    /// one page-table entry per 2 MiB instead of per 4 KiB (see
+    /// [`super::resident`] for when it pays and what it costs). The copy is
+    /// read from the file with `pread`, never through the map, so the
+    /// process's resident memory holds the bytes once. The header was
+    /// parsed from the map and the copy has the map's length, so every
+    /// offset checked at open time stays valid.
+    #[cfg(unix)]
+    pub fn make_resident(&mut self) -> Result<()> {
+        use rayon::prelude::*;
+        use std::os::unix::fs::FileExt;
+        if self.resident {
+            return Ok(());
+        }
+        let len = self.mmap.len();
+        let mut anon = memmap2::MmapMut::map_anon(len).map_err(|e| GgufError::io(&self.path, e))?;
+        // Without THP support the copy still works, in 4 KiB pages.
+        #[cfg(target_os = "linux")]
+        let _ = anon.advise(memmap2::Advice::HugePage);
+        const CHUNK: usize = 64 << 20;
+        let file = &self.file;
+        anon.par_chunks_mut(CHUNK).enumerate().try_for_each(|(i, dst)| {
+            let at = (i * CHUNK) as u64;
+            file.read_exact_at(dst, at).map_err(|e| GgufError::new(&self.path, Some(at), GgufErrorKind::Io(e)))
+        })?;
+        let copy = anon.make_read_only().map_err(|e| GgufError::io(&self.path, e))?;
+        self.mmap = Arc::new(copy);
+        self.resident = true;
+        Ok(())
+    }
+
+    /// Whether the bytes are a copy in memory ([`GgufFile::make_resident`])
+    /// rather than a map of the file.
+    pub fn is_resident(&self) -> bool {
+        self.resident
     }
 
     /// The file this was opened from.

@@ -300,8 +300,14 @@ impl KvCache {
 impl LlamaModel {
     /// Open a GGUF file and check that it holds a supported llama-family
     /// model whose tensors all have kernels.
+    /// Where it fits, the file is copied into memory first
+    /// ([`crate::gguf::resident`]).
     pub fn open(path: impl AsRef<Path>) -> Result<LlamaModel> {
-        let file = GgufFile::open(path.as_ref())?;
+        let mut file = GgufFile::open(path.as_ref())?;
+        #[cfg(unix)]
+        if crate::gguf::resident::worth_copying_here(file.bytes().len() as u64) {
+            file.make_resident()?;
+        }
         Self::from_file(file)
     }
 
