@@ -210,9 +210,10 @@ pub fn matmul_quantized(w: &Weights, acts: &Activations, out: &mut [f32]) -> Res
     with_block_type!(w.ty, B => run::<B>(w, acts, out)).ok_or(QuantError::Unsupported { ty: w.ty, op: "matmul" })
 }
 
-/// Bytes of weight rows per tile: a tile's rows stay in L2 while every
-/// token of the tile passes over them.
-const TILE_WEIGHT_BYTES: usize = 96 * 1024;
+/// Bytes of weight rows per tile of the per-element path: a tile's rows
+/// stay in L2 while every token of the tile passes over them (the tile
+/// kernels have their own, [`GgmlBlock::GEMM_TILE_BYTES`]).
+const L2_TILE_BYTES: usize = 96 * 1024;
 /// Tokens per tile.
 const TILE_TOKENS: usize = 64;
 /// Runs of weight rows per thread for one token.
@@ -278,7 +279,7 @@ fn run<B: GgmlBlock>(w: &Weights, acts: &Activations, out: &mut [f32]) {
     if let Some(kernel) = tile_kernel {
         // Every type with a tile kernel pairs one activation block with each weight block.
         debug_assert_eq!(apr, bpr);
-        return run_tiles(w.rows, w.row_bytes(), n_tokens, out, |tile| {
+        return run_tiles(w.rows, w.row_bytes(), B::GEMM_TILE_BYTES, n_tokens, out, |tile| {
             let (r0, r1, t0, t1) = tile.bounds();
             let mut buf = vec![0f32; (r1 - r0) * (t1 - t0)];
             // SAFETY: `use_avx512` holds only where AVX-512 F/BW/VL, AVX2,
@@ -292,7 +293,7 @@ fn run<B: GgmlBlock>(w: &Weights, acts: &Activations, out: &mut [f32]) {
             }
         });
     }
-    run_tiles(w.rows, w.row_bytes(), n_tokens, out, |tile| {
+    run_tiles(w.rows, w.row_bytes(), L2_TILE_BYTES, n_tokens, out, |tile| {
         let (r0, r1, t0, t1) = tile.bounds();
         for t in t0..t1 {
             let a = &ab[t * apr..(t + 1) * apr];
@@ -330,9 +331,11 @@ impl Tile {
     }
 }
 
-/// Split the product into tiles of weight rows × tokens, run in parallel;
-/// `tile_fn` computes one tile and writes it with [`Tile::set`].
-fn run_tiles<F>(rows: usize, row_bytes: usize, n_tokens: usize, out: &mut [f32], tile_fn: F)
+/// Split the product into tiles of weight rows × tokens, at most
+/// `tile_bytes` of weight rows each (96 KiB keeps a tile's rows in L2 while
+/// every token of the tile passes over them), run in parallel; `tile_fn`
+/// computes one tile and writes it with [`Tile::set`].
+fn run_tiles<F>(rows: usize, row_bytes: usize, tile_bytes: usize, n_tokens: usize, out: &mut [f32], tile_fn: F)
 where
     F: Fn(&Tile) + Sync,
 {
@@ -341,7 +344,7 @@ where
     // Enough tiles to keep every thread busy (several per thread, for
     // balance), rows per tile bounded by the L2 budget.
     let want_tiles = 4 * rayon::current_num_threads();
-    let by_cache = (TILE_WEIGHT_BYTES / row_bytes.max(1)).max(1);
+    let by_cache = (tile_bytes / row_bytes.max(1)).max(1);
     let by_balance = rows.div_ceil(want_tiles.div_ceil(token_tiles)).max(1);
     let tile_rows = by_cache.min(by_balance).min(rows);
     let row_tiles = rows.div_ceil(tile_rows);

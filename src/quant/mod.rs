@@ -142,6 +142,13 @@ pub trait GgmlBlock: Pod + Send + Sync + 'static {
     /// ([`GgmlBlock::batch_dot`]).
     const GEMM_VNNI: Option<GemmKernel<Self>> = None;
 
+    /// Bytes of weight rows per tile of the tile kernels
+    /// ([`matmul`](crate::quant::matmul)): by default a tile's rows stay in
+    /// L2 while its tokens pass over them. A kernel that decodes each group
+    /// of rows once per tile and prepares the tile's tokens once for all its
+    /// rows (the legacy VNNI kernels) gains from fewer, taller tiles instead.
+    const GEMM_TILE_BYTES: usize = 96 * 1024;
+
     /// Products of [`GgmlBlock::BATCH_FROM`] or more tokens in ggml's
     /// other arithmetic, if ggml's CPU backend has one for this type: its
     /// tiled matmul (`ggml-cpu/tiled`), which llama.cpp takes for k-quant and

@@ -6,11 +6,15 @@
 //! float and accumulates `d_w·d_a · sum` into 8 float lanes with one FMA per
 //! block, then reduces the lanes. Here `vpdpbusd` forms the same integer
 //! lane sums for two tokens at once (one 16-lane register: token `t` in
-//! lanes 0..8, token `t+1` in lanes 8..16) and a tile of [`MR`] weight rows (2·`MR` for the types without a minimum) ×
-//! `2·`[`NP`] tokens is accumulated together, each weight block decoded once
-//! for all its tokens and each activation block loaded once for all its
-//! rows. The weights enter `vpdpbusd` as unsigned levels (`q`, or `q + 128`
-//! for Q8_0); the offset of the signed types is taken back exactly in the
+//! lanes 0..8, token `t+1` in lanes 8..16) and a register tile of [`MR`]
+//! weight rows (2·`MR` for the types without a minimum) × `2·`[`NP`] tokens
+//! is accumulated together. Nothing is decoded in the register tiles: a
+//! call first prepares its tokens once for all its rows (token pairs'
+//! levels in one register, their scales in halves, the offset's integer
+//! start), then decodes each group of rows once for all its tokens (unsigned
+//! levels and f32 scales, which the tiles read with broadcast loads). The
+//! weights enter `vpdpbusd` as unsigned levels (`q`, or `q + 128` for
+//! Q8_0); the offset of the signed types is taken back exactly in the
 //! integer accumulator (`− offset · Σ a`, formed once per token and block).
 //! Every lane then sees the same integer sum, the same float multiply
 //! (`d_w·d_a`), FMA and final reduction as in the AVX2 kernel, so every
@@ -24,6 +28,13 @@
 //! the block's f16 scale is 0: its term `d_w·0·sum` is a zero that leaves the
 //! accumulator unchanged either way, so the outputs still agree bit for bit
 //! (`tests/matmul.rs` holds such a block).
+
+/// Weight bytes per tile for these kernels ([`crate::quant::GgmlBlock::GEMM_TILE_BYTES`]):
+/// they decode each group of rows once per tile and prepare the tile's
+/// tokens once, so taller tiles prepare the tokens less often (`bench
+/// matmul` 1024×1024 × 512 tokens, one thread: Q8_0 124 → 138 GFLOP/s from
+/// 96 KiB to 384 KiB, Q4_0 132 → 140).
+pub const TILE_BYTES: usize = 384 * 1024;
 
 #[cfg(target_arch = "x86_64")]
 pub mod vnni {
@@ -116,102 +127,160 @@ pub mod vnni {
         _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(a), _mm512_set1_ps(b))
     }
 
-    macro_rules! vnni_gemm {
-        ($(#[$doc:meta])* $name:ident, $tile:ident, $W:ty, $A:ty, $levels:ident, offset: $offset:expr, min: $min:expr) => {
-            /// One register tile: rows `w[r·n..]` (`R` of them) × the token
-            /// pairs `tok[p]` (`P` of them; a pair's two tokens may be the
-            /// same block row when the count is odd), into
-            /// `out[t·stride + r]` for the `nt` real tokens.
-            ///
-            /// # Safety
-            /// AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C on the running CPU;
-            /// `w` holds `R·n` blocks, every `tok` pointer `n` blocks, `out`
-            /// `(nt−1)·stride + R` values, `nt ≤ 2·P`.
-            #[inline]
-            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-            unsafe fn $tile<const R: usize, const P: usize>(
-                w: *const $W,
-                tok: [[*const $A; 2]; P],
-                nt: usize,
-                n: usize,
-                out: *mut f32,
-                stride: usize,
-            ) {
-                let zero = _mm512_setzero_si512();
-                let offset = _mm512_set1_epi8($offset as u8 as i8);
-                let mut acc = [[_mm512_setzero_ps(); P]; R];
-                let mut mins = [[_mm512_setzero_ps(); P]; R];
-                for b in 0..n {
-                    let mut act = [zero; P];
-                    let mut base = [zero; P];
-                    let mut da = [_mm512_setzero_ps(); P];
-                    let mut sa = [_mm512_setzero_ps(); P];
-                    for p in 0..P {
-                        // SAFETY: b < n blocks of each token.
-                        let (x, y) = unsafe { (&*tok[p][0].add(b), &*tok[p][1].add(b)) };
-                        // SAFETY: `qs` is exactly 32 bytes.
-                        let (qx, qy) = unsafe {
-                            (
-                                _mm256_loadu_si256(x.qs().as_ptr() as *const __m256i),
-                                _mm256_loadu_si256(y.qs().as_ptr() as *const __m256i),
-                            )
-                        };
-                        act[p] = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(qx), qy);
-                        if $offset != 0 {
-                            // −offset · (sum of each 4 consecutive levels).
-                            base[p] = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, offset, act[p]));
-                        }
-                        let (dx, dy) = f16x2_to_f32(x.d(), y.d());
-                        da[p] = halves(dx, dy);
-                        if $min {
-                            let (sx, sy) = f16x2_to_f32(x.s(), y.s());
-                            sa[p] = halves(sx, sy);
-                        }
-                    }
-                    for r in 0..R {
-                        // SAFETY: row r < R, block b < n.
-                        let blk = unsafe { &*w.add(r * n + b) };
-                        let q = _mm512_broadcast_i64x4($levels(blk));
-                        let (dw, mw) = f16x2_to_f32(blk.d, weight_min(blk));
-                        let dw = _mm512_set1_ps(dw);
-                        for p in 0..P {
-                            let s = _mm512_dpbusd_epi32(base[p], q, act[p]);
-                            let d = _mm512_mul_ps(dw, da[p]);
-                            acc[r][p] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(s), acc[r][p]);
-                            if $min {
-                                mins[r][p] = _mm512_add_ps(mins[r][p], _mm512_mul_ps(_mm512_set1_ps(mw), sa[p]));
-                            }
-                        }
-                    }
+    /// A call's activations, prepared once for all its weight rows. Element
+    /// `p·n + b` belongs to token pair `p` (tokens `2p` and `2p+1`, the
+    /// last token repeated when the count is odd) and block `b`.
+    struct Acts {
+        /// The two tokens' levels: token `2p` in bytes 0..32.
+        q: Vec<__m512i>,
+        /// `−offset · Σ` of each 4 consecutive levels, where the integer
+        /// sums start (types with an offset).
+        base: Vec<__m512i>,
+        /// The two tokens' scales, in halves.
+        d: Vec<__m512>,
+        /// Their `d·Σq` (Q8_1), in halves.
+        s: Vec<__m512>,
+    }
+
+    /// Prepare `a` (`a.len() / n` tokens of `n` blocks).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    fn prepare<A: Act>(a: &[A], n: usize, offset: u8, min: bool) -> Acts {
+        let tokens = a.len() / n;
+        let pairs = tokens.div_ceil(2);
+        let zero = _mm512_setzero_si512();
+        let len = pairs * n;
+        let mut acts = Acts {
+            q: vec![zero; len],
+            base: vec![zero; if offset != 0 { len } else { 0 }],
+            d: vec![_mm512_setzero_ps(); len],
+            s: vec![_mm512_setzero_ps(); if min { len } else { 0 }],
+        };
+        let off = _mm512_set1_epi8(offset as i8);
+        let mut i = 0;
+        for p in 0..pairs {
+            let (x, y) = (&a[2 * p * n..][..n], &a[(2 * p + 1).min(tokens - 1) * n..][..n]);
+            for (x, y) in x.iter().zip(y) {
+                // SAFETY: `qs` is exactly 32 bytes.
+                let (qx, qy) = unsafe {
+                    (
+                        _mm256_loadu_si256(x.qs().as_ptr() as *const __m256i),
+                        _mm256_loadu_si256(y.qs().as_ptr() as *const __m256i),
+                    )
+                };
+                let q = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(qx), qy);
+                acts.q[i] = q;
+                if offset != 0 {
+                    acts.base[i] = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, off, q));
                 }
-                for r in 0..R {
-                    for p in 0..P {
-                        for h in 0..2 {
-                            let t = 2 * p + h;
-                            if t >= nt {
-                                continue;
-                            }
-                            let (lanes, m) = if h == 0 {
-                                (_mm512_castps512_ps256(acc[r][p]), _mm512_cvtss_f32(mins[r][p]))
-                            } else {
-                                let hi = _mm512_extractf64x4_pd::<1>(_mm512_castps_pd(acc[r][p]));
-                                let mhi = _mm512_extractf64x4_pd::<1>(_mm512_castps_pd(mins[r][p]));
-                                (_mm256_castpd_ps(hi), _mm256_cvtss_f32(_mm256_castpd_ps(mhi)))
-                            };
-                            let v = if $min { hsum_ps(lanes) + m } else { hsum_ps(lanes) };
-                            // SAFETY: t < nt, r < R: inside `out`.
-                            unsafe { *out.add(t * stride + r) = v };
-                        }
+                // SAFETY: F16C is enabled here.
+                let (dx, dy) = unsafe { f16x2_to_f32(x.d(), y.d()) };
+                acts.d[i] = halves(dx, dy);
+                if min {
+                    // SAFETY: as above.
+                    let (sx, sy) = unsafe { f16x2_to_f32(x.s(), y.s()) };
+                    acts.s[i] = halves(sx, sy);
+                }
+                i += 1;
+            }
+        }
+        acts
+    }
+
+    /// One register tile: `R` decoded weight rows (row `k`, block `b` at
+    /// `k·n + b` of `lv`, `dw`, `mw`: unsigned levels, scale, minimum) ×
+    /// the token pairs `p0..p0+P` of `acts`, into `out[t·stride + k]` for
+    /// the `nt` real tokens. `MIN`: the `_1` types (the sums of minimum ×
+    /// `d·Σq` kept apart, no offset); otherwise the integer sums start at
+    /// `acts.base`.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C on the running CPU; `out`
+    /// holds `(nt−1)·stride + R` values.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    unsafe fn tile<const R: usize, const P: usize, const MIN: bool>(
+        lv: &[__m256i],
+        dw: &[f32],
+        mw: &[f32],
+        acts: &Acts,
+        p0: usize,
+        nt: usize,
+        n: usize,
+        out: *mut f32,
+        stride: usize,
+    ) {
+        let (lv, dw) = (&lv[..R * n], &dw[..R * n]);
+        let zero = _mm512_setzero_si512();
+        let mut acc = [[_mm512_setzero_ps(); P]; R];
+        let mut mins = [[_mm512_setzero_ps(); P]; R];
+        let (aq, ad) = (&acts.q[p0 * n..(p0 + P) * n], &acts.d[p0 * n..(p0 + P) * n]);
+        let ab = if MIN { &[][..] } else { &acts.base[p0 * n..(p0 + P) * n] };
+        let (asum, mw) = if MIN { (&acts.s[p0 * n..(p0 + P) * n], &mw[..R * n]) } else { (&[][..], &[][..]) };
+        for b in 0..n {
+            let mut q = [zero; P];
+            let mut base = [zero; P];
+            let mut d = [_mm512_setzero_ps(); P];
+            let mut s = [_mm512_setzero_ps(); P];
+            for p in 0..P {
+                q[p] = aq[p * n + b];
+                d[p] = ad[p * n + b];
+                if MIN {
+                    s[p] = asum[p * n + b];
+                } else {
+                    base[p] = ab[p * n + b];
+                }
+            }
+            for r in 0..R {
+                let wq = _mm512_broadcast_i64x4(lv[r * n + b]);
+                let dwr = _mm512_set1_ps(dw[r * n + b]);
+                for p in 0..P {
+                    let sum = _mm512_dpbusd_epi32(base[p], wq, q[p]);
+                    acc[r][p] = _mm512_fmadd_ps(_mm512_mul_ps(dwr, d[p]), _mm512_cvtepi32_ps(sum), acc[r][p]);
+                    if MIN {
+                        mins[r][p] = _mm512_add_ps(mins[r][p], _mm512_mul_ps(_mm512_set1_ps(mw[r * n + b]), s[p]));
                     }
                 }
             }
+        }
+        for r in 0..R {
+            for p in 0..P {
+                for h in 0..2 {
+                    let t = 2 * p + h;
+                    if t >= nt {
+                        continue;
+                    }
+                    let (lanes, m) = if h == 0 {
+                        (_mm512_castps512_ps256(acc[r][p]), _mm512_cvtss_f32(mins[r][p]))
+                    } else {
+                        let hi = _mm512_extractf64x4_pd::<1>(_mm512_castps_pd(acc[r][p]));
+                        let mhi = _mm512_extractf64x4_pd::<1>(_mm512_castps_pd(mins[r][p]));
+                        (_mm256_castpd_ps(hi), _mm256_cvtss_f32(_mm256_castpd_ps(mhi)))
+                    };
+                    // SAFETY: AVX2 is enabled here.
+                    let v = unsafe {
+                        if MIN {
+                            hsum_ps(lanes) + m
+                        } else {
+                            hsum_ps(lanes)
+                        }
+                    };
+                    // SAFETY: t < nt, r < R: inside `out`.
+                    unsafe { *out.add(t * stride + r) = v };
+                }
+            }
+        }
+    }
 
+    macro_rules! vnni_gemm {
+        ($(#[$doc:meta])* $name:ident, $W:ty, $A:ty, $levels:ident, offset: $offset:expr, min: $min:expr) => {
             $(#[$doc])*
             ///
             /// `w` holds `w.len() / n` rows and `a` `a.len() / n` tokens of
             /// `n` blocks; `out[t · rows + r]` receives row `r` · token `t`,
             /// bit-identical to the AVX2 dot product of the two (see the
-            /// module documentation).
+            /// module documentation). The activations are prepared once
+            /// for all rows, each group of rows decoded once for all tokens.
             ///
             /// # Safety
             /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C.
@@ -222,41 +291,51 @@ pub mod vnni {
                 }
                 let (rows, tokens) = (w.len() / n, a.len() / n);
                 assert!(out.len() >= rows * tokens, "output of {} for {rows} × {tokens}", out.len());
-                let (wp, ap, op) = (w.as_ptr(), a.as_ptr(), out.as_mut_ptr());
-                let mut t = 0;
-                while t < tokens {
-                    let nt = (tokens - t).min(2 * NP);
-                    // Token k of this tile, the last real one repeated.
-                    // SAFETY: t + min(k, nt−1) < tokens.
-                    let at = |k: usize| unsafe { ap.add((t + k.min(nt - 1)) * n) };
-                    let mut r = 0;
-                    while r < rows {
-                        // Types without a minimum keep 8 rows × 2 token
-                        // pairs of accumulators in registers, the others 4.
-                        let left = rows - r;
-                        let nr = if !$min && left >= 2 * MR { 2 * MR } else { left.min(MR) };
+                if rows == 0 || tokens == 0 {
+                    return;
+                }
+                let acts = prepare(a, n, $offset as u8, $min);
+                // Types without a minimum keep 8 rows × 2 token pairs of
+                // accumulators in registers, the others 4.
+                let group = if $min { MR } else { 2 * MR };
+                let mut lv = vec![_mm256_setzero_si256(); group * n];
+                let mut dw = vec![0f32; group * n];
+                let mut mw = vec![0f32; group * n];
+                let op = out.as_mut_ptr();
+                let mut r = 0;
+                while r < rows {
+                    let left = rows - r;
+                    let nr = if !$min && left >= 2 * MR { 2 * MR } else { left.min(MR) };
+                    let blocks = &w[r * n..(r + nr) * n];
+                    for (((blk, l), d), m) in blocks.iter().zip(&mut lv).zip(&mut dw).zip(&mut mw) {
+                        *l = $levels(blk);
+                        (*d, *m) = f16x2_to_f32(blk.d, weight_min(blk));
+                    }
+                    let mut t = 0;
+                    while t < tokens {
+                        let nt = (tokens - t).min(2 * NP);
+                        let p0 = t / 2;
                         // SAFETY: rows r..r+nr and tokens t..t+nt exist; the
                         // output index (t+i)·rows + r + j < tokens·rows.
                         unsafe {
-                            let (wr, o) = (wp.add(r * n), op.add(t * rows + r));
-                            let one = [[at(0), at(1)]];
-                            let two = [[at(0), at(1)], [at(2), at(3)]];
+                            let o = op.add(t * rows + r);
+                            let (lv, dw, mw) = (&lv[..], &dw[..], &mw[..]);
                             match (nr, nt > 2) {
-                                (8, true) => $tile::<8, 2>(wr, two, nt, n, o, rows),
-                                (8, false) => $tile::<8, 1>(wr, one, nt, n, o, rows),
-                                (4, true) => $tile::<4, 2>(wr, two, nt, n, o, rows),
-                                (4, false) => $tile::<4, 1>(wr, one, nt, n, o, rows),
-                                (3, true) => $tile::<3, 2>(wr, two, nt, n, o, rows),
-                                (3, false) => $tile::<3, 1>(wr, one, nt, n, o, rows),
-                                (2, true) => $tile::<2, 2>(wr, two, nt, n, o, rows),
-                                (2, false) => $tile::<2, 1>(wr, one, nt, n, o, rows),
-                                (_, true) => $tile::<1, 2>(wr, two, nt, n, o, rows),
-                                (_, false) => $tile::<1, 1>(wr, one, nt, n, o, rows),
+                                (8, true) => tile::<8, 2, $min>(lv, dw, mw, &acts, p0, nt, n, o, rows),
+                                (8, false) => tile::<8, 1, $min>(lv, dw, mw, &acts, p0, nt, n, o, rows),
+                                (4, true) => tile::<4, 2, $min>(lv, dw, mw, &acts, p0, nt, n, o, rows),
+                                (4, false) => tile::<4, 1, $min>(lv, dw, mw, &acts, p0, nt, n, o, rows),
+                                (3, true) => tile::<3, 2, $min>(lv, dw, mw, &acts, p0, nt, n, o, rows),
+                                (3, false) => tile::<3, 1, $min>(lv, dw, mw, &acts, p0, nt, n, o, rows),
+                                (2, true) => tile::<2, 2, $min>(lv, dw, mw, &acts, p0, nt, n, o, rows),
+                                (2, false) => tile::<2, 1, $min>(lv, dw, mw, &acts, p0, nt, n, o, rows),
+                                (_, true) => tile::<1, 2, $min>(lv, dw, mw, &acts, p0, nt, n, o, rows),
+                                (_, false) => tile::<1, 1, $min>(lv, dw, mw, &acts, p0, nt, n, o, rows),
                             }
                         }
-                        r += nr;
+                        t += nt;
                     }
-                    t += nt;
+                    r += nr;
                 }
             }
         };
@@ -296,22 +375,22 @@ pub mod vnni {
 
     vnni_gemm!(
         /// Products of Q8_0 weight rows with Q8_0 tokens.
-        q8_0_q8_0, tile_q8_0, BlockQ8_0, BlockQ8_0, levels_q8_0, offset: 128, min: false
+        q8_0_q8_0, BlockQ8_0, BlockQ8_0, levels_q8_0, offset: 128, min: false
     );
     vnni_gemm!(
         /// Products of Q4_0 weight rows with Q8_0 tokens.
-        q4_0_q8_0, tile_q4_0, BlockQ4_0, BlockQ8_0, levels_q4_0, offset: 8, min: false
+        q4_0_q8_0, BlockQ4_0, BlockQ8_0, levels_q4_0, offset: 8, min: false
     );
     vnni_gemm!(
         /// Products of Q5_0 weight rows with Q8_0 tokens.
-        q5_0_q8_0, tile_q5_0, BlockQ5_0, BlockQ8_0, levels_q5_0, offset: 16, min: false
+        q5_0_q8_0, BlockQ5_0, BlockQ8_0, levels_q5_0, offset: 16, min: false
     );
     vnni_gemm!(
         /// Products of Q4_1 weight rows with Q8_1 tokens.
-        q4_1_q8_1, tile_q4_1, BlockQ4_1, BlockQ8_1, levels_q4_1, offset: 0, min: true
+        q4_1_q8_1, BlockQ4_1, BlockQ8_1, levels_q4_1, offset: 0, min: true
     );
     vnni_gemm!(
         /// Products of Q5_1 weight rows with Q8_1 tokens.
-        q5_1_q8_1, tile_q5_1, BlockQ5_1, BlockQ8_1, levels_q5_1, offset: 0, min: true
+        q5_1_q8_1, BlockQ5_1, BlockQ8_1, levels_q5_1, offset: 0, min: true
     );
 }
