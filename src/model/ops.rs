@@ -96,16 +96,21 @@ pub(super) fn geglu(g: &mut [f32], u: &[f32]) {
     }
 }
 
+/// Elements per parallel piece of the element-wise steps: a generated
+/// token's vectors (a few thousand values) stay on the calling thread,
+/// where splitting them cost more in waking the pool than it saved.
+const MIN_PIECE: usize = 16 * 1024;
+
 /// `x ← x · s` (ggml's `scale`).
 pub(super) fn scale(x: &mut [f32], s: f32) {
-    x.par_iter_mut().for_each(|v| *v *= s);
+    x.par_iter_mut().with_min_len(MIN_PIECE).for_each(|v| *v *= s);
 }
 
 /// `x ← cap · tanh(x / cap)` (llama.cpp's logit soft-capping: scale,
 /// `tanh`, scale).
 pub(super) fn softcap(x: &mut [f32], cap: f32) {
     let inv = 1.0 / cap;
-    x.par_iter_mut().for_each(|v| *v = (*v * inv).tanh() * cap);
+    x.par_iter_mut().with_min_len(MIN_PIECE).for_each(|v| *v = (*v * inv).tanh() * cap);
 }
 
 /// Rotate the pairs of one head by the angles whose cos/sin are `cs`.
@@ -178,7 +183,7 @@ pub(super) fn add_bias(x: &mut [f32], b: Option<&[f32]>) {
 }
 
 pub(super) fn add_into(x: &mut [f32], y: &[f32]) {
-    x.par_iter_mut().zip(y.par_iter()).for_each(|(a, &b)| *a += b);
+    x.par_iter_mut().zip(y.par_iter()).with_min_len(MIN_PIECE).for_each(|(a, &b)| *a += b);
 }
 
 #[cfg(test)]
