@@ -18,8 +18,10 @@
 //! `t` in lanes 0..8, `t+1` in 8..16), `vpdpbusd` forms the integer lane
 //! sums of the levels plus 128 (unsigned) with the activations, the offset
 //! taken back exactly (`− 128 · Σ a`, once per token and block), and a tile
-//! of [`MR`] rows × 2·[`NP`] tokens is computed together, each weight block
-//! decoded once for all its tokens. Every lane then holds the AVX2 kernel's
+//! of [`MR`] rows × 2·[`NP`] tokens is computed together (IQ4_XS), each weight block
+//! decoded once for all its tokens; IQ4_NL runs the legacy kernels' driver
+//! (`legacy::gemm::vnni::run`: each token prepared and each row decoded once
+//! per call), its per-block arithmetic being theirs. Every lane then holds the AVX2 kernel's
 //! integer sum and sees its float operations in the same order, so every
 //! output is bit-identical to the batch dot product (tests/matmul.rs).
 //!
@@ -34,7 +36,6 @@ pub mod vnni {
     use crate::quant::iquants::dot::avx2::{levels_32, table};
     use crate::quant::iquants::iq4xs::sub_scale;
     use crate::quant::kquants::gemm::vnni::row_sums;
-    use crate::quant::x86::{f16x2_to_f32, hsum_ps};
     use std::arch::x86_64::*;
 
     /// Weight rows per register tile.
@@ -82,84 +83,15 @@ pub mod vnni {
         _mm512_broadcast_i64x4(_mm256_xor_si256(l, _mm256_set1_epi8(0x80u8 as i8)))
     }
 
-    /// The low (`h = 0`) or high 8 lanes of a 16-lane register.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn half_ps(v: __m512, h: usize) -> __m256 {
-        if h == 0 {
-            _mm512_castps512_ps256(v)
-        } else {
-            _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)))
-        }
-    }
-
-    /// One IQ4_NL register tile: rows `w[r·n..]` (`R` of them) × the token
+    /// One IQ4_XS register tile: rows `w[r·n..]` (`R` of them) × the token
     /// pairs `tok[p]` (`P` of them; a pair's two tokens may be the same
-    /// block row when the count is odd), into `out[t·stride + r]` for the
-    /// `nt` real tokens.
+    /// block row when the count is odd), `n` super-blocks, into
+    /// `out[t·stride + r]` for the `nt` real tokens.
     ///
     /// # Safety
     /// AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C on the running CPU; `w`
-    /// holds `R·n` blocks, every `tok` pointer `n` blocks, `out`
+    /// holds `R·n` super-blocks, every `tok` pointer `n`, `out`
     /// `(nt−1)·stride + R` values, `nt ≤ 2·P`.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    unsafe fn tile_iq4nl<const R: usize, const P: usize>(
-        w: *const BlockIQ4NL,
-        tok: [[*const BlockQ8_0; 2]; P],
-        nt: usize,
-        n: usize,
-        out: *mut f32,
-        stride: usize,
-    ) {
-        // SAFETY: AVX2 is enabled in this function.
-        let table = unsafe { table() };
-        let zero = _mm512_setzero_si512();
-        let mut acc = [[_mm512_setzero_ps(); P]; R];
-        for b in 0..n {
-            let mut act = [zero; P];
-            let mut base = [zero; P];
-            let mut da = [_mm512_setzero_ps(); P];
-            for p in 0..P {
-                // SAFETY: b < n blocks of each token.
-                let (x, y) = unsafe { (&*tok[p][0].add(b), &*tok[p][1].add(b)) };
-                // SAFETY: AVX-512 VNNI is enabled in this function.
-                (act[p], base[p]) = unsafe { act_pair(&x.qs, &y.qs) };
-                // SAFETY: F16C is enabled in this function.
-                let (dx, dy) = unsafe { f16x2_to_f32(x.d, y.d) };
-                da[p] = halves(dx, dy);
-            }
-            for r in 0..R {
-                // SAFETY: row r < R, block b < n.
-                let blk = unsafe { &*w.add(r * n + b) };
-                // SAFETY: AVX-512 BW and AVX2 are enabled in this function.
-                let q = unsafe { levels_u8(table, &blk.qs) };
-                let dw = _mm512_set1_ps(blk.d.to_f32());
-                for p in 0..P {
-                    let s = _mm512_dpbusd_epi32(base[p], q, act[p]);
-                    let d = _mm512_mul_ps(da[p], dw);
-                    acc[r][p] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(s), acc[r][p]);
-                }
-            }
-        }
-        for r in 0..R {
-            for p in 0..P {
-                for h in 0..2 {
-                    let t = 2 * p + h;
-                    if t < nt {
-                        // SAFETY: AVX2 is enabled in this function; t < nt,
-                        // r < R: inside `out`.
-                        unsafe { *out.add(t * stride + r) = hsum_ps(half_ps(acc[r][p], h)) };
-                    }
-                }
-            }
-        }
-    }
-
-    /// One IQ4_XS register tile (see [`tile_iq4nl`]), `n` super-blocks.
-    ///
-    /// # Safety
-    /// As [`tile_iq4nl`].
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
     unsafe fn tile_iq4xs<const R: usize, const P: usize>(
@@ -292,10 +224,29 @@ pub mod vnni {
         };
     }
 
-    driver!(
-        /// Products of IQ4_NL weight rows with Q8_0 tokens.
-        iq4nl_q8_0, tile_iq4nl, BlockIQ4NL, BlockQ8_0
-    );
+    /// Products of IQ4_NL weight rows with Q8_0 tokens: the legacy
+    /// kernels' driver ([`crate::quant::legacy::gemm::vnni::run`]: tokens
+    /// prepared once, rows decoded once), whose per-block arithmetic is
+    /// tinyBLAS's, with the table levels plus 128 as the unsigned levels.
+    ///
+    /// `w` holds `w.len() / n` rows and `a` `a.len() / n` tokens of `n`
+    /// blocks; `out[t · rows + r]` receives row `r` · token `t`,
+    /// bit-identical to the batch dot product of the two.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub unsafe fn iq4nl_q8_0(w: &[BlockIQ4NL], a: &[BlockQ8_0], n: usize, out: &mut [f32]) {
+        // SAFETY: AVX2 is enabled in this function.
+        let table = unsafe { table() };
+        let offset = _mm256_set1_epi8(0x80u8 as i8);
+        // SAFETY: the features `run` and `levels_32` need are enabled here.
+        unsafe {
+            crate::quant::legacy::gemm::vnni::run::<_, _, false>(w, a, n, out, 0x80, |blk: &BlockIQ4NL| {
+                (_mm256_xor_si256(levels_32(table, &blk.qs), offset), blk.d.to_f32(), 0.0)
+            })
+        }
+    }
     driver!(
         /// Products of IQ4_XS weight rows with Q8_K tokens.
         iq4xs_q8k, tile_iq4xs, BlockIQ4XS, BlockQ8K

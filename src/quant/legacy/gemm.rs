@@ -49,7 +49,7 @@ pub mod vnni {
 
     /// The scale, 32 activation levels and (Q8_1) `d·Σq` of an activation
     /// block.
-    trait Act {
+    pub(crate) trait Act {
         fn d(&self) -> half::f16;
         fn qs(&self) -> &[i8; 32];
         fn s(&self) -> half::f16;
@@ -272,6 +272,79 @@ pub mod vnni {
         }
     }
 
+    /// Products of the weight rows `w` (`w.len() / n` rows of `n` blocks)
+    /// with the tokens `a` (`a.len() / n` tokens), `out[t · rows + r]`
+    /// receiving row `r` · token `t`: the tokens are prepared once for all
+    /// rows, each group of rows decoded once for all tokens by `decode`
+    /// (a block's levels as unsigned bytes, its scale and its minimum).
+    /// `offset`: what `decode` added to signed levels (taken back in the
+    /// integer sums); `MIN`: the `_1` types. IQ4_NL, whose tinyBLAS
+    /// arithmetic is the same per 32 values, runs it too.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub(crate) unsafe fn run<W, A: Act, const MIN: bool>(
+        w: &[W],
+        a: &[A],
+        n: usize,
+        out: &mut [f32],
+        offset: u8,
+        decode: impl Fn(&W) -> (__m256i, f32, f32),
+    ) {
+        if n == 0 {
+            return;
+        }
+        let (rows, tokens) = (w.len() / n, a.len() / n);
+        assert!(out.len() >= rows * tokens, "output of {} for {rows} × {tokens}", out.len());
+        if rows == 0 || tokens == 0 {
+            return;
+        }
+        let acts = prepare(a, n, offset, MIN);
+        // Types without a minimum keep 8 rows × 2 token pairs of
+        // accumulators in registers, the others 4.
+        let group = if MIN { MR } else { 2 * MR };
+        let mut lv = vec![_mm256_setzero_si256(); group * n];
+        let mut dw = vec![0f32; group * n];
+        let mut mw = vec![0f32; group * n];
+        let op = out.as_mut_ptr();
+        let mut r = 0;
+        while r < rows {
+            let left = rows - r;
+            let nr = if !MIN && left >= 2 * MR { 2 * MR } else { left.min(MR) };
+            let blocks = &w[r * n..(r + nr) * n];
+            for (((blk, l), d), m) in blocks.iter().zip(&mut lv).zip(&mut dw).zip(&mut mw) {
+                (*l, *d, *m) = decode(blk);
+            }
+            let mut t = 0;
+            while t < tokens {
+                let nt = (tokens - t).min(2 * NP);
+                let p0 = t / 2;
+                // SAFETY: rows r..r+nr and tokens t..t+nt exist; the output
+                // index (t+i)·rows + r + j < tokens·rows.
+                unsafe {
+                    let o = op.add(t * rows + r);
+                    let (lv, dw, mw) = (&lv[..], &dw[..], &mw[..]);
+                    match (nr, nt > 2) {
+                        (8, true) => tile::<8, 2, MIN>(lv, dw, mw, &acts, p0, nt, n, o, rows),
+                        (8, false) => tile::<8, 1, MIN>(lv, dw, mw, &acts, p0, nt, n, o, rows),
+                        (4, true) => tile::<4, 2, MIN>(lv, dw, mw, &acts, p0, nt, n, o, rows),
+                        (4, false) => tile::<4, 1, MIN>(lv, dw, mw, &acts, p0, nt, n, o, rows),
+                        (3, true) => tile::<3, 2, MIN>(lv, dw, mw, &acts, p0, nt, n, o, rows),
+                        (3, false) => tile::<3, 1, MIN>(lv, dw, mw, &acts, p0, nt, n, o, rows),
+                        (2, true) => tile::<2, 2, MIN>(lv, dw, mw, &acts, p0, nt, n, o, rows),
+                        (2, false) => tile::<2, 1, MIN>(lv, dw, mw, &acts, p0, nt, n, o, rows),
+                        (_, true) => tile::<1, 2, MIN>(lv, dw, mw, &acts, p0, nt, n, o, rows),
+                        (_, false) => tile::<1, 1, MIN>(lv, dw, mw, &acts, p0, nt, n, o, rows),
+                    }
+                }
+                t += nt;
+            }
+            r += nr;
+        }
+    }
+
     macro_rules! vnni_gemm {
         ($(#[$doc:meta])* $name:ident, $W:ty, $A:ty, $levels:ident, offset: $offset:expr, min: $min:expr) => {
             $(#[$doc])*
@@ -279,63 +352,18 @@ pub mod vnni {
             /// `w` holds `w.len() / n` rows and `a` `a.len() / n` tokens of
             /// `n` blocks; `out[t · rows + r]` receives row `r` · token `t`,
             /// bit-identical to the AVX2 dot product of the two (see the
-            /// module documentation). The activations are prepared once
-            /// for all rows, each group of rows decoded once for all tokens.
+            /// module documentation).
             ///
             /// # Safety
             /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C.
             #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
             pub unsafe fn $name(w: &[$W], a: &[$A], n: usize, out: &mut [f32]) {
-                if n == 0 {
-                    return;
-                }
-                let (rows, tokens) = (w.len() / n, a.len() / n);
-                assert!(out.len() >= rows * tokens, "output of {} for {rows} × {tokens}", out.len());
-                if rows == 0 || tokens == 0 {
-                    return;
-                }
-                let acts = prepare(a, n, $offset as u8, $min);
-                // Types without a minimum keep 8 rows × 2 token pairs of
-                // accumulators in registers, the others 4.
-                let group = if $min { MR } else { 2 * MR };
-                let mut lv = vec![_mm256_setzero_si256(); group * n];
-                let mut dw = vec![0f32; group * n];
-                let mut mw = vec![0f32; group * n];
-                let op = out.as_mut_ptr();
-                let mut r = 0;
-                while r < rows {
-                    let left = rows - r;
-                    let nr = if !$min && left >= 2 * MR { 2 * MR } else { left.min(MR) };
-                    let blocks = &w[r * n..(r + nr) * n];
-                    for (((blk, l), d), m) in blocks.iter().zip(&mut lv).zip(&mut dw).zip(&mut mw) {
-                        *l = $levels(blk);
-                        (*d, *m) = f16x2_to_f32(blk.d, weight_min(blk));
-                    }
-                    let mut t = 0;
-                    while t < tokens {
-                        let nt = (tokens - t).min(2 * NP);
-                        let p0 = t / 2;
-                        // SAFETY: rows r..r+nr and tokens t..t+nt exist; the
-                        // output index (t+i)·rows + r + j < tokens·rows.
-                        unsafe {
-                            let o = op.add(t * rows + r);
-                            let (lv, dw, mw) = (&lv[..], &dw[..], &mw[..]);
-                            match (nr, nt > 2) {
-                                (8, true) => tile::<8, 2, $min>(lv, dw, mw, &acts, p0, nt, n, o, rows),
-                                (8, false) => tile::<8, 1, $min>(lv, dw, mw, &acts, p0, nt, n, o, rows),
-                                (4, true) => tile::<4, 2, $min>(lv, dw, mw, &acts, p0, nt, n, o, rows),
-                                (4, false) => tile::<4, 1, $min>(lv, dw, mw, &acts, p0, nt, n, o, rows),
-                                (3, true) => tile::<3, 2, $min>(lv, dw, mw, &acts, p0, nt, n, o, rows),
-                                (3, false) => tile::<3, 1, $min>(lv, dw, mw, &acts, p0, nt, n, o, rows),
-                                (2, true) => tile::<2, 2, $min>(lv, dw, mw, &acts, p0, nt, n, o, rows),
-                                (2, false) => tile::<2, 1, $min>(lv, dw, mw, &acts, p0, nt, n, o, rows),
-                                (_, true) => tile::<1, 2, $min>(lv, dw, mw, &acts, p0, nt, n, o, rows),
-                                (_, false) => tile::<1, 1, $min>(lv, dw, mw, &acts, p0, nt, n, o, rows),
-                            }
-                        }
-                        t += nt;
-                    }
-                    r += nr;
+                // SAFETY: the features `run` needs are enabled here.
+                unsafe {
+                    run::<$W, $A, $min>(w, a, n, out, $offset as u8, |blk| {
+                        let (d, m) = f16x2_to_f32(blk.d, weight_min(blk));
+                        ($levels(blk), d, m)
+                    })
                 }
             }
         };
