@@ -87,6 +87,22 @@ pub(crate) fn use_avx2() -> bool {
     cfg!(target_arch = "x86_64") && Isa::best() == Isa::Avx2
 }
 
+/// Asks the CPU to start loading the cache line that holds `p` into every
+/// cache level (x86-64 `prefetcht0`; nothing elsewhere). A hint: it changes
+/// no result and never faults.
+#[inline(always)]
+pub(crate) fn prefetch_line(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHT0 is in x86-64's baseline (SSE) and only a hint to the
+    // cache: it reads nothing into the program and never faults, whatever the
+    // address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// Whether the AVX-512 tile kernels may run: AVX-512 F/BW/VL (and the AVX2
 /// set) detected, the best level is AVX2 and `QUANTMIX_SIMD` is not `avx2`.
 /// Detected once, then cached.
