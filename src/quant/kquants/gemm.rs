@@ -12,7 +12,10 @@
 //! they fit 16 bits); two chunks' lanes are packed to i16 (`vpackssdw`,
 //! exact) and `vpdpwssd` weights them by the sub-block scales and adds them
 //! into 8 i32 lanes per token — one multiply instruction per 64 products
-//! where `maddubs` + `vpdpwssd` took two. One 16-lane register holds two
+//! where `maddubs` + `vpdpwssd` took two. Q2_K needs neither pack nor
+//! `vpdpwssd`: its levels times their sub-block scales (at most 3·15) are
+//! still bytes, formed once at decoding, and `vpdpbusd` sums `sc·q·q8`
+//! straight into 8 i32 lanes per token. One 16-lane register holds two
 //! tokens; Q3_K's `−4` of a clear high bit is `dpbusd(low + 4·high) −
 //! dpbusd(4)`, Q6_K's offset `32·Σ sc·bsum` comes off the lanes. The lanes of 8 rows × 2 tokens are then summed into one
 //! register (lane `8·(r/4) + 4h + r mod 4`: row `r`, token `h`), where the float steps run
@@ -50,8 +53,13 @@ pub mod vnni {
     /// How a type's integer lanes and minimum are formed.
     #[derive(PartialEq, Eq)]
     enum Kind {
-        /// A minimum term `dmin·Σ m·bsum` (Q2_K, Q4_K, Q5_K).
+        /// A minimum term `dmin·Σ m·bsum` (Q4_K, Q5_K).
         Mins,
+        /// As `Mins`, with the levels already multiplied by their sub-block
+        /// scales (Q2_K: at most 3·15, still a byte), so that `vpdpbusd`
+        /// alone forms `Σ sc·q·q8`: 8 multiply instructions per row and
+        /// token pair instead of 12.
+        Scaled,
         /// Levels stored as `low + 4·high`, 4 taken off per value (Q3_K).
         Q3,
         /// Levels 0..64, `32·Σ sc·bsum` taken off the lanes (Q6_K).
@@ -152,7 +160,7 @@ pub mod vnni {
     }
 
     impl KTile for BlockQ2K {
-        const KIND: Kind = Kind::Mins;
+        const KIND: Kind = Kind::Scaled;
         #[inline]
         #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
         unsafe fn decode(&self) -> Dec {
@@ -162,20 +170,23 @@ pub mod vnni {
             let scales = _mm_and_si128(raw, m4);
             let mins = _mm_and_si128(_mm_srli_epi16::<4>(raw), m4);
             let mut q = [_mm512_setzero_si512(); 8];
-            let mut sc = [_mm512_setzero_si512(); 8];
             for h in 0..2 {
                 // SAFETY: 32 of the 64 bytes of `qs`.
                 let bits = unsafe { load_u8(&self.qs[32 * h..]) };
                 for s in 0..4 {
+                    // Chunk 4h + s: values 0..16 in sub-block 2(4h + s), 16..32
+                    // in the next. A 16-bit multiply by the scale forms both
+                    // bytes' products: the low one (≤ 45) cannot carry.
                     // SAFETY: AVX2 is enabled here.
                     unsafe {
-                        q[4 * h + s] = bcast(crumbs(bits, 2 * s as i32));
-                        sc[4 * h + s] = bcast(scale_pair(scales, 4 * h + s));
+                        let scaled = _mm256_mullo_epi16(crumbs(bits, 2 * s as i32), scale_pair(scales, 4 * h + s));
+                        q[4 * h + s] = bcast(scaled);
                     }
                 }
             }
             let (d, dmin) = f16_f32(self.d, self.dmin);
-            Dec { q, sc, d, dmin, mins: bcast(_mm256_cvtepu8_epi16(mins)), s6: _mm512_setzero_si512() }
+            let zero = _mm512_setzero_si512();
+            Dec { q, sc: [zero; 8], d, dmin, mins: bcast(_mm256_cvtepu8_epi16(mins)), s6: zero }
         }
     }
 
@@ -339,9 +350,15 @@ pub mod vnni {
             }
             // Per row the scales of chunks 2k and 2k + 1 in the i16 lanes
             // `vpackssdw` gives them: per 128-bit lane, 4 of each.
-            let scp: [[__m512i; 4]; R] = std::array::from_fn(|r| {
-                std::array::from_fn(|k| _mm512_mask_blend_epi16(0xF0F0_F0F0, dec[r].sc[2 * k], dec[r].sc[2 * k + 1]))
-            });
+            let scp: [[__m512i; 4]; R] = if W::KIND == Kind::Scaled {
+                [[zero; 4]; R]
+            } else {
+                std::array::from_fn(|r| {
+                    std::array::from_fn(|k| {
+                        _mm512_mask_blend_epi16(0xF0F0_F0F0, dec[r].sc[2 * k], dec[r].sc[2 * k + 1])
+                    })
+                })
+            };
             // SAFETY: `dw` and `dm` are 16 floats each.
             let (dwv, dmv) = unsafe { (_mm512_loadu_ps(dw.as_ptr()), _mm512_loadu_ps(dm.as_ptr())) };
             for (p, acc) in acc.iter_mut().enumerate().take(pairs) {
@@ -365,6 +382,15 @@ pub mod vnni {
                 let mut s2 = [zero; 8];
                 for r in 0..R {
                     let d = &dec[r];
+                    if W::KIND == Kind::Scaled {
+                        let mut sumi = zero;
+                        for c in 0..8 {
+                            sumi = _mm512_dpbusd_epi32(sumi, d.q[c], act[c]);
+                        }
+                        s1[r] = sumi;
+                        s2[r] = _mm512_madd_epi16(d.mins, bs);
+                        continue;
+                    }
                     let mut x = [zero; 8];
                     for c in 0..8 {
                         x[c] = _mm512_dpbusd_epi32(zero, d.q[c], act[c]);
@@ -386,7 +412,7 @@ pub mod vnni {
                     }
                 }
                 let mut res = _mm512_mul_ps(dwv, _mm512_cvtepi32_ps(row_sums8(s1)));
-                if W::KIND == Kind::Mins {
+                if W::KIND == Kind::Mins || W::KIND == Kind::Scaled {
                     res = _mm512_fnmadd_ps(dmv, _mm512_cvtepi32_ps(row_sums8(s2)), res);
                 }
                 // Token 0's lanes are the quarters 0 and 2.
