@@ -16,8 +16,9 @@
 //! `vpdpwssd`: its levels times their sub-block scales (at most 3·15) are
 //! still bytes, formed once at decoding, and `vpdpbusd` sums `sc·q·q8`
 //! straight into 8 i32 lanes per token. One 16-lane register holds two
-//! tokens; Q3_K's `−4` of a clear high bit is `dpbusd(low + 4·high) −
-//! dpbusd(4)`, Q6_K's offset `32·Σ sc·bsum` comes off the lanes. The lanes of 8 rows × 2 tokens are then summed into one
+//! tokens; Q3_K's levels are multiplied as `low + 4·high` (0..8) and Q6_K's
+//! as 0..64, their offsets `4·Σ sc·bsum` and `32·Σ sc·bsum` taken off the
+//! lanes by one `madd` with the activations' block sums. The lanes of 8 rows × 2 tokens are then summed into one
 //! register (lane `8·(r/4) + 4h + r mod 4`: row `r`, token `h`), where the float steps run
 //! for all sixteen at once. Integer sums do not depend on their order, so every
 //! output is bit-identical to the batch dot product (tests/matmul.rs).
@@ -39,7 +40,7 @@ pub mod vnni {
     /// unsigned levels and their i16 scales (each broadcast to both halves),
     /// the scales `d` and `dmin`, the minimum multipliers per 16 values
     /// (Q2_K, Q4_K, Q5_K; `madd` with the block sums gives ggml's lanes) and
-    /// Q6_K's 16 scales as i16.
+    /// Q3_K's and Q6_K's 16 scales times their level offset as i16.
     #[derive(Clone, Copy)]
     struct Dec {
         q: [__m512i; 8],
@@ -47,7 +48,7 @@ pub mod vnni {
         d: f32,
         dmin: f32,
         mins: __m512i,
-        s6: __m512i,
+        off: __m512i,
     }
 
     /// How a type's integer lanes and minimum are formed.
@@ -60,10 +61,10 @@ pub mod vnni {
         /// alone forms `Σ sc·q·q8`: 8 multiply instructions per row and
         /// token pair instead of 12.
         Scaled,
-        /// Levels stored as `low + 4·high`, 4 taken off per value (Q3_K).
-        Q3,
-        /// Levels 0..64, `32·Σ sc·bsum` taken off the lanes (Q6_K).
-        Q6,
+        /// Unsigned levels whose value is `q − o` (Q3_K: `low + 4·high`,
+        /// `o` = 4; Q6_K: 0..64, `o` = 32): `o·Σ sc·bsum` is taken off the
+        /// lanes, one `madd` with the block sums of the activations.
+        Offset,
     }
 
     trait KTile: Sized {
@@ -119,7 +120,7 @@ pub mod vnni {
                 dmin,
                 // SAFETY: the features `mins_k4` needs are enabled here.
                 mins: unsafe { mins_k4(&sm) },
-                s6: _mm512_setzero_si512(),
+                off: _mm512_setzero_si512(),
             }
         }
     }
@@ -154,7 +155,7 @@ pub mod vnni {
                 dmin,
                 // SAFETY: the features `mins_k4` needs are enabled here.
                 mins: unsafe { mins_k4(&sm) },
-                s6: _mm512_setzero_si512(),
+                off: _mm512_setzero_si512(),
             }
         }
     }
@@ -186,12 +187,12 @@ pub mod vnni {
             }
             let (d, dmin) = f16_f32(self.d, self.dmin);
             let zero = _mm512_setzero_si512();
-            Dec { q, sc: [zero; 8], d, dmin, mins: bcast(_mm256_cvtepu8_epi16(mins)), s6: zero }
+            Dec { q, sc: [zero; 8], d, dmin, mins: bcast(_mm256_cvtepu8_epi16(mins)), off: zero }
         }
     }
 
     impl KTile for BlockQ3K {
-        const KIND: Kind = Kind::Q3;
+        const KIND: Kind = Kind::Offset;
         #[inline]
         #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
         unsafe fn decode(&self) -> Dec {
@@ -218,12 +219,14 @@ pub mod vnni {
             }
             let (d, _) = f16_f32(self.d, self.d);
             let zero = _mm512_setzero_si512();
-            Dec { q, sc, d, dmin: 0.0, mins: zero, s6: zero }
+            // 4·sc in -128..124.
+            let off = bcast(_mm256_slli_epi16::<2>(_mm256_cvtepi8_epi16(scales)));
+            Dec { q, sc, d, dmin: 0.0, mins: zero, off }
         }
     }
 
     impl KTile for BlockQ6K {
-        const KIND: Kind = Kind::Q6;
+        const KIND: Kind = Kind::Offset;
         #[inline]
         #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
         unsafe fn decode(&self) -> Dec {
@@ -257,7 +260,9 @@ pub mod vnni {
                 }
             }
             let (d, _) = f16_f32(self.d, self.d);
-            Dec { q, sc, d, dmin: 0.0, mins: _mm512_setzero_si512(), s6: bcast(_mm256_cvtepi8_epi16(scales)) }
+            // 32·sc in -4096..4064.
+            let off = bcast(_mm256_slli_epi16::<5>(_mm256_cvtepi8_epi16(scales)));
+            Dec { q, sc, d, dmin: 0.0, mins: _mm512_setzero_si512(), off }
         }
     }
 
@@ -325,7 +330,6 @@ pub mod vnni {
         stride: usize,
     ) {
         let zero = _mm512_setzero_si512();
-        let four = _mm512_set1_epi8(4);
         let pairs = nt.div_ceil(2);
         // Lane 8h + r: row r, token 2p + h.
         let mut acc = [_mm512_setzero_ps(); NP];
@@ -366,14 +370,10 @@ pub mod vnni {
                 // SAFETY: t0, t1 < nt tokens, b < n blocks each.
                 let (x, y) = unsafe { (&*a.add(t0 * n + b), &*a.add(t1 * n + b)) };
                 let mut act = [zero; 8];
-                let mut c4 = [zero; 8];
                 for c in 0..8 {
                     // SAFETY: 32 of the 256 levels of each.
                     let (qx, qy) = unsafe { (load_i8(&x.qs[32 * c..]), load_i8(&y.qs[32 * c..])) };
                     act[c] = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(qx), qy);
-                    if W::KIND == Kind::Q3 {
-                        c4[c] = _mm512_dpbusd_epi32(zero, four, act[c]);
-                    }
                 }
                 // SAFETY: the 16 block sums of each.
                 let (sx, sy) = unsafe { (load_i16x16(&x.bsums), load_i16x16(&y.bsums)) };
@@ -394,17 +394,13 @@ pub mod vnni {
                     let mut x = [zero; 8];
                     for c in 0..8 {
                         x[c] = _mm512_dpbusd_epi32(zero, d.q[c], act[c]);
-                        if W::KIND == Kind::Q3 {
-                            x[c] = _mm512_sub_epi32(x[c], c4[c]);
-                        }
                     }
                     let mut sumi = zero;
                     for k in 0..4 {
                         sumi = _mm512_dpwssd_epi32(sumi, _mm512_packs_epi32(x[2 * k], x[2 * k + 1]), scp[r][k]);
                     }
-                    if W::KIND == Kind::Q6 {
-                        let offset = _mm512_slli_epi32::<5>(_mm512_madd_epi16(bs, d.s6));
-                        sumi = _mm512_sub_epi32(sumi, offset);
+                    if W::KIND == Kind::Offset {
+                        sumi = _mm512_sub_epi32(sumi, _mm512_madd_epi16(bs, d.off));
                     }
                     s1[r] = sumi;
                     if W::KIND == Kind::Mins {
