@@ -52,10 +52,12 @@ pub(super) use avx2::exp8;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 
 /// Sixteen [`dot8`]s: `out[i][m]` = `dot8(a[i][..n[m]], b[m][..n[m]])`,
 /// every one's operations and order unchanged, each loaded 8-value step of
-/// `a` and `b` used four times.
+/// `a` and `b` used four times (AVX-512: two columns per instruction).
 ///
 /// # Panics
 /// When an `a[i]` is shorter than the largest `n[m]` or a `b[m]` shorter
@@ -64,6 +66,12 @@ mod avx2;
 pub fn dot8_4x4(a: [&[f32]; 4], b: [&[f32]; 4], n: [usize; 4]) -> [[f32; 4]; 4] {
     let most = n.iter().copied().max().unwrap_or(0);
     assert!(a.iter().all(|x| x.len() >= most) && (0..4).all(|m| b[m].len() >= n[m]));
+    #[cfg(target_arch = "x86_64")]
+    if crate::quant::simd::use_avx512() {
+        // SAFETY: `use_avx512` is true only when AVX-512 F/BW/VL, AVX2, FMA
+        // and F16C were detected; the lengths were checked above.
+        return unsafe { avx512::dot8_4x4(a, b, n) };
+    }
     #[cfg(target_arch = "x86_64")]
     if crate::quant::simd::use_avx2() {
         // SAFETY: `use_avx2` is true only when AVX2, FMA and F16C were
@@ -547,11 +555,25 @@ mod tests {
             let cols: Vec<Vec<f32>> = (0..4).map(|m| b.iter().map(|x| x * (1.0 + m as f32 * 0.37)).collect()).collect();
             let rows4: [&[f32]; 4] = std::array::from_fn(|r| &rows[r][..]);
             let cols4: [&[f32]; 4] = std::array::from_fn(|m| &cols[m][..cut[m]]);
-            let got = dot8_4x4(rows4, cols4, cut);
-            for r in 0..4 {
-                for m in 0..4 {
-                    let want = dot8_scalar(&rows[r][..cut[m]], cols4[m]);
-                    assert_eq!(got[r][m].to_bits(), want.to_bits(), "n={n} 4x4 row {r} column {m}");
+            // Every path this CPU has: the dispatched one and each SIMD twin.
+            let mut paths = vec![("dispatched", dot8_4x4(rows4, cols4, cut))];
+            #[cfg(target_arch = "x86_64")]
+            {
+                if crate::quant::simd::use_avx2() {
+                    // SAFETY: AVX2, FMA and F16C were detected; the lengths fit.
+                    paths.push(("avx2", unsafe { avx2::dot8_4x4(rows4, cols4, cut) }));
+                }
+                if crate::quant::simd::use_avx512() {
+                    // SAFETY: AVX-512 F/BW/VL, AVX2 and FMA were detected; the lengths fit.
+                    paths.push(("avx512", unsafe { avx512::dot8_4x4(rows4, cols4, cut) }));
+                }
+            }
+            for (path, got) in paths {
+                for r in 0..4 {
+                    for m in 0..4 {
+                        let want = dot8_scalar(&rows[r][..cut[m]], cols4[m]);
+                        assert_eq!(got[r][m].to_bits(), want.to_bits(), "{path}: n={n} 4x4 row {r} column {m}");
+                    }
                 }
             }
         }
