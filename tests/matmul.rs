@@ -57,8 +57,9 @@ fn every_output_is_the_batch_dot_of_its_rows() {
 }
 
 /// The tile kernels of several tokens (AVX-512 VNNI for the legacy types,
-/// the k-quants and the IQ4 types, where the CPU has it; the IQ3 types have
-/// none and run their batch dot product) give every output
+/// the k-quants and the IQ4 types, AVX-512 for the float types, where the
+/// CPU has it; the IQ3 types have none and run their batch dot product)
+/// give every output
 /// the batch dot product's bits (the AVX2 dot product's, or for k-quants
 /// from 8 tokens on ggml's tiled-GEMM arithmetic), for
 /// every tail of rows and tokens, with weights at the ends of their ranges
@@ -91,10 +92,18 @@ fn tile_kernels_equal_the_batch_dot_product_bit_for_bit() {
         GgmlType::IQ2_XS,
         GgmlType::IQ1_S,
         GgmlType::IQ1_M,
+        GgmlType::F32,
+        GgmlType::F16,
+        GgmlType::BF16,
     ];
     for ty in types {
-        // IQ4_NL with an odd block count (its kernels pair blocks).
-        let row_len = if ty == GgmlType::IQ4_NL { 544 } else { 512 };
+        // IQ4_NL with an odd block count (its kernels pair blocks), the
+        // float types with a tail after their 32-value chunks.
+        let row_len = match ty {
+            GgmlType::IQ4_NL => 544,
+            GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => 523,
+            _ => 512,
+        };
         for rows in 1..=9 {
             let mut wq = quantized(ty, &data(rows as u64, rows * row_len), row_len);
             if ty == GgmlType::Q8_0 {
