@@ -190,24 +190,37 @@ unsafe fn dot8_4x2(a: [&[f32]; 4], b: [&[f32]; 2], n: [usize; 2]) -> [[f32; 2]; 
     let mut out = [[0f32; 2]; 4];
     for i in 0..4 {
         for m in 0..2 {
-            let mut c = acc[2 * i + m];
-            let mut j = common;
-            while j < full[m] {
-                // SAFETY: j + 8 <= full[m] <= n[m] <= the lengths.
-                c = _mm256_fmadd_ps(_mm256_loadu_ps(pa[i].add(j)), _mm256_loadu_ps(pb[m].add(j)), c);
-                j += 8;
-            }
-            let h = _mm_add_ps(_mm256_extractf128_ps(c, 1), _mm256_castps256_ps128(c));
-            let h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-            let h = _mm_add_ss(h, _mm_movehdup_ps(h));
-            let mut s = _mm_cvtss_f32(h);
-            for j in full[m]..n[m] {
-                s = a[i][j].mul_add(b[m][j], s);
-            }
-            out[i][m] = s;
+            out[i][m] = finish_dot8(acc[2 * i + m], &a[i][..n[m]], &b[m][..n[m]], common);
         }
     }
     out
+}
+
+/// The end of a [`super::dot8`] of `a` and `b` (equal lengths) whose 8-lane
+/// chains `c` hold the products of values `0..from` (a multiple of 8): the
+/// remaining 8-value steps, the horizontal sum and the scalar tail.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA; `from ≤ a.len() / 8 * 8`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn finish_dot8(mut c: __m256, a: &[f32], b: &[f32], from: usize) -> f32 {
+    let n = a.len().min(b.len());
+    let full = n / 8 * 8;
+    let mut j = from;
+    while j < full {
+        // SAFETY: j + 8 <= full <= both lengths.
+        c = unsafe { _mm256_fmadd_ps(_mm256_loadu_ps(a.as_ptr().add(j)), _mm256_loadu_ps(b.as_ptr().add(j)), c) };
+        j += 8;
+    }
+    let h = _mm_add_ps(_mm256_extractf128_ps(c, 1), _mm256_castps256_ps128(c));
+    let h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    let h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    let mut s = _mm_cvtss_f32(h);
+    for j in full..n {
+        s = a[j].mul_add(b[j], s);
+    }
+    s
 }
 
 /// Four [`dot8`]s `a[k]·b[k]` (each pair of its own length), their

@@ -28,8 +28,7 @@ fn pair(lo: __m256, hi: __m256) -> __m512 {
 /// largest `n[m]` values, every `b[m]` `n[m]`.
 #[target_feature(enable = "avx512f,avx2,fma")]
 pub unsafe fn dot8_4x4(a: [&[f32]; 4], b: [&[f32]; 4], n: [usize; 4]) -> [[f32; 4]; 4] {
-    let full = n.map(|x| x / 8 * 8);
-    let common = full.iter().copied().min().unwrap_or(0);
+    let common = n.iter().map(|x| x / 8 * 8).min().unwrap_or(0);
     let pa = a.map(|x| x.as_ptr());
     let pb = b.map(|x| x.as_ptr());
     // acc[i][p]: row i × columns 2p (lanes 0..8) and 2p + 1 (lanes 8..16).
@@ -52,25 +51,13 @@ pub unsafe fn dot8_4x4(a: [&[f32]; 4], b: [&[f32]; 4], n: [usize; 4]) -> [[f32; 
     for i in 0..4 {
         for m in 0..4 {
             let v = acc[i][m / 2];
-            let mut c = if m % 2 == 0 {
+            let c = if m % 2 == 0 {
                 _mm512_castps512_ps256(v)
             } else {
                 _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)))
             };
-            let mut j = common;
-            while j < full[m] {
-                // SAFETY: j + 8 <= full[m] <= n[m] <= the lengths.
-                c = unsafe { _mm256_fmadd_ps(_mm256_loadu_ps(pa[i].add(j)), _mm256_loadu_ps(pb[m].add(j)), c) };
-                j += 8;
-            }
-            let h = _mm_add_ps(_mm256_extractf128_ps(c, 1), _mm256_castps256_ps128(c));
-            let h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-            let h = _mm_add_ss(h, _mm_movehdup_ps(h));
-            let mut s = _mm_cvtss_f32(h);
-            for j in full[m]..n[m] {
-                s = a[i][j].mul_add(b[m][j], s);
-            }
-            out[i][m] = s;
+            // SAFETY: AVX2 and FMA are enabled here; common ≤ full[m].
+            out[i][m] = unsafe { super::avx2::finish_dot8(c, &a[i][..n[m]], &b[m][..n[m]], common) };
         }
     }
     out
