@@ -15,15 +15,18 @@
 //! once), then `acc = fma(d_w·s, d_a, acc)`.
 //!
 //! Here one 16-lane register holds the same 8 lanes for two tokens (token
-//! `t` in lanes 0..8, `t+1` in 8..16), `vpdpbusd` forms the integer lane
-//! sums of the levels plus 128 (unsigned) with the activations, the offset
-//! taken back exactly (`− 128 · Σ a`, once per token and block), and a tile
-//! of [`MR`] rows × 2·[`NP`] tokens is computed together (IQ4_XS), each weight block
-//! decoded once for all its tokens; IQ4_NL runs the legacy kernels' driver
-//! (`legacy::gemm::vnni::run`: each token prepared and each row decoded once
-//! per call), its per-block arithmetic being theirs. Every lane then holds the AVX2 kernel's
-//! integer sum and sees its float operations in the same order, so every
-//! output is bit-identical to the batch dot product (tests/matmul.rs).
+//! `t` in lanes 0..8, `t+1` in 8..16). IQ4_NL runs the legacy kernels'
+//! driver (`legacy::gemm::vnni::run`: each token prepared and each row
+//! decoded once per call; `vpdpbusd` of the levels plus 128, unsigned, with
+//! the activations, the offset taken back exactly as `− 128 · Σ a`), its
+//! per-block arithmetic being theirs. IQ4_XS runs strips of [`MR`] rows ×
+//! 2·[`NP`] tokens as the k-quants do (`kquants::gemm`): each super-block
+//! of a row decoded once for all of them, as i16 levels times their
+//! sub-block scale, which `vpdpwssd` multiplies with the activation levels
+//! widened to i16 — the integer `s` of ggml's tiled GEMM, exactly. Every
+//! lane then holds the AVX2 kernel's integer sum and sees its float
+//! operations in the same order, so every output is bit-identical to the
+//! batch dot product (tests/matmul.rs).
 //!
 //! As for the legacy types, the sign trick differs from the exact product
 //! only for an activation level of −128 against a negative level, which a
@@ -35,68 +38,63 @@ pub mod vnni {
     use crate::quant::blocks::*;
     use crate::quant::iquants::dot::avx2::{levels_32, table};
     use crate::quant::iquants::iq4xs::sub_scale;
-    use crate::quant::kquants::gemm::vnni::row_sums;
+    use crate::quant::kquants::gemm::vnni::{lane8, row_sums8};
     use std::arch::x86_64::*;
 
-    /// Weight rows per register tile.
-    pub const MR: usize = 4;
-    /// Token pairs per register tile.
-    pub const NP: usize = 2;
+    /// Weight rows per IQ4_XS strip (fewer only at the end of the rows).
+    pub const MR: usize = 8;
+    /// Token pairs per IQ4_XS strip (at most 64 tokens: the activations of a
+    /// strip stay in L2).
+    pub const NP: usize = 32;
 
-    /// A 16-lane register with `a` in lanes 0..8 and `b` in lanes 8..16.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn halves(a: f32, b: f32) -> __m512 {
-        _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(a), _mm512_set1_ps(b))
+    /// An IQ4_XS super-block decoded for the strip: register `k` holds
+    /// values `16k..16k+16` as i16 table levels times their sub-block scale
+    /// (at most 127·32), in both 256-bit halves, and `d`.
+    #[derive(Clone, Copy)]
+    struct DecXs {
+        q: [__m512i; 16],
+        d: f32,
     }
 
-    /// The 32 activation levels of two tokens' blocks in one register
-    /// (token `x` in the low half) and `−128 ·` the sums of each 4
-    /// consecutive levels.
-    ///
-    /// # Safety
-    /// AVX-512 F/BW/VL/VNNI on the running CPU.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    unsafe fn act_pair(x: &[i8], y: &[i8]) -> (__m512i, __m512i) {
-        assert!(x.len() >= 32 && y.len() >= 32);
-        // SAFETY: both slices hold at least 32 bytes (checked above).
-        let (qx, qy) = unsafe {
-            (_mm256_loadu_si256(x.as_ptr() as *const __m256i), _mm256_loadu_si256(y.as_ptr() as *const __m256i))
-        };
-        let act = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(qx), qy);
-        let zero = _mm512_setzero_si512();
-        let base = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, _mm512_set1_epi8(0x80u8 as i8), act));
-        (act, base)
-    }
-
-    /// The 32 table levels of 16 bytes of indices plus 128 (unsigned),
-    /// broadcast to both halves.
+    /// Decodes one IQ4_XS super-block.
     ///
     /// # Safety
     /// AVX-512 F/BW, AVX2, FMA and F16C on the running CPU.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
-    unsafe fn levels_u8(table: __m256i, qs: &[u8; 16]) -> __m512i {
-        // SAFETY: AVX2 is enabled in this function.
-        let l = unsafe { levels_32(table, qs) };
-        _mm512_broadcast_i64x4(_mm256_xor_si256(l, _mm256_set1_epi8(0x80u8 as i8)))
+    unsafe fn decode_xs(table: __m256i, blk: &BlockIQ4XS) -> DecXs {
+        let mut q = [_mm512_setzero_si512(); 16];
+        for ib in 0..8 {
+            let qs: &[u8; 16] = blk.qs[16 * ib..16 * ib + 16].try_into().unwrap();
+            // SAFETY: AVX2 is enabled in this function.
+            let l = unsafe { levels_32(table, qs) };
+            let ls = _mm256_set1_epi16(sub_scale(blk, ib) as i16);
+            let lo = _mm256_mullo_epi16(_mm256_cvtepi8_epi16(_mm256_castsi256_si128(l)), ls);
+            let hi = _mm256_mullo_epi16(_mm256_cvtepi8_epi16(_mm256_extracti128_si256::<1>(l)), ls);
+            q[2 * ib] = _mm512_broadcast_i64x4(lo);
+            q[2 * ib + 1] = _mm512_broadcast_i64x4(hi);
+        }
+        DecXs { q, d: blk.d.to_f32() }
     }
 
-    /// One IQ4_XS register tile: rows `w[r·n..]` (`R` of them) × the token
-    /// pairs `tok[p]` (`P` of them; a pair's two tokens may be the same
-    /// block row when the count is odd), `n` super-blocks, into
-    /// `out[t·stride + r]` for the `nt` real tokens.
+    /// One IQ4_XS strip: rows `w[r·n..]` (`R` of them) × tokens `a[t·n..]`
+    /// (`nt` of them, at most 2·[`NP`]), into `out[t·stride + r]`. Each
+    /// weight super-block is decoded once for all the tokens; the tokens go
+    /// in pairs (the last one repeated when `nt` is odd), 16 activation
+    /// levels of each as i16 in one register, and `vpdpwssd` sums
+    /// `ls·level·q8` straight into 8 i32 lanes per token: 16 multiply
+    /// instructions per row, token pair and super-block, where `vpdpbusd`
+    /// plus a 32-bit multiply by the scale per sub-block took 24.
     ///
     /// # Safety
     /// AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C on the running CPU; `w`
-    /// holds `R·n` super-blocks, every `tok` pointer `n`, `out`
-    /// `(nt−1)·stride + R` values, `nt ≤ 2·P`.
+    /// holds `R·n` super-blocks, `a` `nt·n`, `out` `(nt−1)·stride + R`
+    /// values, `1 ≤ nt ≤ 2·NP`, `R ≤ 8`.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    unsafe fn tile_iq4xs<const R: usize, const P: usize>(
+    unsafe fn strip_xs<const R: usize>(
         w: *const BlockIQ4XS,
-        tok: [[*const BlockQ8K; 2]; P],
+        a: *const BlockQ8K,
         nt: usize,
         n: usize,
         out: *mut f32,
@@ -105,123 +103,115 @@ pub mod vnni {
         // SAFETY: AVX2 is enabled in this function.
         let table = unsafe { table() };
         let zero = _mm512_setzero_si512();
-        // Lane 8h + r: row r, token 2p + h.
-        let mut acc = [_mm512_setzero_ps(); P];
+        let pairs = nt.div_ceil(2);
+        // Lane lane8(r, h): row r, token 2p + h.
+        let mut acc = [_mm512_setzero_ps(); NP];
         for b in 0..n {
-            let mut sumi = [[zero; P]; 4];
-            for ib in 0..8 {
-                let mut act = [zero; P];
-                let mut base = [zero; P];
-                for p in 0..P {
-                    // SAFETY: b < n super-blocks of each token.
-                    let (x, y) = unsafe { (&*tok[p][0].add(b), &*tok[p][1].add(b)) };
-                    // SAFETY: AVX-512 VNNI is enabled in this function.
-                    (act[p], base[p]) = unsafe { act_pair(&x.qs[32 * ib..], &y.qs[32 * ib..]) };
+            let mut slots = [const { std::mem::MaybeUninit::<DecXs>::uninit() }; R];
+            for (r, d) in slots.iter_mut().enumerate() {
+                // SAFETY: row r < R, block b < n; the features are enabled.
+                d.write(unsafe { decode_xs(table, &*w.add(r * n + b)) });
+            }
+            // SAFETY: every slot was written above; `MaybeUninit<DecXs>` has
+            // the layout of `DecXs`.
+            let dec: &[DecXs; R] = unsafe { &*slots.as_ptr().cast::<[DecXs; R]>() };
+            let mut dw = [0f32; 16];
+            for r in 0..R {
+                for h in 0..2 {
+                    dw[lane8(r, h)] = dec[r].d;
                 }
+            }
+            // SAFETY: `dw` is 16 floats.
+            let dwv = unsafe { _mm512_loadu_ps(dw.as_ptr()) };
+            for (p, acc) in acc.iter_mut().enumerate().take(pairs) {
+                let (t0, t1) = (2 * p, (2 * p + 1).min(nt - 1));
+                // SAFETY: t0, t1 < nt tokens, b < n blocks each.
+                let (x, y) = unsafe { (&*a.add(t0 * n + b), &*a.add(t1 * n + b)) };
+                let act: [__m512i; 16] = std::array::from_fn(|k| {
+                    // SAFETY: 16 of the 256 levels of each.
+                    let (qx, qy) = unsafe {
+                        (
+                            _mm_loadu_si128(x.qs[16 * k..].as_ptr() as *const __m128i),
+                            _mm_loadu_si128(y.qs[16 * k..].as_ptr() as *const __m128i),
+                        )
+                    };
+                    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(_mm256_cvtepi8_epi16(qx)), _mm256_cvtepi8_epi16(qy))
+                });
+                let mut s = [zero; 8];
                 for r in 0..R {
-                    // SAFETY: row r < R, super-block b < n.
-                    let blk = unsafe { &*w.add(r * n + b) };
-                    let qs: &[u8; 16] = blk.qs[16 * ib..16 * ib + 16].try_into().unwrap();
-                    // SAFETY: AVX-512 BW and AVX2 are enabled in this function.
-                    let q = unsafe { levels_u8(table, qs) };
-                    let ls = _mm512_set1_epi32(sub_scale(blk, ib));
-                    for p in 0..P {
-                        let s = _mm512_dpbusd_epi32(base[p], q, act[p]);
-                        sumi[r][p] = _mm512_add_epi32(sumi[r][p], _mm512_mullo_epi32(s, ls));
+                    let mut sumi = zero;
+                    for k in 0..16 {
+                        sumi = _mm512_dpwssd_epi32(sumi, dec[r].q[k], act[k]);
                     }
+                    s[r] = sumi;
                 }
-            }
-            let mut da = [_mm512_setzero_ps(); P];
-            for p in 0..P {
-                // SAFETY: b < n super-blocks of each token.
-                let (x, y) = unsafe { (&*tok[p][0].add(b), &*tok[p][1].add(b)) };
-                da[p] = halves(x.d, y.d);
-            }
-            let mut dw = [0f32; 4];
-            for (r, d) in dw.iter_mut().enumerate().take(R) {
-                // SAFETY: row r < R, super-block b < n.
-                *d = unsafe { &*w.add(r * n + b) }.d.to_f32();
-            }
-            // SAFETY: `dw` is 4 floats.
-            let dwv = _mm512_broadcast_f32x4(unsafe { _mm_loadu_ps(dw.as_ptr()) });
-            for p in 0..P {
-                // ggml's tiled GEMM: res = d_w·Σ, acc = fma(res, d_a, acc),
-                // for the 4 rows × 2 tokens at once.
-                let s = row_sums([sumi[0][p], sumi[1][p], sumi[2][p], sumi[3][p]]);
-                let res = _mm512_mul_ps(dwv, _mm512_cvtepi32_ps(s));
-                acc[p] = _mm512_fmadd_ps(res, da[p], acc[p]);
+                // ggml's tiled GEMM: res = d_w·Σ, acc = fma(res, d_a, acc).
+                let res = _mm512_mul_ps(dwv, _mm512_cvtepi32_ps(row_sums8(s)));
+                // Token 0's lanes are the quarters 0 and 2.
+                let da = _mm512_mask_blend_ps(0xF0F0, _mm512_set1_ps(x.d), _mm512_set1_ps(y.d));
+                *acc = _mm512_fmadd_ps(res, da, *acc);
             }
         }
-        for p in 0..P {
+        for (p, acc) in acc.iter().enumerate().take(pairs) {
             let mut v = [0f32; 16];
             // SAFETY: `v` is 16 floats.
-            unsafe { _mm512_storeu_ps(v.as_mut_ptr(), acc[p]) };
+            unsafe { _mm512_storeu_ps(v.as_mut_ptr(), *acc) };
             for r in 0..R {
                 for h in 0..2 {
                     let t = 2 * p + h;
                     if t < nt {
                         // SAFETY: t < nt, r < R: inside `out`.
-                        unsafe { *out.add(t * stride + r) = v[8 * h + r] };
+                        unsafe { *out.add(t * stride + r) = v[lane8(r, h)] };
                     }
                 }
             }
         }
     }
 
-    /// The driver of a tile function: `w` holds `w.len() / n` rows and `a`
-    /// `a.len() / n` tokens of `n` blocks; `out[t · rows + r]` receives row
-    /// `r` · token `t`.
-    macro_rules! driver {
-        ($(#[$doc:meta])* $name:ident, $tile:ident, $W:ty, $A:ty) => {
-            $(#[$doc])*
-            ///
-            /// `w` holds `w.len() / n` rows and `a` `a.len() / n` tokens of
-            /// `n` blocks; `out[t · rows + r]` receives row `r` · token `t`,
-            /// bit-identical to the AVX2 dot product of the two (see the
-            /// module documentation).
-            ///
-            /// # Safety
-            /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C.
-            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-            pub unsafe fn $name(w: &[$W], a: &[$A], n: usize, out: &mut [f32]) {
-                if n == 0 {
-                    return;
-                }
-                let (rows, tokens) = (w.len() / n, a.len() / n);
-                assert!(out.len() >= rows * tokens, "output of {} for {rows} × {tokens}", out.len());
-                let (wp, ap, op) = (w.as_ptr(), a.as_ptr(), out.as_mut_ptr());
-                let mut t = 0;
-                while t < tokens {
-                    let nt = (tokens - t).min(2 * NP);
-                    // Token k of this tile, the last real one repeated.
-                    // SAFETY: t + min(k, nt−1) < tokens.
-                    let at = |k: usize| unsafe { ap.add((t + k.min(nt - 1)) * n) };
-                    let mut r = 0;
-                    while r < rows {
-                        let nr = (rows - r).min(MR);
-                        // SAFETY: rows r..r+nr and tokens t..t+nt exist; the
-                        // output index (t+i)·rows + r + j < tokens·rows.
-                        unsafe {
-                            let (wr, o) = (wp.add(r * n), op.add(t * rows + r));
-                            let one = [[at(0), at(1)]];
-                            let two = [[at(0), at(1)], [at(2), at(3)]];
-                            match (nr, nt > 2) {
-                                (4, true) => $tile::<4, 2>(wr, two, nt, n, o, rows),
-                                (4, false) => $tile::<4, 1>(wr, one, nt, n, o, rows),
-                                (3, true) => $tile::<3, 2>(wr, two, nt, n, o, rows),
-                                (3, false) => $tile::<3, 1>(wr, one, nt, n, o, rows),
-                                (2, true) => $tile::<2, 2>(wr, two, nt, n, o, rows),
-                                (2, false) => $tile::<2, 1>(wr, one, nt, n, o, rows),
-                                (_, true) => $tile::<1, 2>(wr, two, nt, n, o, rows),
-                                (_, false) => $tile::<1, 1>(wr, one, nt, n, o, rows),
-                            }
-                        }
-                        r += nr;
+    /// Products of IQ4_XS weight rows with Q8_K tokens ([`strip_xs`]).
+    ///
+    /// `w` holds `w.len() / n` rows and `a` `a.len() / n` tokens of `n`
+    /// super-blocks; `out[t · rows + r]` receives row `r` · token `t`,
+    /// bit-identical to the batch dot product of the two (see the module
+    /// documentation).
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub unsafe fn iq4xs_q8k(w: &[BlockIQ4XS], a: &[BlockQ8K], n: usize, out: &mut [f32]) {
+        if n == 0 {
+            return;
+        }
+        let (rows, tokens) = (w.len() / n, a.len() / n);
+        assert!(out.len() >= rows * tokens, "output of {} for {rows} × {tokens}", out.len());
+        let (wp, ap, op) = (w.as_ptr(), a.as_ptr(), out.as_mut_ptr());
+        let mut t = 0;
+        while t < tokens {
+            let nt = (tokens - t).min(2 * NP);
+            let mut r = 0;
+            while r < rows {
+                // MR rows, then what is left as 4 + 2 + 1.
+                let nr = match rows - r {
+                    left if left >= MR => MR,
+                    left if left >= 4 => 4,
+                    left if left >= 2 => 2,
+                    _ => 1,
+                };
+                // SAFETY: rows r..r+nr and tokens t..t+nt exist; the output
+                // index (t+i)·rows + r + j < tokens·rows.
+                unsafe {
+                    let (wr, at, o) = (wp.add(r * n), ap.add(t * n), op.add(t * rows + r));
+                    match nr {
+                        MR => strip_xs::<MR>(wr, at, nt, n, o, rows),
+                        4 => strip_xs::<4>(wr, at, nt, n, o, rows),
+                        2 => strip_xs::<2>(wr, at, nt, n, o, rows),
+                        _ => strip_xs::<1>(wr, at, nt, n, o, rows),
                     }
-                    t += nt;
                 }
+                r += nr;
             }
-        };
+            t += nt;
+        }
     }
 
     /// Products of IQ4_NL weight rows with Q8_0 tokens: the legacy
@@ -247,8 +237,4 @@ pub mod vnni {
             })
         }
     }
-    driver!(
-        /// Products of IQ4_XS weight rows with Q8_K tokens.
-        iq4xs_q8k, tile_iq4xs, BlockIQ4XS, BlockQ8K
-    );
 }

@@ -266,26 +266,13 @@ pub mod vnni {
         }
     }
 
-    /// The 8-lane sums of four registers of two tokens each: lane `r` holds
-    /// `v[r]`'s sum over lanes 0..8, lane `8 + r` over lanes 8..16.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw")]
-    pub(crate) fn row_sums(v: [__m512i; 4]) -> __m512i {
-        let a = _mm512_add_epi32(_mm512_unpacklo_epi32(v[0], v[1]), _mm512_unpackhi_epi32(v[0], v[1]));
-        let b = _mm512_add_epi32(_mm512_unpacklo_epi32(v[2], v[3]), _mm512_unpackhi_epi32(v[2], v[3]));
-        let c = _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b));
-        // 128-bit lanes 0+1 and 2+3.
-        _mm512_add_epi32(c, _mm512_shuffle_i32x4::<0b10_11_00_01>(c, c))
-    }
-
     /// The 8-lane sums of eight registers of two tokens each (token 0 in
     /// lanes 0..8, token 1 in 8..16): register `r`'s sum for token `h` in
     /// lane [`lane8`]`(r, h)`.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw")]
-    fn row_sums8(v: [__m512i; 8]) -> __m512i {
-        // Per 128-bit quarter q (token q / 2) the four rows' partial sums,
-        // as `row_sums` forms them before its last step.
+    pub(crate) fn row_sums8(v: [__m512i; 8]) -> __m512i {
+        // Per 128-bit quarter q (token q / 2) the four rows' partial sums.
         #[inline(always)]
         fn quarters(v0: __m512i, v1: __m512i, v2: __m512i, v3: __m512i) -> __m512i {
             // SAFETY: only called from `row_sums8`, whose features these are.
@@ -305,7 +292,7 @@ pub mod vnni {
     /// The lane of row `r` (0..8), token `h` (0..2) in [`row_sums8`]'s
     /// result.
     #[inline(always)]
-    const fn lane8(r: usize, h: usize) -> usize {
+    pub(crate) const fn lane8(r: usize, h: usize) -> usize {
         8 * (r / 4) + 4 * h + r % 4
     }
 
