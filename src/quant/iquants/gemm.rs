@@ -38,11 +38,9 @@ pub mod vnni {
     use crate::quant::blocks::*;
     use crate::quant::iquants::dot::avx2::{levels_32, table};
     use crate::quant::iquants::iq4xs::sub_scale;
-    use crate::quant::kquants::gemm::vnni::{lane8, row_sums8};
+    use crate::quant::kquants::gemm::vnni::{for_each_strip, lane8, row_sums8, store_pairs, MR};
     use std::arch::x86_64::*;
 
-    /// Weight rows per IQ4_XS strip (fewer only at the end of the rows).
-    pub const MR: usize = 8;
     /// Token pairs per IQ4_XS strip (at most 64 tokens: the activations of a
     /// strip stay in L2).
     pub const NP: usize = 32;
@@ -152,20 +150,8 @@ pub mod vnni {
                 *acc = _mm512_fmadd_ps(res, da, *acc);
             }
         }
-        for (p, acc) in acc.iter().enumerate().take(pairs) {
-            let mut v = [0f32; 16];
-            // SAFETY: `v` is 16 floats.
-            unsafe { _mm512_storeu_ps(v.as_mut_ptr(), *acc) };
-            for r in 0..R {
-                for h in 0..2 {
-                    let t = 2 * p + h;
-                    if t < nt {
-                        // SAFETY: t < nt, r < R: inside `out`.
-                        unsafe { *out.add(t * stride + r) = v[lane8(r, h)] };
-                    }
-                }
-            }
-        }
+        // SAFETY: `out` holds (nt−1)·stride + R values.
+        unsafe { store_pairs::<R>(&acc[..pairs], nt, out, stride) };
     }
 
     /// Products of IQ4_XS weight rows with Q8_K tokens ([`strip_xs`]).
@@ -185,33 +171,20 @@ pub mod vnni {
         let (rows, tokens) = (w.len() / n, a.len() / n);
         assert!(out.len() >= rows * tokens, "output of {} for {rows} × {tokens}", out.len());
         let (wp, ap, op) = (w.as_ptr(), a.as_ptr(), out.as_mut_ptr());
-        let mut t = 0;
-        while t < tokens {
-            let nt = (tokens - t).min(2 * NP);
-            let mut r = 0;
-            while r < rows {
-                // MR rows, then what is left as 4 + 2 + 1.
-                let nr = match rows - r {
-                    left if left >= MR => MR,
-                    left if left >= 4 => 4,
-                    left if left >= 2 => 2,
-                    _ => 1,
-                };
-                // SAFETY: rows r..r+nr and tokens t..t+nt exist; the output
-                // index (t+i)·rows + r + j < tokens·rows.
-                unsafe {
-                    let (wr, at, o) = (wp.add(r * n), ap.add(t * n), op.add(t * rows + r));
-                    match nr {
-                        MR => strip_xs::<MR>(wr, at, nt, n, o, rows),
-                        4 => strip_xs::<4>(wr, at, nt, n, o, rows),
-                        2 => strip_xs::<2>(wr, at, nt, n, o, rows),
-                        _ => strip_xs::<1>(wr, at, nt, n, o, rows),
-                    }
+        for_each_strip(rows, tokens, 2 * NP, |r, nr, t, nt| {
+            // SAFETY: rows r..r+nr and tokens t..t+nt exist; the output
+            // index (t+i)·rows + r + j < tokens·rows; the features are the
+            // caller's.
+            unsafe {
+                let (wr, at, o) = (wp.add(r * n), ap.add(t * n), op.add(t * rows + r));
+                match nr {
+                    MR => strip_xs::<MR>(wr, at, nt, n, o, rows),
+                    4 => strip_xs::<4>(wr, at, nt, n, o, rows),
+                    2 => strip_xs::<2>(wr, at, nt, n, o, rows),
+                    _ => strip_xs::<1>(wr, at, nt, n, o, rows),
                 }
-                r += nr;
             }
-            t += nt;
-        }
+        });
     }
 
     /// Products of IQ4_NL weight rows with Q8_0 tokens: the legacy

@@ -403,7 +403,21 @@ pub mod vnni {
                 *acc = _mm512_fmadd_ps(res, da, *acc);
             }
         }
-        for (p, acc) in acc.iter().enumerate().take(pairs) {
+        // SAFETY: `out` holds (nt−1)·stride + R values.
+        unsafe { store_pairs::<R>(&acc[..pairs], nt, out, stride) };
+    }
+
+    /// Writes a strip's accumulators (pair `p`: lane [`lane8`]`(r, h)` for
+    /// row `r`, token `2p + h`) to `out[t·stride + r]` for the `nt` real
+    /// tokens.
+    ///
+    /// # Safety
+    /// AVX-512 F on the running CPU; `out` holds `(nt−1)·stride + R` values
+    /// and `acc` at most `nt.div_ceil(2)` pairs.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(crate) unsafe fn store_pairs<const R: usize>(acc: &[__m512], nt: usize, out: *mut f32, stride: usize) {
+        for (p, acc) in acc.iter().enumerate() {
             let mut v = [0f32; 16];
             // SAFETY: `v` is 16 floats.
             unsafe { _mm512_storeu_ps(v.as_mut_ptr(), *acc) };
@@ -416,6 +430,34 @@ pub mod vnni {
                     }
                 }
             }
+        }
+    }
+
+    /// The strips of a `rows × tokens` product: `f(r, nr, t, nt)` for rows
+    /// `r..r+nr` (`MR`, then what is left as 4 + 2 + 1) and tokens
+    /// `t..t+nt` (at most `max_tokens`).
+    #[inline(always)]
+    pub(crate) fn for_each_strip(
+        rows: usize,
+        tokens: usize,
+        max_tokens: usize,
+        mut f: impl FnMut(usize, usize, usize, usize),
+    ) {
+        let mut t = 0;
+        while t < tokens {
+            let nt = (tokens - t).min(max_tokens);
+            let mut r = 0;
+            while r < rows {
+                let nr = match rows - r {
+                    left if left >= MR => MR,
+                    left if left >= 4 => 4,
+                    left if left >= 2 => 2,
+                    _ => 1,
+                };
+                f(r, nr, t, nt);
+                r += nr;
+            }
+            t += nt;
         }
     }
 
@@ -434,37 +476,20 @@ pub mod vnni {
         let (rows, tokens) = (w.len() / n, a.len() / n);
         assert!(out.len() >= rows * tokens, "output of {} for {rows} × {tokens}", out.len());
         let (wp, ap, op) = (w.as_ptr(), a.as_ptr(), out.as_mut_ptr());
-        let mut t = 0;
-        while t < tokens {
-            let nt = (tokens - t).min(2 * NP);
-            let mut r = 0;
-            while r < rows {
-                // MR rows, then what is left as 4 + 2 + 1.
-                let left = rows - r;
-                let nr = if left >= MR {
-                    MR
-                } else if left >= 4 {
-                    4
-                } else if left >= 2 {
-                    2
-                } else {
-                    1
-                };
-                // SAFETY: rows r..r+nr and tokens t..t+nt exist; the output
-                // index (t+i)·rows + r + j < tokens·rows.
-                unsafe {
-                    let (wr, at, o) = (wp.add(r * n), ap.add(t * n), op.add(t * rows + r));
-                    match nr {
-                        MR => strip::<W, MR>(wr, at, nt, n, o, rows),
-                        4 => strip::<W, 4>(wr, at, nt, n, o, rows),
-                        2 => strip::<W, 2>(wr, at, nt, n, o, rows),
-                        _ => strip::<W, 1>(wr, at, nt, n, o, rows),
-                    }
+        for_each_strip(rows, tokens, 2 * NP, |r, nr, t, nt| {
+            // SAFETY: rows r..r+nr and tokens t..t+nt exist; the output
+            // index (t+i)·rows + r + j < tokens·rows; the features are the
+            // caller's.
+            unsafe {
+                let (wr, at, o) = (wp.add(r * n), ap.add(t * n), op.add(t * rows + r));
+                match nr {
+                    MR => strip::<W, MR>(wr, at, nt, n, o, rows),
+                    4 => strip::<W, 4>(wr, at, nt, n, o, rows),
+                    2 => strip::<W, 2>(wr, at, nt, n, o, rows),
+                    _ => strip::<W, 1>(wr, at, nt, n, o, rows),
                 }
-                r += nr;
             }
-            t += nt;
-        }
+        });
     }
 
     /// Products of Q2_K weight rows with Q8_K tokens ([`gemm`]).
