@@ -31,6 +31,7 @@
 pub mod blocks;
 pub mod float;
 pub mod fp4;
+pub mod i8gemm;
 pub mod iquants;
 pub mod kquants;
 pub mod legacy;

@@ -237,6 +237,8 @@ impl GgmlBlock for BlockIQ1M {
     const DEQUANTIZE_AVX2: Option<crate::quant::DequantizeKernel<Self>> = Some(super::dequant_avx2::iq1m);
     const BATCH_DOT: Option<crate::quant::BatchDotFn<Self>> = Some(super::dot::scalar::iq1m_batch);
     #[cfg(target_arch = "x86_64")]
+    const GEMM_VNNI: Option<crate::quant::GemmKernel<Self>> = Some(crate::quant::i8gemm::vnni::gemm::<Self>);
+    #[cfg(target_arch = "x86_64")]
     const BATCH_DOT_AVX2: Option<crate::quant::VecDotKernel<Self>> = Some(super::dot::avx2::iq1m_batch);
 
     /// ggml's `quantize_iq1_m` (what `ggml_quantize_chunk` runs, with or

@@ -68,7 +68,7 @@ impl GgmlBlock for BlockQ6K {
     #[cfg(target_arch = "x86_64")]
     const VEC_DOT_VNNI: Option<crate::quant::VecDotKernel<Self>> = Some(super::dot::vnni::q6k_q8k);
     #[cfg(target_arch = "x86_64")]
-    const GEMM_VNNI: Option<crate::quant::GemmKernel<Self>> = Some(super::gemm::vnni::q6k_q8k);
+    const GEMM_VNNI: Option<crate::quant::GemmKernel<Self>> = Some(crate::quant::i8gemm::vnni::gemm::<Self>);
     const BATCH_DOT: Option<crate::quant::BatchDotFn<Self>> = Some(super::dot::scalar::q6k_batch);
     #[cfg(target_arch = "x86_64")]
     const BATCH_DOT_AVX2: Option<crate::quant::VecDotKernel<Self>> = Some(super::dot::avx2::q6k_batch);

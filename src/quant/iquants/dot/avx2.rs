@@ -412,7 +412,7 @@ pub unsafe fn iq2xxs_batch(x: &[BlockIQ2XXS], y: &[BlockQ8K]) -> f32 {
 /// in i64 lane `k`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn iq1_grid(e: impl Fn(usize) -> u64) -> __m256i {
+pub(crate) unsafe fn iq1_grid(e: impl Fn(usize) -> u64) -> __m256i {
     _mm256_setr_epi64x(e(0) as i64, e(1) as i64, e(2) as i64, e(3) as i64)
 }
 
@@ -515,7 +515,7 @@ unsafe fn iq1_code_sum(
 /// The shift bytes of 4 groups: `0xFF…` (−1) where `negative(k)`, else `0x01…`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn iq1_deltas(negative: impl Fn(usize) -> bool) -> __m256i {
+pub(crate) unsafe fn iq1_deltas(negative: impl Fn(usize) -> bool) -> __m256i {
     iq1_grid(|k| if negative(k) { u64::MAX } else { 0x0101_0101_0101_0101 })
 }
 

@@ -1,0 +1,324 @@
+//! The token-lane int8 GEMM: AVX-512 VNNI products of weight types whose
+//! batch arithmetic ([`crate::quant::GgmlBlock::BATCH_DOT`], ggml's tiled
+//! GEMM) is, per super-block of 256 values, one exact integer
+//! `s = Σ_j ls(j)·w_j·q_j` — signed weight levels `w_j` (bytes), a scale
+//! `ls` per 16 or 32 values, the Q8_K activation levels `q_j` — then
+//! `acc = fma(d_w·s, d_a, acc)`: the grid i-quants (IQ3_XXS, IQ3_S, IQ2_XXS,
+//! IQ2_XS, IQ2_S, IQ1_S, IQ1_M) and IQ4_XS. Each type only says how a
+//! super-block unpacks ([`vnni::Unpack`], in its family's `gemm.rs`).
+//!
+//! The layout follows ggml's tiled micro-kernel: the 32-bit lanes of a
+//! register run over **16 tokens**, not over values. A call's tokens are
+//! interleaved once into groups of 16 — per 4 consecutive values one
+//! 64-byte line holding those 4 levels of each token, biased to unsigned
+//! (`q + 128`). Each strip of [`vnni::MR`] weight rows is unpacked once for
+//! all the call's tokens into signed bytes, its scales and
+//! `corr = 128·Σ ls·w` (what the bias adds). The micro-kernel then
+//! broadcasts 4 bytes of a row (`vpdpbusd`'s signed operand) against a
+//! token line: one instruction is 64 products, 4 per token, with no
+//! horizontal sums and no packing. Per sub-block and row the 16 token sums
+//! are multiplied by the scale (`vpmulld`) into `s`; per super-block
+//! `s − corr` is converted and the float steps run for 16 tokens at once.
+//!
+//! Every product is exact (at most 4·127·255 per lane and instruction,
+//! `|s| < 2³¹`), integer sums do not depend on their order, and the float
+//! steps per (row, token) are the batch dot product's, so every output is
+//! bit-identical to it (tests/matmul.rs).
+
+#[cfg(target_arch = "x86_64")]
+pub mod vnni {
+    use crate::quant::blocks::BlockQ8K;
+    use crate::quant::GgmlBlock;
+    use std::arch::x86_64::*;
+
+    /// Weight rows per strip (a strip with fewer rows is padded with zero
+    /// rows, whose outputs are not stored).
+    pub const MR: usize = 8;
+    /// Tokens per lane group (16 i32 lanes).
+    const NL: usize = 16;
+    /// Values per super-block.
+    const QK: usize = 256;
+
+    /// A weight type of this kernel: how one super-block of 256 values
+    /// unpacks.
+    pub trait Unpack: GgmlBlock<VecDot = BlockQ8K> {
+        /// Values per scale: 16 or 32, or 256 for levels already multiplied
+        /// by their scales (still bytes), whose `ls` is not read.
+        const SUB: usize;
+        /// Whether a minimum term `dmin·Σ_j m_j·bsum_j` (per 16 values, the
+        /// activations' block sums) is taken off: `res = d·s − dmin·s2`.
+        const MINS: bool = false;
+
+        /// Fills `u.q` (the signed levels of values `32c..32c+32` in
+        /// `q[c]`, value order), `u.ls` (the scale of values
+        /// `SUB·i..SUB·(i+1)` in `ls[i]`), with [`Unpack::MINS`] `u.mins`
+        /// (`m_j` of values `16j..16j+16`) and `u.dmin`, and `u.d`, the
+        /// factor of `res = d·s` (`s` the super-block's integer sum).
+        ///
+        /// # Safety
+        /// AVX2, FMA and F16C on the running CPU.
+        unsafe fn unpack(blk: &Self, u: &mut Unpacked);
+    }
+
+    /// One unpacked weight super-block (see [`Unpack::unpack`]).
+    #[derive(Clone, Copy)]
+    #[repr(C, align(64))]
+    pub struct Unpacked {
+        pub q: [__m256i; 8],
+        pub ls: [i32; 16],
+        pub mins: [i16; 16],
+        pub d: f32,
+        pub dmin: f32,
+        /// `128·Σ_j ls(j)·w_j` (formed here, not by the type).
+        corr: i32,
+    }
+
+    /// 16 tokens' 4 consecutive biased levels (one cache line).
+    #[derive(Clone, Copy)]
+    #[repr(C, align(64))]
+    struct Line([u32; NL]);
+
+    /// 16 tokens' activation scales of one super-block.
+    #[derive(Clone, Copy)]
+    #[repr(C, align(64))]
+    struct Scales([f32; NL]);
+
+    /// A call's tokens, interleaved in groups of 16 ([`interleave`]).
+    #[derive(Default)]
+    struct Tokens {
+        /// Group `g`, super-block `b`, values `4k..4k+4`: line
+        /// `(g·n + b)·64 + k`, token `16g + l` in lane `l`, its 4 levels
+        /// biased to unsigned (`q + 128`).
+        lines: Vec<Line>,
+        /// For [`Unpack::MINS`]: group `g`, super-block `b`, block sums
+        /// `2p, 2p+1` (values `32p..32p+32`) as two i16 in line
+        /// `(g·n + b)·8 + p`.
+        sums: Vec<Line>,
+        /// Group `g`, super-block `b`: the 16 tokens' `d` in `g·n + b`.
+        scales: Vec<Scales>,
+    }
+
+    thread_local! {
+        /// Per thread: a strip's unpacked super-blocks and the call's tokens.
+        static BUF: std::cell::RefCell<(Vec<Unpacked>, Tokens)> =
+            std::cell::RefCell::new((Vec::new(), Tokens::default()));
+    }
+
+    /// Unpacks `blk` (`None`: a zero row) and forms `corr`.
+    ///
+    /// # Safety
+    /// AVX2, FMA and F16C on the running CPU.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn unpack<W: Unpack>(blk: Option<&W>) -> Unpacked {
+        let zero = _mm256_setzero_si256();
+        let mut u = Unpacked { q: [zero; 8], ls: [0; 16], mins: [0; 16], d: 0.0, dmin: 0.0, corr: 0 };
+        let Some(blk) = blk else { return u };
+        // SAFETY: the features are this function's.
+        unsafe { W::unpack(blk, &mut u) };
+        // Σ ls·w: pair sums of the levels (`maddubs` by 1, one 16-value
+        // half per 8 i16 lanes), `madd` by the scale of each half.
+        let ones = _mm256_set1_epi8(1);
+        let mut sum = zero;
+        for (c, &q) in u.q.iter().enumerate() {
+            let (l0, l1) = match W::SUB {
+                16 => (u.ls[2 * c], u.ls[2 * c + 1]),
+                32 => (u.ls[c], u.ls[c]),
+                _ => (1, 1),
+            };
+            let (l0, l1) = (l0 as i16, l1 as i16);
+            let ls = _mm256_setr_epi16(l0, l0, l0, l0, l0, l0, l0, l0, l1, l1, l1, l1, l1, l1, l1, l1);
+            sum = _mm256_add_epi32(sum, _mm256_madd_epi16(_mm256_maddubs_epi16(ones, q), ls));
+        }
+        let s = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256::<1>(sum));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+        u.corr = _mm_cvtsi128_si32(s).wrapping_mul(128);
+        u
+    }
+
+    /// Interleaves `tokens` tokens of `n` super-blocks each into `tk` (with
+    /// their block sums when `sums`). Lanes past the last token hold zero.
+    fn interleave(a: &[BlockQ8K], tokens: usize, n: usize, sums: bool, tk: &mut Tokens) {
+        let groups = tokens.div_ceil(NL);
+        tk.lines.clear();
+        tk.lines.resize(groups * n * QK / 4, Line([0; NL]));
+        tk.sums.clear();
+        tk.sums.resize(if sums { groups * n * 8 } else { 0 }, Line([0; NL]));
+        tk.scales.clear();
+        tk.scales.resize(groups * n, Scales([0.0; NL]));
+        for t in 0..tokens {
+            let (g, l) = (t / NL, t % NL);
+            for b in 0..n {
+                let blk = &a[t * n + b];
+                let gb = g * n + b;
+                tk.scales[gb].0[l] = blk.d;
+                for (k, q) in blk.qs.chunks_exact(4).enumerate() {
+                    let word = u32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8]);
+                    tk.lines[gb * QK / 4 + k].0[l] = word ^ 0x8080_8080;
+                }
+                if sums {
+                    for p in 0..8 {
+                        let pair = (blk.bsums[2 * p] as u16 as u32) | ((blk.bsums[2 * p + 1] as u16 as u32) << 16);
+                        tk.sums[gb * 8 + p].0[l] = pair;
+                    }
+                }
+            }
+        }
+    }
+
+    /// One group of tokens: its lines, block sums and scales.
+    #[derive(Clone, Copy)]
+    struct Group {
+        lines: *const Line,
+        sums: *const Line,
+        scales: *const Scales,
+    }
+
+    /// One group of (up to) 16 tokens × the strip's `MR` rows, over `n`
+    /// super-blocks: `un[r·n + b]` the rows' unpacked super-blocks; row
+    /// `r < nr`, token `t < nt` into `out[t·stride + r]`.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C on the running CPU; `un`
+    /// holds `MR·n` super-blocks, the group `64·n` lines, `8·n` sums (with
+    /// `MINS`) and `n` scales; `out` holds `(nt−1)·stride + nr` values,
+    /// `nr ≤ MR`, `nt ≤ 16`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    unsafe fn group<const SUB: usize, const MINS: bool>(
+        un: *const Unpacked,
+        grp: Group,
+        n: usize,
+        (nr, nt): (usize, usize),
+        out: *mut f32,
+        stride: usize,
+    ) {
+        let zero = _mm512_setzero_si512();
+        let mut acc = [_mm512_setzero_ps(); MR];
+        for b in 0..n {
+            // SAFETY: r < MR, b < n: inside `un`.
+            let blk: [&Unpacked; MR] = std::array::from_fn(|r| unsafe { &*un.add(r * n + b) });
+            let words: [*const i32; MR] = std::array::from_fn(|r| blk[r].q.as_ptr().cast::<i32>());
+            let mut s: [__m512i; MR] = std::array::from_fn(|r| _mm512_set1_epi32(blk[r].corr.wrapping_neg()));
+            // SAFETY: the group's lines of super-block b.
+            let line = unsafe { grp.lines.add(b * QK / 4) };
+            for sub in 0..QK / SUB {
+                let mut dp = if SUB == QK { s } else { [zero; MR] };
+                for k in sub * SUB / 4..(sub + 1) * SUB / 4 {
+                    // SAFETY: k < 64 lines of super-block b, 64-byte aligned.
+                    let x = unsafe { _mm512_load_si512(line.add(k).cast()) };
+                    for r in 0..MR {
+                        // SAFETY: word k of the 64 words of row r's levels.
+                        let w = _mm512_set1_epi32(unsafe { *words[r].add(k) });
+                        dp[r] = _mm512_dpbusd_epi32(dp[r], x, w);
+                    }
+                }
+                for r in 0..MR {
+                    s[r] = if SUB == QK {
+                        dp[r]
+                    } else {
+                        _mm512_add_epi32(s[r], _mm512_mullo_epi32(dp[r], _mm512_set1_epi32(blk[r].ls[sub])))
+                    };
+                }
+            }
+            // SAFETY: scale line b of the group, 64-byte aligned.
+            let da = unsafe { _mm512_load_ps((*grp.scales.add(b)).0.as_ptr()) };
+            let mut res: [__m512; MR] =
+                std::array::from_fn(|r| _mm512_mul_ps(_mm512_set1_ps(blk[r].d), _mm512_cvtepi32_ps(s[r])));
+            if MINS {
+                // s2 = Σ_j m_j·bsum_j: pairs of i16 per lane, `vpdpwssd`.
+                let mut s2 = [zero; MR];
+                for p in 0..8 {
+                    // SAFETY: sum line p of super-block b, 64-byte aligned.
+                    let x = unsafe { _mm512_load_si512(grp.sums.add(b * 8 + p).cast()) };
+                    for r in 0..MR {
+                        // SAFETY: pair p of the 16 i16 minimums.
+                        let m = _mm512_set1_epi32(unsafe { *blk[r].mins.as_ptr().cast::<i32>().add(p) });
+                        s2[r] = _mm512_dpwssd_epi32(s2[r], x, m);
+                    }
+                }
+                for r in 0..MR {
+                    // res − dmin·s2, one FMA.
+                    res[r] = _mm512_fnmadd_ps(_mm512_set1_ps(blk[r].dmin), _mm512_cvtepi32_ps(s2[r]), res[r]);
+                }
+            }
+            for r in 0..MR {
+                acc[r] = _mm512_fmadd_ps(res[r], da, acc[r]);
+            }
+        }
+        let mut v = [[0f32; NL]; MR];
+        for r in 0..nr {
+            // SAFETY: `v[r]` is 16 floats.
+            unsafe { _mm512_storeu_ps(v[r].as_mut_ptr(), acc[r]) };
+        }
+        for t in 0..nt {
+            for (r, v) in v.iter().enumerate().take(nr) {
+                // SAFETY: t < nt, r < nr: inside `out`.
+                unsafe { *out.add(t * stride + r) = v[t] };
+            }
+        }
+    }
+
+    /// Products of weight rows of a type with [`Unpack`] with Q8_K tokens.
+    ///
+    /// `w` holds `w.len() / n` rows and `a` `a.len() / n` tokens of `n`
+    /// super-blocks; `out[t · rows + r]` receives row `r` · token `t`,
+    /// bit-identical to the batch dot product of the two (see the module
+    /// documentation).
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub unsafe fn gemm<W: Unpack>(w: &[W], a: &[BlockQ8K], n: usize, out: &mut [f32]) {
+        if n == 0 {
+            return;
+        }
+        let (rows, tokens) = (w.len() / n, a.len() / n);
+        assert!(out.len() >= rows * tokens, "output of {} for {rows} × {tokens}", out.len());
+        BUF.with_borrow_mut(|(un, tk)| {
+            interleave(a, tokens, n, W::MINS, tk);
+            let mut r0 = 0;
+            while r0 < rows {
+                let nr = (rows - r0).min(MR);
+                un.clear();
+                for r in 0..MR {
+                    for b in 0..n {
+                        let blk = (r < nr).then(|| &w[(r0 + r) * n + b]);
+                        // SAFETY: the features are the caller's.
+                        un.push(unsafe { unpack(blk) });
+                    }
+                }
+                let mut t0 = 0;
+                while t0 < tokens {
+                    let (g, nt) = (t0 / NL, (tokens - t0).min(NL));
+                    // SAFETY: `un` holds MR·n super-blocks; the group's
+                    // lines, sums and scales start at g·n·64, g·n·8 and
+                    // g·n (`sums` is only read with MINS, when it was
+                    // filled); the output index (t0+t)·rows + r0 + r <
+                    // tokens·rows for t < nt, r < nr; the features are the
+                    // caller's.
+                    unsafe {
+                        let out = out.as_mut_ptr().add(t0 * rows + r0);
+                        let grp = Group {
+                            lines: tk.lines.as_ptr().add(g * n * QK / 4),
+                            sums: tk.sums.as_ptr().wrapping_add(g * n * 8),
+                            scales: tk.scales.as_ptr().add(g * n),
+                        };
+                        let u = un.as_ptr();
+                        match (W::SUB, W::MINS) {
+                            (16, false) => group::<16, false>(u, grp, n, (nr, nt), out, rows),
+                            (16, true) => group::<16, true>(u, grp, n, (nr, nt), out, rows),
+                            (32, false) => group::<32, false>(u, grp, n, (nr, nt), out, rows),
+                            (32, true) => group::<32, true>(u, grp, n, (nr, nt), out, rows),
+                            (_, false) => group::<QK, false>(u, grp, n, (nr, nt), out, rows),
+                            (_, true) => group::<QK, true>(u, grp, n, (nr, nt), out, rows),
+                        }
+                    }
+                    t0 += nt;
+                }
+                r0 += nr;
+            }
+        });
+    }
+}
