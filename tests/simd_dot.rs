@@ -290,7 +290,7 @@ fn batch_dot_simd_equals_scalar_exactly() {
     );
 }
 
-/// The AVX-512 VNNI dot products (Q2_K … Q6_K) give the AVX2
+/// The AVX-512 VNNI dot products (Q2_K … Q6_K, IQ3, IQ2) give the AVX2
 /// kernels' bits (ggml's), on random blocks with random scales.
 #[test]
 fn vnni_dot_equals_avx2_exactly() {
@@ -314,7 +314,21 @@ fn vnni_dot_equals_avx2_exactly() {
             }
         }
     }
-    assert_eq!(checked, [GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K]);
+    assert_eq!(
+        checked,
+        [
+            GgmlType::Q2_K,
+            GgmlType::Q3_K,
+            GgmlType::Q4_K,
+            GgmlType::Q5_K,
+            GgmlType::Q6_K,
+            GgmlType::IQ3_XXS,
+            GgmlType::IQ3_S,
+            GgmlType::IQ2_S,
+            GgmlType::IQ2_XXS,
+            GgmlType::IQ2_XS
+        ]
+    );
 }
 
 #[test]

@@ -25,6 +25,11 @@
 //! steps per (row, token) are the batch dot product's, so every output is
 //! bit-identical to it (tests/matmul.rs).
 
+/// Tokens per tile for this kernel ([`crate::quant::GgmlBlock::GEMM_TILE_TOKENS`]).
+pub const TILE_TOKENS: usize = 256;
+/// Weight bytes per tile for this kernel ([`crate::quant::GgmlBlock::GEMM_TILE_BYTES`]).
+pub const TILE_BYTES: usize = 384 * 1024;
+
 #[cfg(target_arch = "x86_64")]
 pub mod vnni {
     use crate::quant::blocks::BlockQ8K;

@@ -214,7 +214,8 @@ pub fn matmul_quantized(w: &Weights, acts: &Activations, out: &mut [f32]) -> Res
 /// stay in L2 while every token of the tile passes over them (the tile
 /// kernels have their own, [`GgmlBlock::GEMM_TILE_BYTES`]).
 const L2_TILE_BYTES: usize = 96 * 1024;
-/// Tokens per tile.
+/// Tokens per tile of the per-element path (the tile kernels have their
+/// own, [`GgmlBlock::GEMM_TILE_TOKENS`]).
 const TILE_TOKENS: usize = 64;
 /// Runs of weight rows per thread for one token.
 const ROW_RUNS_PER_THREAD: usize = 8;
@@ -317,7 +318,8 @@ fn run<B: GgmlBlock>(w: &Weights, acts: &Activations, out: &mut [f32]) {
     if let Some(kernel) = tile_kernel {
         // Every type with a tile kernel pairs one activation block with each weight block.
         debug_assert_eq!(apr, bpr);
-        return run_tiles(w.rows, w.row_bytes(), B::GEMM_TILE_BYTES, n_tokens, out, |tile| {
+        let (tile_bytes, tile_tokens) = (B::GEMM_TILE_BYTES, B::GEMM_TILE_TOKENS);
+        return run_tiles(w.rows, w.row_bytes(), (tile_bytes, tile_tokens), n_tokens, out, |tile| {
             let (r0, r1, t0, t1) = tile.bounds();
             let mut buf = vec![0f32; (r1 - r0) * (t1 - t0)];
             // SAFETY: `use_avx512` holds only where AVX-512 F/BW/VL, AVX2,
@@ -331,7 +333,7 @@ fn run<B: GgmlBlock>(w: &Weights, acts: &Activations, out: &mut [f32]) {
             }
         });
     }
-    run_tiles(w.rows, w.row_bytes(), L2_TILE_BYTES, n_tokens, out, |tile| {
+    run_tiles(w.rows, w.row_bytes(), (L2_TILE_BYTES, TILE_TOKENS), n_tokens, out, |tile| {
         let (r0, r1, t0, t1) = tile.bounds();
         for t in t0..t1 {
             let a = &ab[t * apr..(t + 1) * apr];
@@ -373,11 +375,17 @@ impl Tile {
 /// `tile_bytes` of weight rows each (96 KiB keeps a tile's rows in L2 while
 /// every token of the tile passes over them), run in parallel; `tile_fn`
 /// computes one tile and writes it with [`Tile::set`].
-fn run_tiles<F>(rows: usize, row_bytes: usize, tile_bytes: usize, n_tokens: usize, out: &mut [f32], tile_fn: F)
-where
+fn run_tiles<F>(
+    rows: usize,
+    row_bytes: usize,
+    (tile_bytes, tile_tokens): (usize, usize),
+    n_tokens: usize,
+    out: &mut [f32],
+    tile_fn: F,
+) where
     F: Fn(&Tile) + Sync,
 {
-    let tile_tokens = n_tokens.min(TILE_TOKENS);
+    let tile_tokens = n_tokens.min(tile_tokens);
     let token_tiles = n_tokens.div_ceil(tile_tokens);
     // Enough tiles to keep every thread busy (several per thread, for
     // balance), rows per tile bounded by the L2 budget.

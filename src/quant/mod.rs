@@ -150,6 +150,10 @@ pub trait GgmlBlock: Pod + Send + Sync + 'static {
     /// rows (the legacy VNNI kernels) gains from fewer, taller tiles instead.
     const GEMM_TILE_BYTES: usize = 96 * 1024;
 
+    /// Tokens per tile of the tile kernels: by default 64. A kernel that
+    /// unpacks each group of rows once per tile gains from more.
+    const GEMM_TILE_TOKENS: usize = 64;
+
     /// Products of [`GgmlBlock::BATCH_FROM`] or more tokens in ggml's
     /// other arithmetic, if ggml's CPU backend has one for this type: its
     /// tiled matmul (`ggml-cpu/tiled`), which llama.cpp takes for k-quant and

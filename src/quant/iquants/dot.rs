@@ -11,3 +11,6 @@ pub mod scalar;
 
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;
+
+#[cfg(target_arch = "x86_64")]
+pub mod vnni;

@@ -56,10 +56,14 @@ impl GgmlBlock for BlockIQ3XXS {
     #[cfg(target_arch = "x86_64")]
     const VEC_DOT_AVX2: Option<crate::quant::VecDotKernel<Self>> = Some(super::dot::avx2::iq3xxs_q8k);
     #[cfg(target_arch = "x86_64")]
+    const VEC_DOT_VNNI: Option<crate::quant::VecDotKernel<Self>> = Some(super::dot::vnni::iq3xxs_q8k);
+    #[cfg(target_arch = "x86_64")]
     const DEQUANTIZE_AVX2: Option<crate::quant::DequantizeKernel<Self>> = Some(super::dequant_avx2::iq3xxs);
     const BATCH_DOT: Option<crate::quant::BatchDotFn<Self>> = Some(super::dot::scalar::iq3xxs_batch);
     #[cfg(target_arch = "x86_64")]
     const GEMM_VNNI: Option<crate::quant::GemmKernel<Self>> = Some(crate::quant::i8gemm::vnni::gemm::<Self>);
+    const GEMM_TILE_TOKENS: usize = crate::quant::i8gemm::TILE_TOKENS;
+    const GEMM_TILE_BYTES: usize = crate::quant::i8gemm::TILE_BYTES;
     #[cfg(target_arch = "x86_64")]
     const BATCH_DOT_AVX2: Option<crate::quant::VecDotKernel<Self>> = Some(super::dot::avx2::iq3xxs_batch);
 

@@ -224,12 +224,7 @@ unsafe fn iq3s_lanes(a: &BlockIQ3S, b: &BlockQ8K) -> __m256i {
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn iq3xxs_q8k(x: &[BlockIQ3XXS], y: &[BlockQ8K]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    for (a, b) in x.iter().zip(y) {
-        let d = _mm256_set1_ps(a.d.to_f32() * b.d);
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(iq3xxs_lanes(a, b)), acc);
-    }
-    0.25 * hsum_ps(acc)
+    0.25 * grid_steps(x, y, |a| a.d.to_f32(), |a, b| iq3xxs_lanes(a, b))
 }
 
 /// ggml's AVX2 `ggml_vec_dot_iq3_s_q8_K` (as [`iq3xxs_q8k`], no 0.25).
@@ -238,10 +233,28 @@ pub unsafe fn iq3xxs_q8k(x: &[BlockIQ3XXS], y: &[BlockQ8K]) -> f32 {
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn iq3s_q8k(x: &[BlockIQ3S], y: &[BlockQ8K]) -> f32 {
+    grid_steps(x, y, |a| a.d.to_f32(), |a, b| iq3s_lanes(a, b))
+}
+
+/// ggml's AVX2 float steps of the grid products (IQ3, IQ2): per
+/// super-block its 8 integer lanes converted and multiply-added into 8 float
+/// lanes with `d_x·d_y`, summed at the end (before the type's constant
+/// factor).
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn grid_steps<B>(
+    x: &[B],
+    y: &[BlockQ8K],
+    d: impl Fn(&B) -> f32,
+    lanes: impl Fn(&B, &BlockQ8K) -> __m256i,
+) -> f32 {
     let mut acc = _mm256_setzero_ps();
     for (a, b) in x.iter().zip(y) {
-        let d = _mm256_set1_ps(a.d.to_f32() * b.d);
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(iq3s_lanes(a, b)), acc);
+        let d = _mm256_set1_ps(d(a) * b.d);
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes(a, b)), acc);
     }
     hsum_ps(acc)
 }
@@ -329,12 +342,7 @@ unsafe fn iq2xxs_lanes(a: &BlockIQ2XXS, b: &BlockQ8K) -> __m256i {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn iq2_q8k<B>(x: &[B], y: &[BlockQ8K], d: impl Fn(&B) -> f32, lanes: impl Fn(&B, &BlockQ8K) -> __m256i) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    for (a, b) in x.iter().zip(y) {
-        let d = _mm256_set1_ps(d(a) * b.d);
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes(a, b)), acc);
-    }
-    0.125 * hsum_ps(acc)
+    0.125 * grid_steps(x, y, d, lanes)
 }
 
 /// ggml's tiled-GEMM 2-bit grid products (`super::scalar::iq2s_batch`).
