@@ -5,7 +5,9 @@
 # --against`. The files:
 #  - SmolLM2-135M Q8_0 (quantized from the noisy F16 source of the other benchmarks),
 #  - a 4-layer 1024-wide qwen3 with a 32 000-token vocabulary (make_synth_model.py) as llama.cpp's
-#    Q4_K_M (Q4_K + Q6_K) and Q2_K presets.
+#    Q4_K_M (Q4_K + Q6_K) and Q2_K presets (PRESETS="Q4_K_M Q2_K"; any llama.cpp preset
+#    quantmix makes without an importance matrix, e.g. PRESETS="Q4_K_M Q2_K Q5_K_M Q6_K IQ4_XS
+#    IQ3_S" for the other kernels).
 #
 #   tests/tools/bench_speed.sh            (THREADS="1 2" PP=512 TG=128 REPS=3 by default)
 #
@@ -29,10 +31,11 @@ SMOL="$CACHE/bench/smollm2-noisy-f16.gguf"
 Q3="$OUT/qwen3-4x1024-f16.gguf"
 [ -s "$Q3" ] || "$PY" tests/tools/make_synth_model.py qwen3 "$Q3" --n-embd 1024 --n-layer 4 --n-head 8 \
   --n-head-kv 4 --head-dim 128 --n-ff 3072 --pad-vocab 32000 --seed 13 > /dev/null
-for P in Q4_K_M Q2_K; do
+files=("$OUT/smollm2-q8_0.gguf")
+for P in ${PRESETS:-Q4_K_M Q2_K}; do
   [ -s "$OUT/qwen3-${P,,}.gguf" ] || "$QM" quantize "$Q3" --preset "$P" -o "$OUT/qwen3-${P,,}.gguf" --quiet > /dev/null
+  files+=("$OUT/qwen3-${P,,}.gguf")
 done
-files=("$OUT/smollm2-q8_0.gguf" "$OUT/qwen3-q4_k_m.gguf" "$OUT/qwen3-q2_k.gguf")
 
 for T in $THREADS; do
   cut -d' ' -f1-3 /proc/loadavg > "$OUT/load-before-${T}t"
