@@ -29,7 +29,8 @@ fn every_output_is_the_batch_dot_of_its_rows() {
     for (k, &ty) in VEC_DOT_TYPES.iter().enumerate() {
         let wq = quantized(ty, &data(k as u64, rows * row_len), row_len);
         let w = Weights::new(ty, rows, row_len, &wq).unwrap();
-        for n_tokens in [1, 3, 7, 8, 70] {
+        // 300: more tokens than one tile of the int8 GEMM takes (256).
+        for n_tokens in [1, 3, 7, 8, 70, 300] {
             let x = data(100 + k as u64, n_tokens * row_len);
             let mut out = vec![f32::NAN; n_tokens * rows];
             matmul(&w, &x, &mut out).unwrap();
@@ -57,9 +58,9 @@ fn every_output_is_the_batch_dot_of_its_rows() {
 }
 
 /// The tile kernels of several tokens (AVX-512 VNNI for the legacy types,
-/// the k-quants and the IQ4 types, AVX-512 for the float types, where the
-/// CPU has it; the IQ3 types have none and run their batch dot product)
-/// give every output
+/// IQ4_NL and, through the int8 GEMM, the k-quants, IQ4_XS and the IQ3, IQ2
+/// and IQ1 types; AVX-512 for the float types, where the CPU has it) give
+/// every output
 /// the batch dot product's bits (the AVX2 dot product's, or for k-quants
 /// from 8 tokens on ggml's tiled-GEMM arithmetic), for
 /// every tail of rows and tokens, with weights at the ends of their ranges

@@ -33,7 +33,7 @@ pub const TILE_BYTES: usize = 384 * 1024;
 #[cfg(target_arch = "x86_64")]
 pub mod vnni {
     use crate::quant::blocks::BlockQ8K;
-    use crate::quant::GgmlBlock;
+    use crate::quant::{GemmOut, GgmlBlock};
     use std::arch::x86_64::*;
 
     /// Weight rows per strip (a strip with fewer rows is padded with zero
@@ -143,33 +143,113 @@ pub mod vnni {
     }
 
     /// Interleaves `tokens` tokens of `n` super-blocks each into `tk` (with
-    /// their block sums when `sums`). Lanes past the last token hold zero.
-    fn interleave(a: &[BlockQ8K], tokens: usize, n: usize, sums: bool, tk: &mut Tokens) {
+    /// their block sums when `sums`): the levels of each full group of 16
+    /// tokens by 16 × 16 transposes of 32-bit words, the rest one word at a
+    /// time. Lanes past the last token hold zero.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW on the running CPU.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn interleave(a: &[BlockQ8K], tokens: usize, n: usize, sums: bool, tk: &mut Tokens) {
         let groups = tokens.div_ceil(NL);
-        tk.lines.clear();
+        // Every line is written below (resizing keeps old contents, so
+        // nothing is zeroed twice), the padding lanes of the last group too.
         tk.lines.resize(groups * n * QK / 4, Line([0; NL]));
-        tk.sums.clear();
         tk.sums.resize(if sums { groups * n * 8 } else { 0 }, Line([0; NL]));
-        tk.scales.clear();
         tk.scales.resize(groups * n, Scales([0.0; NL]));
-        for t in 0..tokens {
-            let (g, l) = (t / NL, t % NL);
+        let bias = _mm512_set1_epi32(0x8080_8080u32 as i32);
+        for g in 0..groups {
+            let nt = (tokens - g * NL).min(NL);
             for b in 0..n {
-                let blk = &a[t * n + b];
                 let gb = g * n + b;
-                tk.scales[gb].0[l] = blk.d;
-                for (k, q) in blk.qs.chunks_exact(4).enumerate() {
-                    let word = u32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8]);
-                    tk.lines[gb * QK / 4 + k].0[l] = word ^ 0x8080_8080;
+                let blk = |l: usize| &a[(g * NL + l) * n + b];
+                for l in 0..NL {
+                    tk.scales[gb].0[l] = if l < nt { blk(l).d } else { 0.0 };
+                    if sums {
+                        for p in 0..8 {
+                            tk.sums[gb * 8 + p].0[l] = if l < nt {
+                                let s = &blk(l).bsums;
+                                (s[2 * p] as u16 as u32) | ((s[2 * p + 1] as u16 as u32) << 16)
+                            } else {
+                                0
+                            };
+                        }
+                    }
                 }
-                if sums {
-                    for p in 0..8 {
-                        let pair = (blk.bsums[2 * p] as u16 as u32) | ((blk.bsums[2 * p + 1] as u16 as u32) << 16);
-                        tk.sums[gb * 8 + p].0[l] = pair;
+                let lines = &mut tk.lines[gb * QK / 4..(gb + 1) * QK / 4];
+                if nt < NL {
+                    for (k, line) in lines.iter_mut().enumerate() {
+                        for l in 0..NL {
+                            line.0[l] = if l < nt {
+                                let q = &blk(l).qs[4 * k..4 * k + 4];
+                                u32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8]) ^ 0x8080_8080
+                            } else {
+                                0
+                            };
+                        }
+                    }
+                    continue;
+                }
+                for (quarter, lines) in lines.chunks_exact_mut(NL).enumerate() {
+                    let rows: [__m512i; NL] = std::array::from_fn(|l| {
+                        let q = &blk(l).qs[64 * quarter..64 * quarter + 64];
+                        // SAFETY: `q` is 64 bytes.
+                        _mm512_xor_si512(unsafe { _mm512_loadu_si512(q.as_ptr().cast()) }, bias)
+                    });
+                    let cols = transpose16(rows);
+                    for (line, c) in lines.iter_mut().zip(cols) {
+                        // SAFETY: a line is 64 bytes, 64-byte aligned.
+                        unsafe { _mm512_store_si512((line as *mut Line).cast(), c) };
                     }
                 }
             }
         }
+    }
+
+    /// The 16 × 16 transpose of 32-bit words: word `j` of row `i` to word
+    /// `i` of result `j`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn transpose16(r: [__m512i; 16]) -> [__m512i; 16] {
+        // Pairs of rows interleaved by words, then by pairs of words: u[4i+c]
+        // holds, in its 128-bit lane L, rows 4i..4i+4 of column 4L + c.
+        let t: [__m512i; 16] = std::array::from_fn(|k| {
+            let (x, y) = (r[k & !1], r[k | 1]);
+            if k % 2 == 0 {
+                _mm512_unpacklo_epi32(x, y)
+            } else {
+                _mm512_unpackhi_epi32(x, y)
+            }
+        });
+        let u: [__m512i; 16] = std::array::from_fn(|k| {
+            let (base, c) = (k & !3, k % 4);
+            let (x, y) = (t[base + c / 2], t[base + 2 + c / 2]);
+            if c % 2 == 0 {
+                _mm512_unpacklo_epi64(x, y)
+            } else {
+                _mm512_unpackhi_epi64(x, y)
+            }
+        });
+        // Lanes gathered across registers: v[k], v[4+k] from rows 0..8,
+        // v[8+k], v[12+k] from rows 8..16 (lanes 0, 2 and 1, 3).
+        let v: [__m512i; 16] = std::array::from_fn(|k| {
+            let (half, odd, c) = (k / 8, (k / 4) % 2, k % 4);
+            let (x, y) = (u[8 * half + c], u[8 * half + 4 + c]);
+            if odd == 0 {
+                _mm512_shuffle_i32x4::<0b10_00_10_00>(x, y)
+            } else {
+                _mm512_shuffle_i32x4::<0b11_01_11_01>(x, y)
+            }
+        });
+        std::array::from_fn(|j| {
+            let (lane, c) = (j / 4, j % 4);
+            let (x, y) = (v[4 * (lane % 2) + c], v[8 + 4 * (lane % 2) + c]);
+            if lane < 2 {
+                _mm512_shuffle_i32x4::<0b10_00_10_00>(x, y)
+            } else {
+                _mm512_shuffle_i32x4::<0b11_01_11_01>(x, y)
+            }
+        })
     }
 
     /// One group of tokens: its lines, block sums and scales.
@@ -268,21 +348,22 @@ pub mod vnni {
     /// Products of weight rows of a type with [`Unpack`] with Q8_K tokens.
     ///
     /// `w` holds `w.len() / n` rows and `a` `a.len() / n` tokens of `n`
-    /// super-blocks; `out[t · rows + r]` receives row `r` · token `t`,
+    /// super-blocks; `out.at(t, r)` receives row `r` · token `t`,
     /// bit-identical to the batch dot product of the two (see the module
     /// documentation).
     ///
     /// # Safety
-    /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C.
+    /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C; `out`
+    /// as [`GemmOut`] says.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    pub unsafe fn gemm<W: Unpack>(w: &[W], a: &[BlockQ8K], n: usize, out: &mut [f32]) {
+    pub unsafe fn gemm<W: Unpack>(w: &[W], a: &[BlockQ8K], n: usize, out: GemmOut) {
         if n == 0 {
             return;
         }
         let (rows, tokens) = (w.len() / n, a.len() / n);
-        assert!(out.len() >= rows * tokens, "output of {} for {rows} × {tokens}", out.len());
         BUF.with_borrow_mut(|(un, tk)| {
-            interleave(a, tokens, n, W::MINS, tk);
+            // SAFETY: the features are the caller's.
+            unsafe { interleave(a, tokens, n, W::MINS, tk) };
             let mut r0 = 0;
             while r0 < rows {
                 let nr = (rows - r0).min(MR);
@@ -300,11 +381,11 @@ pub mod vnni {
                     // SAFETY: `un` holds MR·n super-blocks; the group's
                     // lines, sums and scales start at g·n·64, g·n·8 and
                     // g·n (`sums` is only read with MINS, when it was
-                    // filled); the output index (t0+t)·rows + r0 + r <
-                    // tokens·rows for t < nt, r < nr; the features are the
+                    // filled); `out` holds token t0 + t, row r0 + r for
+                    // t < nt, r < nr (the caller's); the features are the
                     // caller's.
                     unsafe {
-                        let out = out.as_mut_ptr().add(t0 * rows + r0);
+                        let (o, stride) = (out.at(t0, r0), out.stride);
                         let grp = Group {
                             lines: tk.lines.as_ptr().add(g * n * QK / 4),
                             sums: tk.sums.as_ptr().wrapping_add(g * n * 8),
@@ -312,12 +393,12 @@ pub mod vnni {
                         };
                         let u = un.as_ptr();
                         match (W::SUB, W::MINS) {
-                            (16, false) => group::<16, false>(u, grp, n, (nr, nt), out, rows),
-                            (16, true) => group::<16, true>(u, grp, n, (nr, nt), out, rows),
-                            (32, false) => group::<32, false>(u, grp, n, (nr, nt), out, rows),
-                            (32, true) => group::<32, true>(u, grp, n, (nr, nt), out, rows),
-                            (_, false) => group::<QK, false>(u, grp, n, (nr, nt), out, rows),
-                            (_, true) => group::<QK, true>(u, grp, n, (nr, nt), out, rows),
+                            (16, false) => group::<16, false>(u, grp, n, (nr, nt), o, stride),
+                            (16, true) => group::<16, true>(u, grp, n, (nr, nt), o, stride),
+                            (32, false) => group::<32, false>(u, grp, n, (nr, nt), o, stride),
+                            (32, true) => group::<32, true>(u, grp, n, (nr, nt), o, stride),
+                            (_, false) => group::<QK, false>(u, grp, n, (nr, nt), o, stride),
+                            (_, true) => group::<QK, true>(u, grp, n, (nr, nt), o, stride),
                         }
                     }
                     t0 += nt;

@@ -47,7 +47,7 @@
 
 use rayon::prelude::*;
 
-use super::{blocks_of, caps, vec_dot_type, GgmlBlock, GgmlType, QuantError};
+use super::{blocks_of, caps, vec_dot_type, GemmOut, GgmlBlock, GgmlType, QuantError};
 use crate::with_block_type;
 
 /// A weight matrix: `rows` rows of `row_len` values of type `ty`, stored
@@ -321,16 +321,13 @@ fn run<B: GgmlBlock>(w: &Weights, acts: &Activations, out: &mut [f32]) {
         let (tile_bytes, tile_tokens) = (B::GEMM_TILE_BYTES, B::GEMM_TILE_TOKENS);
         return run_tiles(w.rows, w.row_bytes(), (tile_bytes, tile_tokens), n_tokens, out, |tile| {
             let (r0, r1, t0, t1) = tile.bounds();
-            let mut buf = vec![0f32; (r1 - r0) * (t1 - t0)];
+            let o = GemmOut { ptr: tile.out.at(t0 * tile.rows + r0), stride: tile.rows };
             // SAFETY: `use_avx512` holds only where AVX-512 F/BW/VL, AVX2,
             // FMA and F16C were detected, `use_avx512_vnni` only where VNNI
-            // was too.
-            unsafe { kernel(&wb[r0 * bpr..r1 * bpr], &ab[t0 * bpr..t1 * bpr], bpr, &mut buf) };
-            for (t, o) in (t0..t1).zip(buf.chunks_exact(r1 - r0)) {
-                for (r, &v) in (r0..r1).zip(o) {
-                    tile.set(t, r, v);
-                }
-            }
+            // was too; `o` addresses this tile's outputs (t0..t1 × r0..r1 of
+            // `out`, `n_tokens · rows` long), which no other task touches
+            // while `out` is borrowed for the parallel loop.
+            unsafe { kernel(&wb[r0 * bpr..r1 * bpr], &ab[t0 * bpr..t1 * bpr], bpr, o) };
         });
     }
     run_tiles(w.rows, w.row_bytes(), (L2_TILE_BYTES, TILE_TOKENS), n_tokens, out, |tile| {

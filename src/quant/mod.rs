@@ -83,10 +83,29 @@ pub type VecDotKernel<B> = unsafe fn(&[B], &[<B as GgmlBlock>::VecDot]) -> f32;
 
 /// A tile kernel of a block type for products of several tokens:
 /// `(w, a, n, out)` with `w` rows and `a` tokens of `n` values each (in
-/// blocks), `out[t · rows + r]` = row `r` · token `t`, every output
-/// bit-identical to the type's AVX2 dot product. `unsafe` as
-/// [`VecDotKernel`].
-pub type GemmKernel<B> = unsafe fn(&[B], &[<B as GgmlBlock>::VecDot], usize, &mut [f32]);
+/// blocks), row `r` · token `t` written at `out.at(t, r)`, every output
+/// bit-identical to the type's batch dot product. `unsafe` as
+/// [`VecDotKernel`], and because `out` must be valid (see [`GemmOut`]).
+pub type GemmKernel<B> = unsafe fn(&[B], &[<B as GgmlBlock>::VecDot], usize, GemmOut);
+
+/// Where a tile kernel ([`GemmKernel`]) writes: row `r`, token `t` of its
+/// call at `ptr + t·stride + r`, straight into a tile of the whole
+/// product's output. Whoever calls a kernel with it guarantees that every
+/// such element (`t` below the call's tokens, `r` below its rows) is valid
+/// for writes and touched by nothing else during the call.
+#[derive(Clone, Copy, Debug)]
+pub struct GemmOut {
+    pub ptr: *mut f32,
+    pub stride: usize,
+}
+
+impl GemmOut {
+    /// The output of token `t`, row `r`.
+    #[inline(always)]
+    pub fn at(self, t: usize, r: usize) -> *mut f32 {
+        self.ptr.wrapping_add(t * self.stride + r)
+    }
+}
 
 /// A dequantization kernel of a block type: `src` into `dst`
 /// (`src.len() * BLCK_SIZE` values). `unsafe` as [`VecDotKernel`].

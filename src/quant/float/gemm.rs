@@ -21,6 +21,7 @@
 #[cfg(target_arch = "x86_64")]
 pub mod avx512 {
     use crate::quant::x86::hsum_ps;
+    use crate::quant::GemmOut;
     use half::{bf16, f16};
     use std::arch::x86_64::*;
 
@@ -208,24 +209,24 @@ pub mod avx512 {
     /// Products of f32 weight rows with f32 tokens.
     ///
     /// `w` holds `w.len() / n` rows and `x` `x.len() / n` tokens of `n`
-    /// values; `out[t · rows + r]` receives row `r` · token `t`,
-    /// bit-identical to the AVX2 dot product of the two.
+    /// values; `out.at(t, r)` receives row `r` · token `t`, bit-identical
+    /// to the AVX2 dot product of the two.
     ///
     /// # Safety
-    /// The CPU must support AVX-512 F/BW/VL, AVX2, FMA and F16C.
+    /// The CPU must support AVX-512 F/BW/VL, AVX2, FMA and F16C; `out` as
+    /// [`GemmOut`] says.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-    pub unsafe fn gemm_f32(w: &[f32], x: &[f32], n: usize, out: &mut [f32]) {
+    pub unsafe fn gemm_f32(w: &[f32], x: &[f32], n: usize, out: GemmOut) {
         if n == 0 {
             return;
         }
         let (rows, tokens) = (w.len() / n, x.len() / n);
-        assert!(out.len() >= rows * tokens, "output of {} for {rows} × {tokens}", out.len());
         let mut t = 0;
         while t < tokens {
             let nt = (tokens - t).min(NR);
-            // SAFETY: the rows and tokens t..t+nt exist; the output of token
-            // t + i, row r is at (t+i)·rows + r < tokens·rows.
-            unsafe { rows_by_tokens(w.as_ptr(), x[t * n..].as_ptr(), rows, nt, n, out[t * rows..].as_mut_ptr(), rows) };
+            // SAFETY: the rows and tokens t..t+nt exist; `out` holds their
+            // outputs (the caller's).
+            unsafe { rows_by_tokens(w.as_ptr(), x[t * n..].as_ptr(), rows, nt, n, out.at(t, 0), out.stride) };
             t += nt;
         }
     }
@@ -236,14 +237,14 @@ pub mod avx512 {
     /// vector inside the tile cost as many instructions as its products.
     ///
     /// # Safety
-    /// The CPU must support AVX-512 F/BW/VL, AVX2, FMA and F16C.
+    /// The CPU must support AVX-512 F/BW/VL, AVX2, FMA and F16C; `out` as
+    /// [`GemmOut`] says.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-    unsafe fn gemm_half<H: Half>(w: &[H], x: &[H], n: usize, out: &mut [f32]) {
+    unsafe fn gemm_half<H: Half>(w: &[H], x: &[H], n: usize, out: GemmOut) {
         if n == 0 {
             return;
         }
         let (rows, tokens) = (w.len() / n, x.len() / n);
-        assert!(out.len() >= rows * tokens, "output of {} for {rows} × {tokens}", out.len());
         WIDE.with_borrow_mut(|(ww, xw)| {
             // SAFETY: the features are the caller's.
             let wp = unsafe { widen(&w[..rows * n], ww) };
@@ -254,7 +255,7 @@ pub mod avx512 {
                 // still `ww`'s: only `xw` is written again).
                 unsafe {
                     let xp = widen(&x[t * n..(t + nt) * n], xw);
-                    rows_by_tokens(wp, xp, rows, nt, n, out[t * rows..].as_mut_ptr(), rows)
+                    rows_by_tokens(wp, xp, rows, nt, n, out.at(t, 0), out.stride)
                 };
                 t += nt;
             }
@@ -264,9 +265,9 @@ pub mod avx512 {
     /// Products of f16 weight rows with f16 tokens ([`gemm_half`]).
     ///
     /// # Safety
-    /// The CPU must support AVX-512 F/BW/VL, AVX2, FMA and F16C.
+    /// As [`gemm_f32`].
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-    pub unsafe fn gemm_f16(w: &[f16], x: &[f16], n: usize, out: &mut [f32]) {
+    pub unsafe fn gemm_f16(w: &[f16], x: &[f16], n: usize, out: GemmOut) {
         // SAFETY: the features are the caller's.
         unsafe { gemm_half(w, x, n, out) }
     }
@@ -274,9 +275,9 @@ pub mod avx512 {
     /// Products of bf16 weight rows with bf16 tokens ([`gemm_half`]).
     ///
     /// # Safety
-    /// The CPU must support AVX-512 F/BW/VL, AVX2, FMA and F16C.
+    /// As [`gemm_f32`].
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-    pub unsafe fn gemm_bf16(w: &[bf16], x: &[bf16], n: usize, out: &mut [f32]) {
+    pub unsafe fn gemm_bf16(w: &[bf16], x: &[bf16], n: usize, out: GemmOut) {
         // SAFETY: the features are the caller's.
         unsafe { gemm_half(w, x, n, out) }
     }

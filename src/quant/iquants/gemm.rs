@@ -34,13 +34,14 @@ pub mod vnni {
     /// tinyBLAS's, with the table levels plus 128 as the unsigned levels.
     ///
     /// `w` holds `w.len() / n` rows and `a` `a.len() / n` tokens of `n`
-    /// blocks; `out[t · rows + r]` receives row `r` · token `t`,
-    /// bit-identical to the batch dot product of the two.
+    /// blocks; `out.at(t, r)` receives row `r` · token `t`, bit-identical
+    /// to the batch dot product of the two.
     ///
     /// # Safety
-    /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C.
+    /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C; `out`
+    /// as [`crate::quant::GemmOut`] says.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    pub unsafe fn iq4nl_q8_0(w: &[BlockIQ4NL], a: &[BlockQ8_0], n: usize, out: &mut [f32]) {
+    pub unsafe fn iq4nl_q8_0(w: &[BlockIQ4NL], a: &[BlockQ8_0], n: usize, out: crate::quant::GemmOut) {
         // SAFETY: AVX2 is enabled in this function.
         let table = unsafe { table() };
         let offset = _mm256_set1_epi8(0x80u8 as i8);

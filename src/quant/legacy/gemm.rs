@@ -289,7 +289,7 @@ pub mod vnni {
         w: &[W],
         a: &[A],
         n: usize,
-        out: &mut [f32],
+        out: crate::quant::GemmOut,
         offset: u8,
         decode: impl Fn(&W) -> (__m256i, f32, f32),
     ) {
@@ -297,7 +297,6 @@ pub mod vnni {
             return;
         }
         let (rows, tokens) = (w.len() / n, a.len() / n);
-        assert!(out.len() >= rows * tokens, "output of {} for {rows} × {tokens}", out.len());
         if rows == 0 || tokens == 0 {
             return;
         }
@@ -308,7 +307,6 @@ pub mod vnni {
         let mut lv = vec![_mm256_setzero_si256(); group * n];
         let mut dw = vec![0f32; group * n];
         let mut mw = vec![0f32; group * n];
-        let op = out.as_mut_ptr();
         let mut r = 0;
         while r < rows {
             let left = rows - r;
@@ -321,22 +319,22 @@ pub mod vnni {
             while t < tokens {
                 let nt = (tokens - t).min(2 * NP);
                 let p0 = t / 2;
-                // SAFETY: rows r..r+nr and tokens t..t+nt exist; the output
-                // index (t+i)·rows + r + j < tokens·rows.
+                // SAFETY: rows r..r+nr and tokens t..t+nt exist; `out` holds
+                // their outputs (the caller's).
                 unsafe {
-                    let o = op.add(t * rows + r);
+                    let (o, stride) = (out.at(t, r), out.stride);
                     let (lv, dw, mw) = (&lv[..], &dw[..], &mw[..]);
                     match (nr, nt > 2) {
-                        (8, true) => tile::<8, 2, MIN>(lv, dw, mw, &acts, p0, nt, n, o, rows),
-                        (8, false) => tile::<8, 1, MIN>(lv, dw, mw, &acts, p0, nt, n, o, rows),
-                        (4, true) => tile::<4, 2, MIN>(lv, dw, mw, &acts, p0, nt, n, o, rows),
-                        (4, false) => tile::<4, 1, MIN>(lv, dw, mw, &acts, p0, nt, n, o, rows),
-                        (3, true) => tile::<3, 2, MIN>(lv, dw, mw, &acts, p0, nt, n, o, rows),
-                        (3, false) => tile::<3, 1, MIN>(lv, dw, mw, &acts, p0, nt, n, o, rows),
-                        (2, true) => tile::<2, 2, MIN>(lv, dw, mw, &acts, p0, nt, n, o, rows),
-                        (2, false) => tile::<2, 1, MIN>(lv, dw, mw, &acts, p0, nt, n, o, rows),
-                        (_, true) => tile::<1, 2, MIN>(lv, dw, mw, &acts, p0, nt, n, o, rows),
-                        (_, false) => tile::<1, 1, MIN>(lv, dw, mw, &acts, p0, nt, n, o, rows),
+                        (8, true) => tile::<8, 2, MIN>(lv, dw, mw, &acts, p0, nt, n, o, stride),
+                        (8, false) => tile::<8, 1, MIN>(lv, dw, mw, &acts, p0, nt, n, o, stride),
+                        (4, true) => tile::<4, 2, MIN>(lv, dw, mw, &acts, p0, nt, n, o, stride),
+                        (4, false) => tile::<4, 1, MIN>(lv, dw, mw, &acts, p0, nt, n, o, stride),
+                        (3, true) => tile::<3, 2, MIN>(lv, dw, mw, &acts, p0, nt, n, o, stride),
+                        (3, false) => tile::<3, 1, MIN>(lv, dw, mw, &acts, p0, nt, n, o, stride),
+                        (2, true) => tile::<2, 2, MIN>(lv, dw, mw, &acts, p0, nt, n, o, stride),
+                        (2, false) => tile::<2, 1, MIN>(lv, dw, mw, &acts, p0, nt, n, o, stride),
+                        (_, true) => tile::<1, 2, MIN>(lv, dw, mw, &acts, p0, nt, n, o, stride),
+                        (_, false) => tile::<1, 1, MIN>(lv, dw, mw, &acts, p0, nt, n, o, stride),
                     }
                 }
                 t += nt;
@@ -350,14 +348,15 @@ pub mod vnni {
             $(#[$doc])*
             ///
             /// `w` holds `w.len() / n` rows and `a` `a.len() / n` tokens of
-            /// `n` blocks; `out[t · rows + r]` receives row `r` · token `t`,
+            /// `n` blocks; `out.at(t, r)` receives row `r` · token `t`,
             /// bit-identical to the AVX2 dot product of the two (see the
             /// module documentation).
             ///
             /// # Safety
-            /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C.
+            /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C;
+            /// `out` as [`crate::quant::GemmOut`] says.
             #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-            pub unsafe fn $name(w: &[$W], a: &[$A], n: usize, out: &mut [f32]) {
+            pub unsafe fn $name(w: &[$W], a: &[$A], n: usize, out: crate::quant::GemmOut) {
                 // SAFETY: the features `run` needs are enabled here.
                 unsafe {
                     run::<$W, $A, $min>(w, a, n, out, $offset as u8, |blk| {
