@@ -129,18 +129,35 @@ mod unpack {
         }
     }
 
+    /// IQ2_XS and IQ2_S: `entry(g)` and `signs(ib32)` as [`grid2`]'s, a scale
+    /// per 16 values.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn unpack_iq2_16(
+        u: &mut Unpacked,
+        entry: impl Fn(usize) -> u64,
+        signs: impl Fn(usize) -> u32,
+        scale: impl Fn(usize) -> i32,
+        d: f32,
+    ) {
+        for ib in 0..8 {
+            // SAFETY: AVX2 is enabled in this function.
+            u.q[ib] = unsafe { grid2(|l| entry(4 * ib + l), signs(ib)) };
+            u.ls[2 * ib] = scale(2 * ib);
+            u.ls[2 * ib + 1] = scale(2 * ib + 1);
+        }
+        u.d = d * 0.125;
+    }
+
     impl Unpack for BlockIQ2XS {
         const SUB: usize = 16;
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn unpack(blk: &Self, u: &mut Unpacked) {
-            for ib in 0..8 {
-                // SAFETY: AVX2 is enabled in this function.
-                u.q[ib] = unsafe { grid2(|l| iq2xs::entry(blk, 4 * ib + l), iq2xs::signs(blk, ib)) };
-                u.ls[2 * ib] = iq2xs::scale(blk, 2 * ib);
-                u.ls[2 * ib + 1] = iq2xs::scale(blk, 2 * ib + 1);
-            }
-            u.d = blk.d.to_f32() * 0.125;
+            let (entry, signs, scale) =
+                (|g| iq2xs::entry(blk, g), |ib| iq2xs::signs(blk, ib), |i| iq2xs::scale(blk, i));
+            // SAFETY: AVX2 is enabled in this function.
+            unsafe { unpack_iq2_16(u, entry, signs, scale, blk.d.to_f32()) }
         }
     }
 
@@ -149,13 +166,9 @@ mod unpack {
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn unpack(blk: &Self, u: &mut Unpacked) {
-            for ib in 0..8 {
-                // SAFETY: AVX2 is enabled in this function.
-                u.q[ib] = unsafe { grid2(|l| iq2s::entry(blk, 4 * ib + l), iq2s::signs(blk, ib)) };
-                u.ls[2 * ib] = iq2s::scale(blk, 2 * ib);
-                u.ls[2 * ib + 1] = iq2s::scale(blk, 2 * ib + 1);
-            }
-            u.d = blk.d.to_f32() * 0.125;
+            let (entry, signs, scale) = (|g| iq2s::entry(blk, g), |ib| iq2s::signs(blk, ib), |i| iq2s::scale(blk, i));
+            // SAFETY: AVX2 is enabled in this function.
+            unsafe { unpack_iq2_16(u, entry, signs, scale, blk.d.to_f32()) }
         }
     }
 

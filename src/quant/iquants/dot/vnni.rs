@@ -23,13 +23,7 @@ use crate::quant::blocks::*;
 use crate::quant::iquants::iq2_tables::{IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID};
 use crate::quant::iquants::iq3_tables::{IQ3S_GRID, IQ3XXS_GRID};
 use crate::quant::iquants::{iq2s, iq2xs, iq2xxs, iq3s, iq3xxs};
-
-/// The 8 AVX2 lanes of a 16-lane sum: lane `k` plus lane `8 + k`.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx2")]
-fn fold(v: __m512i) -> __m256i {
-    _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64::<1>(v))
-}
+use crate::quant::kquants::dot::vnni::fold;
 
 /// `lo` in lanes 0..8, `hi` in lanes 8..16.
 #[inline]

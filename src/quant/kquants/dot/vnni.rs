@@ -36,7 +36,7 @@ fn bcast(v: __m256i) -> __m512i {
 /// The 8 AVX2 lanes of a 16-lane sum: lane `k` plus lane `8 + k`.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx2")]
-fn fold(v: __m512i) -> __m256i {
+pub(crate) fn fold(v: __m512i) -> __m256i {
     _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64::<1>(v))
 }
 
