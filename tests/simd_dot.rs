@@ -290,7 +290,7 @@ fn batch_dot_simd_equals_scalar_exactly() {
     );
 }
 
-/// The AVX-512 VNNI dot products (Q2_K … Q6_K, IQ3, IQ2) give the AVX2
+/// The AVX-512 VNNI dot products (Q2_K … Q6_K, IQ3, IQ2, IQ1) give the AVX2
 /// kernels' bits (ggml's), on random blocks with random scales.
 #[test]
 fn vnni_dot_equals_avx2_exactly() {
@@ -326,7 +326,9 @@ fn vnni_dot_equals_avx2_exactly() {
             GgmlType::IQ3_S,
             GgmlType::IQ2_S,
             GgmlType::IQ2_XXS,
-            GgmlType::IQ2_XS
+            GgmlType::IQ2_XS,
+            GgmlType::IQ1_S,
+            GgmlType::IQ1_M
         ]
     );
 }

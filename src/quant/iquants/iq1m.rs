@@ -234,6 +234,8 @@ impl GgmlBlock for BlockIQ1M {
     #[cfg(target_arch = "x86_64")]
     const VEC_DOT_AVX2: Option<crate::quant::VecDotKernel<Self>> = Some(super::dot::avx2::iq1m_q8k);
     #[cfg(target_arch = "x86_64")]
+    const VEC_DOT_VNNI: Option<crate::quant::VecDotKernel<Self>> = Some(super::dot::vnni::iq1m_q8k);
+    #[cfg(target_arch = "x86_64")]
     const DEQUANTIZE_AVX2: Option<crate::quant::DequantizeKernel<Self>> = Some(super::dequant_avx2::iq1m);
     const BATCH_DOT: Option<crate::quant::BatchDotFn<Self>> = Some(super::dot::scalar::iq1m_batch);
     #[cfg(target_arch = "x86_64")]

@@ -1,16 +1,18 @@
-//! AVX-512 VNNI dot products of IQ3_S, IQ3_XXS, IQ2_XXS, IQ2_XS and IQ2_S
-//! with Q8_K for one token (generation): the integer lanes of [`super::avx2`]
-//! formed 64 values (two sub-blocks) at a time. The grid indices of two
-//! sub-blocks (16 of IQ3's 4 magnitudes, 8 of IQ2's 8) are formed in one
-//! register and their entries gathered (`vpgatherdd`, `vpgatherdq`) where
-//! the AVX2 kernels insert them one by one; the 64 sign bits negate the activations
+//! AVX-512 VNNI dot products of IQ3_S, IQ3_XXS, IQ2_XXS, IQ2_XS, IQ2_S,
+//! IQ1_S and IQ1_M with Q8_K for one token (generation): the integer lanes
+//! of [`super::avx2`] formed 64 values (two sub-blocks) at a time. The grid
+//! indices of two sub-blocks (16 of IQ3's 4 magnitudes, 8 of IQ2's and
+//! IQ1's 8) are formed in one register and their entries gathered
+//! (`vpgatherdd`, `vpgatherdq`) where the AVX2 kernels insert them one by
+//! one; the 64 sign bits (IQ1: the levels' own) negate the activations
 //! under a mask; `vpdpbusd` sums 4 products of unsigned magnitudes with
 //! signed activations per lane (at most 4·62·128, exact) and `vpmulld`
-//! applies each sub-block's scale (IQ2: one per 16 values). Lane `k` of a
-//! sub-block holds its values `4k..4k+4`, as ggml's AVX2 lane `k` does, so the two 256-bit halves are
-//! added at the end. Integer sums do not depend on their order and the float
-//! steps are the AVX2 kernels' own ([`super::avx2::grid_steps`]), so each
-//! result equals [`super::avx2`]'s bit for bit (tests/simd_dot.rs).
+//! applies each sub-block's scale (IQ2, IQ1_M: one per 16 values). Lane `k`
+//! of a sub-block holds its values `4k..4k+4`, as ggml's AVX2 lane `k`
+//! does, so the two 256-bit halves are added at the end. Integer sums do not
+//! depend on their order and the float steps are the AVX2 kernels' own
+//! ([`super::avx2::grid_steps`]; IQ1's written out), so each result equals
+//! [`super::avx2`]'s bit for bit (tests/simd_dot.rs).
 //!
 //! # Safety
 //! Every function requires AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C on the
@@ -219,4 +221,118 @@ pub unsafe fn iq2s_q8k(x: &[BlockIQ2S], y: &[BlockQ8K]) -> f32 {
     };
     // SAFETY: the features are this function's.
     unsafe { 0.125 * grid_steps(x, y, |a| a.d.to_f32(), lanes) }
+}
+
+/// `ls·Σ level·q8` of two 32-value chunks of IQ1 levels (−1, 0, 1 as
+/// bytes, `grid`) in 16 lanes: the activations negated where a level is
+/// negative, `vpdpbusd` with the levels' magnitudes, times `ls`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn iq1_pair(grid: __m512i, q8: &[i8], ls: __m512i) -> __m512i {
+    // SAFETY: the features are this function's.
+    unsafe { pair(_mm512_abs_epi8(grid), _mm512_movepi8_mask(grid), q8, ls) }
+}
+
+/// 8 grid indices of IQ1: `low` the 8 index bytes, `high` their 3 high bits
+/// at bit 8 of each lane (anything above masked off).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx2")]
+unsafe fn iq1_indices(low: &[u8], high: __m256i) -> __m256i {
+    assert!(low.len() >= 8);
+    // SAFETY: `low` holds at least 8 bytes (checked above).
+    let low = _mm256_cvtepu8_epi32(unsafe { _mm_loadl_epi64(low.as_ptr().cast()) });
+    _mm256_or_si256(low, _mm256_and_si256(high, _mm256_set1_epi32(0x700)))
+}
+
+/// ggml's AVX2 `ggml_vec_dot_iq1_s_q8_K` (`super::avx2::iq1s_q8k`), its
+/// level lanes formed two sub-blocks at a time as above (the shift sums
+/// from the block sums, as there).
+///
+/// # Safety
+/// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub unsafe fn iq1s_q8k(x: &[BlockIQ1S], y: &[BlockQ8K]) -> f32 {
+    use crate::quant::iquants::iq1_tables::IQ1S_GRID;
+    use crate::quant::iquants::iq1s::{negative_shift, scale};
+    use crate::quant::x86::{fma_ss, hsum_ps};
+    let shifts = _mm256_setr_epi32(8, 5, 2, -1, 8, 5, 2, -1);
+    let mut accum = _mm256_setzero_ps();
+    let mut accum1 = 0.0f32;
+    for (a, b) in x.iter().zip(y) {
+        let mut sumi = _mm512_setzero_si512();
+        let mut sumi1 = 0i32;
+        for p in 0..4 {
+            // Index bits 8..11 of group l: bits 3l..3l+3 of the sub-block's
+            // qh, shifted left by 8 − 3l (the last right by 1).
+            let (h0, h1) = (a.qh[2 * p] as i32, a.qh[2 * p + 1] as i32);
+            let h = _mm256_setr_epi32(h0, h0, h0, h0, h1, h1, h1, h1);
+            let left = _mm256_sllv_epi32(h, _mm256_max_epi32(shifts, _mm256_setzero_si256()));
+            let high = _mm256_blend_epi32::<0b1000_1000>(left, _mm256_srli_epi32::<1>(h));
+            // SAFETY: the indices are below 2048, the grid's length; the
+            // features are this function's.
+            let grid =
+                unsafe { _mm512_i32gather_epi64::<8>(iq1_indices(&a.qs[8 * p..], high), IQ1S_GRID.as_ptr().cast()) };
+            let (l0, l1) = (scale(a, 2 * p), scale(a, 2 * p + 1));
+            // SAFETY: the features are this function's.
+            sumi = _mm512_add_epi32(sumi, unsafe { iq1_pair(grid, &b.qs[64 * p..], halves(l0, l1)) });
+            for (ib, ls) in [(2 * p, l0), (2 * p + 1, l1)] {
+                let s = b.bsums[2 * ib] as i32 + b.bsums[2 * ib + 1] as i32;
+                sumi1 += if negative_shift(a, ib) { -s } else { s } * ls;
+            }
+        }
+        let d = b.d * a.d.to_f32();
+        accum = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(fold(sumi)), accum);
+        accum1 = fma_ss(accum1, d, sumi1 as f32);
+    }
+    // SAFETY: the features are this function's.
+    fma_ss(unsafe { hsum_ps(accum) }, crate::quant::iquants::iq1::IQ1S_DELTA, accum1)
+}
+
+/// ggml's AVX2 `ggml_vec_dot_iq1_m_q8_K` (`super::avx2::iq1m_q8k`), both
+/// sets of lanes formed two sub-blocks at a time: the levels as above, the
+/// shift sums `Σ ±q8` by `vpdpbusd` of ones with the activations negated
+/// where a group's shift is.
+///
+/// # Safety
+/// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub unsafe fn iq1m_q8k(x: &[BlockIQ1M], y: &[BlockQ8K]) -> f32 {
+    use crate::quant::iquants::iq1_tables::IQ1S_GRID;
+    use crate::quant::iquants::iq1m::{negative_shift, scale, scale_words, super_scale};
+    use crate::quant::x86::{fma_ss, hsum_ps};
+    // Group j of 8 takes qh byte j/2, its bits 0..3 (j even) or 4..7 (odd)
+    // to index bits 8..11.
+    let dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, -1, -1, -1, -1, -1, -1, -1, -1);
+    let shifts = _mm256_setr_epi32(8, 4, 8, 4, 8, 4, 8, 4);
+    let ones = _mm512_set1_epi8(1);
+    let (mut accum1, mut accum2) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    for (a, b) in x.iter().zip(y) {
+        let sc = scale_words(a);
+        let (mut sumi1, mut sumi2) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+        for p in 0..4 {
+            let qh = u32::from_le_bytes(a.qh[4 * p..4 * p + 4].try_into().unwrap_or([0; 4]));
+            let h = _mm256_cvtepu8_epi32(_mm_shuffle_epi8(_mm_cvtsi32_si128(qh as i32), dup));
+            // SAFETY: the indices are below 2048, the grid's length; the
+            // features are this function's.
+            let grid = unsafe {
+                let idx = iq1_indices(&a.qs[8 * p..], _mm256_sllv_epi32(h, shifts));
+                _mm512_i32gather_epi64::<8>(idx, IQ1S_GRID.as_ptr().cast())
+            };
+            let s: [i32; 4] = std::array::from_fn(|i| scale(&sc, 4 * p + i));
+            let ls = _mm512_setr_epi32(
+                s[0], s[0], s[0], s[0], s[1], s[1], s[1], s[1], s[2], s[2], s[2], s[2], s[3], s[3], s[3], s[3],
+            );
+            let negative = (0..8).fold(0u64, |m, j| if negative_shift(a, 8 * p + j) { m | 0xFF << (8 * j) } else { m });
+            // SAFETY: the features are this function's.
+            unsafe {
+                sumi1 = _mm512_add_epi32(sumi1, iq1_pair(grid, &b.qs[64 * p..], ls));
+                sumi2 = _mm512_add_epi32(sumi2, pair(ones, negative, &b.qs[64 * p..], ls));
+            }
+        }
+        let d = _mm256_set1_ps(b.d * super_scale(&sc).to_f32());
+        accum1 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(fold(sumi1)), accum1);
+        accum2 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(fold(sumi2)), accum2);
+    }
+    // SAFETY: the features are this function's.
+    unsafe { fma_ss(hsum_ps(accum1), crate::quant::iquants::iq1::IQ1M_DELTA, hsum_ps(accum2)) }
 }
