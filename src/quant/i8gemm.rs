@@ -1,11 +1,14 @@
 //! The token-lane int8 GEMM: AVX-512 VNNI products of weight types whose
 //! batch arithmetic ([`crate::quant::GgmlBlock::BATCH_DOT`], ggml's tiled
 //! GEMM) is, per super-block of 256 values, one exact integer
-//! `s = Σ_j ls(j)·w_j·q_j` — signed weight levels `w_j` (bytes), a scale
-//! `ls` per 16 or 32 values, the Q8_K activation levels `q_j` — then
-//! `acc = fma(d_w·s, d_a, acc)`: the grid i-quants (IQ3_XXS, IQ3_S, IQ2_XXS,
-//! IQ2_XS, IQ2_S, IQ1_S, IQ1_M) and IQ4_XS. Each type only says how a
-//! super-block unpacks ([`vnni::Unpack`], in its family's `gemm.rs`).
+//! `s = Σ_j ls(j)·w_j·q_j` — weight levels `w_j` (bytes), a scale `ls` per
+//! 16 or 32 values (or none, where the levels already carry it), the Q8_K
+//! activation levels `q_j` — then `res = d_w·s`, with a minimum term
+//! `res = res − dmin_w·Σ_j m_j·bsum_j` (one FMA; Q2_K, Q4_K, Q5_K), and
+//! `acc = fma(res, d_a, acc)`: the k-quants, IQ4_XS and the grid i-quants
+//! (IQ3_XXS, IQ3_S, IQ2_XXS, IQ2_XS, IQ2_S, IQ1_S, IQ1_M). Each type only
+//! says how a super-block unpacks ([`vnni::Unpack`], in its family's
+//! `gemm.rs`).
 //!
 //! The layout follows ggml's tiled micro-kernel: the 32-bit lanes of a
 //! register run over **16 tokens**, not over values. A call's tokens are
@@ -17,8 +20,10 @@
 //! broadcasts 4 bytes of a row (`vpdpbusd`'s signed operand) against a
 //! token line: one instruction is 64 products, 4 per token, with no
 //! horizontal sums and no packing. Per sub-block and row the 16 token sums
-//! are multiplied by the scale (`vpmulld`) into `s`; per super-block
-//! `s − corr` is converted and the float steps run for 16 tokens at once.
+//! are multiplied by the scale (`vpmulld`) into `s`; the minimum term's
+//! `Σ m·bsum` is one `vpdpwssd` per 32 values against the tokens' block
+//! sums, interleaved the same way; per super-block `s − corr` is converted
+//! and the float steps run for 16 tokens at once.
 //!
 //! Every product is exact (at most 4·127·255 per lane and instruction,
 //! `|s| < 2³¹`), integer sums do not depend on their order, and the float
