@@ -140,10 +140,8 @@ pub mod vnni {
             let ls = _mm256_setr_epi16(l0, l0, l0, l0, l0, l0, l0, l0, l1, l1, l1, l1, l1, l1, l1, l1);
             sum = _mm256_add_epi32(sum, _mm256_madd_epi16(_mm256_maddubs_epi16(ones, q), ls));
         }
-        let s = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256::<1>(sum));
-        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
-        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
-        u.corr = _mm_cvtsi128_si32(s).wrapping_mul(128);
+        // SAFETY: AVX2 is enabled in this function.
+        u.corr = unsafe { crate::quant::x86::hsum_epi32(sum) }.wrapping_mul(128);
         u
     }
 

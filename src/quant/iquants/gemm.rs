@@ -65,7 +65,7 @@ pub mod vnni {
 mod unpack {
     use crate::quant::blocks::*;
     use crate::quant::i8gemm::vnni::{Unpack, Unpacked};
-    use crate::quant::iquants::dot::avx2::{entries, iq1_deltas, iq1_grid, sign_mask};
+    use crate::quant::iquants::dot::avx2::{apply_signs, entries, iq1_deltas, iq1_grid, sign_mask};
     use crate::quant::iquants::{iq1m, iq1s, iq2s, iq2xs, iq2xxs, iq3s, iq3xxs};
     use std::arch::x86_64::*;
 
@@ -74,8 +74,7 @@ mod unpack {
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn signed(mag: __m256i, signs: u32) -> __m256i {
         // SAFETY: AVX2 is enabled in this function.
-        let mask = unsafe { sign_mask(signs) };
-        _mm256_sub_epi8(_mm256_xor_si256(mag, mask), mask)
+        unsafe { apply_signs(mag, sign_mask(signs)) }
     }
 
     impl Unpack for BlockIQ3S {

@@ -171,7 +171,7 @@ pub(crate) unsafe fn sign_mask(signs: u32) -> __m256i {
 /// `mask` is set.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn apply_signs(q8: __m256i, mask: __m256i) -> __m256i {
+pub(crate) unsafe fn apply_signs(q8: __m256i, mask: __m256i) -> __m256i {
     _mm256_sub_epi8(_mm256_xor_si256(q8, mask), mask)
 }
 
