@@ -66,7 +66,8 @@ pub mod vnni {
         /// factor of `res = d·s` (`s` the super-block's integer sum).
         ///
         /// # Safety
-        /// AVX2, FMA and F16C on the running CPU.
+        /// AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C on the running CPU (what
+        /// [`gemm`] runs on).
         unsafe fn unpack(blk: &Self, u: &mut Unpacked);
     }
 
@@ -117,9 +118,9 @@ pub mod vnni {
     /// Unpacks `blk` (`None`: a zero row) and forms `corr`.
     ///
     /// # Safety
-    /// AVX2, FMA and F16C on the running CPU.
+    /// AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C on the running CPU.
     #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
     unsafe fn unpack<W: Unpack>(blk: Option<&W>) -> Unpacked {
         let zero = _mm256_setzero_si256();
         let mut u = Unpacked { q: [zero; 8], ls: [0; 16], mins: [0; 16], d: 0.0, dmin: 0.0, corr: 0 };

@@ -65,7 +65,9 @@ pub mod vnni {
 mod unpack {
     use crate::quant::blocks::*;
     use crate::quant::i8gemm::vnni::{Unpack, Unpacked};
-    use crate::quant::iquants::dot::avx2::{apply_signs, entries, iq1_deltas, iq1_grid, sign_mask};
+    use crate::quant::iquants::dot::avx2::{apply_signs, iq1_deltas, iq1_grid, sign_mask};
+    use crate::quant::iquants::dot::vnni::indices;
+    use crate::quant::iquants::iq3_tables::{IQ3S_GRID, IQ3XXS_GRID};
     use crate::quant::iquants::{iq1m, iq1s, iq2s, iq2xs, iq2xxs, iq3s, iq3xxs};
     use std::arch::x86_64::*;
 
@@ -77,14 +79,40 @@ mod unpack {
         unsafe { apply_signs(mag, sign_mask(signs)) }
     }
 
+    /// The signed levels of sub-blocks `2p` and `2p + 1` of a 3-bit grid
+    /// type into `q[2p]`, `q[2p + 1]`: their 16 grid entries gathered at
+    /// once (`idx`, as the VNNI dot products gather them), negated where
+    /// the 64 bits of `signs` are set.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VL and AVX2 on the running CPU; every index below
+    /// `grid.len()`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    unsafe fn grid3_pair(grid: &[u32], idx: __m512i, signs: u64, q: &mut [__m256i]) {
+        // SAFETY: the indices are below the grid's length (the caller's).
+        let mag = unsafe { _mm512_i32gather_epi32::<4>(idx, grid.as_ptr().cast()) };
+        let v = _mm512_mask_sub_epi8(mag, signs, _mm512_setzero_si512(), mag);
+        q[0] = _mm512_castsi512_si256(v);
+        q[1] = _mm512_extracti64x4_epi64::<1>(v);
+    }
+
     impl Unpack for BlockIQ3S {
         const SUB: usize = 32;
         #[inline]
-        #[target_feature(enable = "avx2,fma,f16c")]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
         unsafe fn unpack(blk: &Self, u: &mut Unpacked) {
+            for p in 0..4 {
+                let signs = iq3s::signs(blk, 2 * p) as u64 | (iq3s::signs(blk, 2 * p + 1) as u64) << 32;
+                // SAFETY: 16 of the 64 index bytes with their 9th bits, so
+                // every index is below 512, the grid's length; the features
+                // are this function's.
+                unsafe {
+                    let idx = indices(&blk.qs[16 * p..], Some((blk.qh[2 * p], blk.qh[2 * p + 1])));
+                    grid3_pair(&IQ3S_GRID, idx, signs, &mut u.q[2 * p..]);
+                }
+            }
             for ib in 0..8 {
-                // SAFETY: AVX2 is enabled in this function.
-                u.q[ib] = unsafe { signed(entries(|k| iq3s::entry(blk, ib, k)), iq3s::signs(blk, ib)) };
                 u.ls[ib] = iq3s::scale(blk, ib);
             }
             u.d = blk.d.to_f32();
@@ -94,11 +122,15 @@ mod unpack {
     impl Unpack for BlockIQ3XXS {
         const SUB: usize = 32;
         #[inline]
-        #[target_feature(enable = "avx2,fma,f16c")]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
         unsafe fn unpack(blk: &Self, u: &mut Unpacked) {
+            for p in 0..4 {
+                let signs = iq3xxs::signs(blk, 2 * p) as u64 | (iq3xxs::signs(blk, 2 * p + 1) as u64) << 32;
+                // SAFETY: 16 of the 64 index bytes, each below 256, the
+                // grid's length; the features are this function's.
+                unsafe { grid3_pair(&IQ3XXS_GRID, indices(&blk.qs[16 * p..], None), signs, &mut u.q[2 * p..]) };
+            }
             for ib in 0..8 {
-                // SAFETY: AVX2 is enabled in this function.
-                u.q[ib] = unsafe { signed(entries(|k| iq3xxs::entry(blk, ib, k)), iq3xxs::signs(blk, ib)) };
                 u.ls[ib] = 2 * (iq3xxs::aux(blk, ib) >> 28) as i32 + 1;
             }
             u.d = blk.d.to_f32() * 0.25;

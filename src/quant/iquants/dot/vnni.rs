@@ -49,10 +49,11 @@ unsafe fn pair(grid: __m512i, signs: u64, q8: &[i8], ls: __m512i) -> __m512i {
 }
 
 /// The 16 grid indices of sub-blocks `2p`, `2p + 1` from their 16 low bytes
-/// (and, for IQ3_S, the 9th bits in `qh`).
+/// (and, for IQ3_S, the 9th bits in `qh`); the int8 GEMM's unpacking
+/// (`iquants::gemm`) uses them too.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx2")]
-unsafe fn indices(low: &[u8], qh: Option<(u8, u8)>) -> __m512i {
+pub(crate) unsafe fn indices(low: &[u8], qh: Option<(u8, u8)>) -> __m512i {
     assert!(low.len() >= 16);
     // SAFETY: `low` holds at least 16 bytes (checked above).
     let idx = _mm512_cvtepu8_epi32(unsafe { _mm_loadu_si128(low.as_ptr().cast()) });
