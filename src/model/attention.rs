@@ -551,28 +551,32 @@ mod tests {
             for r in 0..4 {
                 assert_eq!(got[r].to_bits(), dot8_scalar(a4[r], b4[r]).to_bits(), "n={n} ragged row {r}");
             }
-            // Four rows × four columns, column m of length cut[m].
+            // Four rows × four columns, column m of length cut[m]: ragged,
+            // then all of one length of whole 8-value steps (the AVX-512
+            // kernel's sixteen sums at once).
             let cols: Vec<Vec<f32>> = (0..4).map(|m| b.iter().map(|x| x * (1.0 + m as f32 * 0.37)).collect()).collect();
             let rows4: [&[f32]; 4] = std::array::from_fn(|r| &rows[r][..]);
-            let cols4: [&[f32]; 4] = std::array::from_fn(|m| &cols[m][..cut[m]]);
-            // Every path this CPU has: the dispatched one and each SIMD twin.
-            let mut paths = vec![("dispatched", dot8_4x4(rows4, cols4, cut))];
-            #[cfg(target_arch = "x86_64")]
-            {
-                if crate::quant::simd::use_avx2() {
-                    // SAFETY: AVX2, FMA and F16C were detected; the lengths fit.
-                    paths.push(("avx2", unsafe { avx2::dot8_4x4(rows4, cols4, cut) }));
+            for cut in [cut, [n / 8 * 8; 4]] {
+                let cols4: [&[f32]; 4] = std::array::from_fn(|m| &cols[m][..cut[m]]);
+                // Every path this CPU has: the dispatched one and each SIMD twin.
+                let mut paths = vec![("dispatched", dot8_4x4(rows4, cols4, cut))];
+                #[cfg(target_arch = "x86_64")]
+                {
+                    if crate::quant::simd::use_avx2() {
+                        // SAFETY: AVX2, FMA and F16C were detected; the lengths fit.
+                        paths.push(("avx2", unsafe { avx2::dot8_4x4(rows4, cols4, cut) }));
+                    }
+                    if crate::quant::simd::use_avx512() {
+                        // SAFETY: AVX-512 F/BW/VL, AVX2 and FMA were detected; the lengths fit.
+                        paths.push(("avx512", unsafe { avx512::dot8_4x4(rows4, cols4, cut) }));
+                    }
                 }
-                if crate::quant::simd::use_avx512() {
-                    // SAFETY: AVX-512 F/BW/VL, AVX2 and FMA were detected; the lengths fit.
-                    paths.push(("avx512", unsafe { avx512::dot8_4x4(rows4, cols4, cut) }));
-                }
-            }
-            for (path, got) in paths {
-                for r in 0..4 {
-                    for m in 0..4 {
-                        let want = dot8_scalar(&rows[r][..cut[m]], cols4[m]);
-                        assert_eq!(got[r][m].to_bits(), want.to_bits(), "{path}: n={n} 4x4 row {r} column {m}");
+                for (path, got) in paths {
+                    for r in 0..4 {
+                        for m in 0..4 {
+                            let want = dot8_scalar(&rows[r][..cut[m]], cols4[m]);
+                            assert_eq!(got[r][m].to_bits(), want.to_bits(), "{path}: {cut:?} 4x4 row {r} column {m}");
+                        }
                     }
                 }
             }
