@@ -59,8 +59,9 @@ fn every_output_is_the_batch_dot_of_its_rows() {
 
 /// The tile kernels of several tokens (AVX-512 VNNI for the legacy types,
 /// IQ4_NL and, through the int8 GEMM, the k-quants, IQ4_XS and the IQ3, IQ2
-/// and IQ1 types; AVX-512 for the float types, where the CPU has it) give
-/// every output
+/// and IQ1 types; AVX-512 for the float types, where the CPU has it; the
+/// int8 GEMM's AVX2 twin for the k-quants but Q3_K and the IQ3, IQ2 and IQ1
+/// types, on every CPU with AVX2) give every output
 /// the batch dot product's bits (the AVX2 dot product's, or for k-quants
 /// from 8 tokens on ggml's tiled-GEMM arithmetic), for
 /// every tail of rows and tokens, with weights at the ends of their ranges
@@ -145,6 +146,16 @@ fn tile_kernels_equal_the_batch_dot_product_bit_for_bit() {
             let w = Weights::new(ty, rows, row_len, &wq).unwrap();
             for n_tokens in [2, 3, 4, 5, 7, 8, 9, 13, 33, 70] {
                 let mut x = data(1000 + rows as u64 * 10 + n_tokens as u64, n_tokens * row_len);
+                if n_tokens == 9 {
+                    // Token 0: the largest activation level almost everywhere.
+                    // A Q8_K super-block maps its first value of largest
+                    // magnitude to −127, so one −1 and 255 values +1 give
+                    // +127 (255 biased), which with the largest weight levels
+                    // reaches the bound of the AVX2 kernel's 16-bit sums.
+                    for (i, v) in x[..row_len].iter_mut().enumerate() {
+                        *v = if i % 256 == 0 { -1.0 } else { 1.0 };
+                    }
+                }
                 if n_tokens == 7 {
                     // Token 1, block 2: denormals, whose Q8_0 levels overflow
                     // to ±inf and become -128 / 127.
@@ -154,6 +165,9 @@ fn tile_kernels_equal_the_batch_dot_product_bit_for_bit() {
                 }
                 let mut out = vec![f32::NAN; n_tokens * rows];
                 matmul(&w, &x, &mut out).unwrap();
+                // The AVX2 tile kernels too, where the CPU would run faster ones.
+                let mut out_avx2 = vec![f32::NAN; n_tokens * rows];
+                let avx2 = quant::matmul::matmul_avx2_tiles(&w, &x, &mut out_avx2).unwrap();
                 let aty = vec_dot_type(ty).unwrap();
                 let mut acts = Activations::new();
                 acts.quantize(aty, &x, row_len).unwrap();
@@ -174,6 +188,14 @@ fn tile_kernels_equal_the_batch_dot_product_bit_for_bit() {
                             "{ty}: {rows} rows × {n_tokens} tokens, token {t} row {r}: {} vs {want}",
                             out[t * rows + r]
                         );
+                        if avx2 {
+                            assert_eq!(
+                                out_avx2[t * rows + r].to_bits(),
+                                want.to_bits(),
+                                "{ty} (AVX2 tiles): {rows} rows × {n_tokens} tokens, token {t} row {r}: {} vs {want}",
+                                out_avx2[t * rows + r]
+                            );
+                        }
                     }
                 }
             }

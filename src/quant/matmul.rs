@@ -207,7 +207,28 @@ pub fn matmul_quantized(w: &Weights, acts: &Activations, out: &mut [f32]) -> Res
     if out.len() != acts.n_tokens * w.rows {
         return Err(QuantError::BadLength { ty: GgmlType::F32, got: out.len(), expected: acts.n_tokens * w.rows });
     }
-    with_block_type!(w.ty, B => run::<B>(w, acts, out)).ok_or(QuantError::Unsupported { ty: w.ty, op: "matmul" })
+    with_block_type!(w.ty, B => run::<B>(w, acts, out, Kernels::Best))
+        .ok_or(QuantError::Unsupported { ty: w.ty, op: "matmul" })
+}
+
+/// [`matmul`] with the AVX2 tile kernels where a type has one, not the
+/// AVX-512 ones: `Ok(false)` (and `out` untouched) when this CPU lacks
+/// AVX2 or the type has no AVX2 tile kernel. For the tests that compare
+/// those kernels with the batch dot product on CPUs that would not use
+/// them.
+pub fn matmul_avx2_tiles(w: &Weights, x: &[f32], out: &mut [f32]) -> Result<bool, QuantError> {
+    if !super::simd::use_avx2() || !with_block_type!(w.ty, B => B::GEMM_AVX2.is_some()).unwrap_or(false) {
+        return Ok(false);
+    }
+    let mut acts = Activations::new();
+    let aty = vec_dot_type(w.ty).ok_or(QuantError::Unsupported { ty: w.ty, op: "matmul" })?;
+    acts.quantize(aty, x, w.row_len)?;
+    if out.len() != acts.n_tokens * w.rows {
+        return Err(QuantError::BadLength { ty: GgmlType::F32, got: out.len(), expected: acts.n_tokens * w.rows });
+    }
+    with_block_type!(w.ty, B => run::<B>(w, &acts, out, Kernels::Avx2))
+        .ok_or(QuantError::Unsupported { ty: w.ty, op: "matmul" })?;
+    Ok(true)
 }
 
 /// Bytes of weight rows per tile of the per-element path: a tile's rows
@@ -272,7 +293,17 @@ impl OutPtr {
     }
 }
 
-fn run<B: GgmlBlock>(w: &Weights, acts: &Activations, out: &mut [f32]) {
+/// Which tile kernels a product may use.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kernels {
+    /// The fastest this CPU runs.
+    Best,
+    /// Only the AVX2 ones (for the tests that compare them on CPUs that
+    /// have faster ones).
+    Avx2,
+}
+
+fn run<B: GgmlBlock>(w: &Weights, acts: &Activations, out: &mut [f32], kernels: Kernels) {
     let wb = blocks_of::<B>(w.data);
     let ab = blocks_of::<B::VecDot>(acts.bytes());
     let bpr = w.row_len / B::BLCK_SIZE;
@@ -310,10 +341,16 @@ fn run<B: GgmlBlock>(w: &Weights, acts: &Activations, out: &mut [f32]) {
     // arithmetic.
     let batch = B::BATCH_DOT.is_some() && n_tokens >= B::BATCH_FROM;
     #[cfg(target_arch = "x86_64")]
-    let tile_kernel = B::GEMM_VNNI
-        .filter(|_| super::simd::use_avx512_vnni())
-        .or(B::GEMM_AVX512.filter(|_| super::simd::use_avx512()))
-        .filter(|_| batch || B::BATCH_DOT.is_none());
+    let tile_kernel = match kernels {
+        Kernels::Best => B::GEMM_VNNI
+            .filter(|_| super::simd::use_avx512_vnni())
+            .or(B::GEMM_AVX512.filter(|_| super::simd::use_avx512()))
+            .or(B::GEMM_AVX2.filter(|_| super::simd::use_avx2())),
+        Kernels::Avx2 => B::GEMM_AVX2.filter(|_| super::simd::use_avx2()),
+    }
+    .filter(|_| batch || B::BATCH_DOT.is_none());
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = kernels;
     #[cfg(target_arch = "x86_64")]
     if let Some(kernel) = tile_kernel {
         // Every type with a tile kernel pairs one activation block with each weight block.
@@ -322,9 +359,9 @@ fn run<B: GgmlBlock>(w: &Weights, acts: &Activations, out: &mut [f32]) {
         return run_tiles(w.rows, w.row_bytes(), (tile_bytes, tile_tokens), n_tokens, out, |tile| {
             let (r0, r1, t0, t1) = tile.bounds();
             let o = GemmOut { ptr: tile.out.at(t0 * tile.rows + r0), stride: tile.rows };
-            // SAFETY: `use_avx512` holds only where AVX-512 F/BW/VL, AVX2,
-            // FMA and F16C were detected, `use_avx512_vnni` only where VNNI
-            // was too; `o` addresses this tile's outputs (t0..t1 × r0..r1 of
+            // SAFETY: `use_avx2` holds only where AVX2, FMA and F16C were
+            // detected, `use_avx512` only where AVX-512 F/BW/VL were too,
+            // `use_avx512_vnni` only where VNNI was too; `o` addresses this tile's outputs (t0..t1 × r0..r1 of
             // `out`, `n_tokens · rows` long), which no other task touches
             // while `out` is borrowed for the parallel loop.
             unsafe { kernel(&wb[r0 * bpr..r1 * bpr], &ab[t0 * bpr..t1 * bpr], bpr, o) };

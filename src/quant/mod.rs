@@ -162,6 +162,12 @@ pub trait GgmlBlock: Pod + Send + Sync + 'static {
     /// ([`GgmlBlock::batch_dot`]).
     const GEMM_VNNI: Option<GemmKernel<Self>> = None;
 
+    /// The AVX2 + FMA + F16C tile kernel for products of several tokens,
+    /// if this type has one, for CPUs without [`GgmlBlock::GEMM_VNNI`]'s
+    /// instructions; it may only run where [`Isa::Avx2`] is available, and
+    /// each of its outputs equals the batch dot product's bit for bit.
+    const GEMM_AVX2: Option<GemmKernel<Self>> = None;
+
     /// Bytes of weight rows per tile of the tile kernels
     /// ([`matmul`](crate::quant::matmul)): by default a tile's rows stay in
     /// L2 while its tokens pass over them. A kernel that decodes each group

@@ -64,8 +64,8 @@ pub mod vnni {
 #[cfg(target_arch = "x86_64")]
 mod unpack {
     use crate::quant::blocks::*;
-    use crate::quant::i8gemm::vnni::{Unpack, Unpacked};
-    use crate::quant::iquants::dot::avx2::{apply_signs, iq1_deltas, iq1_grid, sign_mask};
+    use crate::quant::i8gemm::{Unpack, Unpacked};
+    use crate::quant::iquants::dot::avx2::{apply_signs, entries, iq1_deltas, iq1_grid, sign_mask};
     use crate::quant::iquants::dot::vnni::indices;
     use crate::quant::iquants::iq3_tables::{IQ3S_GRID, IQ3XXS_GRID};
     use crate::quant::iquants::{iq1m, iq1s, iq2s, iq2xs, iq2xxs, iq3s, iq3xxs};
@@ -99,9 +99,20 @@ mod unpack {
 
     impl Unpack for BlockIQ3S {
         const SUB: usize = 32;
+        const MAX_LEVEL: u8 = 15;
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn unpack(blk: &Self, u: &mut Unpacked) {
+            for ib in 0..8 {
+                // SAFETY: AVX2 is enabled in this function.
+                u.q[ib] = unsafe { signed(entries(|k| iq3s::entry(blk, ib, k)), iq3s::signs(blk, ib)) };
+                u.ls[ib] = iq3s::scale(blk, ib);
+            }
+            u.d = blk.d.to_f32();
+        }
         #[inline]
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-        unsafe fn unpack(blk: &Self, u: &mut Unpacked) {
+        unsafe fn unpack_vnni(blk: &Self, u: &mut Unpacked) {
             for p in 0..4 {
                 let signs = iq3s::signs(blk, 2 * p) as u64 | (iq3s::signs(blk, 2 * p + 1) as u64) << 32;
                 // SAFETY: 16 of the 64 index bytes with their 9th bits, so
@@ -121,9 +132,20 @@ mod unpack {
 
     impl Unpack for BlockIQ3XXS {
         const SUB: usize = 32;
+        const MAX_LEVEL: u8 = 62;
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn unpack(blk: &Self, u: &mut Unpacked) {
+            for ib in 0..8 {
+                // SAFETY: AVX2 is enabled in this function.
+                u.q[ib] = unsafe { signed(entries(|k| iq3xxs::entry(blk, ib, k)), iq3xxs::signs(blk, ib)) };
+                u.ls[ib] = 2 * (iq3xxs::aux(blk, ib) >> 28) as i32 + 1;
+            }
+            u.d = blk.d.to_f32() * 0.25;
+        }
         #[inline]
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-        unsafe fn unpack(blk: &Self, u: &mut Unpacked) {
+        unsafe fn unpack_vnni(blk: &Self, u: &mut Unpacked) {
             for p in 0..4 {
                 let signs = iq3xxs::signs(blk, 2 * p) as u64 | (iq3xxs::signs(blk, 2 * p + 1) as u64) << 32;
                 // SAFETY: 16 of the 64 index bytes, each below 256, the
@@ -148,6 +170,7 @@ mod unpack {
 
     impl Unpack for BlockIQ2XXS {
         const SUB: usize = 32;
+        const MAX_LEVEL: u8 = 43;
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn unpack(blk: &Self, u: &mut Unpacked) {
@@ -182,6 +205,7 @@ mod unpack {
 
     impl Unpack for BlockIQ2XS {
         const SUB: usize = 16;
+        const MAX_LEVEL: u8 = 43;
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn unpack(blk: &Self, u: &mut Unpacked) {
@@ -194,6 +218,7 @@ mod unpack {
 
     impl Unpack for BlockIQ2S {
         const SUB: usize = 16;
+        const MAX_LEVEL: u8 = 43;
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn unpack(blk: &Self, u: &mut Unpacked) {
@@ -213,6 +238,7 @@ mod unpack {
 
     impl Unpack for BlockIQ1S {
         const SUB: usize = 32;
+        const MAX_LEVEL: u8 = 9;
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn unpack(blk: &Self, u: &mut Unpacked) {
@@ -229,6 +255,7 @@ mod unpack {
 
     impl Unpack for BlockIQ1M {
         const SUB: usize = 16;
+        const MAX_LEVEL: u8 = 9;
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn unpack(blk: &Self, u: &mut Unpacked) {
@@ -250,6 +277,7 @@ mod unpack {
 
     impl Unpack for BlockIQ4XS {
         const SUB: usize = 32;
+        const MAX_LEVEL: u8 = 127;
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn unpack(blk: &Self, u: &mut Unpacked) {

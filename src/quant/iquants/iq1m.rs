@@ -240,6 +240,8 @@ impl GgmlBlock for BlockIQ1M {
     const BATCH_DOT: Option<crate::quant::BatchDotFn<Self>> = Some(super::dot::scalar::iq1m_batch);
     #[cfg(target_arch = "x86_64")]
     const GEMM_VNNI: Option<crate::quant::GemmKernel<Self>> = Some(crate::quant::i8gemm::vnni::gemm::<Self>);
+    #[cfg(target_arch = "x86_64")]
+    const GEMM_AVX2: Option<crate::quant::GemmKernel<Self>> = Some(crate::quant::i8gemm::avx2::gemm::<Self>);
     const GEMM_TILE_TOKENS: usize = crate::quant::i8gemm::TILE_TOKENS;
     const GEMM_TILE_BYTES: usize = crate::quant::i8gemm::TILE_BYTES;
     #[cfg(target_arch = "x86_64")]

@@ -14,7 +14,7 @@
 #[cfg(target_arch = "x86_64")]
 mod unpack {
     use crate::quant::blocks::*;
-    use crate::quant::i8gemm::vnni::{Unpack, Unpacked};
+    use crate::quant::i8gemm::{Unpack, Unpacked};
     use crate::quant::kquants::dot::avx2::{crumbs, scales_mins_k4, scales_q3k};
     use crate::quant::x86::{load_16, load_u8, scale_pair};
     use std::arch::x86_64::*;
@@ -34,6 +34,7 @@ mod unpack {
 
     impl Unpack for BlockQ4K {
         const SUB: usize = 32;
+        const MAX_LEVEL: u8 = 15;
         const MINS: bool = true;
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
@@ -52,6 +53,7 @@ mod unpack {
 
     impl Unpack for BlockQ5K {
         const SUB: usize = 32;
+        const MAX_LEVEL: u8 = 31;
         const MINS: bool = true;
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
@@ -75,6 +77,7 @@ mod unpack {
 
     impl Unpack for BlockQ6K {
         const SUB: usize = 16;
+        const MAX_LEVEL: u8 = 32;
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn unpack(blk: &Self, u: &mut Unpacked) {
@@ -110,6 +113,7 @@ mod unpack {
 
     impl Unpack for BlockQ2K {
         const SUB: usize = 256;
+        const MAX_LEVEL: u8 = 45;
         const MINS: bool = true;
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
@@ -138,6 +142,7 @@ mod unpack {
 
     impl Unpack for BlockQ3K {
         const SUB: usize = 256;
+        const MAX_LEVEL: u8 = 128;
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn unpack(blk: &Self, u: &mut Unpacked) {
