@@ -469,8 +469,10 @@ pub mod vnni {
 /// pair sum by 2·255·`MAX_LEVEL`; up to `G` lines of them are added in 16
 /// bits while that stays below 2¹⁵ (Q4_K: 4, Q5_K and Q6_K: 2, the others
 /// 1 or 4), then one `vpmaddwd` by the sub-block's scale widens them and
-/// multiplies by it at once. Every partial sum is exact, so the integer `s`
-/// is the VNNI kernel's and the float steps are the same.
+/// multiplies by it at once. Types whose levels exceed 64 (Q3_K, IQ4_XS)
+/// take unbiased token lines and ggml's sign trick instead
+/// ([`avx2::gemm`]). Every partial sum is exact, so the integer `s` is the
+/// VNNI kernel's and the float steps are the same.
 #[cfg(target_arch = "x86_64")]
 pub mod avx2 {
     use super::{Unpack, Unpacked};
@@ -584,20 +586,21 @@ pub mod avx2 {
     }
 
     /// Interleaves `tokens` tokens of `n` super-blocks each into `tk` (with
-    /// their block sums when `sums`): full groups of 8 tokens by 8 × 8
-    /// transposes of 32-bit words, the rest one word at a time. Lanes past
-    /// the last token hold zero.
+    /// their block sums when `sums`), biased to unsigned when `biased`:
+    /// full groups of 8 tokens by 8 × 8 transposes of 32-bit words, the
+    /// rest one word at a time. Lanes past the last token hold zero.
     ///
     /// # Safety
     /// AVX2 on the running CPU.
     #[target_feature(enable = "avx2")]
-    unsafe fn interleave(a: &[BlockQ8K], tokens: usize, n: usize, sums: bool, tk: &mut Tokens) {
+    unsafe fn interleave(a: &[BlockQ8K], tokens: usize, n: usize, sums: bool, biased: bool, tk: &mut Tokens) {
         let groups = tokens.div_ceil(NL);
         // Every line is written below (resizing keeps old contents).
         tk.lines.resize(groups * n * QK / 4, Line([0; NL]));
         tk.sums.resize(if sums { groups * n * 8 } else { 0 }, Line([0; NL]));
         tk.scales.resize(groups * n, Scales([0.0; NL]));
-        let bias = _mm256_set1_epi32(0x8080_8080u32 as i32);
+        let bias_word = if biased { 0x8080_8080u32 } else { 0 };
+        let bias = _mm256_set1_epi32(bias_word as i32);
         for g in 0..groups {
             let nt = (tokens - g * NL).min(NL);
             for b in 0..n {
@@ -622,7 +625,7 @@ pub mod avx2 {
                         for l in 0..NL {
                             line.0[l] = if l < nt {
                                 let q = &blk(l).qs[4 * k..4 * k + 4];
-                                u32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8]) ^ 0x8080_8080
+                                u32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8]) ^ bias_word
                             } else {
                                 0
                             };
@@ -740,8 +743,71 @@ pub mod avx2 {
         }
     }
 
-    /// Products of weight rows of a type with [`Unpack`] (and levels that
-    /// [`fits`]) with Q8_K tokens.
+    /// [`group`] for types whose levels do not [`fit`](fits) the biased
+    /// pair sums (Q3_K, IQ4_XS, up to 128): the token lines hold the signed
+    /// levels, and each product is ggml's sign trick, `vpmaddubsw` of the
+    /// weight bytes' magnitudes with the token bytes negated where the
+    /// weight is negative (zeroed where it is zero) — exact, as a token
+    /// level is never −128 — whose pair sums (at most 2·128·127) are
+    /// widened by the scale at once; no bias, so no correction.
+    ///
+    /// # Safety
+    /// As [`group`]'s, without `MINS`, with lines interleaved unbiased.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn group_signed<const SUB: usize>(
+        un: *const Unpacked,
+        grp: Group,
+        n: usize,
+        (nr, nt): (usize, usize),
+        out: *mut f32,
+        stride: usize,
+    ) {
+        let zero = _mm256_setzero_si256();
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [_mm256_setzero_ps(); MR];
+        for b in 0..n {
+            // SAFETY: r < MR, b < n: inside `un`.
+            let blk: [&Unpacked; MR] = std::array::from_fn(|r| unsafe { &*un.add(r * n + b) });
+            let words: [*const i32; MR] = std::array::from_fn(|r| blk[r].q.as_ptr().cast::<i32>());
+            let mut s = [zero; MR];
+            // SAFETY: the group's lines of super-block b.
+            let line = unsafe { grp.lines.add(b * QK / 4) };
+            for sub in 0..QK / SUB {
+                let ls: [__m256i; MR] =
+                    std::array::from_fn(|r| if SUB == QK { ones } else { _mm256_set1_epi16(blk[r].ls[sub] as i16) });
+                for k in sub * SUB / 4..(sub + 1) * SUB / 4 {
+                    // SAFETY: k < 64 lines of super-block b, 32-byte aligned.
+                    let x = unsafe { _mm256_load_si256(line.add(k).cast()) };
+                    for r in 0..MR {
+                        // SAFETY: word k of the 64 words of row r's levels.
+                        let w = _mm256_set1_epi32(unsafe { *words[r].add(k) });
+                        let p = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(x, w));
+                        s[r] = _mm256_add_epi32(s[r], _mm256_madd_epi16(p, ls[r]));
+                    }
+                }
+            }
+            // SAFETY: scale line b of the group, 32-byte aligned.
+            let da = unsafe { _mm256_load_ps((*grp.scales.add(b)).0.as_ptr()) };
+            for r in 0..MR {
+                let res = _mm256_mul_ps(_mm256_set1_ps(blk[r].d), _mm256_cvtepi32_ps(s[r]));
+                acc[r] = _mm256_fmadd_ps(res, da, acc[r]);
+            }
+        }
+        let mut v = [[0f32; NL]; MR];
+        for r in 0..nr {
+            // SAFETY: `v[r]` is 8 floats.
+            unsafe { _mm256_storeu_ps(v[r].as_mut_ptr(), acc[r]) };
+        }
+        for t in 0..nt {
+            for (r, v) in v.iter().enumerate().take(nr) {
+                // SAFETY: t < nt, r < nr: inside `out`.
+                unsafe { *out.add(t * stride + r) = v[t] };
+            }
+        }
+    }
+
+    /// Products of weight rows of a type with [`Unpack`] with Q8_K tokens.
     ///
     /// `w` holds `w.len() / n` rows and `a` `a.len() / n` tokens of `n`
     /// super-blocks; `out.at(t, r)` receives row `r` · token `t`,
@@ -752,15 +818,17 @@ pub mod avx2 {
     /// The CPU must support AVX2, FMA and F16C; `out` as [`GemmOut`] says.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn gemm<W: Unpack>(w: &[W], a: &[BlockQ8K], n: usize, out: GemmOut) {
-        const { assert!(fits::<W>(), "levels too large for 16-bit pair sums") };
         if n == 0 {
             return;
         }
         let (rows, tokens) = (w.len() / n, a.len() / n);
+        let biased = fits::<W>();
+        // The signed products have no minimum term (no such type has one).
+        assert!(biased || !W::MINS, "{}: levels above 64 with minimums", W::TYPE);
         let g = lines_per_madd(W::MAX_LEVEL, W::SUB);
         BUF.with_borrow_mut(|(un, tk)| {
             // SAFETY: the features are the caller's.
-            unsafe { interleave(a, tokens, n, W::MINS, tk) };
+            unsafe { interleave(a, tokens, n, W::MINS, biased, tk) };
             let mut r0 = 0;
             while r0 < rows {
                 let nr = (rows - r0).min(MR);
@@ -791,6 +859,15 @@ pub mod avx2 {
                         };
                         let u = un.as_ptr();
                         let on = (nr, nt);
+                        if !biased {
+                            match W::SUB {
+                                16 => group_signed::<16>(u, grp, n, on, o, stride),
+                                32 => group_signed::<32>(u, grp, n, on, o, stride),
+                                _ => group_signed::<QK>(u, grp, n, on, o, stride),
+                            }
+                            t0 += nt;
+                            continue;
+                        }
                         match (W::SUB, W::MINS, g) {
                             (16, false, 1) => group::<16, false, 1>(u, grp, n, on, o, stride),
                             (16, false, 2) => group::<16, false, 2>(u, grp, n, on, o, stride),

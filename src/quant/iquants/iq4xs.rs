@@ -24,6 +24,8 @@ impl GgmlBlock for BlockIQ4XS {
     const DEQUANTIZE_AVX2: Option<crate::quant::DequantizeKernel<Self>> = Some(super::dequant_avx2::iq4xs);
     #[cfg(target_arch = "x86_64")]
     const GEMM_VNNI: Option<crate::quant::GemmKernel<Self>> = Some(crate::quant::i8gemm::vnni::gemm::<Self>);
+    #[cfg(target_arch = "x86_64")]
+    const GEMM_AVX2: Option<crate::quant::GemmKernel<Self>> = Some(crate::quant::i8gemm::avx2::gemm::<Self>);
     const GEMM_TILE_TOKENS: usize = crate::quant::i8gemm::TILE_TOKENS;
     const GEMM_TILE_BYTES: usize = crate::quant::i8gemm::TILE_BYTES;
     const BATCH_DOT: Option<crate::quant::BatchDotFn<Self>> = Some(super::dot::scalar::iq4xs_batch);

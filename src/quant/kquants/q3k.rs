@@ -123,6 +123,8 @@ impl GgmlBlock for BlockQ3K {
     const VEC_DOT_VNNI: Option<crate::quant::VecDotKernel<Self>> = Some(super::dot::vnni::q3k_q8k);
     #[cfg(target_arch = "x86_64")]
     const GEMM_VNNI: Option<crate::quant::GemmKernel<Self>> = Some(crate::quant::i8gemm::vnni::gemm::<Self>);
+    #[cfg(target_arch = "x86_64")]
+    const GEMM_AVX2: Option<crate::quant::GemmKernel<Self>> = Some(crate::quant::i8gemm::avx2::gemm::<Self>);
     const GEMM_TILE_TOKENS: usize = crate::quant::i8gemm::TILE_TOKENS;
     const GEMM_TILE_BYTES: usize = crate::quant::i8gemm::TILE_BYTES;
     const BATCH_DOT: Option<crate::quant::BatchDotFn<Self>> = Some(super::dot::scalar::q3k_batch);
