@@ -54,6 +54,36 @@ pub mod vnni {
     }
 }
 
+/// The AVX2 twin of [`vnni`]'s IQ4_NL kernel, for CPUs without AVX-512 VNNI.
+#[cfg(target_arch = "x86_64")]
+pub mod avx2 {
+    use crate::quant::blocks::*;
+    use crate::quant::iquants::dot::avx2::{levels_32, table};
+
+    /// Products of IQ4_NL weight rows with Q8_0 tokens: the legacy AVX2
+    /// driver ([`crate::quant::legacy::gemm::avx2::run`]) with the table
+    /// levels as the signed levels (tinyBLAS's arithmetic per 32 values).
+    ///
+    /// `w` holds `w.len() / n` rows and `a` `a.len() / n` tokens of `n`
+    /// blocks; `out.at(t, r)` receives row `r` · token `t`, bit-identical
+    /// to the batch dot product of the two.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2, FMA and F16C; `out` as
+    /// [`crate::quant::GemmOut`] says.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn iq4nl_q8_0(w: &[BlockIQ4NL], a: &[BlockQ8_0], n: usize, out: crate::quant::GemmOut) {
+        // SAFETY: AVX2 is enabled in this function.
+        let table = unsafe { table() };
+        // SAFETY: the features `run` and `levels_32` need are enabled here.
+        unsafe {
+            crate::quant::legacy::gemm::avx2::run::<_, _, false>(w, a, n, out, |blk: &BlockIQ4NL| {
+                (levels_32(table, &blk.qs), blk.d.to_f32(), 0.0)
+            })
+        }
+    }
+}
+
 /// How the grid i-quants' and IQ4_XS's super-blocks unpack for the
 /// token-lane int8 GEMM ([`crate::quant::i8gemm`]): signed levels (grid
 /// magnitudes with their signs; IQ1's codes `8·level ± 1`, the tiled GEMM's

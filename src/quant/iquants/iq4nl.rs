@@ -15,6 +15,8 @@ impl GgmlBlock for BlockIQ4NL {
     const DEQUANTIZE_AVX2: Option<crate::quant::DequantizeKernel<Self>> = Some(super::dequant_avx2::iq4nl);
     #[cfg(target_arch = "x86_64")]
     const GEMM_VNNI: Option<crate::quant::GemmKernel<Self>> = Some(super::gemm::vnni::iq4nl_q8_0);
+    #[cfg(target_arch = "x86_64")]
+    const GEMM_AVX2: Option<crate::quant::GemmKernel<Self>> = Some(super::gemm::avx2::iq4nl_q8_0);
     const GEMM_TILE_BYTES: usize = crate::quant::legacy::gemm::TILE_BYTES;
     const BATCH_DOT: Option<crate::quant::BatchDotFn<Self>> = Some(super::dot::scalar::iq4nl_batch);
     #[cfg(target_arch = "x86_64")]

@@ -421,3 +421,224 @@ pub mod vnni {
         q5_1_q8_1, BlockQ5_1, BlockQ8_1, levels_q5_1, offset: 0, min: true
     );
 }
+
+/// The AVX2 twin of [`vnni`] for CPUs without AVX-512 VNNI: the same
+/// driver shape (each group of rows decoded once per call, register tiles
+/// of rows × tokens), with the AVX2 dot product's own arithmetic per (row,
+/// token): per block, ggml's sign trick (`vpmaddubsw` of the weight levels'
+/// magnitudes with the token levels negated where the weight is negative,
+/// then `vpmaddwd` by 1: 8 lanes of 4 products), converted, multiplied by
+/// `d_w·d_a` with one FMA into 8 float lanes, reduced at the end (plus the
+/// `_1` types' minimum terms, summed apart). Decoded weights are signed
+/// levels (Q4_0 `q − 8`, Q5_0 `q − 16`, Q8_0 as stored; Q4_1 and Q5_1
+/// unsigned, where the sign trick is the plain product), so the integer
+/// lanes, the −128 case included, are the AVX2 dot product's and every
+/// output is bit-identical to it (tests/matmul.rs).
+#[cfg(target_arch = "x86_64")]
+pub mod avx2 {
+    use super::vnni::Act;
+    use crate::quant::blocks::*;
+    use crate::quant::x86::{bits_32, f16x2_to_f32, hsum_ps, nibbles_32};
+    use std::arch::x86_64::*;
+
+    /// Weight rows per register tile.
+    const MR: usize = 4;
+    /// Tokens per register tile.
+    const NT: usize = 2;
+
+    /// A group of rows, decoded: row `k`, block `b` at `b·MR + k` (the
+    /// rows of one block side by side, one pointer for a register tile).
+    struct Rows {
+        /// Signed levels (the sign trick's second operand).
+        q: Vec<__m256i>,
+        /// Their magnitudes (its first).
+        abs: Vec<__m256i>,
+        d: Vec<f32>,
+        m: Vec<f32>,
+    }
+
+    /// One register tile: `R` decoded rows × `T` tokens (`t0..t0+T` of
+    /// `a`, their scales and `_1` sums in `ad`, `asum`), into
+    /// `out[t·stride + k]`.
+    ///
+    /// # Safety
+    /// AVX2, FMA and F16C on the running CPU; `rows` holds `MR·n` blocks,
+    /// `a`, `ad` (and with `MIN` `asum`) `(t0 + T)·n`; `out` holds
+    /// `(T−1)·stride + R` values.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn tile<A: Act, const R: usize, const T: usize, const MIN: bool>(
+        rows: &Rows,
+        a: &[A],
+        ad: &[f32],
+        asum: &[f32],
+        t0: usize,
+        n: usize,
+        out: *mut f32,
+        stride: usize,
+    ) {
+        debug_assert!(rows.q.len() >= MR * n && a.len() >= (t0 + T) * n && ad.len() >= (t0 + T) * n);
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [[_mm256_setzero_ps(); T]; R];
+        let mut mins = [[0f32; T]; R];
+        let (rq, rabs, rd, rm) = (rows.q.as_ptr(), rows.abs.as_ptr(), rows.d.as_ptr(), rows.m.as_ptr());
+        // SAFETY (every access below): block b < n of token t0 + t < t0 + T
+        // and of row k < R ≤ MR, inside the lengths the caller gives.
+        let (ta, tad, tas) =
+            unsafe { (a.as_ptr().add(t0 * n), ad.as_ptr().add(t0 * n), asum.as_ptr().wrapping_add(t0 * n)) };
+        for b in 0..n {
+            let y: [__m256i; T] =
+                std::array::from_fn(|t| unsafe { _mm256_loadu_si256((*ta.add(t * n + b)).qs().as_ptr().cast()) });
+            let da: [__m256; T] = std::array::from_fn(|t| unsafe { _mm256_set1_ps(*tad.add(t * n + b)) });
+            for r in 0..R {
+                let i = b * MR + r;
+                let (q, abs, dw) = unsafe { (*rq.add(i), *rabs.add(i), _mm256_set1_ps(*rd.add(i))) };
+                for t in 0..T {
+                    let dot = _mm256_madd_epi16(_mm256_maddubs_epi16(abs, _mm256_sign_epi8(y[t], q)), ones);
+                    acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, da[t]), _mm256_cvtepi32_ps(dot), acc[r][t]);
+                    if MIN {
+                        mins[r][t] += unsafe { *rm.add(i) * *tas.add(t * n + b) };
+                    }
+                }
+            }
+        }
+        for r in 0..R {
+            for t in 0..T {
+                // SAFETY: AVX2 is enabled here.
+                let v = unsafe { hsum_ps(acc[r][t]) };
+                let v = if MIN { v + mins[r][t] } else { v };
+                // SAFETY: t < T, r < R: inside `out`.
+                unsafe { *out.add(t * stride + r) = v };
+            }
+        }
+    }
+
+    /// Products of the weight rows `w` (`w.len() / n` rows of `n` blocks)
+    /// with the tokens `a` (`a.len() / n` tokens), `out.at(t, r)` receiving
+    /// row `r` · token `t`: the tokens' scales converted once, each group
+    /// of rows decoded once for all tokens by `decode` (a block's signed
+    /// levels, scale and minimum). `MIN`: the `_1` types. IQ4_NL, whose
+    /// tinyBLAS arithmetic is the same per 32 values, runs it too.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2, FMA and F16C; `out` as
+    /// [`crate::quant::GemmOut`] says.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(crate) unsafe fn run<W, A: Act, const MIN: bool>(
+        w: &[W],
+        a: &[A],
+        n: usize,
+        out: crate::quant::GemmOut,
+        decode: impl Fn(&W) -> (__m256i, f32, f32),
+    ) {
+        if n == 0 {
+            return;
+        }
+        let (nrows, tokens) = (w.len() / n, a.len() / n);
+        if nrows == 0 || tokens == 0 {
+            return;
+        }
+        let mut ad = vec![0f32; a.len()];
+        let mut asum = vec![0f32; if MIN { a.len() } else { 0 }];
+        for (i, blk) in a.iter().enumerate() {
+            // SAFETY: F16C is enabled here.
+            let (d, s) = unsafe { f16x2_to_f32(blk.d(), blk.s()) };
+            ad[i] = d;
+            if MIN {
+                asum[i] = s;
+            }
+        }
+        let zero = _mm256_setzero_si256();
+        let mut rows =
+            Rows { q: vec![zero; MR * n], abs: vec![zero; MR * n], d: vec![0f32; MR * n], m: vec![0f32; MR * n] };
+        let mut r = 0;
+        while r < nrows {
+            let nr = (nrows - r).min(MR);
+            for (i, blk) in w[r * n..(r + nr) * n].iter().enumerate() {
+                let (q, d, m) = decode(blk);
+                let j = (i % n) * MR + i / n;
+                (rows.q[j], rows.abs[j], rows.d[j], rows.m[j]) = (q, _mm256_abs_epi8(q), d, m);
+            }
+            let mut t = 0;
+            while t < tokens {
+                let nt = (tokens - t).min(NT);
+                // SAFETY: rows r..r+nr and tokens t..t+nt exist; `out` holds
+                // their outputs (the caller's).
+                unsafe {
+                    let (o, stride) = (out.at(t, r), out.stride);
+                    let (rs, ad, asum) = (&rows, &ad[..], &asum[..]);
+                    match (nr, nt) {
+                        (4, 2) => tile::<A, 4, 2, MIN>(rs, a, ad, asum, t, n, o, stride),
+                        (4, _) => tile::<A, 4, 1, MIN>(rs, a, ad, asum, t, n, o, stride),
+                        (3, 2) => tile::<A, 3, 2, MIN>(rs, a, ad, asum, t, n, o, stride),
+                        (3, _) => tile::<A, 3, 1, MIN>(rs, a, ad, asum, t, n, o, stride),
+                        (2, 2) => tile::<A, 2, 2, MIN>(rs, a, ad, asum, t, n, o, stride),
+                        (2, _) => tile::<A, 2, 1, MIN>(rs, a, ad, asum, t, n, o, stride),
+                        (_, 2) => tile::<A, 1, 2, MIN>(rs, a, ad, asum, t, n, o, stride),
+                        (_, _) => tile::<A, 1, 1, MIN>(rs, a, ad, asum, t, n, o, stride),
+                    }
+                }
+                t += nt;
+            }
+            r += nr;
+        }
+    }
+
+    macro_rules! avx2_gemm {
+        ($(#[$doc:meta])* $name:ident, $W:ty, $A:ty, min: $min:expr, |$b:ident| $levels:expr, $m:expr) => {
+            $(#[$doc])*
+            ///
+            /// `w` holds `w.len() / n` rows and `a` `a.len() / n` tokens of
+            /// `n` blocks; `out.at(t, r)` receives row `r` · token `t`,
+            /// bit-identical to the AVX2 dot product of the two (see the
+            /// module documentation).
+            ///
+            /// # Safety
+            /// The CPU must support AVX2, FMA and F16C; `out` as
+            /// [`crate::quant::GemmOut`] says.
+            #[target_feature(enable = "avx2,fma,f16c")]
+            pub unsafe fn $name(w: &[$W], a: &[$A], n: usize, out: crate::quant::GemmOut) {
+                // SAFETY: the features `run` and the decoders need are enabled here.
+                unsafe {
+                    run::<$W, $A, $min>(w, a, n, out, |$b| {
+                        let (d, m) = f16x2_to_f32($b.d, $m);
+                        ($levels, d, m)
+                    })
+                }
+            }
+        };
+    }
+
+    avx2_gemm!(
+        /// Products of Q8_0 weight rows with Q8_0 tokens.
+        q8_0_q8_0, BlockQ8_0, BlockQ8_0, min: false,
+        |b| _mm256_loadu_si256(b.qs.as_ptr().cast()), half::f16::ZERO
+    );
+    avx2_gemm!(
+        /// Products of Q4_0 weight rows with Q8_0 tokens.
+        q4_0_q8_0, BlockQ4_0, BlockQ8_0, min: false,
+        |b| _mm256_sub_epi8(nibbles_32(&b.qs), _mm256_set1_epi8(8)), half::f16::ZERO
+    );
+    avx2_gemm!(
+        /// Products of Q5_0 weight rows with Q8_0 tokens.
+        q5_0_q8_0, BlockQ5_0, BlockQ8_0, min: false,
+        |b| _mm256_sub_epi8(
+            _mm256_or_si256(nibbles_32(&b.qs), _mm256_and_si256(bits_32(&b.qh), _mm256_set1_epi8(0x10))),
+            _mm256_set1_epi8(16)
+        ),
+        half::f16::ZERO
+    );
+    avx2_gemm!(
+        /// Products of Q4_1 weight rows with Q8_1 tokens.
+        q4_1_q8_1, BlockQ4_1, BlockQ8_1, min: true,
+        |b| nibbles_32(&b.qs), b.m
+    );
+    avx2_gemm!(
+        /// Products of Q5_1 weight rows with Q8_1 tokens.
+        q5_1_q8_1, BlockQ5_1, BlockQ8_1, min: true,
+        |b| _mm256_or_si256(nibbles_32(&b.qs), _mm256_and_si256(bits_32(&b.qh), _mm256_set1_epi8(0x10))),
+        b.m
+    );
+}

@@ -24,6 +24,8 @@ impl GgmlBlock for BlockQ4_0 {
     const VEC_DOT_AVX2: Option<crate::quant::VecDotKernel<Self>> = Some(super::dot::avx2::q4_0_q8_0);
     #[cfg(target_arch = "x86_64")]
     const GEMM_VNNI: Option<crate::quant::GemmKernel<Self>> = Some(super::gemm::vnni::q4_0_q8_0);
+    #[cfg(target_arch = "x86_64")]
+    const GEMM_AVX2: Option<crate::quant::GemmKernel<Self>> = Some(super::gemm::avx2::q4_0_q8_0);
     const GEMM_TILE_BYTES: usize = super::gemm::TILE_BYTES;
     #[cfg(target_arch = "x86_64")]
     const DEQUANTIZE_AVX2: Option<crate::quant::DequantizeKernel<Self>> = Some(super::dequant_avx2::q4_0);
@@ -71,6 +73,8 @@ impl GgmlBlock for BlockQ4_1 {
     const VEC_DOT_AVX2: Option<crate::quant::VecDotKernel<Self>> = Some(super::dot::avx2::q4_1_q8_1);
     #[cfg(target_arch = "x86_64")]
     const GEMM_VNNI: Option<crate::quant::GemmKernel<Self>> = Some(super::gemm::vnni::q4_1_q8_1);
+    #[cfg(target_arch = "x86_64")]
+    const GEMM_AVX2: Option<crate::quant::GemmKernel<Self>> = Some(super::gemm::avx2::q4_1_q8_1);
     const GEMM_TILE_BYTES: usize = super::gemm::TILE_BYTES;
     #[cfg(target_arch = "x86_64")]
     const DEQUANTIZE_AVX2: Option<crate::quant::DequantizeKernel<Self>> = Some(super::dequant_avx2::q4_1);

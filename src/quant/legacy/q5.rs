@@ -40,6 +40,8 @@ impl GgmlBlock for BlockQ5_0 {
     const VEC_DOT_AVX2: Option<crate::quant::VecDotKernel<Self>> = Some(super::dot::avx2::q5_0_q8_0);
     #[cfg(target_arch = "x86_64")]
     const GEMM_VNNI: Option<crate::quant::GemmKernel<Self>> = Some(super::gemm::vnni::q5_0_q8_0);
+    #[cfg(target_arch = "x86_64")]
+    const GEMM_AVX2: Option<crate::quant::GemmKernel<Self>> = Some(super::gemm::avx2::q5_0_q8_0);
     const GEMM_TILE_BYTES: usize = super::gemm::TILE_BYTES;
     #[cfg(target_arch = "x86_64")]
     const DEQUANTIZE_AVX2: Option<crate::quant::DequantizeKernel<Self>> = Some(super::dequant_avx2::q5_0);
@@ -86,6 +88,8 @@ impl GgmlBlock for BlockQ5_1 {
     const VEC_DOT_AVX2: Option<crate::quant::VecDotKernel<Self>> = Some(super::dot::avx2::q5_1_q8_1);
     #[cfg(target_arch = "x86_64")]
     const GEMM_VNNI: Option<crate::quant::GemmKernel<Self>> = Some(super::gemm::vnni::q5_1_q8_1);
+    #[cfg(target_arch = "x86_64")]
+    const GEMM_AVX2: Option<crate::quant::GemmKernel<Self>> = Some(super::gemm::avx2::q5_1_q8_1);
     const GEMM_TILE_BYTES: usize = super::gemm::TILE_BYTES;
     #[cfg(target_arch = "x86_64")]
     const DEQUANTIZE_AVX2: Option<crate::quant::DequantizeKernel<Self>> = Some(super::dequant_avx2::q5_1);

@@ -58,6 +58,8 @@ impl GgmlBlock for BlockQ8_0 {
     const VEC_DOT_AVX2: Option<crate::quant::VecDotKernel<Self>> = Some(super::dot::avx2::q8_0_q8_0);
     #[cfg(target_arch = "x86_64")]
     const GEMM_VNNI: Option<crate::quant::GemmKernel<Self>> = Some(super::gemm::vnni::q8_0_q8_0);
+    #[cfg(target_arch = "x86_64")]
+    const GEMM_AVX2: Option<crate::quant::GemmKernel<Self>> = Some(super::gemm::avx2::q8_0_q8_0);
     const GEMM_TILE_BYTES: usize = super::gemm::TILE_BYTES;
     #[cfg(target_arch = "x86_64")]
     const QUANTIZE_ACTIVATIONS_AVX2: Option<crate::quant::ActivationKernel<Self>> = Some(super::act_avx2::q8_0);
