@@ -188,12 +188,44 @@ unsafe fn dot8_4x2(a: [&[f32]; 4], b: [&[f32]; 2], n: [usize; 2]) -> [[f32; 2]; 
         j += 8;
     }
     let mut out = [[0f32; 2]; 4];
+    if n[0] == common && n[1] == common {
+        // No steps or tail left: the eight horizontal sums at once.
+        let s = hsum8x8(acc);
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = [s[i], s[4 + i]];
+        }
+        return out;
+    }
     for i in 0..4 {
         for m in 0..2 {
             out[i][m] = finish_dot8(acc[2 * i + m], &a[i][..n[m]], &b[m][..n[m]], common);
         }
     }
     out
+}
+
+/// The horizontal sums of eight 8-lane chains, each with
+/// [`finish_dot8`]'s additions (`t = hi + lo`, then `(t0 + t2) + (t1 +
+/// t3)`), formed side by side: the sum of `c[2k]` in element `k`, of
+/// `c[2k + 1]` in element `4 + k`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn hsum8x8(c: [__m256; 8]) -> [f32; 8] {
+    // w[k]: the four t of c[2k] in the low half, of c[2k + 1] in the high.
+    let w: [__m256; 4] = std::array::from_fn(|k| {
+        let (x, y) = (c[2 * k], c[2 * k + 1]);
+        _mm256_add_ps(_mm256_permute2f128_ps::<0x31>(x, y), _mm256_permute2f128_ps::<0x20>(x, y))
+    });
+    // Per half: t0 + t2 and t1 + t3 of two chains.
+    let pairs = |x: __m256, y: __m256| {
+        _mm256_add_ps(_mm256_shuffle_ps::<0b01_00_01_00>(x, y), _mm256_shuffle_ps::<0b11_10_11_10>(x, y))
+    };
+    let (u0, u1) = (pairs(w[0], w[1]), pairs(w[2], w[3]));
+    let v = _mm256_add_ps(_mm256_shuffle_ps::<0b10_00_10_00>(u0, u1), _mm256_shuffle_ps::<0b11_01_11_01>(u0, u1));
+    let mut s = [0f32; 8];
+    // SAFETY: `s` is 8 floats.
+    unsafe { _mm256_storeu_ps(s.as_mut_ptr(), v) };
+    s
 }
 
 /// The end of a [`super::dot8`] of `a` and `b` (equal lengths) whose 8-lane
