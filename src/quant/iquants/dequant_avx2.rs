@@ -18,7 +18,7 @@
 
 use std::arch::x86_64::*;
 
-use super::dot::avx2::{levels_32, table};
+use super::dot::avx2::{iq3s_offsets, levels_32, table};
 use super::iq2_tables::{IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID};
 use super::iq3_tables::{IQ3S_GRID, IQ3XXS_GRID};
 use super::iq4xs::sub_scale;
@@ -167,33 +167,12 @@ pub unsafe fn iq3xxs(src: &[BlockIQ3XXS], dst: &mut [f32]) {
     }
 }
 
-/// Byte offsets into [`IQ3S_F32`] of the 64 grid entries of an IQ3_S
-/// super-block, formed 16 at a time: `16·(qs | qh bit << 8)`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn iq3s_offsets(b: &BlockIQ3S) -> [u16; 64] {
-    let mut o = [0u16; 64];
-    // The qh bit of entry k of its sub-block, times 16·256 >> k, is 16·256.
-    let bits = _mm256_setr_epi16(1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128);
-    let mult = _mm256_setr_epi16(4096, 2048, 1024, 512, 256, 128, 64, 32, 4096, 2048, 1024, 512, 256, 128, 64, 32);
-    for h in 0..4 {
-        // SAFETY: `qs[16h..16h + 16]` is in bounds (64 bytes).
-        let q = _mm256_cvtepu8_epi16(unsafe { _mm_loadu_si128(b.qs[16 * h..].as_ptr() as *const __m128i) });
-        let hb = _mm256_set_m128i(_mm_set1_epi16(b.qh[2 * h + 1] as i16), _mm_set1_epi16(b.qh[2 * h] as i16));
-        let hi = _mm256_mullo_epi16(_mm256_and_si256(hb, bits), mult);
-        let off = _mm256_or_si256(_mm256_slli_epi16::<4>(q), hi);
-        // SAFETY: `o[16h..16h + 16]` is 32 bytes in bounds.
-        unsafe { _mm256_storeu_si256(o[16 * h..].as_mut_ptr() as *mut __m256i, off) };
-    }
-    o
-}
-
 /// The 4 levels of the [`IQ3S_F32`] entry at byte offset `o`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn iq3s_entry(o: u16) -> __m128 {
     debug_assert!((o as usize) < std::mem::size_of::<Grid4<512>>() && o.is_multiple_of(16));
-    // SAFETY: `o` comes from `iq3s_offsets`: 16 times an index below 512,
+    // SAFETY: `o` comes from `iq3s_offsets::<4>`: 16 times an index below 512,
     // so the 16 bytes read are one aligned entry of the 512.
     unsafe { _mm_load_ps((IQ3S_F32.0.as_ptr() as *const u8).add(o as usize) as *const f32) }
 }
@@ -205,7 +184,8 @@ pub unsafe fn iq3s(src: &[BlockIQ3S], dst: &mut [f32]) {
     use super::iq3s::{scale, signs};
     for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
         let d = b.d.to_f32();
-        let o = iq3s_offsets(b);
+        // 16-byte entries of the f32 grid.
+        let o = iq3s_offsets::<4>(b);
         for ib in 0..8 {
             let db = _mm256_set1_ps(d * scale(b, ib) as f32);
             let s = _mm256_set1_epi32(signs(b, ib) as i32);

@@ -201,15 +201,65 @@ unsafe fn iq3xxs_lanes(a: &BlockIQ3XXS, b: &BlockQ8K) -> __m256i {
     _mm256_add_epi32(sumi1, sumi2)
 }
 
-/// The 8 lanes of an IQ3_S super-block's scaled sums.
+/// The grid indices of an IQ3_S super-block's 64 entries times `2^S`
+/// (byte offsets into a grid of `2^S`-byte entries), formed 16 at a time:
+/// `(qs | qh bit << 8) << S`.
+///
+/// # Safety
+/// The CPU must support AVX2; `S ≤ 6` (the offsets fit 16 bits).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn iq3s_offsets<const S: i32>(b: &BlockIQ3S) -> [u16; 64] {
+    let mut o = [0u16; 64];
+    // The qh bit of entry k of its sub-block (bit k), times 2^(8+S) >> k.
+    let bits = _mm256_setr_epi16(1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128);
+    let m = |k: i32| ((1 << (8 + S)) >> k) as i16;
+    let mult = _mm256_setr_epi16(
+        m(0),
+        m(1),
+        m(2),
+        m(3),
+        m(4),
+        m(5),
+        m(6),
+        m(7),
+        m(0),
+        m(1),
+        m(2),
+        m(3),
+        m(4),
+        m(5),
+        m(6),
+        m(7),
+    );
+    for h in 0..4 {
+        // SAFETY: `qs[16h..16h + 16]` is in bounds (64 bytes).
+        let q = _mm256_cvtepu8_epi16(unsafe { _mm_loadu_si128(b.qs[16 * h..].as_ptr() as *const __m128i) });
+        let hb = _mm256_set_m128i(_mm_set1_epi16(b.qh[2 * h + 1] as i16), _mm_set1_epi16(b.qh[2 * h] as i16));
+        let hi = _mm256_mullo_epi16(_mm256_and_si256(hb, bits), mult);
+        let off = _mm256_or_si256(_mm256_slli_epi16::<S>(q), hi);
+        // SAFETY: `o[16h..16h + 16]` is 32 bytes in bounds.
+        unsafe { _mm256_storeu_si256(o[16 * h..].as_mut_ptr() as *mut __m256i, off) };
+    }
+    o
+}
+
+/// The 8 lanes of an IQ3_S super-block's scaled sums: the grid entries
+/// read at byte offsets formed in a vector ([`iq3s_offsets`]).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn iq3s_lanes(a: &BlockIQ3S, b: &BlockQ8K) -> __m256i {
-    use crate::quant::iquants::iq3s::{entry, scale, signs};
+    use crate::quant::iquants::iq3_tables::IQ3S_GRID;
+    use crate::quant::iquants::iq3s::{scale, signs};
+    // 4-byte entries.
+    let o = iq3s_offsets::<2>(a);
+    let grid = IQ3S_GRID.as_ptr().cast::<u8>();
+    // SAFETY: every offset is 4 times an index below 512, the grid's length.
+    let entry = |ib: usize, k: usize| unsafe { grid.add(o[8 * ib + k] as usize).cast::<u32>().read() };
     let (mut sumi1, mut sumi2) = (_mm256_setzero_si256(), _mm256_setzero_si256());
     for ib in (0..8).step_by(2) {
-        let p1 = iq3_lanes(entries(|k| entry(a, ib, k)), signs(a, ib), &b.qs[32 * ib..], scale(a, ib));
-        let p2 = iq3_lanes(entries(|k| entry(a, ib + 1, k)), signs(a, ib + 1), &b.qs[32 * ib + 32..], scale(a, ib + 1));
+        let p1 = iq3_lanes(entries(|k| entry(ib, k)), signs(a, ib), &b.qs[32 * ib..], scale(a, ib));
+        let p2 = iq3_lanes(entries(|k| entry(ib + 1, k)), signs(a, ib + 1), &b.qs[32 * ib + 32..], scale(a, ib + 1));
         sumi1 = _mm256_add_epi32(sumi1, p1);
         sumi2 = _mm256_add_epi32(sumi2, p2);
     }
