@@ -191,6 +191,28 @@ struct Group {
     scales: *const Scales,
 }
 
+/// Writes a strip's accumulators: row `r < nr`, token `t < nt` into
+/// `out[t·stride + r]`.
+///
+/// # Safety
+/// AVX2 on the running CPU; `out` holds `(nt−1)·stride + nr` values, `nr ≤
+/// MR`, `nt ≤ 8`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn store(acc: &[__m256; MR], (nr, nt): (usize, usize), out: *mut f32, stride: usize) {
+    let mut v = [[0f32; NL]; MR];
+    for r in 0..nr {
+        // SAFETY: `v[r]` is 8 floats.
+        unsafe { _mm256_storeu_ps(v[r].as_mut_ptr(), acc[r]) };
+    }
+    for t in 0..nt {
+        for (r, v) in v.iter().enumerate().take(nr) {
+            // SAFETY: t < nt, r < nr: inside `out` (the caller's).
+            unsafe { *out.add(t * stride + r) = v[t] };
+        }
+    }
+}
+
 /// One group of (up to) 8 tokens × the strip's `MR` rows, over `n`
 /// super-blocks, `G` lines summed in 16 bits per widening: `un[r·n + b]`
 /// the rows' unpacked super-blocks; row `r < nr`, token `t < nt` into
@@ -265,17 +287,8 @@ unsafe fn group<const SUB: usize, const MINS: bool, const G: usize>(
             acc[r] = _mm256_fmadd_ps(res[r], da, acc[r]);
         }
     }
-    let mut v = [[0f32; NL]; MR];
-    for r in 0..nr {
-        // SAFETY: `v[r]` is 8 floats.
-        unsafe { _mm256_storeu_ps(v[r].as_mut_ptr(), acc[r]) };
-    }
-    for t in 0..nt {
-        for (r, v) in v.iter().enumerate().take(nr) {
-            // SAFETY: t < nt, r < nr: inside `out`.
-            unsafe { *out.add(t * stride + r) = v[t] };
-        }
-    }
+    // SAFETY: the caller's `out`.
+    unsafe { store(&acc, (nr, nt), out, stride) };
 }
 
 /// [`group`] for types whose levels do not [`fit`](fits) the biased
@@ -329,17 +342,8 @@ unsafe fn group_signed<const SUB: usize>(
             acc[r] = _mm256_fmadd_ps(res, da, acc[r]);
         }
     }
-    let mut v = [[0f32; NL]; MR];
-    for r in 0..nr {
-        // SAFETY: `v[r]` is 8 floats.
-        unsafe { _mm256_storeu_ps(v[r].as_mut_ptr(), acc[r]) };
-    }
-    for t in 0..nt {
-        for (r, v) in v.iter().enumerate().take(nr) {
-            // SAFETY: t < nt, r < nr: inside `out`.
-            unsafe { *out.add(t * stride + r) = v[t] };
-        }
-    }
+    // SAFETY: the caller's `out`.
+    unsafe { store(&acc, (nr, nt), out, stride) };
 }
 
 /// Products of weight rows of a type with [`Unpack`] with Q8_K tokens.

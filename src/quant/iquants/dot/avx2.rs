@@ -213,25 +213,9 @@ pub(crate) unsafe fn iq3s_offsets<const S: i32>(b: &BlockIQ3S) -> [u16; 64] {
     let mut o = [0u16; 64];
     // The qh bit of entry k of its sub-block (bit k), times 2^(8+S) >> k.
     let bits = _mm256_setr_epi16(1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128);
-    let m = |k: i32| ((1 << (8 + S)) >> k) as i16;
-    let mult = _mm256_setr_epi16(
-        m(0),
-        m(1),
-        m(2),
-        m(3),
-        m(4),
-        m(5),
-        m(6),
-        m(7),
-        m(0),
-        m(1),
-        m(2),
-        m(3),
-        m(4),
-        m(5),
-        m(6),
-        m(7),
-    );
+    let m: [i16; 16] = std::array::from_fn(|i| ((1 << (8 + S)) >> (i % 8)) as i16);
+    // SAFETY: `m` is 32 bytes.
+    let mult = unsafe { _mm256_loadu_si256(m.as_ptr().cast()) };
     for h in 0..4 {
         // SAFETY: `qs[16h..16h + 16]` is in bounds (64 bytes).
         let q = _mm256_cvtepu8_epi16(unsafe { _mm_loadu_si128(b.qs[16 * h..].as_ptr() as *const __m128i) });
